@@ -1,0 +1,1 @@
+"""HTTP API: app factory, one router per feature, problem+json errors."""

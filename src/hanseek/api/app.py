@@ -1,0 +1,72 @@
+"""FastAPI app factory: lifespan owns the database and services; routers are thin shells."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from hanseek import __version__
+from hanseek.api.errors import install_error_handlers
+from hanseek.api.limits import BodySizeLimit
+from hanseek.api.logging import RequestLog
+from hanseek.api.routers import health
+from hanseek.api.state import AppState
+from hanseek.config import Settings
+from hanseek.web import pages
+
+log = logging.getLogger("hanseek.api")
+
+
+def create_app(settings: Settings, *, state: AppState | None = None) -> FastAPI:
+    """Build the app. Pass `state` to share an already-open database (tests, CLI); otherwise the
+    lifespan opens the database from settings and closes it on shutdown."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        own = state is None
+        st = state
+        if st is None:
+            from hanseek.store.db import Database
+
+            settings.ensure_dirs()
+            st = AppState(settings, Database.open(settings))
+            st.db.migrate()
+        app.state.hanseek = st
+        st.ready = True
+        try:
+            yield
+        finally:
+            st.ready = False
+            if own:
+                st.close()
+
+    app = FastAPI(
+        title="hanseek",
+        version=__version__,
+        description="Korean content understanding: personalized feed, semantic and image search, "
+        "word weights and blanks, sentiment.",
+        lifespan=lifespan,
+    )
+    if state is not None:
+        app.state.hanseek = state
+    install_error_handlers(app)
+    app.add_middleware(RequestLog)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+
+    app.include_router(health.router)
+    app.include_router(pages.router)
+    _include_feature_routers(app)
+    pages.mount_static(app)
+    return app
+
+
+def _include_feature_routers(app: FastAPI) -> None:
+    # One router per feature; each module defines `router`. Listed explicitly so an import error
+    # in a feature fails loudly at start-up instead of silently dropping its endpoints.
+    from hanseek.api.routers import encode
+
+    for module in (encode,):
+        app.include_router(module.router)

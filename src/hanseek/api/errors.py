@@ -1,0 +1,83 @@
+"""Errors as RFC 9457 `application/problem+json`; bad input is a 4xx, never a 500 with a traceback."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger("hanseek.api")
+
+PROBLEM_JSON = "application/problem+json"
+
+
+class ProblemError(Exception):
+    """Raise from a router or service to answer with a problem document."""
+
+    def __init__(self, status: int, title: str, detail: str | None = None, **extra: Any) -> None:
+        super().__init__(detail or title)
+        self.status = status
+        self.title = title
+        self.detail = detail
+        self.extra = extra
+
+
+class NotFound(ProblemError):
+    def __init__(self, detail: str) -> None:
+        super().__init__(404, "Not Found", detail)
+
+
+class BadRequest(ProblemError):
+    def __init__(self, detail: str) -> None:
+        super().__init__(422, "Invalid input", detail)
+
+
+def problem(status: int, title: str, detail: str | None = None, **extra: Any) -> JSONResponse:
+    body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status}
+    if detail:
+        body["detail"] = detail
+    body.update(extra)
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON)
+
+
+def _jsonable_errors(errors: Any) -> list[dict[str, Any]]:
+    # pydantic puts the offending value (possibly bytes or a float NaN) in `input`/`ctx`: keep it printable.
+    out = []
+    for e in errors:
+        out.append(
+            {
+                "loc": [str(p) for p in e.get("loc", ())],
+                "msg": str(e.get("msg", "")),
+                "type": str(e.get("type", "")),
+            }
+        )
+    return out
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ProblemError)
+    async def _problem(_: Request, exc: ProblemError) -> JSONResponse:
+        return problem(exc.status, exc.title, exc.detail, **exc.extra)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = _jsonable_errors(exc.errors())
+        first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
+        where = ".".join(p for p in first["loc"] if p not in ("body", "query", "path"))
+        detail = f"{where}: {first['msg']}" if where else str(first["msg"])
+        return problem(422, "Invalid input", detail, errors=errors)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        title = {404: "Not Found", 405: "Method Not Allowed", 401: "Unauthorized", 413: "Payload Too Large"}
+        return problem(exc.status_code, title.get(exc.status_code, "Error"), str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
+        # Logged with the traceback for operators; the client only gets a generic message.
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return problem(500, "Internal Server Error", "The server failed to handle this request.")
