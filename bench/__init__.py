@@ -1,0 +1,1 @@
+"""Benchmarks: `python -m bench.<name>` prints one JSON object (medians, and ratios to a baseline)."""

@@ -1,0 +1,55 @@
+"""Timing helpers shared by the benchmarks."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import psutil
+
+
+def machine() -> dict[str, Any]:
+    return {
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "rss_mb": round(psutil.Process().memory_info().rss / 2**20, 1),
+    }
+
+
+def time_calls(fn: Callable[[], object], repeat: int, warmup: int = 1) -> list[float]:
+    """Wall-clock seconds of `repeat` calls after `warmup` untimed calls."""
+    for _ in range(warmup):
+        fn()
+    out = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t)
+    return out
+
+
+def percentiles_ms(samples: list[float]) -> dict[str, float]:
+    s = sorted(samples)
+
+    def q(p: float) -> float:
+        return s[min(len(s) - 1, int(round(p * (len(s) - 1))))] * 1000
+
+    return {
+        "p50_ms": round(statistics.median(s) * 1000, 3),
+        "p95_ms": round(q(0.95), 3),
+        "p99_ms": round(q(0.99), 3),
+        "n": len(s),
+    }
+
+
+def emit(result: dict[str, Any]) -> None:
+    result.setdefault("machine", machine())
+    json.dump(result, sys.stdout, ensure_ascii=False, indent=2)
+    sys.stdout.write("\n")
