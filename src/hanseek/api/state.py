@@ -46,12 +46,16 @@ class AppState:
 
         return self.service("text_encoder", lambda st: load_text_encoder(st.settings))
 
-    def close(self) -> None:
+    def close_services(self) -> None:
+        """Release services (models, caches) built for this app; the database stays open."""
         for svc in self._services.values():
             close = getattr(svc, "close", None)
             if callable(close):
                 close()
         self._services.clear()
+
+    def close(self) -> None:
+        self.close_services()
         self.db.close()
 
 

@@ -8,14 +8,15 @@ import typer
 def serve(
     host: str | None = typer.Option(None, help="Bind address (default HANSEEK_HOST or 127.0.0.1)"),
     port: int | None = typer.Option(None, help="Port (default HANSEEK_PORT or 8000)"),
-    demo: bool | None = typer.Option(None, "--demo/--no-demo", help="Load the demo data when empty"),
+    demo: bool | None = typer.Option(None, "--demo/--no-demo", help="Load the demo data when missing"),
 ) -> None:
-    """Serve the API and the web pages until Ctrl-C."""
+    """Serve the API and the web pages until Ctrl-C (which stops the embedded database too)."""
     import uvicorn
 
     from hanseek.api.app import create_app
     from hanseek.api.logging import configure_logging
-    from hanseek.cli.common import settings
+    from hanseek.api.state import AppState
+    from hanseek.cli.common import console, open_db, settings
 
     s = settings()
     if host:
@@ -25,5 +26,19 @@ def serve(
     if demo is not None:
         s.load_demo = demo
     configure_logging()
-    app = create_app(s)
-    uvicorn.run(app, host=s.host, port=s.port, log_level="warning", timeout_graceful_shutdown=10)
+    with open_db(s) as db:
+        state = AppState(s, db)
+        try:
+            if s.load_demo:
+                from hanseek.demo import load_all
+
+                with console.status("loading demo data…"):
+                    for feature, counts in load_all(state).items():
+                        console.print(f"demo {feature}: " + ", ".join(f"{k}={v}" for k, v in counts.items()))
+            app = create_app(s, state=state)
+            console.print(f"hanseek serving on [bold]http://{s.host}:{s.port}[/] (Ctrl-C to stop)")
+            uvicorn.run(app, host=s.host, port=s.port, log_level="warning", timeout_graceful_shutdown=10)
+        finally:
+            # open_db closes the pool and stops the embedded server; release models first.
+            state.close_services()
+    console.print("hanseek stopped.")
