@@ -1,0 +1,242 @@
+"""Korean morphology: a typed, thread-safe wrapper over kiwipiepy.
+
+One `Kiwi` instance holds ~300 MB of model, so an analyzer shares one instance between threads
+rather than keeping one per thread. kiwipiepy >= 0.22 makes analysis calls safe to run
+concurrently, but adding user words rebuilds the instance's dictionary, so analysis takes a shared
+lock and `add_user_words` an exclusive one. Batched calls use Kiwi's own worker pool.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from hanseek.text.normalize import NormalizedText, normalize_with_map
+
+NOUN_TAGS = frozenset({"NNG", "NNP"})
+PREDICATE_TAGS = frozenset({"VV", "VA"})
+FOREIGN_TAGS = frozenset({"SL", "SH"})
+# Parts of speech a user word may be registered as (Kiwi accepts any tag; these are the ones that
+# make sense for a subject dictionary).
+USER_WORD_TAGS = frozenset({"NNG", "NNP", "NNB", "NR", "NP", "VV", "VA", "MAG", "XR", "SL", "SH"})
+
+
+@dataclass(frozen=True, slots=True)
+class Morpheme:
+    """One morpheme. `start`/`length` index the text passed to the analyzer (not the normalised
+    text), so `text[m.start:m.end]` is the surface the morpheme came from. Contracted syllables
+    share a span (했다 → 하/XSV and 었/EP both cover 했)."""
+
+    form: str
+    tag: str
+    start: int
+    length: int
+
+    @property
+    def end(self) -> int:
+        return self.start + self.length
+
+    @property
+    def len(self) -> int:
+        return self.length
+
+    @property
+    def is_noun(self) -> bool:
+        return self.tag in NOUN_TAGS
+
+    @property
+    def is_predicate(self) -> bool:
+        return self.tag in PREDICATE_TAGS
+
+
+UserWord = tuple[str, str, float]
+
+
+class _SharedExclusiveLock:
+    """Many readers or one writer; a waiting writer blocks new readers so it cannot starve."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._readers = 0
+        self._writer = False
+        self._writers_waiting = 0
+
+    @contextmanager
+    def shared(self) -> Iterator[None]:
+        with self._cond:
+            while self._writer or self._writers_waiting:
+                self._cond.wait()
+            self._readers += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._readers -= 1
+                if self._readers == 0:
+                    self._cond.notify_all()
+
+    @contextmanager
+    def exclusive(self) -> Iterator[None]:
+        with self._cond:
+            self._writers_waiting += 1
+            while self._writer or self._readers:
+                self._cond.wait()
+            self._writers_waiting -= 1
+            self._writer = True
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._writer = False
+                self._cond.notify_all()
+
+
+def _base_tag(tag: str) -> str:
+    # Kiwi marks (ir)regular conjugation as VV-I / VA-R; the base tag is what callers select on.
+    return tag.split("-", 1)[0]
+
+
+def _content(m: Morpheme, *, foreign: bool) -> bool:
+    return m.tag in NOUN_TAGS or m.tag in PREDICATE_TAGS or (foreign and m.tag in FOREIGN_TAGS)
+
+
+def content_form(m: Morpheme, *, with_da: bool = False) -> str:
+    """The dictionary form of a content morpheme: stems optionally with 다, Latin lower-cased."""
+    if m.tag in PREDICATE_TAGS and with_da:
+        return m.form + "다"
+    if m.tag == "SL":
+        return m.form.lower()
+    return m.form
+
+
+class KoreanAnalyzer:
+    """Normalise, analyse and pick content words from Korean text (kiwipiepy + kiwipiepy-model).
+
+    `frozen=True` refuses later `add_user_words`, for instances shared process-wide."""
+
+    def __init__(
+        self,
+        *,
+        user_words: Iterable[UserWord] = (),
+        num_workers: int | None = None,
+        model_type: str | None = None,
+        frozen: bool = False,
+    ) -> None:
+        from kiwipiepy import Kiwi
+
+        workers = num_workers if num_workers is not None else min(4, os.cpu_count() or 1)
+        kwargs: dict[str, Any] = {"num_workers": max(1, workers)}
+        if model_type is not None:
+            kwargs["model_type"] = model_type
+        self._kiwi = Kiwi(**kwargs)
+        self._lock = _SharedExclusiveLock()
+        self._user_words: list[UserWord] = []
+        self._frozen = False
+        self.add_user_words(user_words)
+        self._frozen = frozen
+
+    @property
+    def user_words(self) -> tuple[UserWord, ...]:
+        return tuple(self._user_words)
+
+    @property
+    def frozen(self) -> bool:
+        return self._frozen
+
+    # -- dictionary ---------------------------------------------------------------------------
+
+    def add_user_words(self, words: Iterable[UserWord]) -> int:
+        """Register (word, tag, score) entries; returns how many were new to Kiwi. A positive
+        score makes Kiwi prefer the word over splitting it (e.g. 빗살무늬토기 as one NNP)."""
+        items = list(words)
+        if not items:
+            return 0
+        if self._frozen:
+            raise RuntimeError("this analyzer is shared and frozen; build your own KoreanAnalyzer")
+        for word, tag, _score in items:
+            if not word.strip():
+                raise ValueError("empty user word")
+            if tag not in USER_WORD_TAGS:
+                raise ValueError(f"unsupported tag {tag!r} for user word {word!r}")
+        added = 0
+        with self._lock.exclusive():
+            for word, tag, score in items:
+                if self._kiwi.add_user_word(word.strip(), tag, float(score)):
+                    added += 1
+                self._user_words.append((word.strip(), tag, float(score)))
+        return added
+
+    # -- analysis -----------------------------------------------------------------------------
+
+    @staticmethod
+    def normalize(text: str) -> str:
+        """NFC, full-width ASCII folded, control characters dropped, white space collapsed."""
+        return normalize_with_map(text).text
+
+    def morphemes(self, text: str) -> list[Morpheme]:
+        """Morphemes of `text` with offsets into `text` itself (normalisation is internal)."""
+        norm = normalize_with_map(text)
+        if not norm.text:
+            return []
+        with self._lock.shared():
+            tokens = self._kiwi.tokenize(norm.text)
+        return _to_morphemes(tokens, norm)
+
+    def morphemes_batch(self, texts: Sequence[str]) -> list[list[Morpheme]]:
+        """`morphemes` for many texts at once on Kiwi's worker threads; order is kept."""
+        norms = [normalize_with_map(t) for t in texts]
+        todo = [i for i, n in enumerate(norms) if n.text]
+        out: list[list[Morpheme]] = [[] for _ in texts]
+        if not todo:
+            return out
+        with self._lock.shared():
+            # The batch API yields lazily; consume it while holding the lock.
+            results = list(self._kiwi.tokenize([norms[i].text for i in todo]))
+        for i, tokens in zip(todo, results, strict=True):
+            out[i] = _to_morphemes(tokens, norms[i])
+        return out
+
+    def content_morphemes(self, text: str, *, foreign: bool = True) -> list[Morpheme]:
+        """Nouns (NNG, NNP), verb/adjective stems (VV, VA) and, if `foreign`, SL/SH words."""
+        return [m for m in self.morphemes(text) if _content(m, foreign=foreign)]
+
+    def content_words(self, text: str, *, with_da: bool = False, foreign: bool = True) -> list[str]:
+        """Content words in text order (repeats kept): nouns, verb/adjective stems (with 다 if
+        `with_da`), foreign words (Latin lower-cased, Hanja) if `foreign`."""
+        return [content_form(m, with_da=with_da) for m in self.content_morphemes(text, foreign=foreign)]
+
+    def content_words_batch(
+        self, texts: Sequence[str], *, with_da: bool = False, foreign: bool = True
+    ) -> list[list[str]]:
+        return [
+            [content_form(m, with_da=with_da) for m in ms if _content(m, foreign=foreign)]
+            for ms in self.morphemes_batch(texts)
+        ]
+
+    def tokens_for_bm25(self, text: str) -> list[str]:
+        """Index/query terms: content-word forms (stems without 다), Latin lower-cased. Particles
+        and endings are gone, so 서울에서 and 서울 match."""
+        return self.content_words(text, with_da=False, foreign=True)
+
+    def tokens_for_bm25_batch(self, texts: Sequence[str]) -> list[list[str]]:
+        return self.content_words_batch(texts, with_da=False, foreign=True)
+
+
+def _to_morphemes(tokens: Iterable[Any], norm: NormalizedText) -> list[Morpheme]:
+    out = []
+    for t in tokens:
+        start, end = norm.span(int(t.start), int(t.len))
+        out.append(Morpheme(form=str(t.form), tag=_base_tag(str(t.tag)), start=start, length=end - start))
+    return out
+
+
+@functools.lru_cache(maxsize=1)
+def default_analyzer() -> KoreanAnalyzer:
+    """A process-wide analyzer without user words. It is frozen (immutable once built), so sharing
+    it cannot leak one caller's dictionary into another's results."""
+    return KoreanAnalyzer(frozen=True)
