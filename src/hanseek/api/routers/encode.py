@@ -1,0 +1,57 @@
+"""POST /encode: texts -> L2-normalised vectors from the service's text encoder."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, Field
+
+from hanseek.api.errors import ProblemError
+from hanseek.api.security import require_read_key
+from hanseek.api.state import get_state
+
+router = APIRouter(tags=["encode"])
+
+
+class EncodeRequest(BaseModel):
+    texts: list[str] = Field(
+        ..., min_length=1, description="Texts to embed (at most settings.max_batch_items)"
+    )
+    kind: Literal["query", "passage"] = Field(
+        "passage", description="'query' for search queries, 'passage' for stored content (e5 prefixes)"
+    )
+
+
+class EncodeResponse(BaseModel):
+    model: str
+    dim: int
+    kind: Literal["query", "passage"]
+    vectors: list[list[float]]
+
+
+@router.post("/encode", response_model=EncodeResponse, dependencies=[Depends(require_read_key)])
+def encode(body: EncodeRequest, request: Request) -> EncodeResponse:
+    state = get_state(request)
+    s = state.settings
+    if len(body.texts) > s.max_batch_items:
+        raise ProblemError(
+            413,
+            "Payload Too Large",
+            f"{len(body.texts)} texts in one request; the limit is {s.max_batch_items}",
+        )
+    for i, text in enumerate(body.texts):
+        if len(text) > s.max_text_chars:
+            raise ProblemError(
+                413,
+                "Payload Too Large",
+                f"texts[{i}] has {len(text)} characters; the limit is {s.max_text_chars}",
+            )
+    from hanseek.encoders.base import EncoderError
+
+    try:
+        encoder = state.text_encoder
+    except EncoderError as e:
+        raise ProblemError(503, "Model unavailable", str(e)) from e
+    vectors = encoder.encode(body.texts, kind=body.kind)
+    return EncodeResponse(model=encoder.name, dim=encoder.dim, kind=body.kind, vectors=vectors.tolist())

@@ -1,0 +1,157 @@
+"""PyTorch backend: any transformers encoder model (local directory, or hub id where a network exists)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hanseek.encoders.base import EncoderError
+from hanseek.encoders.modeldir import max_seq_length, resolve_prompts
+from hanseek.encoders.pooling import PooledEncoder, TokenWindows
+
+log = logging.getLogger("hanseek.encoders")
+
+# Architectures whose base model takes `add_pooling_layer`: sentence encoders never use the pooler, and
+# skipping it avoids loading (or randomly initialising) weights nobody reads.
+_POOLER_TYPES = {"bert", "roberta", "xlm-roberta", "camembert", "electra", "ernie"}
+# RoBERTa-style position ids start after the padding index, so two positions are unusable.
+_OFFSET_POSITION_TYPES = {"roberta", "xlm-roberta", "camembert"}
+
+
+def load_hf(model: str | Path) -> tuple[Any, Any, Path | None]:
+    """(tokenizer, model in eval mode, local dir or None) with a clear error when it cannot load."""
+    from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+    local = Path(model).expanduser()
+    local_dir = local if local.is_dir() else None
+    if local_dir is None and (Path(model).is_absolute() or str(model).startswith((".", "~"))):
+        raise EncoderError(f"model directory {model} does not exist")
+    src = str(local_dir) if local_dir is not None else str(model)
+    try:
+        config = AutoConfig.from_pretrained(src)
+        tokenizer = AutoTokenizer.from_pretrained(src)
+        kwargs: dict[str, Any] = {}
+        if config.model_type in _POOLER_TYPES:
+            kwargs["add_pooling_layer"] = False
+        net = AutoModel.from_pretrained(src, config=config, **kwargs)
+    except (OSError, ValueError) as e:
+        if local_dir is not None:
+            raise EncoderError(f"cannot load the model in {local_dir}: {e}") from e
+        raise EncoderError(
+            f"{model!r} is neither a local model directory nor loadable from the Hugging Face hub "
+            f"(no network here?). Download it where a network exists and pass its directory. ({e})"
+        ) from e
+    net.eval()
+    return tokenizer, net, local_dir
+
+
+def usable_max_length(tokenizer: Any, config: Any, model_dir: Path | None) -> int:
+    cap = int(getattr(config, "max_position_embeddings", 512) or 512)
+    if getattr(config, "model_type", "") in _OFFSET_POSITION_TYPES:
+        cap -= int(getattr(config, "pad_token_id", 1) or 1) + 1
+    tok_max = getattr(tokenizer, "model_max_length", None)
+    if isinstance(tok_max, int) and 0 < tok_max < 100_000:
+        cap = min(cap, tok_max)
+    st_max = max_seq_length(model_dir)
+    return min(cap, st_max) if st_max else cap
+
+
+class TransformersTextEncoder(PooledEncoder):
+    """Mean-pooled, L2-normalised sentence vectors from a transformers encoder on CPU (float32)."""
+
+    def __init__(
+        self,
+        model: str | Path,
+        *,
+        name: str | None = None,
+        max_length: int | None = None,
+        batch_size: int = 32,
+        prompts: dict[str, str] | str | None = "auto",
+        threads: int | None = None,
+    ) -> None:
+        import torch
+
+        if threads:
+            # Process-wide by PyTorch's design; the service sets it once at start-up.
+            torch.set_num_threads(int(threads))
+        tokenizer, net, model_dir = load_hf(model)
+        self._init_from(
+            net,
+            tokenizer,
+            name=name or (model_dir.name if model_dir else str(model)),
+            model_dir=model_dir,
+            source=model,
+            max_length=max_length,
+            batch_size=batch_size,
+            prompts=prompts,
+        )
+
+    @classmethod
+    def from_model(
+        cls,
+        net: Any,
+        tokenizer: Any,
+        *,
+        name: str,
+        prompts: dict[str, str] | None,
+        max_length: int | None = None,
+        batch_size: int = 32,
+    ) -> TransformersTextEncoder:
+        """Wrap an in-memory model (e.g. during training, for evaluation) without reloading it."""
+        self = cls.__new__(cls)
+        self._init_from(
+            net,
+            tokenizer,
+            name=name,
+            model_dir=None,
+            source=name,
+            max_length=max_length,
+            batch_size=batch_size,
+            prompts=prompts if prompts is not None else "none",
+        )
+        return self
+
+    def _init_from(
+        self,
+        net: Any,
+        tokenizer: Any,
+        *,
+        name: str,
+        model_dir: Path | None,
+        source: str | Path,
+        max_length: int | None,
+        batch_size: int,
+        prompts: dict[str, str] | str | None,
+    ) -> None:
+        self.model = net
+        self.tokenizer = tokenizer
+        self.model_dir = model_dir
+        limit = usable_max_length(tokenizer, net.config, model_dir)
+        length = min(max_length, limit) if max_length else limit
+        super().__init__(
+            name=name,
+            dim=int(net.config.hidden_size),
+            windows=TokenWindows(tokenizer, length),
+            prompts=resolve_prompts(source, model_dir, prompts),
+            batch_size=batch_size,
+        )
+
+    def _pool(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        import torch
+
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with torch.inference_mode():
+                ids = torch.from_numpy(input_ids)
+                mask = torch.from_numpy(attention_mask)
+                hidden = self.model(input_ids=ids, attention_mask=mask).last_hidden_state
+                m = mask.unsqueeze(-1).to(hidden.dtype)
+                pooled = (hidden * m).sum(dim=1) / m.sum(dim=1).clamp(min=1.0)
+        finally:
+            if was_training:
+                self.model.train()
+        return pooled.float().numpy()
