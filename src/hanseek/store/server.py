@@ -301,12 +301,16 @@ def running_pid(pgdata: Path) -> int | None:
     return None if info is None else info.pid
 
 
-def stop_server(pgdata: Path, *, timeout: float = 60.0) -> None:
-    """Stop the server of `pgdata` now, whoever holds handles on it (fast shutdown; data kept)."""
+def stop_server(pgdata: Path, *, timeout: float = 60.0, immediate: bool = False) -> None:
+    """Stop the server of `pgdata` now, whoever holds handles on it.
+
+    The default fast shutdown writes a checkpoint; `immediate` skips it (the next start replays the
+    WAL instead), for throw-away data dirs whose shutdown checkpoint would only cost time.
+    """
     pgdata = pgdata.expanduser().resolve()
     with _file_lock(EmbeddedServer._lock_path(pgdata), timeout):
         if _running_postmaster(pgdata) is not None:
-            _stop_postmaster(pgdata, timeout)
+            _stop_postmaster(pgdata, timeout, mode="immediate" if immediate else "fast")
 
 
 # -- helpers (all run under the data dir lock) ------------------------------------------------------
@@ -466,8 +470,8 @@ def _start_postmaster(pgdata: Path, timeout: float) -> PostmasterInfo:
         time.sleep(min(0.5 * attempt, 3.0))
 
 
-def _stop_postmaster(pgdata: Path, timeout: float) -> None:
-    args = [str(pg_binary("pg_ctl")), "-D", str(pgdata), "-m", "fast", "-w", "-t", str(int(timeout)), "stop"]
+def _stop_postmaster(pgdata: Path, timeout: float, mode: str = "fast") -> None:
+    args = [str(pg_binary("pg_ctl")), "-D", str(pgdata), "-m", mode, "-w", "-t", str(int(timeout)), "stop"]
     code, out = _run(args, timeout=timeout + 5)
     if code != 0 and _running_postmaster(pgdata) is not None:
         log.warning("pg_ctl stop failed for %s (exit %d): %s", pgdata, code, out.strip()[-500:])

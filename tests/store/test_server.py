@@ -1,0 +1,246 @@
+"""Embedded server lifecycle: restart, SIGKILL recovery, sharing between processes, external URLs."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import psycopg
+import pytest
+from psycopg import sql
+
+from hanseek.config import Settings
+from hanseek.store.db import Database, redact_url
+from hanseek.store.errors import StoreError
+from hanseek.store.server import EmbeddedServer, running_pid, stop_server
+
+CHILD = textwrap.dedent(
+    """
+    import json, sys
+    from pathlib import Path
+    from hanseek.config import Settings
+    from hanseek.store.db import Database
+
+    db = Database.open(Settings(data_dir=Path(sys.argv[1]), database_url=None, pool_min_size=1))
+    with db.connection() as conn:
+        value = None
+        if conn.execute("SELECT to_regclass('shared_note')").fetchone()[0]:
+            value = conn.execute("SELECT value FROM shared_note").fetchone()
+    print(json.dumps({"pid": db.server.pid, "value": value[0] if value else None}), flush=True)
+    sys.stdin.readline()  # hold the handle until told to go
+    db.close()
+    """
+)
+
+
+def _child(data_dir: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(data_dir)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _read_child(proc: subprocess.Popen[str]) -> dict:
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if not line:
+        raise AssertionError(f"child failed: {proc.stderr.read() if proc.stderr else ''}")
+    return json.loads(line)
+
+
+def _new_settings(root: Path) -> Settings:
+    d = root / f"own-{uuid.uuid4().hex[:8]}"
+    d.mkdir()
+    return Settings(data_dir=d, database_url=None, pool_min_size=1, pool_max_size=2)
+
+
+@pytest.fixture()
+def own_settings(store_tmp_root: Path) -> Settings:
+    """Settings on a new, empty data dir of this test's own."""
+    return _new_settings(store_tmp_root)
+
+
+@pytest.fixture(scope="module")
+def module_settings(store_tmp_root: Path) -> Iterator[Settings]:
+    """A data dir (and server, while open) separate from the session's, initialised once: initdb costs
+    seconds. Each test leaves the server stopped."""
+    s = _new_settings(store_tmp_root)
+    EmbeddedServer.start(s.pgdata_dir).close()
+    yield s
+    stop_server(s.pgdata_dir, immediate=True)  # only does something after a failed test
+
+
+def test_session_server_is_private_unix_socket_only(db: Database) -> None:
+    assert db.embedded and db.server is not None
+    with db.connection() as conn:
+        assert conn.execute("SHOW listen_addresses").fetchone() == ("",)
+        assert conn.execute("SHOW unix_socket_permissions").fetchone() == ("0700",)
+        assert conn.execute("SELECT current_database()").fetchone() == ("hanseek",)
+    postmaster = psutil.Process(db.server.pid)
+    inet = [c for c in postmaster.net_connections(kind="inet") if c.status == psutil.CONN_LISTEN]
+    assert inet == []
+    assert (db.server.socket_dir / f".s.PGSQL.{db.server.port}").is_socket()
+    assert oct(db.server.pgdata.stat().st_mode & 0o777) in ("0o700", "0o750")
+
+
+def test_restart_keeps_data(module_settings: Settings) -> None:
+    with Database.open(module_settings) as db:
+        db.migrate()
+        pid = db.server.pid if db.server else None
+        with db.connection() as conn:
+            conn.execute("CREATE TABLE kept (id int, note text)")
+            conn.execute("INSERT INTO kept VALUES (1, '남는다'), (2, 'stays')")
+    assert pid is not None
+    assert running_pid(module_settings.pgdata_dir) is None  # last handle closed: server stopped
+    with Database.open(module_settings) as db:
+        assert db.migrate() == []
+        with db.connection() as conn:
+            assert conn.execute("SELECT note FROM kept ORDER BY id").fetchall() == [("남는다",), ("stays",)]
+
+
+def test_sigkilled_postmaster_recovers_with_data(module_settings: Settings) -> None:
+    db = Database.open(module_settings)
+    try:
+        with db.connection() as conn:
+            conn.execute("CREATE TABLE durable (id int)")
+            conn.execute("INSERT INTO durable SELECT generate_series(1, 1000)")
+        assert db.server is not None
+        idle = psycopg.connect(db.url)  # an orphaned backend holds the old shared memory for a while
+        os.kill(db.server.pid, signal.SIGKILL)
+        time.sleep(0.2)
+        assert running_pid(module_settings.pgdata_dir) is None
+        assert (module_settings.pgdata_dir / "postmaster.pid").exists()  # stale lock file left behind
+        with Database.open(module_settings) as again:
+            with again.connection() as conn:
+                assert conn.execute("SELECT count(*), sum(id) FROM durable").fetchone() == (1000, 500500)
+            # The first pool notices its dead connections and reconnects to the new server.
+            assert db.ping()
+        idle.close()
+    finally:
+        db.close()
+    assert running_pid(module_settings.pgdata_dir) is None
+
+
+def test_second_process_reuses_the_running_server(db: Database, db_settings: Settings) -> None:
+    with db.connection() as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS shared_note (value text)")
+        conn.execute("DELETE FROM shared_note")
+        conn.execute("INSERT INTO shared_note VALUES ('from parent')")
+    assert db.server is not None
+    child = _child(db_settings.data_dir)
+    try:
+        out = _read_child(child)
+        assert out == {"pid": db.server.pid, "value": "from parent"}
+    finally:
+        child.communicate("go\n", timeout=60)
+    assert child.returncode == 0
+    assert running_pid(db_settings.pgdata_dir) == db.server.pid  # our handle keeps it up
+    assert db.ping()
+
+
+def test_concurrent_first_opens_share_one_server(own_settings: Settings) -> None:
+    # Two processes race to initialise and start a brand-new data dir.
+    children = [_child(own_settings.data_dir) for _ in range(2)]
+    try:
+        outs = [_read_child(c) for c in children]
+    finally:
+        for c in children:
+            c.communicate("go\n", timeout=60)
+    assert outs[0]["pid"] == outs[1]["pid"]
+    assert [c.returncode for c in children] == [0, 0]
+    assert running_pid(own_settings.pgdata_dir) is None  # the last one out stopped it
+
+
+def test_killed_client_does_not_pin_the_server(module_settings: Settings) -> None:
+    db = Database.open(module_settings)
+    with db.connection() as conn:
+        conn.execute("CREATE TABLE shared_note (value text)")
+        conn.execute("INSERT INTO shared_note VALUES ('x')")
+    child = _child(module_settings.data_dir)
+    try:
+        assert _read_child(child)["pid"] == (db.server.pid if db.server else None)
+    finally:
+        child.kill()
+        child.wait()
+    db.close()  # the killed child's handle is pruned, so this was the last one
+    assert running_pid(module_settings.pgdata_dir) is None
+
+
+def test_external_url_mode(db: Database, scratch_settings: Settings) -> None:
+    with Database.open(scratch_settings) as ext:
+        assert not ext.embedded and ext.url == scratch_settings.database_url
+        assert ext.migrate() == [m for m in (s.name for s in ext.migration_status())]
+        assert ext.ping()
+        with ext.connection() as conn:
+            assert conn.execute("SELECT current_database()").fetchone() != ("hanseek",)
+    assert db.ping()  # closing an external Database never stops the embedded server
+
+
+def test_external_without_pgvector_is_a_clear_error(db: Database) -> None:
+    assert db.server is not None
+    name = f"nopgv_{uuid.uuid4().hex[:8]}"
+    role = f"limited_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(db.server.url("postgres"), autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD 'not-shown'").format(sql.Identifier(role)))
+        conn.execute(
+            sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(name), sql.Identifier(role))
+        )
+    # pgvector is not a trusted extension: a non-superuser owner cannot create it.
+    url = db.server.url(name).replace("postgresql://postgres@", f"postgresql://{role}:not-shown@")
+    with pytest.raises(StoreError, match="pgvector extension is not installed on") as info:
+        Database.open(Settings(data_dir=db.server.pgdata.parent, database_url=url))
+    assert "not-shown" not in str(info.value)
+
+
+def test_unreachable_external_url(tmp_path: Path) -> None:
+    url = f"postgresql://u:secret@/x?host={tmp_path}&port=1"
+    with pytest.raises(StoreError, match="cannot connect") as info:
+        Database.open(Settings(data_dir=tmp_path, database_url=url))
+    assert "secret" not in str(info.value)
+
+
+def test_redact_url() -> None:
+    assert redact_url("postgresql://me:pw@host:5432/db") == "postgresql://me:***@host:5432/db"
+    assert redact_url("postgresql://me@host/db?password=pw&x=1") == "postgresql://me@host/db?password=***&x=1"
+    assert (
+        redact_url("postgresql://postgres@/hanseek?host=/tmp/x")
+        == "postgresql://postgres@/hanseek?host=/tmp/x"
+    )
+
+
+def test_foreign_data_dir_is_refused(own_settings: Settings) -> None:
+    own_settings.pgdata_dir.mkdir()
+    (own_settings.pgdata_dir / "something.txt").write_text("not a database")
+    with pytest.raises(StoreError, match="neither empty nor a PostgreSQL data directory"):
+        EmbeddedServer.start(own_settings.pgdata_dir)
+
+
+def test_other_major_version_is_refused(own_settings: Settings) -> None:
+    own_settings.pgdata_dir.mkdir()
+    (own_settings.pgdata_dir / "PG_VERSION").write_text("9\n")
+    with pytest.raises(StoreError, match="created by PostgreSQL 9"):
+        EmbeddedServer.start(own_settings.pgdata_dir)
+
+
+def test_server_that_cannot_start_reports_its_log(module_settings: Settings) -> None:
+    conf = module_settings.pgdata_dir / "postgresql.auto.conf"
+    original = conf.read_text()
+    conf.write_text(original + "shared_buffers = 'lots'\n")
+    try:
+        with pytest.raises(StoreError, match=r"could not start(?s:.*)shared_buffers"):
+            EmbeddedServer.start(module_settings.pgdata_dir, timeout=3)
+    finally:
+        conf.write_text(original)
+    EmbeddedServer.start(module_settings.pgdata_dir).close()  # fine again once the setting is fixed
