@@ -1,0 +1,246 @@
+"""`KeywordService`: corpora, word weights, blanks and OCR intake; the API and CLI are thin shells."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+
+from hanseek.keywords.background import BackgroundCorpus, load_background
+from hanseek.keywords.cloze import Cloze, ClozeOptions, make_cloze
+from hanseek.keywords.ingest import DocInput
+from hanseek.keywords.ocr import OcrEngine
+from hanseek.keywords.scoring import Method, ScoringParams, TermWeight, score_page
+from hanseek.keywords.store import (
+    CorpusStore,
+    DocumentInfo,
+    NewDocument,
+    StoredDocument,
+    Subject,
+    SubjectContext,
+    UnknownSubject,
+)
+from hanseek.keywords.terms import TermExtractor, TermOccurrence
+from hanseek.store.db import Database
+from hanseek.text.analyzer import KoreanAnalyzer, default_analyzer
+
+DEFAULT_FLOOR = 0.5
+MAX_SUBJECT_CHARS = 100
+
+
+class InvalidText(ValueError):
+    pass
+
+
+__all__ = ["DEFAULT_FLOOR", "InvalidText", "KeywordService", "PageWeights", "UnknownSubject"]
+
+
+@dataclass(frozen=True)
+class PageWeights:
+    text: str
+    subject: str | None
+    params: ScoringParams
+    occurrences: tuple[TermOccurrence, ...]
+    weights: tuple[TermWeight, ...]
+    corpus_docs: int
+    background_docs: int
+
+
+def resolve_floor(params: ScoringParams, ctx: SubjectContext, use_floor: bool) -> ScoringParams:
+    """The floor in effect: none when not asked for; else the request's, the subject's or the default."""
+    if not use_floor:
+        return replace(params, floor=None)
+    floor = params.floor if params.floor is not None else ctx.floor
+    return replace(params, floor=DEFAULT_FLOOR if floor is None else floor)
+
+
+class KeywordService:
+    def __init__(
+        self,
+        db: Database | None,
+        *,
+        analyzer: KoreanAnalyzer | None = None,
+        background: BackgroundCorpus | None = None,
+        max_text_chars: int = 20_000,
+        ocr: OcrEngine | None = None,
+    ) -> None:
+        self.store = CorpusStore(db) if db is not None else None
+        self.extractor = TermExtractor(analyzer or default_analyzer())
+        self.background = background or load_background()
+        self.max_text_chars = max_text_chars
+        self.ocr = ocr or OcrEngine()
+
+    # -- validation ---------------------------------------------------------------------------
+
+    def check_text(self, text: str) -> str:
+        if not text or not text.strip():
+            raise InvalidText("text is empty")
+        if len(text) > self.max_text_chars:
+            raise InvalidText(f"text is too long: {len(text):,} characters (limit {self.max_text_chars:,})")
+        return text
+
+    @staticmethod
+    def check_subject(name: str) -> str:
+        name = name.strip()
+        if not name:
+            raise InvalidText("subject name is empty")
+        if len(name) > MAX_SUBJECT_CHARS:
+            raise InvalidText(f"subject name longer than {MAX_SUBJECT_CHARS} characters")
+        return name
+
+    def _store(self) -> CorpusStore:
+        if self.store is None:
+            raise RuntimeError("this KeywordService has no database")
+        return self.store
+
+    # -- weights and blanks -------------------------------------------------------------------
+
+    def context(self, subject: str | None, terms: Iterable[str]) -> SubjectContext:
+        if subject is None:
+            return SubjectContext.empty()
+        return self._store().context(subject, terms)
+
+    def weigh_occurrences(
+        self,
+        text: str,
+        occs: Sequence[TermOccurrence],
+        ctx: SubjectContext,
+        params: ScoringParams,
+        *,
+        use_floor: bool,
+        subject: str | None = None,
+    ) -> PageWeights:
+        effective = resolve_floor(params, ctx, use_floor)
+        weights = score_page(
+            occs,
+            effective,
+            subject=ctx.stats,
+            background=self.background.stats,
+            dictionary=ctx.dictionary,
+            floor_words=ctx.keywords,
+        )
+        return PageWeights(
+            text=text,
+            subject=subject,
+            params=effective,
+            occurrences=tuple(occs),
+            weights=tuple(weights),
+            corpus_docs=ctx.stats.n_docs,
+            background_docs=self.background.n_docs,
+        )
+
+    def weights(
+        self,
+        text: str,
+        subject: str | None = None,
+        params: ScoringParams | None = None,
+        *,
+        use_floor: bool = True,
+    ) -> PageWeights:
+        """Weights of every term on the page, best first."""
+        self.check_text(text)
+        params = params or ScoringParams()
+        occs = self.extractor.extract(text)
+        ctx = self.context(subject, (o.term for o in occs))
+        return self.weigh_occurrences(text, occs, ctx, params, use_floor=use_floor, subject=subject)
+
+    def weights_batch(
+        self, texts: Sequence[str], subject: str | None = None, params: ScoringParams | None = None
+    ) -> list[PageWeights]:
+        """`weights` for many pages: morphology runs on Kiwi's worker threads, one subject lookup."""
+        for t in texts:
+            self.check_text(t)
+        params = params or ScoringParams()
+        all_occs = self.extractor.extract_batch(texts)
+        ctx = self.context(subject, {o.term for occs in all_occs for o in occs})
+        return [
+            self.weigh_occurrences(t, occs, ctx, params, use_floor=True, subject=subject)
+            for t, occs in zip(texts, all_occs, strict=True)
+        ]
+
+    def cloze(
+        self,
+        text: str,
+        subject: str | None = None,
+        params: ScoringParams | None = None,
+        options: ClozeOptions | None = None,
+        *,
+        use_floor: bool = True,
+    ) -> tuple[Cloze, PageWeights]:
+        page = self.weights(text, subject, params, use_floor=use_floor)
+        return make_cloze(text, page.weights, options or ClozeOptions()), page
+
+    # -- corpora ------------------------------------------------------------------------------
+
+    def add_documents(
+        self,
+        subject: str,
+        docs: Sequence[DocInput],
+        *,
+        batch_size: int = 64,
+        on_progress: Callable[[int], None] | None = None,
+    ) -> list[StoredDocument]:
+        """Analyse and store documents; each batch is one transaction (statistics follow exactly)."""
+        subject = self.check_subject(subject)
+        store = self._store()
+        out: list[StoredDocument] = []
+        for i in range(0, len(docs), batch_size):
+            chunk = docs[i : i + batch_size]
+            for d in chunk:
+                if not d.body.strip():
+                    raise InvalidText("a document is empty")
+            occs = self.extractor.extract_batch([d.body for d in chunk])
+            new = [
+                NewDocument(body=d.body, terms=[o.term for o in oc], title=d.title, source=d.source)
+                for d, oc in zip(chunk, occs, strict=True)
+            ]
+            out.extend(store.add_documents(subject, new))
+            if on_progress:
+                on_progress(len(chunk))
+        return out
+
+    def remove_document(self, subject: str, doc_id: int) -> bool:
+        return self._store().remove_document(subject, doc_id)
+
+    def subjects(self) -> list[Subject]:
+        return self._store().subjects()
+
+    def subject(self, name: str) -> Subject:
+        return self._store().subject(name)
+
+    def create_subject(self, name: str) -> Subject:
+        return self._store().ensure_subject(self.check_subject(name))
+
+    def delete_subject(self, name: str) -> None:
+        self._store().delete_subject(name)
+
+    def documents(self, subject: str, *, limit: int = 100, offset: int = 0) -> list[DocumentInfo]:
+        return self._store().documents(subject, limit=limit, offset=offset)
+
+    def set_dictionary(self, subject: str, weights: Mapping[str, float], *, replace: bool = True) -> int:
+        return self._store().set_dictionary(self.check_subject(subject), weights, replace=replace)
+
+    def set_keywords(
+        self, subject: str, words: Iterable[str], *, floor: float | None = None, replace: bool = True
+    ) -> int:
+        store = self._store()
+        n = store.set_keywords(self.check_subject(subject), words, replace=replace)
+        if floor is not None:
+            store.set_floor(subject, floor)
+        return n
+
+    # -- OCR ----------------------------------------------------------------------------------
+
+    def ocr_text(self, image: bytes) -> str:
+        text = self.ocr.image_to_text(image)
+        if not text.strip():
+            raise InvalidText("no text was recognised in the image")
+        return text[: self.max_text_chars]
+
+
+def method_of(name: str) -> Method:
+    try:
+        return Method(name)
+    except ValueError:
+        raise InvalidText(
+            f"unknown method {name!r}; use one of {', '.join(m.value for m in Method)}"
+        ) from None

@@ -1,0 +1,355 @@
+"""Corpus storage in PostgreSQL: subjects, documents, incremental document frequencies,
+dictionaries and keyword lists. Every change is one transaction, so statistics always match the
+documents (a failed add leaves nothing behind)."""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import psycopg
+
+from hanseek.keywords.scoring import CorpusStats
+from hanseek.keywords.terms import EXTRACTOR_VERSION
+from hanseek.store.db import Database
+
+
+class UnknownSubject(LookupError):
+    pass
+
+
+class StaleStatistics(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class Subject:
+    id: int
+    name: str
+    n_docs: int
+    total_terms: int
+    floor: float | None
+    dictionary_size: int
+    keyword_count: int
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class SubjectContext:
+    stats: CorpusStats
+    dictionary: dict[str, float]
+    keywords: frozenset[str]
+    floor: float | None
+
+    @staticmethod
+    def empty() -> SubjectContext:
+        return SubjectContext(CorpusStats.empty(), {}, frozenset(), None)
+
+
+@dataclass(frozen=True)
+class NewDocument:
+    body: str
+    terms: Sequence[str]  # term of every occurrence, in order (duplicates kept)
+    title: str | None = None
+    source: str | None = None
+
+
+@dataclass(frozen=True)
+class StoredDocument:
+    id: int
+    subject: str
+    title: str | None
+    source: str | None
+    n_terms: int
+    created: bool  # False: an identical document was already in the subject
+
+
+@dataclass(frozen=True)
+class DocumentInfo:
+    id: int
+    title: str | None
+    source: str | None
+    n_terms: int
+    chars: int
+    created_at: datetime
+
+
+_SUBJECT_COLS = """
+    s.id, s.name, s.n_docs, s.total_terms, s.floor, s.updated_at,
+    (SELECT count(*) FROM kw_dictionary d WHERE d.subject_id = s.id),
+    (SELECT count(*) FROM kw_keywords k WHERE k.subject_id = s.id)
+"""
+
+
+def _subject(row: Sequence[Any]) -> Subject:
+    return Subject(
+        id=row[0],
+        name=row[1],
+        n_docs=row[2],
+        total_terms=row[3],
+        floor=row[4],
+        updated_at=row[5],
+        dictionary_size=row[6],
+        keyword_count=row[7],
+    )
+
+
+class CorpusStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    # -- subjects -----------------------------------------------------------------------------
+
+    def ensure_subject(self, name: str) -> Subject:
+        with self.db.connection() as conn:
+            sid = self._ensure_subject(conn, name)
+            row = conn.execute(
+                f"SELECT {_SUBJECT_COLS} FROM kw_subjects s WHERE s.id = %s", (sid,)
+            ).fetchone()
+        assert row is not None
+        return _subject(row)
+
+    def _ensure_subject(self, conn: psycopg.Connection[Any], name: str) -> int:
+        row = conn.execute(
+            "INSERT INTO kw_subjects (name, extractor_version) VALUES (%s, %s) "
+            "ON CONFLICT (name) DO UPDATE SET name = EXCLUDED.name RETURNING id, extractor_version",
+            (name, EXTRACTOR_VERSION),
+        ).fetchone()
+        assert row is not None
+        if row[1] != EXTRACTOR_VERSION:
+            raise StaleStatistics(
+                f"subject {name!r} was indexed by term extractor v{row[1]}; this is v{EXTRACTOR_VERSION}: "
+                "re-add its documents to a new subject"
+            )
+        return int(row[0])
+
+    def subject(self, name: str) -> Subject:
+        with self.db.connection() as conn:
+            row = conn.execute(
+                f"SELECT {_SUBJECT_COLS} FROM kw_subjects s WHERE s.name = %s", (name,)
+            ).fetchone()
+        if row is None:
+            raise UnknownSubject(name)
+        return _subject(row)
+
+    def subjects(self) -> list[Subject]:
+        with self.db.connection() as conn:
+            rows = conn.execute(f"SELECT {_SUBJECT_COLS} FROM kw_subjects s ORDER BY s.name").fetchall()
+        return [_subject(r) for r in rows]
+
+    def delete_subject(self, name: str) -> None:
+        with self.db.connection() as conn:
+            cur = conn.execute("DELETE FROM kw_subjects WHERE name = %s", (name,))
+            if cur.rowcount == 0:
+                raise UnknownSubject(name)
+
+    def set_floor(self, name: str, floor: float | None) -> None:
+        with self.db.connection() as conn:
+            cur = conn.execute(
+                "UPDATE kw_subjects SET floor = %s, updated_at = now() WHERE name = %s", (floor, name)
+            )
+            if cur.rowcount == 0:
+                raise UnknownSubject(name)
+
+    # -- documents ----------------------------------------------------------------------------
+
+    def add_documents(self, subject: str, docs: Iterable[NewDocument]) -> list[StoredDocument]:
+        """Add documents and update the subject's statistics, all in one transaction."""
+        out: list[StoredDocument] = []
+        with self.db.connection() as conn:
+            sid = self._ensure_subject(conn, subject)
+            # One writer per subject at a time: concurrent adds cannot interleave their counts.
+            conn.execute("SELECT 1 FROM kw_subjects WHERE id = %s FOR UPDATE", (sid,))
+            for doc in docs:
+                out.append(self._add_one(conn, sid, subject, doc))
+        return out
+
+    def _add_one(
+        self, conn: psycopg.Connection[Any], sid: int, subject: str, doc: NewDocument
+    ) -> StoredDocument:
+        digest = hashlib.sha256(doc.body.encode("utf-8")).digest()
+        row = conn.execute(
+            "INSERT INTO kw_documents (subject_id, title, source, body, sha256, n_terms) "
+            "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (subject_id, sha256) DO NOTHING RETURNING id",
+            (sid, doc.title, doc.source, doc.body, digest, len(doc.terms)),
+        ).fetchone()
+        if row is None:
+            existing = conn.execute(
+                "SELECT id, title, source, n_terms FROM kw_documents WHERE subject_id = %s AND sha256 = %s",
+                (sid, digest),
+            ).fetchone()
+            assert existing is not None
+            return StoredDocument(existing[0], subject, existing[1], existing[2], existing[3], created=False)
+        doc_id = int(row[0])
+        counts = Counter(doc.terms)
+        if counts:
+            terms = sorted(counts)
+            with conn.cursor() as cur:
+                cur.executemany(
+                    "INSERT INTO kw_doc_terms (doc_id, term, tf) VALUES (%s, %s, %s)",
+                    [(doc_id, t, counts[t]) for t in terms],
+                )
+            conn.execute(
+                "INSERT INTO kw_term_df (subject_id, term, df) SELECT %s, t, 1 FROM unnest(%s::text[]) AS t "
+                "ON CONFLICT (subject_id, term) DO UPDATE SET df = kw_term_df.df + 1",
+                (sid, terms),
+            )
+        conn.execute(
+            "UPDATE kw_subjects SET n_docs = n_docs + 1, total_terms = total_terms + %s, updated_at = now() "
+            "WHERE id = %s",
+            (len(doc.terms), sid),
+        )
+        return StoredDocument(doc_id, subject, doc.title, doc.source, len(doc.terms), created=True)
+
+    def remove_document(self, subject: str, doc_id: int) -> bool:
+        """Remove a document and subtract its counts; False if it is not in the subject."""
+        with self.db.connection() as conn:
+            srow = conn.execute(
+                "SELECT id FROM kw_subjects WHERE name = %s FOR UPDATE", (subject,)
+            ).fetchone()
+            if srow is None:
+                raise UnknownSubject(subject)
+            sid = srow[0]
+            drow = conn.execute(
+                "SELECT n_terms FROM kw_documents WHERE id = %s AND subject_id = %s", (doc_id, sid)
+            ).fetchone()
+            if drow is None:
+                return False
+            # Terms only this document contained disappear; the others lose one document.
+            conn.execute(
+                "DELETE FROM kw_term_df t USING kw_doc_terms d "
+                "WHERE d.doc_id = %s AND t.subject_id = %s AND t.term = d.term AND t.df = 1",
+                (doc_id, sid),
+            )
+            conn.execute(
+                "UPDATE kw_term_df t SET df = t.df - 1 FROM kw_doc_terms d "
+                "WHERE d.doc_id = %s AND t.subject_id = %s AND t.term = d.term",
+                (doc_id, sid),
+            )
+            conn.execute("DELETE FROM kw_documents WHERE id = %s", (doc_id,))
+            conn.execute(
+                "UPDATE kw_subjects SET n_docs = n_docs - 1, total_terms = total_terms - %s, "
+                "updated_at = now() WHERE id = %s",
+                (drow[0], sid),
+            )
+        return True
+
+    def documents(self, subject: str, *, limit: int = 100, offset: int = 0) -> list[DocumentInfo]:
+        with self.db.connection() as conn:
+            srow = conn.execute("SELECT id FROM kw_subjects WHERE name = %s", (subject,)).fetchone()
+            if srow is None:
+                raise UnknownSubject(subject)
+            rows = conn.execute(
+                "SELECT id, title, source, n_terms, length(body), created_at FROM kw_documents "
+                "WHERE subject_id = %s ORDER BY id LIMIT %s OFFSET %s",
+                (srow[0], limit, offset),
+            ).fetchall()
+        return [DocumentInfo(*r) for r in rows]
+
+    # -- statistics ---------------------------------------------------------------------------
+
+    def context(self, subject: str, terms: Iterable[str]) -> SubjectContext:
+        """Everything scoring a page needs from the subject, for the page's terms, in one round trip
+        of a single connection: N, total length, df, dictionary weights, keywords, floor."""
+        wanted = sorted(set(terms))
+        with self.db.connection() as conn:
+            srow = conn.execute(
+                "SELECT id, n_docs, total_terms, floor FROM kw_subjects WHERE name = %s", (subject,)
+            ).fetchone()
+            if srow is None:
+                raise UnknownSubject(subject)
+            sid = srow[0]
+            rows = conn.execute(
+                "SELECT t.term, df.df, d.weight, k.term IS NOT NULL "
+                "FROM unnest(%s::text[]) AS t(term) "
+                "LEFT JOIN kw_term_df df ON df.subject_id = %s AND df.term = t.term "
+                "LEFT JOIN kw_dictionary d ON d.subject_id = %s AND d.term = t.term "
+                "LEFT JOIN kw_keywords k ON k.subject_id = %s AND k.term = t.term "
+                "WHERE df.df IS NOT NULL OR d.weight IS NOT NULL OR k.term IS NOT NULL",
+                (wanted, sid, sid, sid),
+            ).fetchall()
+        return SubjectContext(
+            stats=CorpusStats(int(srow[1]), int(srow[2]), {t: int(df) for t, df, _, _ in rows if df}),
+            dictionary={t: float(w) for t, _, w, _ in rows if w is not None},
+            keywords=frozenset(t for t, _, _, k in rows if k),
+            floor=srow[3],
+        )
+
+    def all_stats(self, subject: str) -> CorpusStats:
+        """The subject's complete document-frequency table (for exports and checks)."""
+        with self.db.connection() as conn:
+            srow = conn.execute(
+                "SELECT id, n_docs, total_terms FROM kw_subjects WHERE name = %s", (subject,)
+            ).fetchone()
+            if srow is None:
+                raise UnknownSubject(subject)
+            rows = conn.execute(
+                "SELECT term, df FROM kw_term_df WHERE subject_id = %s", (srow[0],)
+            ).fetchall()
+        return CorpusStats(int(srow[1]), int(srow[2]), {t: int(d) for t, d in rows})
+
+    # -- dictionary and keywords --------------------------------------------------------------
+
+    def set_dictionary(self, subject: str, weights: Mapping[str, float], *, replace: bool = True) -> int:
+        with self.db.connection() as conn:
+            sid = self._ensure_subject(conn, subject)
+            if replace:
+                conn.execute("DELETE FROM kw_dictionary WHERE subject_id = %s", (sid,))
+            with conn.cursor() as cur:
+                cur.executemany(
+                    "INSERT INTO kw_dictionary (subject_id, term, weight) VALUES (%s, %s, %s) "
+                    "ON CONFLICT (subject_id, term) DO UPDATE SET weight = EXCLUDED.weight",
+                    [(sid, t, float(w)) for t, w in sorted(weights.items())],
+                )
+            conn.execute("UPDATE kw_subjects SET updated_at = now() WHERE id = %s", (sid,))
+        return len(weights)
+
+    def dictionary(self, subject: str, terms: Iterable[str] | None = None) -> dict[str, float]:
+        with self.db.connection() as conn:
+            srow = conn.execute("SELECT id FROM kw_subjects WHERE name = %s", (subject,)).fetchone()
+            if srow is None:
+                raise UnknownSubject(subject)
+            if terms is None:
+                rows = conn.execute(
+                    "SELECT term, weight FROM kw_dictionary WHERE subject_id = %s", (srow[0],)
+                ).fetchall()
+            else:
+                rows = conn.execute(
+                    "SELECT term, weight FROM kw_dictionary WHERE subject_id = %s AND term = ANY(%s)",
+                    (srow[0], sorted(set(terms))),
+                ).fetchall()
+        return {t: float(w) for t, w in rows}
+
+    def set_keywords(self, subject: str, words: Iterable[str], *, replace: bool = True) -> int:
+        unique = sorted(set(words))
+        with self.db.connection() as conn:
+            sid = self._ensure_subject(conn, subject)
+            if replace:
+                conn.execute("DELETE FROM kw_keywords WHERE subject_id = %s", (sid,))
+            with conn.cursor() as cur:
+                cur.executemany(
+                    "INSERT INTO kw_keywords (subject_id, term) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+                    [(sid, t) for t in unique],
+                )
+            conn.execute("UPDATE kw_subjects SET updated_at = now() WHERE id = %s", (sid,))
+        return len(unique)
+
+    def keywords(self, subject: str, terms: Iterable[str] | None = None) -> frozenset[str]:
+        with self.db.connection() as conn:
+            srow = conn.execute("SELECT id FROM kw_subjects WHERE name = %s", (subject,)).fetchone()
+            if srow is None:
+                raise UnknownSubject(subject)
+            if terms is None:
+                rows = conn.execute(
+                    "SELECT term FROM kw_keywords WHERE subject_id = %s", (srow[0],)
+                ).fetchall()
+            else:
+                rows = conn.execute(
+                    "SELECT term FROM kw_keywords WHERE subject_id = %s AND term = ANY(%s)",
+                    (srow[0], sorted(set(terms))),
+                ).fetchall()
+        return frozenset(r[0] for r in rows)

@@ -1,0 +1,87 @@
+import json
+from pathlib import Path
+
+import pytest
+
+from hanseek.keywords.ingest import (
+    IngestError,
+    Split,
+    documents_from_text,
+    parse_dictionary_csv,
+    parse_word_list,
+    read_documents,
+)
+from hanseek.keywords.markdown import markdown_to_text, split_sections
+
+MD = """# 한국사 요약
+<!-- TOC -->
+- [[3] 선사시대](#3-선사시대)
+	- [가. 구석기](#가-구석기)
+<!-- /TOC -->
+
+## 라이선스
+```
+MIT License
+```
+
+## [3] 선사시대
+| 구분 | 구석기 | 신석기 |
+|:-:|:-:|:-:|
+| **도구** | **뗀석기**, 뼈도구 | **빗살무늬토기**<br>**가락바퀴** |
+
+1. **위만 조선**: ~BC 194, `철기` 문화 [링크](http://x.y) ~~삭제~~ _기울임_&nbsp;끝
+"""
+
+
+def test_markdown_to_text_keeps_bold_spans() -> None:
+    p = markdown_to_text(MD, keep_bold=True)
+    assert "TOC" not in p.text and "선사시대](#" not in p.text and "MIT License" not in p.text
+    assert "**" not in p.text and "<br>" not in p.text and "|" not in p.text
+    assert [p.text[s:e] for s, e in p.bold] == ["도구", "뗀석기", "빗살무늬토기", "가락바퀴", "위만 조선"]
+    assert "철기 문화 링크 삭제 기울임 끝" in p.text
+    assert markdown_to_text(MD).text == p.text
+
+
+def test_split_sections() -> None:
+    secs = split_sections(MD)
+    assert [s.split("\n", 1)[0] for s in secs] == ["# 한국사 요약", "## 라이선스", "## [3] 선사시대"]
+
+
+def test_documents_from_files(tmp_path: Path) -> None:
+    (tmp_path / "a.md").write_text(MD, encoding="utf-8")
+    (tmp_path / "b.txt").write_text("첫 문단입니다.\n\n둘째 문단입니다.\n", encoding="utf-8")
+    lines = [
+        json.dumps({"text": "고려의 광종", "title": "광종"}, ensure_ascii=False),
+        "",
+        json.dumps("문자열 문서"),
+    ]
+    (tmp_path / "c.jsonl").write_text("\n".join(lines), encoding="utf-8")
+    md_docs = read_documents(tmp_path / "a.md")
+    assert len(md_docs) == 3 and md_docs[2].source == "a.md"
+    assert len(read_documents(tmp_path / "a.md", split=Split.NONE)) == 1
+    assert len(read_documents(tmp_path / "b.txt")) == 1
+    assert [d.body for d in read_documents(tmp_path / "b.txt", split=Split.PARAGRAPH)] == [
+        "첫 문단입니다.",
+        "둘째 문단입니다.",
+    ]
+    jl = read_documents(tmp_path / "c.jsonl")
+    assert [(d.body, d.title) for d in jl] == [("고려의 광종", "광종"), ("문자열 문서", "문자열 문서")]
+    (tmp_path / "d.pdf").write_bytes(b"%PDF")
+    with pytest.raises(IngestError, match="unsupported"):
+        read_documents(tmp_path / "d.pdf")
+    with pytest.raises(IngestError, match="not JSON"):
+        documents_from_text("{oops", kind="jsonl")
+    with pytest.raises(IngestError, match="no text field"):
+        documents_from_text('{"id": 1}', kind="jsonl")
+
+
+def test_dictionary_csv_and_word_list() -> None:
+    d = parse_dictionary_csv("word,weight\n빗살무늬 토기,3\n# 주석\n\nOSI,1.5\n")
+    assert d == {"빗살무늬토기": 3.0, "osi": 1.5}
+    with pytest.raises(IngestError, match="not a number"):
+        parse_dictionary_csv("a,1\nb,x\n")
+    with pytest.raises(IngestError, match=">= 0"):
+        parse_dictionary_csv("a,-1\n")
+    with pytest.raises(IngestError, match="word,weight"):
+        parse_dictionary_csv("a\n")
+    assert parse_word_list("뗀석기\n# x\n빗살무늬토기, 5\n\n") == ["뗀석기", "빗살무늬토기"]
