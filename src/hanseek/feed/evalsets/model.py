@@ -1,0 +1,124 @@
+"""An evaluation set: a catalogue of real posts and a (simulated) log of who read what, when."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+KINDS = ("read", "like", "comment")
+SECONDS_PER_DAY = 86_400.0
+
+
+def accrued_popularity(
+    final: npt.NDArray[np.float64], age_s: npt.NDArray[np.float64], accrual_days: float, open_days: float
+) -> npt.NDArray[np.float64]:
+    """The agree count visible `age_s` seconds after posting: petitions gather agrees fast at first
+    and stop when they close, so the curve is 1 - exp(-age/τ), scaled to reach `final` at closing.
+    Using the final count at an earlier time would leak the future into the popular baseline."""
+    age = np.clip(age_s / SECONDS_PER_DAY, 0.0, open_days)
+    frac = (1.0 - np.exp(-age / accrual_days)) / (1.0 - math.exp(-open_days / accrual_days))
+    out: npt.NDArray[np.float64] = final * frac
+    return out
+
+
+@dataclass
+class EvalSet:
+    name: str
+    post_ids: list[str]
+    titles: list[str]
+    texts: list[str]  # the text the encoder sees
+    communities: list[str]  # code -> name
+    post_community: npt.NDArray[np.int32]
+    created_at: npt.NDArray[np.float64]
+    popularity_final: npt.NDArray[np.float64]
+    user_communities: list[npt.NDArray[np.int32]]
+    ev_user: npt.NDArray[np.int32]
+    ev_post: npt.NDArray[np.int32]
+    ev_kind: npt.NDArray[np.int8]
+    ev_at: npt.NDArray[np.float64]
+    ev_session: npt.NDArray[np.int32]
+    t_train_end: float
+    t_val_end: float
+    accrual_days: float = 3.0
+    open_days: float = 30.0
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n_posts(self) -> int:
+        return len(self.post_ids)
+
+    @property
+    def n_users(self) -> int:
+        return len(self.user_communities)
+
+    def popularity_at(self, t: float, idx: npt.NDArray[np.int64] | None = None) -> npt.NDArray[np.float64]:
+        sel = slice(None) if idx is None else idx
+        return accrued_popularity(
+            self.popularity_final[sel], t - self.created_at[sel], self.accrual_days, self.open_days
+        )
+
+    # --- persistence -------------------------------------------------------------------------------
+    def save(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        offsets = np.cumsum([0] + [len(c) for c in self.user_communities]).astype(np.int64)
+        flat = np.concatenate(self.user_communities) if self.user_communities else np.zeros(0, np.int32)
+        np.savez_compressed(
+            folder / "arrays.npz",
+            post_community=self.post_community,
+            created_at=self.created_at,
+            popularity_final=self.popularity_final,
+            uc_offsets=offsets,
+            uc_flat=flat.astype(np.int32),
+            ev_user=self.ev_user,
+            ev_post=self.ev_post,
+            ev_kind=self.ev_kind,
+            ev_at=self.ev_at,
+            ev_session=self.ev_session,
+        )
+        doc = {
+            "name": self.name,
+            "post_ids": self.post_ids,
+            "titles": self.titles,
+            "texts": self.texts,
+            "communities": self.communities,
+            "t_train_end": self.t_train_end,
+            "t_val_end": self.t_val_end,
+            "accrual_days": self.accrual_days,
+            "open_days": self.open_days,
+            "meta": self.meta,
+        }
+        (folder / "set.json").write_text(json.dumps(doc, ensure_ascii=False), encoding="utf-8")
+
+    @staticmethod
+    def load(folder: Path) -> EvalSet:
+        doc = json.loads((folder / "set.json").read_text(encoding="utf-8"))
+        a = np.load(folder / "arrays.npz")
+        off = a["uc_offsets"]
+        flat = a["uc_flat"]
+        return EvalSet(
+            name=doc["name"],
+            post_ids=doc["post_ids"],
+            titles=doc["titles"],
+            texts=doc["texts"],
+            communities=doc["communities"],
+            post_community=a["post_community"],
+            created_at=a["created_at"],
+            popularity_final=a["popularity_final"],
+            user_communities=[flat[off[i] : off[i + 1]] for i in range(len(off) - 1)],
+            ev_user=a["ev_user"],
+            ev_post=a["ev_post"],
+            ev_kind=a["ev_kind"],
+            ev_at=a["ev_at"],
+            ev_session=a["ev_session"],
+            t_train_end=float(doc["t_train_end"]),
+            t_val_end=float(doc["t_val_end"]),
+            accrual_days=float(doc["accrual_days"]),
+            open_days=float(doc["open_days"]),
+            meta=doc["meta"],
+        )

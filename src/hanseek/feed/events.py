@@ -1,0 +1,176 @@
+"""Recording interactions: events, the users' incremental profiles and the posts' counters.
+
+A batch is one transaction: either every new event, profile change and counter change is stored,
+or none. Events carry an idempotency key; a retried batch inserts nothing new and changes nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import psycopg
+
+from hanseek.feed.errors import InvalidInput
+from hanseek.feed.models import EventIn, EventsResult
+from hanseek.feed.pgvec import to_np
+from hanseek.feed.posts import ensure_communities, load_profiles_for_update, save_profiles
+from hanseek.feed.profile import Profile, add_event, decay_rate, recompute
+from hanseek.feed.replay import TREND_HALF_LIVES_DAYS
+from hanseek.feed.scoring import decay_factor
+from hanseek.feed.settings import FeedSettings
+
+Conn = psycopg.Connection[Any]
+
+
+def event_key(e: EventIn, at: datetime) -> str:
+    if e.id:
+        return e.id
+    raw = "\x1f".join((e.user_id, e.post_id, e.kind, at.isoformat()))
+    return "h:" + hashlib.sha1(raw.encode("utf-8")).hexdigest()
+
+
+def ensure_users(conn: Conn, users: Sequence[str]) -> int:
+    rows = conn.execute(
+        "INSERT INTO users (id) SELECT unnest(%s::text[]) ON CONFLICT DO NOTHING RETURNING id",
+        (sorted(set(users)),),
+    ).fetchall()
+    return len(rows)
+
+
+def record_events(
+    conn: Conn, events: Sequence[EventIn], settings: FeedSettings, now: datetime | None = None
+) -> EventsResult:
+    now = now or datetime.now(UTC)
+    keyed: dict[str, tuple[EventIn, datetime]] = {}
+    for e in events:
+        at = e.at or now
+        keyed.setdefault(event_key(e, at), (e, at))
+    post_ids = sorted({e.post_id for e, _ in keyed.values()})
+    known = {r[0] for r in conn.execute("SELECT id FROM posts WHERE id = ANY(%s)", (post_ids,)).fetchall()}
+    unknown = [p for p in post_ids if p not in known]
+    if unknown:
+        more = f" and {len(unknown) - 10} more" if len(unknown) > 10 else ""
+        raise InvalidInput(f"unknown post id(s): {', '.join(unknown[:10])}{more}; nothing was recorded")
+    created = ensure_users(conn, [e.user_id for e, _ in keyed.values()])
+    keys = list(keyed)
+    inserted = conn.execute(
+        "INSERT INTO events (user_id, post_id, kind, at, weight, idempotency_key) "
+        "SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::timestamptz[], %s::real[], %s::text[]) "
+        "ON CONFLICT (idempotency_key) DO NOTHING "
+        "RETURNING user_id, post_id, kind, extract(epoch FROM at)::float8, weight",
+        (
+            [keyed[k][0].user_id for k in keys],
+            [keyed[k][0].post_id for k in keys],
+            [keyed[k][0].kind for k in keys],
+            [keyed[k][1] for k in keys],
+            [settings.event_weight(keyed[k][0].kind) for k in keys],
+            keys,
+        ),
+    ).fetchall()
+    if inserted:
+        _fold_into_profiles(conn, inserted, settings)
+        _count_on_posts(conn, inserted)
+    return EventsResult(accepted=len(inserted), duplicates=len(events) - len(inserted), users_created=created)
+
+
+def _fold_into_profiles(conn: Conn, inserted: list[tuple[Any, ...]], settings: FeedSettings) -> None:
+    users = sorted({r[0] for r in inserted})
+    # Create missing rows first: a concurrent batch for the same new user then waits on this row
+    # instead of both inserting and the second overwriting the first's sum.
+    conn.execute(
+        "INSERT INTO user_profiles (user_id, vec_sum, weight, ref_time, n_events, half_life_days) "
+        "SELECT u, array_fill(0::real, ARRAY[384])::vector, 0, now(), 0, %s FROM unnest(%s::text[]) AS u "
+        "ON CONFLICT DO NOTHING",
+        (settings.decay_half_life_days, users),
+    )
+    stale = {
+        r[0]
+        for r in conn.execute(
+            "SELECT user_id FROM user_profiles WHERE user_id = ANY(%s) AND half_life_days <> %s",
+            (users, settings.decay_half_life_days),
+        ).fetchall()
+    }
+    profiles = load_profiles_for_update(conn, users)
+    vecs = {
+        r[0]: to_np(r[1])
+        for r in conn.execute(
+            "SELECT id, embedding FROM posts WHERE id = ANY(%s)", (sorted({r[1] for r in inserted}),)
+        ).fetchall()
+    }
+    lam = decay_rate(settings.decay_half_life_days)
+    for user, post, _kind, at, weight in sorted(inserted, key=lambda r: (r[0], r[3])):
+        if user in stale:
+            continue
+        profiles[user] = add_event(profiles[user], vecs[post], float(weight), float(at), lam)
+    for user in stale:
+        # Built under another half-life: rebuild once from the stored events (which include this batch).
+        profiles[user] = recompute_profile(conn, user, settings)
+    save_profiles(conn, profiles, settings.decay_half_life_days)
+
+
+def recompute_profile(conn: Conn, user: str, settings: FeedSettings) -> Profile:
+    rows = conn.execute(
+        "SELECT p.embedding, e.weight, extract(epoch FROM e.at)::float8 FROM events e "
+        "JOIN posts p ON p.id = e.post_id WHERE e.user_id = %s ORDER BY e.at, e.id",
+        (user,),
+    ).fetchall()
+    if not rows:
+        return Profile.empty(384)
+    vecs = np.stack([to_np(r[0], np.float64) for r in rows])
+    return recompute(
+        vecs,
+        [float(r[1]) for r in rows],
+        [float(r[2]) for r in rows],
+        decay_rate(settings.decay_half_life_days),
+    )
+
+
+def _count_on_posts(conn: Conn, inserted: list[tuple[Any, ...]]) -> None:
+    posts = sorted({r[1] for r in inserted})
+    conn.execute(
+        "INSERT INTO post_stats (post_id) SELECT unnest(%s::text[]) ON CONFLICT DO NOTHING", (posts,)
+    )
+    rows = conn.execute(
+        "SELECT post_id, reads, likes, comments, trend_1d, trend_7d, extract(epoch FROM trend_at)::float8 "
+        "FROM post_stats WHERE post_id = ANY(%s) ORDER BY post_id FOR UPDATE",
+        (posts,),
+    ).fetchall()
+    stats = {r[0]: list(r[1:]) for r in rows}
+    h1, h7 = TREND_HALF_LIVES_DAYS
+    for _user, post, kind, at, _w in sorted(inserted, key=lambda r: r[3]):
+        s = stats[post]
+        s[{"read": 0, "like": 1, "comment": 2}[kind]] += 1
+        at_prev = s[5]
+        if at_prev is None or at >= at_prev:
+            dt = 0.0 if at_prev is None else at - at_prev
+            s[3] = s[3] * decay_factor(dt, h1) + 1.0
+            s[4] = s[4] * decay_factor(dt, h7) + 1.0
+            s[5] = at
+        else:  # an older event arriving late counts at its decayed weight
+            s[3] += decay_factor(at_prev - at, h1)
+            s[4] += decay_factor(at_prev - at, h7)
+    conn.cursor().executemany(
+        "UPDATE post_stats SET reads = %s, likes = %s, comments = %s, trend_1d = %s, trend_7d = %s, "
+        "trend_at = to_timestamp(%s) WHERE post_id = %s",
+        [(s[0], s[1], s[2], s[3], s[4], s[5], post) for post, s in stats.items()],
+    )
+
+
+def set_memberships(conn: Conn, user: str, communities: Sequence[str], *, replace: bool) -> int:
+    """Add (or with `replace`, set exactly) the user's communities; creates the user if needed."""
+    created = ensure_users(conn, [user])
+    ensure_communities(conn, communities)
+    if replace:
+        conn.execute(
+            "DELETE FROM memberships WHERE user_id = %s AND NOT (community = ANY(%s))",
+            (user, list(communities)),
+        )
+    conn.execute(
+        "INSERT INTO memberships (user_id, community) SELECT %s, unnest(%s::text[]) ON CONFLICT DO NOTHING",
+        (user, sorted(set(communities))),
+    )
+    return created

@@ -1,0 +1,224 @@
+"""Keep a `MemoryIndex` in step with the posts table.
+
+Change tracking uses the writing transaction's id (`posts.change_xid`, `post_deletions.change_xid`)
+and PostgreSQL snapshots, not a sequence: a sequence number is taken when a row is written, not when
+its transaction commits, so a follower that remembered "the highest number seen" would skip a slow
+transaction that commits later with a lower number. Instead each sync remembers the xmin of its
+snapshot — every transaction below it had finished when the snapshot was taken, so its rows were
+seen — and the next sync re-reads rows from transactions at or above it. Applying a row twice is
+harmless (upserts by rid).
+
+A follower thread LISTENs on `hanseek_posts` (a statement trigger NOTIFYs on every write to posts)
+and syncs when woken; the service also syncs after its own writes (read-your-writes) and at most
+every `index_poll_seconds` on the request path, in case a notification was lost.
+"""
+
+from __future__ import annotations
+
+import logging
+import struct
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import psycopg
+
+from hanseek.feed.memindex import MemoryIndex
+
+log = logging.getLogger(__name__)
+CHANNEL = "hanseek_posts"
+_SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
+
+
+def _snapshot_xmin(conn: psycopg.Connection[Any]) -> int:
+    row = conn.execute("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint").fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def _row_dtype(dim: int) -> np.dtype[Any]:
+    # One binary COPY row of (rid int8, community code int4, epoch float8, embedding vector):
+    # field count, then per field a length and the big-endian value; a vector is (dim, unused, floats).
+    return np.dtype(
+        [
+            ("nf", ">i2"),
+            ("l_rid", ">i4"),
+            ("rid", ">i8"),
+            ("l_c", ">i4"),
+            ("c", ">i4"),
+            ("l_t", ">i4"),
+            ("t", ">f8"),
+            ("l_v", ">i4"),
+            ("vdim", ">i2"),
+            ("vunused", ">i2"),
+            ("v", ">f4", (dim,)),
+        ]
+    )
+
+
+class _CopyParser:
+    """Parses binary COPY output of fixed-width rows chunk by chunk into numpy arrays."""
+
+    def __init__(self, dim: int) -> None:
+        self.dtype = _row_dtype(dim)
+        self.dim = dim
+        self.buf = bytearray()
+        self.header_done = False
+        self.parts: list[np.ndarray] = []
+
+    def feed(self, data: bytes | bytearray | memoryview) -> None:
+        self.buf += data
+        if not self.header_done:
+            if len(self.buf) < 19:
+                return
+            if bytes(self.buf[:11]) != _SIGNATURE:
+                raise ValueError("not a binary COPY stream")
+            (ext,) = struct.unpack(">i", self.buf[15:19])
+            if len(self.buf) < 19 + ext:
+                return
+            del self.buf[: 19 + ext]
+            self.header_done = True
+        size = self.dtype.itemsize
+        n = len(self.buf) // size
+        if n:
+            # The 2-byte trailer is shorter than a row, so it is never taken for one.
+            rows = np.frombuffer(bytes(self.buf[: n * size]), dtype=self.dtype)
+            self._check(rows)
+            self.parts.append(rows)
+            del self.buf[: n * size]
+
+    def _check(self, rows: np.ndarray) -> None:
+        ok = (
+            (rows["nf"] == 4).all()
+            and (rows["l_rid"] == 8).all()
+            and (rows["l_c"] == 4).all()
+            and (rows["l_t"] == 8).all()
+            and (rows["l_v"] == 4 + 4 * self.dim).all()
+            and (rows["vdim"] == self.dim).all()
+        )
+        if not ok:
+            raise ValueError("unexpected row layout in binary COPY (vector dimension mismatch?)")
+
+    def finish(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        if bytes(self.buf) not in (b"", b"\xff\xff"):
+            raise ValueError(f"{len(self.buf)} trailing bytes left in binary COPY stream")
+        if not self.parts:
+            return (
+                np.zeros(0, np.int64),
+                np.zeros(0, np.int32),
+                np.zeros(0),
+                np.zeros((0, self.dim), np.float32),
+            )
+        rows = np.concatenate(self.parts)
+        return (
+            rows["rid"].astype(np.int64),
+            rows["c"].astype(np.int32),
+            rows["t"].astype(np.float64),
+            rows["v"].astype(np.float32),
+        )
+
+
+_SELECT_ROWS = """
+    SELECT p.rid, c.code, extract(epoch FROM p.created_at)::float8, p.embedding
+    FROM posts p JOIN (SELECT id, (row_number() OVER (ORDER BY id))::int4 AS code FROM communities) c
+      ON c.id = p.community
+"""
+
+
+def _fetch(
+    conn: psycopg.Connection[Any], dim: int, since: int | None
+) -> tuple[np.ndarray, list[str], np.ndarray, np.ndarray]:
+    """(rids, community per row, epoch times, vectors) for rows changed at/after xid `since`."""
+    names = [r[0] for r in conn.execute("SELECT id FROM communities ORDER BY id").fetchall()]
+    where = "" if since is None else f" WHERE p.change_xid >= '{int(since)}'::xid8"
+    parser = _CopyParser(dim)
+    with conn.cursor() as cur, cur.copy(f"COPY ({_SELECT_ROWS}{where}) TO STDOUT (FORMAT BINARY)") as copy:
+        for chunk in copy:
+            parser.feed(chunk)
+    rids, codes, times, vecs = parser.finish()
+    comms = [names[c - 1] for c in codes.tolist()]
+    return rids, comms, times, vecs
+
+
+class IndexSync:
+    """Loads and follows the posts table into a MemoryIndex."""
+
+    def __init__(self, connect: Callable[[], Any], index: MemoryIndex) -> None:
+        # `connect()` is a context manager yielding a connection (Database.connection).
+        self._connect = connect
+        self.index = index
+        self.watermark: int | None = None
+        self.last_sync = 0.0
+        self.loaded = threading.Event()
+        self._lock = threading.Lock()
+
+    def load(self) -> int:
+        """Full load (start-up). Returns the number of posts indexed."""
+        with self._lock, self._connect() as conn:
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            xmin = _snapshot_xmin(conn)
+            rids, comms, times, vecs = _fetch(conn, self.index.dim, None)
+            conn.rollback()
+            self.index.clear()
+            self.index.apply(rids, comms, times, vecs)
+            self.watermark = xmin
+            self.last_sync = time.monotonic()
+            self.loaded.set()
+            return len(rids)
+
+    def sync(self) -> int:
+        """Apply changes committed since the last sync; returns how many rows were (re)applied."""
+        if self.watermark is None:
+            return self.load()
+        with self._lock, self._connect() as conn:
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            xmin = _snapshot_xmin(conn)
+            rids, comms, times, vecs = _fetch(conn, self.index.dim, self.watermark)
+            deleted = conn.execute(
+                "SELECT rid FROM post_deletions WHERE change_xid >= %s::text::xid8", (str(self.watermark),)
+            ).fetchall()
+            conn.rollback()
+            dels = np.array([r[0] for r in deleted], dtype=np.int64)
+            if len(rids) or len(dels):
+                self.index.apply(rids, comms, times, vecs, deleted=dels)
+            self.watermark = xmin
+            self.last_sync = time.monotonic()
+            return len(rids) + len(dels)
+
+
+class Follower:
+    """Background thread: LISTEN for post changes and sync the index when notified."""
+
+    def __init__(self, url: str, sync: IndexSync, *, reconnect_s: float = 2.0) -> None:
+        self.url = url
+        self.sync = sync
+        self.reconnect_s = reconnect_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="feed-index-follower", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                with psycopg.connect(self.url, autocommit=True) as conn:
+                    conn.execute(f"LISTEN {CHANNEL}")
+                    self.sync.sync()  # catch up on anything missed while not listening
+                    while not self._stop.is_set():
+                        woke = False
+                        for _ in conn.notifies(timeout=1.0, stop_after=1):
+                            woke = True
+                        if woke:
+                            self.sync.sync()
+            except Exception as exc:  # keep following: a restart of PostgreSQL must not kill the index
+                if self._stop.is_set():
+                    return
+                log.warning("feed index follower: %s; retrying in %.0fs", exc, self.reconnect_s)
+                self._stop.wait(self.reconnect_s)

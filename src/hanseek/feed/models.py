@@ -1,0 +1,154 @@
+"""Validated inputs and outputs of the feed (pydantic), shared by the API, the CLI and the service."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+EventKind = Literal["read", "like", "comment"]
+PathName = Literal["auto", "exact", "exact-sql", "approx"]
+Ident = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^\S(.*\S)?$")]
+
+
+def _aware(v: datetime) -> datetime:
+    # A timestamp without a zone is taken as UTC, so the same file loads the same on any machine.
+    return v if v.tzinfo is not None else v.replace(tzinfo=UTC)
+
+
+class PostIn(BaseModel):
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
+
+    id: Ident
+    community: Ident
+    author: str | None = Field(default=None, max_length=200)
+    title: str = Field(default="", max_length=1_000)
+    body: str = Field(default="", max_length=100_000)
+    category: str | None = Field(default=None, max_length=200)
+    created_at: datetime
+    likes: int = Field(default=0, ge=0, le=2_000_000_000)
+    comments: int = Field(default=0, ge=0, le=2_000_000_000)
+    embedding: list[float] | None = Field(
+        default=None, description="A precomputed vector (skips encoding); must match the model's dimension"
+    )
+
+    @field_validator("created_at")
+    @classmethod
+    def _tz(cls, v: datetime) -> datetime:
+        return _aware(v)
+
+    @field_validator("embedding")
+    @classmethod
+    def _finite(cls, v: list[float] | None) -> list[float] | None:
+        if v is None:
+            return v
+        if not v or not all(math.isfinite(x) for x in v):
+            raise ValueError("embedding must be a non-empty list of finite numbers")
+        if not any(x != 0.0 for x in v):
+            raise ValueError("embedding must not be all zeros (cosine is undefined)")
+        return v
+
+    @model_validator(mode="after")
+    def _has_content(self) -> PostIn:
+        if not self.title and not self.body and self.embedding is None:
+            raise ValueError("a post needs a title or a body (or a precomputed embedding)")
+        return self
+
+
+class EventIn(BaseModel):
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
+
+    user_id: Ident
+    post_id: Ident
+    kind: EventKind = "read"
+    at: datetime | None = Field(default=None, description="When it happened (default: now)")
+    id: str | None = Field(
+        default=None,
+        max_length=200,
+        description="Idempotency key; default derived from (user, post, kind, at). A retried batch "
+        "with the same keys is not counted twice.",
+    )
+
+    @field_validator("at")
+    @classmethod
+    def _tz(cls, v: datetime | None) -> datetime | None:
+        return None if v is None else _aware(v)
+
+
+class MembershipIn(BaseModel):
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
+
+    user_id: Ident
+    community: Ident
+
+
+class PostsBatch(BaseModel):
+    posts: list[PostIn] = Field(min_length=1)
+
+
+class EventsBatch(BaseModel):
+    events: list[EventIn] = Field(min_length=1)
+
+
+class MembershipsIn(BaseModel):
+    communities: list[Ident] = Field(max_length=1000)
+
+
+class IngestResult(BaseModel):
+    inserted: int
+    updated: int
+    encoded: int
+
+
+class EventsResult(BaseModel):
+    accepted: int
+    duplicates: int
+    users_created: int
+
+
+class Why(BaseModel):
+    """The user's interaction closest to the recommended post."""
+
+    post_id: str
+    title: str
+    similarity: float
+
+
+class FeedItem(BaseModel):
+    id: str
+    community: str
+    author: str | None
+    title: str
+    snippet: str
+    category: str | None
+    created_at: datetime
+    likes: int
+    comments: int
+    score: float
+    source: str = Field(description="similar | latest | popular | ranker (cold start mixes latest/popular)")
+    why: Why | None = None
+
+
+class FeedOut(BaseModel):
+    user_id: str | None
+    kind: Literal["personalized", "latest", "popular", "cold-start", "ranked"]
+    cold_start: bool = False
+    path: str | None = Field(default=None, description="exact-memory | exact-sql | approx-hnsw")
+    estimated_candidates: int | None = None
+    communities: list[str]
+    k: int
+    days: int | None
+    at: datetime
+    items: list[FeedItem]
+    note: str | None = None
+    took_ms: float
+
+
+class UserOut(BaseModel):
+    id: str
+    communities: list[str]
+    events: int
+    profile_weight: float
+    created_at: datetime

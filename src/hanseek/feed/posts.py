@@ -1,0 +1,158 @@
+"""Writing posts: encode, upsert in one transaction, delete (taking deleted posts out of profiles)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import psycopg
+
+from hanseek.encoders.base import TextEncoder
+from hanseek.feed.errors import InvalidInput
+from hanseek.feed.models import IngestResult, PostIn
+from hanseek.feed.pgvec import to_np
+from hanseek.feed.profile import Profile, decay_rate, remove_event
+from hanseek.feed.settings import FeedSettings
+from hanseek.feed.text import post_text
+from hanseek.store.bulk import copy_rows, upsert_rows
+
+Conn = psycopg.Connection[Any]
+POST_COLUMNS = (
+    "id",
+    "community",
+    "author",
+    "title",
+    "body",
+    "category",
+    "created_at",
+    "likes",
+    "comments",
+    "embedding",
+)
+
+
+def post_vectors(
+    posts: Sequence[PostIn], encoder: TextEncoder | None, settings: FeedSettings, dim: int
+) -> tuple[npt.NDArray[np.float32], int]:
+    """Vectors for the posts: the given embedding, else the encoder over the configured fields."""
+    out = np.zeros((len(posts), dim), dtype=np.float32)
+    todo: list[int] = []
+    for i, p in enumerate(posts):
+        if p.embedding is not None:
+            if len(p.embedding) != dim:
+                raise InvalidInput(f"post {p.id}: embedding has {len(p.embedding)} values, expected {dim}")
+            v = np.asarray(p.embedding, dtype=np.float32)
+            out[i] = v / np.linalg.norm(v)
+        else:
+            todo.append(i)
+    if todo:
+        if encoder is None:
+            raise InvalidInput("posts without an embedding need a text encoder")
+        texts = [
+            post_text(posts[i].model_dump(), settings.text_fields, settings.max_body_chars) for i in todo
+        ]
+        vecs = encoder.encode(texts, kind="passage")
+        if vecs.shape[1] != dim:
+            raise InvalidInput(f"the encoder makes {vecs.shape[1]}-d vectors; the posts table holds {dim}-d")
+        out[todo] = vecs
+    return out, len(todo)
+
+
+def _rows(posts: Sequence[PostIn], vecs: npt.NDArray[np.float32]) -> list[tuple[Any, ...]]:
+    return [
+        (p.id, p.community, p.author, p.title, p.body, p.category, p.created_at, p.likes, p.comments, vecs[i])
+        for i, p in enumerate(posts)
+    ]
+
+
+def ensure_communities(conn: Conn, names: Sequence[str]) -> None:
+    conn.execute(
+        "INSERT INTO communities (id) SELECT unnest(%s::text[]) ON CONFLICT DO NOTHING", (sorted(set(names)),)
+    )
+
+
+def upsert_posts(
+    conn: Conn, posts: Sequence[PostIn], vecs: npt.NDArray[np.float32], encoded: int
+) -> IngestResult:
+    """Insert or update the posts (by id) in the caller's transaction."""
+    ids = [p.id for p in posts]
+    existing = {r[0] for r in conn.execute("SELECT id FROM posts WHERE id = ANY(%s)", (ids,)).fetchall()}
+    ensure_communities(conn, [p.community for p in posts])
+    upsert_rows(conn, "posts", POST_COLUMNS, _rows(posts, vecs), key_columns=("id",))
+    distinct = set(ids)
+    return IngestResult(inserted=len(distinct - existing), updated=len(distinct & existing), encoded=encoded)
+
+
+def bulk_insert_posts(conn: Conn, posts: Sequence[PostIn], vecs: npt.NDArray[np.float32]) -> int:
+    """Append new posts with one binary COPY (no upsert: ids must be new). For large loads."""
+    ensure_communities(conn, [p.community for p in posts])
+    return copy_rows(conn, "posts", POST_COLUMNS, _rows(posts, vecs))
+
+
+def delete_posts(conn: Conn, ids: Sequence[str], settings: FeedSettings) -> list[str]:
+    """Delete posts; first take their events back out of the users' profiles, so a profile always
+    equals the weighted mean over the events that remain. Returns the ids that existed."""
+    found = [
+        r[0]
+        for r in conn.execute(
+            "SELECT id FROM posts WHERE id = ANY(%s) ORDER BY id FOR UPDATE", (list(ids),)
+        ).fetchall()
+    ]
+    if not found:
+        return []
+    touched = conn.execute(
+        "SELECT e.user_id, e.weight, extract(epoch FROM e.at)::float8, p.embedding "
+        "FROM events e JOIN posts p ON p.id = e.post_id WHERE e.post_id = ANY(%s) ORDER BY e.user_id, e.at",
+        (found,),
+    ).fetchall()
+    by_user: dict[str, list[tuple[float, float, npt.NDArray[np.float32]]]] = {}
+    for user, w, at, vec in touched:
+        by_user.setdefault(user, []).append((float(w), float(at), to_np(vec)))
+    if by_user:
+        profiles = load_profiles_for_update(conn, sorted(by_user))
+        lam = decay_rate(settings.decay_half_life_days)
+        for user, evs in by_user.items():
+            prof = profiles[user]
+            for w, at, vec in evs:
+                prof = remove_event(prof, vec, w, at, lam)
+            profiles[user] = prof
+        save_profiles(conn, profiles, settings.decay_half_life_days)
+    conn.execute("DELETE FROM posts WHERE id = ANY(%s)", (found,))
+    return found
+
+
+def load_profiles_for_update(conn: Conn, users: Sequence[str]) -> dict[str, Profile]:
+    """Lock and read the profiles of `users` (sorted, so concurrent writers lock in one order)."""
+    rows = conn.execute(
+        "SELECT user_id, vec_sum, weight, extract(epoch FROM ref_time)::float8, n_events "
+        "FROM user_profiles WHERE user_id = ANY(%s) ORDER BY user_id FOR UPDATE",
+        (sorted(users),),
+    ).fetchall()
+    out = {r[0]: Profile(to_np(r[1], np.float64), float(r[2]), float(r[3]), int(r[4])) for r in rows}
+    return out
+
+
+def save_profiles(conn: Conn, profiles: dict[str, Profile], half_life_days: float) -> None:
+    rows = []
+    for user, p in profiles.items():
+        rows.append(
+            (
+                user,
+                p.vec_sum.astype(np.float32),
+                p.weight,
+                datetime.fromtimestamp(p.ref_time, tz=UTC),
+                p.n_events,
+                half_life_days,
+            )
+        )
+    conn.cursor().executemany(
+        "INSERT INTO user_profiles "
+        "(user_id, vec_sum, weight, ref_time, n_events, half_life_days, updated_at) "
+        "VALUES (%s, %s, %s, %s, %s, %s, now()) ON CONFLICT (user_id) DO UPDATE SET "
+        "vec_sum = EXCLUDED.vec_sum, weight = EXCLUDED.weight, ref_time = EXCLUDED.ref_time, "
+        "n_events = EXCLUDED.n_events, half_life_days = EXCLUDED.half_life_days, updated_at = now()",
+        rows,
+    )

@@ -1,0 +1,191 @@
+"""Reading the feed from PostgreSQL: users, candidates via SQL (exact / HNSW), baselines, details."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import psycopg
+from psycopg import sql
+
+from hanseek.feed.errors import NotFoundError
+from hanseek.feed.pgvec import to_np
+from hanseek.feed.profile import Profile
+from hanseek.store import vectors as sv
+
+Conn = psycopg.Connection[Any]
+I64 = npt.NDArray[np.int64]
+
+
+@dataclass(frozen=True)
+class UserContext:
+    id: str
+    communities: list[str]
+    profile: Profile
+    created_at: datetime
+
+
+def load_user(conn: Conn, user_id: str) -> UserContext:
+    row = conn.execute(
+        "SELECT u.id, u.created_at, "
+        "  COALESCE((SELECT array_agg(community ORDER BY community) FROM memberships m "
+        "            WHERE m.user_id = u.id), '{}'::text[]), "
+        "  p.vec_sum, p.weight, extract(epoch FROM p.ref_time)::float8, p.n_events "
+        "FROM users u LEFT JOIN user_profiles p ON p.user_id = u.id WHERE u.id = %s",
+        (user_id,),
+    ).fetchone()
+    if row is None:
+        raise NotFoundError(f"unknown user {user_id!r}")
+    _, created, comms, vec, weight, ref, n = row
+    profile = (
+        Profile(to_np(vec, np.float64), float(weight), float(ref), int(n))
+        if vec is not None
+        else Profile.empty(0)
+    )
+    return UserContext(user_id, list(comms), profile, created)
+
+
+def _not_read(user_id: str | None) -> sql.Composable | None:
+    if user_id is None:
+        return None
+    return sql.SQL("NOT EXISTS (SELECT 1 FROM events e WHERE e.user_id = %s AND e.post_id = posts.id)")
+
+
+def feed_filters(
+    communities: Sequence[str], t_from: datetime | None, t_to: datetime, exclude_user: str | None
+) -> sv.Filters:
+    f = sv.Filters().any("community", list(communities)).range("created_at", gte=t_from, lte=t_to)
+    clause = _not_read(exclude_user)
+    if clause is not None:
+        f.raw(clause, exclude_user)
+    return f
+
+
+def read_rids(conn: Conn, user_id: str, communities: Sequence[str], t_from: datetime | None) -> I64:
+    """rids of the posts the user interacted with, restricted to where the feed looks."""
+    rows = conn.execute(
+        "SELECT DISTINCT p.rid FROM events e JOIN posts p ON p.id = e.post_id "
+        "WHERE e.user_id = %s AND p.community = ANY(%s) AND (%s::timestamptz IS NULL OR p.created_at >= %s)",
+        (user_id, list(communities), t_from, t_from),
+    ).fetchall()
+    return np.array([r[0] for r in rows], dtype=np.int64)
+
+
+@dataclass(frozen=True)
+class Interaction:
+    rid: int
+    id: str
+    title: str
+    community: str
+    created_at: float
+
+
+def recent_interactions(conn: Conn, user_id: str, limit: int) -> list[Interaction]:
+    """The user's most recently touched posts (distinct), newest first: what explains a feed item."""
+    rows = conn.execute(
+        "SELECT p.rid, p.id, p.title, p.community, extract(epoch FROM p.created_at)::float8 FROM posts p "
+        "JOIN (SELECT post_id, max(at) AS last FROM events WHERE user_id = %s GROUP BY post_id "
+        "      ORDER BY last DESC LIMIT %s) r ON r.post_id = p.id ORDER BY r.last DESC",
+        (user_id, limit),
+    ).fetchall()
+    return [Interaction(int(r[0]), r[1], r[2], r[3], float(r[4])) for r in rows]
+
+
+def embeddings(conn: Conn, rids: Sequence[int]) -> dict[int, npt.NDArray[np.float32]]:
+    rows = conn.execute("SELECT rid, embedding FROM posts WHERE rid = ANY(%s)", (list(rids),)).fetchall()
+    return {int(r[0]): to_np(r[1]) for r in rows}
+
+
+def sql_exact(conn: Conn, q: npt.NDArray[np.float32], filters: sv.Filters, k: int) -> list[tuple[int, float]]:
+    hits = sv.exact_search(conn, "posts", q, k=k, filters=filters, id_column="rid")
+    return [(int(h.id), h.similarity) for h in hits]
+
+
+def sql_approx(
+    conn: Conn, q: npt.NDArray[np.float32], filters: sv.Filters, k: int, ef_search: int, max_scan_tuples: int
+) -> list[tuple[int, float]]:
+    hits = sv.hnsw_search(
+        conn,
+        "posts",
+        q,
+        k=k,
+        filters=filters,
+        id_column="rid",
+        ef_search=ef_search,
+        max_scan_tuples=max_scan_tuples,
+    )
+    return [(int(h.id), h.similarity) for h in hits]
+
+
+def estimate_candidates(conn: Conn, filters: sv.Filters) -> int:
+    return sv.estimate_count(conn, "posts", filters)
+
+
+_POP = "(p.likes + p.comments + COALESCE(s.likes, 0) + COALESCE(s.comments, 0))::float8"
+
+
+def baseline(
+    conn: Conn,
+    kind: str,
+    communities: Sequence[str],
+    t_from: datetime | None,
+    t_to: datetime,
+    k: int,
+    exclude_user: str | None,
+    half_life_days: float = 0.0,
+) -> list[tuple[int, float]]:
+    """latest (newest first) or popular (likes + comments, optionally decayed by age), same filters."""
+    params: list[Any] = [list(communities), t_to]
+    where = "p.community = ANY(%s) AND p.created_at <= %s"
+    if t_from is not None:
+        where += " AND p.created_at >= %s"
+        params.append(t_from)
+    if exclude_user is not None:
+        where += " AND NOT EXISTS (SELECT 1 FROM events e WHERE e.user_id = %s AND e.post_id = p.id)"
+        params.append(exclude_user)
+    if kind == "latest":
+        score = "extract(epoch FROM p.created_at)::float8"
+        order = "p.created_at DESC, p.rid DESC"
+    elif kind == "popular":
+        score = _POP
+        if half_life_days > 0:
+            seconds = float(half_life_days) * 86400.0
+            score = f"{_POP} * power(2.0, -extract(epoch FROM (%s - p.created_at))::float8 / {seconds})"
+            params.insert(0, t_to)
+        order = "score DESC, p.created_at DESC, p.rid DESC"
+    else:
+        raise ValueError(f"unknown baseline {kind!r}")
+    stmt = (
+        f"SELECT p.rid, {score} AS score FROM posts p LEFT JOIN post_stats s ON s.post_id = p.id "
+        f"WHERE {where} ORDER BY {order} LIMIT %s"
+    )
+    params.append(k)
+    return [(int(r[0]), float(r[1])) for r in conn.execute(stmt, params).fetchall()]
+
+
+@dataclass(frozen=True)
+class PostRow:
+    rid: int
+    id: str
+    community: str
+    author: str | None
+    title: str
+    snippet: str
+    category: str | None
+    created_at: datetime
+    likes: int
+    comments: int
+
+
+def post_rows(conn: Conn, rids: Sequence[int], snippet_chars: int = 160) -> dict[int, PostRow]:
+    rows = conn.execute(
+        "SELECT p.rid, p.id, p.community, p.author, p.title, left(p.body, %s), p.category, p.created_at, "
+        "  p.likes + COALESCE(s.likes, 0), p.comments + COALESCE(s.comments, 0) "
+        "FROM posts p LEFT JOIN post_stats s ON s.post_id = p.id WHERE p.rid = ANY(%s)",
+        (snippet_chars, list(rids)),
+    ).fetchall()
+    return {int(r[0]): PostRow(int(r[0]), *r[1:]) for r in rows}

@@ -1,0 +1,175 @@
+"""Offline replay: walk an events log in time order and ask rankers what they would have shown.
+
+At the first event of each chosen session, everything known *before* that moment — the user's
+profile built incrementally from earlier events, their read posts, post counters — is handed to a
+callback; only then are the session's own events applied. Nothing from the session or later can
+leak into what a ranker sees.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from hanseek.feed.evalsets.model import KINDS, EvalSet
+from hanseek.feed.memindex import MemoryIndex
+from hanseek.feed.profile import Profile, add_event, decay_rate
+from hanseek.feed.settings import FeedSettings
+
+SECONDS_PER_DAY = 86_400.0
+TREND_HALF_LIVES_DAYS = (1.0, 7.0)
+
+
+class DecayedCounters:
+    """Per-post exponentially decayed event counts, updated in O(1) per event."""
+
+    def __init__(self, n: int, half_life_days: float) -> None:
+        self.value = np.zeros(n)
+        self.at = np.zeros(n)
+        self.h = half_life_days * SECONDS_PER_DAY
+
+    def add(self, post: int, t: float, w: float = 1.0) -> None:
+        self.value[post] = self.value[post] * np.exp2(-(t - self.at[post]) / self.h) + w
+        self.at[post] = t
+
+    def at_time(self, posts: npt.NDArray[np.int64], t: float) -> npt.NDArray[np.float64]:
+        out: npt.NDArray[np.float64] = self.value[posts] * np.exp2(
+            -np.maximum(t - self.at[posts], 0) / self.h
+        )
+        return out
+
+
+@dataclass
+class UserState:
+    profile: Profile
+    read: set[int] = field(default_factory=set)
+    read_arr: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, np.int64))
+    recent: deque[int] = field(default_factory=lambda: deque(maxlen=5))
+    community_counts: dict[int, int] = field(default_factory=dict)
+    events: int = 0
+
+
+@dataclass
+class World:
+    """Post-side state at a moment of the replay."""
+
+    es: EvalSet
+    vecs: npt.NDArray[np.float32]
+    index: MemoryIndex
+    log_likes: npt.NDArray[np.float64]
+    log_comments: npt.NDArray[np.float64]
+    log_reads: npt.NDArray[np.float64]
+    trends: dict[float, DecayedCounters]
+
+    def likes_at(self, posts: npt.NDArray[np.int64], t: float) -> npt.NDArray[np.float64]:
+        """What a board shows as likes at time t: the agrees accrued so far plus likes in the log."""
+        out: npt.NDArray[np.float64] = self.es.popularity_at(t, posts) + self.log_likes[posts]
+        return out
+
+
+@dataclass
+class Query:
+    user: int
+    t: float
+    session: int
+    communities: list[str]
+    relevant: set[int]
+    state: UserState
+    world: World
+
+    def user_vector(self) -> npt.NDArray[np.float32] | None:
+        return self.state.profile.vector()
+
+    def candidates(self, window_days: float | None) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+        """Posts of the user's communities in the window ending now, minus what they already read."""
+        t_from = None if window_days is None else self.t - window_days * SECONDS_PER_DAY
+        c = self.world.index.candidates(self.communities, t_from, self.t)
+        rids, times = c.rids, c.times
+        if self.state.read_arr.size:
+            keep = ~np.isin(rids, self.state.read_arr)
+            rids, times = rids[keep], times[keep]
+        return rids, times
+
+
+def build_world(es: EvalSet, vecs: npt.NDArray[np.float32]) -> World:
+    index = MemoryIndex(vecs.shape[1])
+    index.apply(np.arange(es.n_posts), [es.communities[c] for c in es.post_community], es.created_at, vecs)
+    n = es.n_posts
+    return World(
+        es,
+        vecs,
+        index,
+        np.zeros(n),
+        np.zeros(n),
+        np.zeros(n),
+        {h: DecayedCounters(n, h) for h in TREND_HALF_LIVES_DAYS},
+    )
+
+
+def replay(
+    es: EvalSet,
+    vecs: npt.NDArray[np.float32],
+    settings: FeedSettings,
+    *,
+    query_from: float,
+    query_to: float,
+    on_query: Callable[[Query], None],
+    max_queries: int | None = None,
+    seed: int = 0,
+) -> int:
+    """Replay the whole log; call `on_query` for sessions starting in [query_from, query_to).
+    Returns the number of queries asked."""
+    world = build_world(es, vecs)
+    lam = decay_rate(settings.decay_half_life_days)
+    weights = np.array([settings.event_weight(k) for k in KINDS])
+    first_at: dict[int, float] = {}
+    for s, t in zip(es.ev_session.tolist(), es.ev_at.tolist(), strict=True):
+        first_at.setdefault(s, t)
+    chosen = [s for s, t in first_at.items() if query_from <= t < query_to]
+    if max_queries is not None and len(chosen) > max_queries:
+        rng = np.random.default_rng(seed)
+        chosen = rng.choice(np.array(chosen), size=max_queries, replace=False).tolist()
+    ask = set(chosen)
+    reads_of: dict[int, set[int]] = {}
+    for s, p, k in zip(es.ev_session.tolist(), es.ev_post.tolist(), es.ev_kind.tolist(), strict=True):
+        if s in ask and k == 0:
+            reads_of.setdefault(s, set()).add(p)
+
+    users = [UserState(Profile.empty(vecs.shape[1])) for _ in range(es.n_users)]
+    asked = 0
+    for u, p, k, t, s in zip(
+        es.ev_user.tolist(),
+        es.ev_post.tolist(),
+        es.ev_kind.tolist(),
+        es.ev_at.tolist(),
+        es.ev_session.tolist(),
+        strict=True,
+    ):
+        st = users[u]
+        if s in ask:
+            ask.discard(s)
+            comms = [es.communities[c] for c in es.user_communities[u]]
+            on_query(Query(u, t, s, comms, reads_of.get(s, set()), st, world))
+            asked += 1
+        # Apply the event.
+        st.profile = add_event(st.profile, vecs[p], float(weights[k]), t, lam)
+        st.events += 1
+        if p not in st.read:
+            st.read.add(p)
+            st.read_arr = np.append(st.read_arr, p)
+            c = int(es.post_community[p])
+            st.community_counts[c] = st.community_counts.get(c, 0) + 1
+        if k == 0:
+            st.recent.append(p)
+            world.log_reads[p] += 1
+        elif k == 1:
+            world.log_likes[p] += 1
+        else:
+            world.log_comments[p] += 1
+        for counter in world.trends.values():
+            counter.add(p, t)
+    return asked

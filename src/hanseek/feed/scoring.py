@@ -1,0 +1,65 @@
+"""Scoring rules shared by the service and the offline replay, so both rank the same way."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import TypeVar
+
+import numpy as np
+import numpy.typing as npt
+
+from hanseek.feed.profile import SECONDS_PER_DAY
+
+T = TypeVar("T")
+F64 = npt.NDArray[np.float64]
+
+
+def popularity(
+    likes: npt.ArrayLike, comments: npt.ArrayLike, age_s: npt.ArrayLike, half_life_days: float = 0.0
+) -> F64:
+    """likes + comments, optionally halved every `half_life_days` of the post's age."""
+    score = np.asarray(likes, dtype=np.float64) + np.asarray(comments, dtype=np.float64)
+    if half_life_days > 0:
+        age = np.maximum(np.asarray(age_s, dtype=np.float64), 0.0)
+        score = score * np.exp2(-age / (half_life_days * SECONDS_PER_DAY))
+    return score
+
+
+def order_latest(times: npt.ArrayLike, ids: npt.ArrayLike) -> npt.NDArray[np.int64]:
+    """Indices newest first (ties: larger id first)."""
+    return np.lexsort((-np.asarray(ids), -np.asarray(times, dtype=np.float64))).astype(np.int64)
+
+
+def order_popular(scores: npt.ArrayLike, times: npt.ArrayLike, ids: npt.ArrayLike) -> npt.NDArray[np.int64]:
+    """Indices by popularity, ties newest first."""
+    return np.lexsort(
+        (-np.asarray(ids), -np.asarray(times, dtype=np.float64), -np.asarray(scores, dtype=np.float64))
+    ).astype(np.int64)
+
+
+def blend(first: Sequence[T], second: Sequence[T], first_share: float, k: int) -> list[T]:
+    """Interleave two rankings so every page prefix holds about `first_share` items from `first`,
+    skipping duplicates. The cold-start feed: popular and latest, so a new user sees both what the
+    board values and what just arrived."""
+    out: list[T] = []
+    seen: set[T] = set()
+    i = j = taken_first = 0
+    while len(out) < k and (i < len(first) or j < len(second)):
+        use_first = i < len(first) and (j >= len(second) or taken_first < first_share * (len(out) + 1))
+        if use_first:
+            x = first[i]
+            i += 1
+        else:
+            x = second[j]
+            j += 1
+        if x in seen:
+            continue
+        seen.add(x)
+        out.append(x)
+        taken_first += int(use_first)
+    return out
+
+
+def decay_factor(dt_s: float, half_life_days: float) -> float:
+    return math.exp2(-max(dt_s, 0.0) / (half_life_days * SECONDS_PER_DAY))

@@ -1,0 +1,55 @@
+"""Feed configuration (HANSEEK_FEED_* environment variables), built once when the service starts."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class FeedSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="HANSEEK_FEED_", env_file=None, extra="ignore")
+
+    # Weights per event kind in the user's weighted mean. The original system counted a read once and
+    # a like or comment as a stronger signal; the exact numbers are configuration, not law.
+    weight_read: float = Field(default=1.0, ge=0.0)
+    weight_like: float = Field(default=3.0, ge=0.0)
+    weight_comment: float = Field(default=4.0, ge=0.0)
+    # 0 disables time decay. Otherwise an event's weight halves every `decay_half_life_days` relative
+    # to newer events of the same user (the mean is a ratio, so only relative ages matter).
+    decay_half_life_days: float = Field(default=0.0, ge=0.0)
+
+    # Post text = fields joined in this order; a field listed twice weighs more in the encoder input.
+    text_fields: list[str] = Field(default_factory=lambda: ["title", "category", "body"])
+    max_body_chars: int = Field(default=1000, ge=0)
+
+    default_k: int = 20
+    max_k: int = 200
+    default_days: int | None = 30
+    max_days: int = 3650
+
+    # Planner: above this many estimated candidate rows the SQL exact path costs more than the
+    # approximate one (≈3 µs per row in pgvector); the in-process index is exact up to `memory_max_rows`.
+    exact_max_candidates: int = 20_000
+    memory_max_rows: int = 400_000
+    hnsw_ef_search: int = 200
+    hnsw_max_scan_tuples: int = 40_000
+
+    # Serve the exact path from an in-process matrix kept in step with PostgreSQL.
+    memory_index: bool = True
+    # How long a process may serve from its index before checking PostgreSQL for other writers'
+    # changes when no NOTIFY arrived (a safety net for dropped notifications).
+    index_poll_seconds: float = Field(default=2.0, ge=0.0)
+
+    # Cold start: the share of the page taken from the popular list (the rest is latest).
+    cold_start_popular_share: float = Field(default=0.5, ge=0.0, le=1.0)
+    popular_half_life_days: float = Field(default=0.0, ge=0.0)
+    # How many of the user's interactions are compared to explain each item (nearest read post).
+    explain_history: int = 200
+
+    def event_weight(self, kind: str) -> float:
+        weights = {"read": self.weight_read, "like": self.weight_like, "comment": self.weight_comment}
+        return weights[kind]
+
+
+def load_feed_settings(**overrides: object) -> FeedSettings:
+    return FeedSettings(**overrides)  # type: ignore[arg-type]

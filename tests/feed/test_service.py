@@ -1,0 +1,254 @@
+"""FeedService on the real embedded PostgreSQL: ingest, events, profiles, feed paths, deletes."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import numpy as np
+import pytest
+
+from hanseek.feed.errors import InvalidInput, NotFoundError
+from hanseek.feed.models import EventIn
+from hanseek.feed.pgvec import to_np
+from hanseek.feed.service import FeedService
+from hanseek.store.db import Database
+
+from .conftest import NOW, make_posts
+
+WEIGHTS = {"read": 1.0, "like": 3.0, "comment": 4.0}
+
+
+def _profile_reference(vecs: np.ndarray, events: list[tuple[int, str]]) -> np.ndarray:
+    w = np.array([WEIGHTS[k] for _, k in events])
+    m = (w[:, None] * vecs[[i for i, _ in events]]).sum(0) / w.sum()
+    return m / np.linalg.norm(m)
+
+
+def _brute_force(
+    posts: list, vecs: np.ndarray, q: np.ndarray, comms: set[str], days: float, read: set[int], k: int
+) -> list[str]:
+    t_from = NOW - timedelta(days=days)
+    rows = [
+        i
+        for i, p in enumerate(posts)
+        if p.community in comms and t_from <= p.created_at <= NOW and i not in read
+    ]
+    rows.sort(key=lambda i: -float(vecs[i] @ q))
+    return [posts[i].id for i in rows[:k]]
+
+
+def _setup_user(feed: FeedService, tag: str, posts: list, events: list[tuple[int, str]]) -> str:
+    user = f"{tag}-u1"
+    feed.set_memberships(user, [f"{tag}-c0", f"{tag}-c1"])
+    feed.record_events(
+        [
+            EventIn(user_id=user, post_id=posts[i].id, kind=kind, at=NOW - timedelta(hours=j))  # type: ignore[arg-type]
+            for j, (i, kind) in enumerate(events)
+        ]
+    )
+    return user
+
+
+def test_profile_and_exact_paths_equal_numpy(feed: FeedService, tag: str) -> None:
+    posts, vecs = make_posts(tag, 600, 4, 60)
+    res = feed.ingest_posts(posts)
+    assert (res.inserted, res.updated, res.encoded) == (600, 0, 0)
+    events = [(0, "read"), (0, "like"), (4, "read"), (8, "comment"), (12, "read"), (13, "read")]
+    user = _setup_user(feed, tag, posts, events)
+    q = _profile_reference(vecs, events)
+
+    with feed.db.connection() as conn:
+        row = conn.execute(
+            "SELECT vec_sum, weight, n_events FROM user_profiles WHERE user_id = %s", (user,)
+        ).fetchone()
+    assert row is not None
+    stored = to_np(row[0], np.float64) / row[1]
+    np.testing.assert_allclose(stored / np.linalg.norm(stored), q, atol=1e-6)
+    assert row[1] == pytest.approx(sum(WEIGHTS[k] for _, k in events)) and row[2] == len(events)
+
+    read = {i for i, _ in events}
+    comms = {f"{tag}-c0", f"{tag}-c1"}
+    for days in (7, 30, None):
+        expected = _brute_force(posts, vecs, q, comms, days or 10_000, read, 20)
+        for path in ("exact", "exact-sql"):
+            out = feed.feed(user, k=20, days=days, path=path, at=NOW)  # type: ignore[arg-type]
+            assert [it.id for it in out.items] == expected, (path, days)
+            assert out.path == {"exact": "exact-memory", "exact-sql": "exact-sql"}[path]
+            for it in out.items:
+                i = int(it.id.rsplit("p", 1)[1])
+                assert it.score == pytest.approx(float(vecs[i] @ q), abs=1e-4)
+                assert it.why is not None and it.why.post_id in {posts[j].id for j in read}
+        approx = feed.feed(user, k=20, days=days, path="approx", at=NOW)
+        assert approx.path == "approx-hnsw"
+        recall = len({it.id for it in approx.items} & set(expected)) / max(len(expected), 1)
+        assert recall >= 0.9, (days, recall)
+    auto = feed.feed(user, k=10, days=30, at=NOW)
+    assert auto.path == "exact-memory" and auto.estimated_candidates and auto.estimated_candidates > 0
+
+
+def test_filters_never_leak(feed: FeedService, tag: str) -> None:
+    posts, _ = make_posts(tag, 400, 5, 90, seed=1)
+    feed.ingest_posts(posts)
+    # Posts in the future of `at` must not show either.
+    user = _setup_user(feed, tag, posts, [(0, "read"), (5, "read"), (10, "like")])
+    by_id = {p.id: p for p in posts}
+    read = {posts[i].id for i in (0, 5, 10)}
+    for path in ("exact", "exact-sql", "approx"):
+        for days in (3, 14, 45, None):
+            for at in (NOW, NOW - timedelta(days=20)):
+                out = feed.feed(user, k=50, days=days, path=path, at=at)  # type: ignore[arg-type]
+                for it in out.items:
+                    p = by_id[it.id]
+                    assert p.community in (f"{tag}-c0", f"{tag}-c1")
+                    assert p.created_at <= at
+                    if days is not None:
+                        assert p.created_at >= at - timedelta(days=days)
+                    assert it.id not in read
+    for kind in ("latest", "popular"):
+        out = feed.baseline_feed(kind, user_id=user, k=50, days=14, at=NOW)
+        assert out.items
+        for it in out.items:
+            p = by_id[it.id]
+            assert p.community in (f"{tag}-c0", f"{tag}-c1") and p.created_at >= NOW - timedelta(days=14)
+            assert it.id not in read
+        if kind == "latest":
+            times = [it.created_at for it in out.items]
+            assert times == sorted(times, reverse=True)
+        else:
+            pops = [it.likes + it.comments for it in out.items]
+            assert pops == sorted(pops, reverse=True)
+
+
+def test_event_batches_are_idempotent_and_all_or_nothing(feed: FeedService, tag: str) -> None:
+    posts, _ = make_posts(tag, 20, 1, 5, seed=2)
+    feed.ingest_posts(posts)
+    user = f"{tag}-u"
+    batch = [
+        EventIn(user_id=user, post_id=posts[i].id, kind="read", at=NOW - timedelta(minutes=i))
+        for i in range(5)
+    ]
+    first = feed.record_events(batch)
+    assert (first.accepted, first.duplicates, first.users_created) == (5, 0, 1)
+    before = feed.get_user(user)
+    again = feed.record_events(batch)  # a client retrying after a timeout
+    assert (again.accepted, again.duplicates) == (0, 5)
+    after = feed.get_user(user)
+    assert after.events == before.events == 5 and after.profile_weight == before.profile_weight
+    bad = [
+        *batch,
+        EventIn(user_id=user, post_id=posts[6].id, kind="like", at=NOW),
+        EventIn(user_id=user, post_id=f"{tag}-missing", kind="read", at=NOW),
+    ]
+    with pytest.raises(InvalidInput, match="unknown post"):
+        feed.record_events(bad)
+    assert feed.get_user(user).events == 5  # the valid like in the failed batch was not stored
+    with feed.db.connection() as conn:
+        row = conn.execute(
+            "SELECT reads, likes FROM post_stats WHERE post_id = %s", (posts[0].id,)
+        ).fetchone()
+    assert row == (1, 0)
+
+
+def test_a_new_like_changes_the_next_feed(feed: FeedService, tag: str) -> None:
+    posts, vecs = make_posts(tag, 300, 2, 20, seed=3)
+    feed.ingest_posts(posts)
+    user = _setup_user(feed, tag, posts, [(0, "read")])
+    before = [it.id for it in feed.feed(user, k=10, days=30, at=NOW).items]
+    # Like a post far from the current profile: the profile moves, and so does the feed.
+    far = int(np.argmin(vecs[:300] @ vecs[0]))
+    feed.record_events([EventIn(user_id=user, post_id=posts[far].id, kind="like", at=NOW)])
+    after = [it.id for it in feed.feed(user, k=10, days=30, at=NOW).items]
+    assert after != before
+
+
+def test_delete_removes_from_feeds_and_profiles(feed: FeedService, tag: str) -> None:
+    posts, vecs = make_posts(tag, 200, 2, 20, seed=4)
+    feed.ingest_posts(posts)
+    events = [(0, "read"), (2, "like"), (4, "comment")]
+    user = _setup_user(feed, tag, posts, events)
+    top = feed.feed(user, k=5, days=30, at=NOW).items[0].id
+    feed.delete_post(top)
+    feed.delete_post(posts[2].id)  # a post the user liked
+    for path in ("exact", "exact-sql", "approx"):
+        ids = [it.id for it in feed.feed(user, k=50, days=30, path=path, at=NOW).items]  # type: ignore[arg-type]
+        assert top not in ids and posts[2].id not in ids
+    for kind in ("latest", "popular"):
+        out = feed.baseline_feed(kind, user_id=user, k=200, days=30, at=NOW)
+        assert top not in [it.id for it in out.items]
+    # The profile is now the weighted mean over the remaining events.
+    expected = _profile_reference(vecs, [(0, "read"), (4, "comment")])
+    with feed.db.connection() as conn:
+        row = conn.execute(
+            "SELECT vec_sum, weight, n_events FROM user_profiles WHERE user_id = %s", (user,)
+        ).fetchone()
+    assert row is not None and row[2] == 2 and row[1] == pytest.approx(5.0)
+    got = to_np(row[0], np.float64)
+    np.testing.assert_allclose(got / np.linalg.norm(got), expected, atol=1e-5)
+    with pytest.raises(NotFoundError):
+        feed.delete_post(top)
+
+
+def test_reingest_updates_a_post(feed: FeedService, tag: str) -> None:
+    posts, _ = make_posts(tag, 50, 2, 10, seed=5)
+    feed.ingest_posts(posts)
+    user = _setup_user(feed, tag, posts, [(1, "read")])
+    moved = posts[3].model_copy(update={"community": f"{tag}-c9", "title": "moved"})
+    res = feed.ingest_posts([moved])
+    assert (res.inserted, res.updated) == (0, 1)
+    for path in ("exact", "exact-sql"):
+        ids = [it.id for it in feed.feed(user, k=50, days=30, path=path, at=NOW).items]  # type: ignore[arg-type]
+        assert moved.id not in ids
+
+
+def test_cold_start_blends_popular_and_latest(feed: FeedService, tag: str) -> None:
+    posts, _ = make_posts(tag, 120, 3, 30, seed=6)
+    feed.ingest_posts(posts)
+    user = f"{tag}-new"
+    feed.set_memberships(user, [f"{tag}-c0", f"{tag}-c2"])
+    out = feed.feed(user, k=10, days=30, at=NOW)
+    assert out.cold_start and out.kind == "cold-start" and len(out.items) == 10
+    assert {it.source for it in out.items} == {"popular", "latest"}
+    latest = feed.baseline_feed("latest", user_id=user, k=10, days=30, at=NOW)
+    popular = feed.baseline_feed("popular", user_id=user, k=10, days=30, at=NOW)
+    ids = [it.id for it in out.items]
+    assert ids[0] == popular.items[0].id and ids[1] == latest.items[0].id
+    assert set(ids) <= {it.id for it in latest.items} | {it.id for it in popular.items}
+    assert len(set(ids)) == len(ids)
+
+
+def test_errors(feed: FeedService, tag: str) -> None:
+    with pytest.raises(NotFoundError):
+        feed.feed(f"{tag}-nobody")
+    feed.set_memberships(f"{tag}-u", [f"{tag}-c0"])
+    for kwargs in ({"k": 0}, {"k": 10_000}, {"days": 0}, {"days": 100_000}, {"path": "fast"}):
+        with pytest.raises(InvalidInput):
+            feed.feed(f"{tag}-u", **kwargs)  # type: ignore[arg-type]
+    with pytest.raises(InvalidInput):
+        feed.baseline_feed("random", user_id=f"{tag}-u")
+    alone = f"{tag}-alone"
+    feed.set_memberships(alone, [])
+    assert feed.feed(alone).items == [] and feed.feed(alone).note
+
+
+def test_other_processes_follow_writes(db: Database, feed: FeedService, tag: str) -> None:
+    """A second service (another worker process in production) sees writes via LISTEN/NOTIFY."""
+    from hanseek.feed.settings import FeedSettings
+
+    other = FeedService(db, settings=FeedSettings(index_poll_seconds=3600), load_in_background=False)
+    try:
+        posts, _ = make_posts(tag, 30, 1, 5, seed=7)
+        feed.ingest_posts(posts)
+        assert other.index is not None
+        import time
+
+        deadline = time.monotonic() + 10
+        while other.index.count([f"{tag}-c0"], None, None) < 30 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert other.index.count([f"{tag}-c0"], None, None) == 30
+        feed.delete_posts([p.id for p in posts[:10]])
+        deadline = time.monotonic() + 10
+        while other.index.count([f"{tag}-c0"], None, None) > 20 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert other.index.count([f"{tag}-c0"], None, None) == 20
+    finally:
+        other.close()
