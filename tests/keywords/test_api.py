@@ -1,0 +1,171 @@
+"""The keywords API on the real app and database (FastAPI TestClient)."""
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from hanseek.api.app import create_app
+from hanseek.api.state import AppState
+from hanseek.config import Settings
+from hanseek.keywords.ocr import OcrEngine
+from hanseek.keywords.service import KeywordService
+
+DATA = Path(__file__).parent / "data"
+PAGE = (
+    "구석기 시대 사람들은 뗀석기로 사냥을 하였다. 신석기 시대에는 빗살무늬토기를 만들었고, "
+    "농경과 목축을 시작하였다. 신석기 시대 사람들은 움집에 살았고 가락바퀴로 옷을 만들었다."
+)
+
+
+def subject_name() -> str:
+    return f"한국사-{uuid.uuid4().hex[:8]}"
+
+
+def is_problem(r: Any, status: int) -> bool:
+    return r.status_code == status and r.headers["content-type"].startswith("application/problem+json")
+
+
+def test_weights_have_components_and_surfaces(client: TestClient) -> None:
+    r = client.post("/keywords/weights", json={"text": PAGE, "method": "bm25"})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    terms = {t["term"]: t for t in body["terms"]}
+    assert body["method"] == "bm25" and body["background_docs"] > 100_000
+    stone = terms["뗀석기"]
+    occ = stone["occurrences"][0]
+    assert PAGE[occ["start"] : occ["end"]] == occ["surface"] == "뗀석기" and PAGE[occ["end"]] == "로"
+    assert {"tf", "idf", "idf_background", "tf_saturated", "floored"} <= set(stone["components"])
+    assert terms["빗살무늬토기"]["tag"] == "NNC" and terms["빗살무늬토기"]["parts"] == [
+        "빗살",
+        "무늬",
+        "토기",
+    ]
+    weights = [t["weight"] for t in body["terms"]]
+    assert weights == sorted(weights, reverse=True) and weights[0] == 1.0
+    assert len(client.post("/keywords/weights", json={"text": PAGE, "limit": 3}).json()["terms"]) == 3
+
+
+def test_cloze_endpoint(client: TestClient) -> None:
+    r = client.post("/keywords/cloze", json={"text": PAGE, "count": 4})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert [b["number"] for b in body["blanks"]] == [1, 2, 3, 4]
+    assert len({b["term"] for b in body["blanks"]}) == 4
+    for b in body["blanks"]:
+        assert PAGE[b["start"] : b["end"]] == b["answer"]
+        assert f"({b['number']}) ______" in body["text"]
+    pieces = [s["text"] if s["text"] is not None else f"<{s['blank']}>" for s in body["segments"]]
+    assert sum(p.startswith("<") for p in pieces) == 4
+    again = client.post("/keywords/cloze", json={"text": PAGE, "count": 4}).json()
+    assert again == body  # deterministic
+
+
+def test_bad_input_is_a_clear_4xx(client: TestClient, db_settings: Settings) -> None:
+    assert is_problem(client.post("/keywords/weights", json={"text": ""}), 422)
+    assert is_problem(client.post("/keywords/weights", json={"text": "   \n "}), 422)
+    huge = "가" * (db_settings.max_text_chars + 1)
+    r = client.post("/keywords/cloze", json={"text": huge})
+    assert is_problem(r, 422) and "too long" in r.json()["detail"]
+    r = client.post("/keywords/weights", json={"text": PAGE, "subject": "없는과목-" + uuid.uuid4().hex})
+    assert is_problem(r, 404) and "unknown subject" in r.json()["detail"]
+    assert is_problem(client.post("/keywords/weights", json={"text": PAGE, "method": "magic"}), 422)
+    assert is_problem(client.post("/keywords/cloze", json={"text": PAGE, "ratio": 0.2, "count": 3}), 422)
+    assert is_problem(client.post("/keywords/cloze", json={"text": PAGE, "ratio": 1.5}), 422)
+    assert is_problem(client.post("/keywords/weights", json={"text": PAGE, "k1": -1}), 422)
+    assert is_problem(client.post("/keywords/subjects/x/documents", json={"documents": []}), 422)
+    assert is_problem(client.put("/keywords/subjects/x/dictionary", json={"csv": "a,b\nc,d"}), 422)
+
+
+def test_corpus_lifecycle_and_floor(client: TestClient) -> None:
+    name = subject_name()
+    docs = [
+        {"text": "구석기 시대에는 뗀석기를 썼다.", "title": "구석기"},
+        {"text": "신석기 시대에는 간석기와 토기를 썼다.", "title": "신석기"},
+        {"text": "청동기 시대에는 고인돌을 만들었다.", "title": "청동기"},
+    ]
+    r = client.post(f"/keywords/subjects/{name}/documents", json={"documents": docs})
+    assert r.status_code == 201, r.text
+    added = r.json()["documents"]
+    assert r.json()["subject"]["documents"] == 3
+    md = "# 단원\n## 고조선\n**위만 조선**의 성립\n## 삼국\n고구려, 백제, 신라\n"
+    r = client.post(f"/keywords/subjects/{name}/documents", json={"content": md, "kind": "markdown"})
+    assert r.status_code == 201 and r.json()["subject"]["documents"] == 6
+
+    listed = client.get(f"/keywords/subjects/{name}/documents").json()
+    assert [d["title"] for d in listed[:3]] == ["구석기", "신석기", "청동기"]
+    assert name in [s["name"] for s in client.get("/keywords/subjects").json()]
+
+    w = client.post("/keywords/weights", json={"text": PAGE, "subject": name}).json()
+    assert w["corpus_docs"] == 6
+    era = next(t for t in w["terms"] if t["term"] == "시대")
+    assert era["components"]["df_subject"] == 3
+
+    # Keyword floor: a listed word never weighs less than the floor.
+    r = client.put(f"/keywords/subjects/{name}/keywords", json={"words": ["가락바퀴", "옷"], "floor": 0.8})
+    assert r.status_code == 200 and r.json()["keywords"] == 2 and r.json()["floor"] == pytest.approx(0.8)
+    w = client.post("/keywords/weights", json={"text": PAGE, "subject": name}).json()
+    terms = {t["term"]: t for t in w["terms"]}
+    assert terms["옷"]["weight"] >= 0.8 - 1e-6 and terms["옷"]["components"]["floored"] is True
+    no_floor = client.post(
+        "/keywords/weights", json={"text": PAGE, "subject": name, "use_floor": False}
+    ).json()
+    assert {t["term"]: t for t in no_floor["terms"]}["옷"]["weight"] < 0.8
+
+    # Dictionary from CSV drives the dictionary method.
+    r = client.put(f"/keywords/subjects/{name}/dictionary", json={"csv": "word,weight\n움집,5\n목축,2\n"})
+    assert r.status_code == 200 and r.json()["dictionary_words"] == 2
+    d = client.post(
+        "/keywords/weights", json={"text": PAGE, "subject": name, "method": "dictionary", "use_floor": False}
+    )
+    assert [t["term"] for t in d.json()["terms"][:2]] == ["움집", "목축"]
+
+    # Removing a document updates the statistics.
+    assert client.delete(f"/keywords/subjects/{name}/documents/{added[0]['id']}").status_code == 204
+    assert client.get(f"/keywords/subjects/{name}").json()["documents"] == 5
+    assert is_problem(client.delete(f"/keywords/subjects/{name}/documents/{added[0]['id']}"), 404)
+    assert client.delete(f"/keywords/subjects/{name}").status_code == 204
+    assert is_problem(client.get(f"/keywords/subjects/{name}"), 404)
+
+
+def test_ocr_reads_a_korean_page_photo(client: TestClient) -> None:
+    png = (DATA / "page_ko.png").read_bytes()
+    r = client.post("/keywords/ocr", files={"image": ("page.png", png, "image/png")})
+    assert r.status_code == 200, r.text
+    text = r.json()["text"]
+    for word in ("구석기", "빗살무늬토기", "농경", "고인돌"):
+        assert word in text
+    r = client.post("/keywords/ocr", files={"image": ("x.png", b"not an image", "image/png")})
+    assert is_problem(r, 422) and "image" in r.json()["detail"]
+
+
+@pytest.fixture()
+def no_tesseract_client(db_settings: Settings, db: Any) -> Iterator[TestClient]:
+    state = AppState(db_settings, db)
+    state.service(
+        "keywords", lambda st: KeywordService(st.db, ocr=OcrEngine(tesseract_cmd="/nonexistent/tesseract"))
+    )
+    with TestClient(create_app(db_settings, state=state), raise_server_exceptions=False) as c:
+        yield c
+
+
+def test_ocr_missing_tesseract_is_503(no_tesseract_client: TestClient) -> None:
+    png = (DATA / "page_ko.png").read_bytes()
+    r = no_tesseract_client.post("/keywords/ocr", files={"image": ("page.png", png, "image/png")})
+    assert is_problem(r, 503) and "tesseract" in r.json()["detail"]
+
+
+def test_missing_language_data_is_named() -> None:
+    engine = OcrEngine(languages="kor+zzz")
+    with pytest.raises(Exception, match="zzz"):
+        engine.check()
+
+
+def test_cloze_page(client: TestClient) -> None:
+    r = client.get("/cloze")
+    assert r.status_code == 200 and "text/html" in r.headers["content-type"]
+    assert 'id="cloze-form"' in r.text and "/static/cloze.js" in r.text
+    assert client.get("/static/cloze.js").status_code == 200
