@@ -1,0 +1,93 @@
+"""`hanseek keywords ...` against the session's embedded PostgreSQL (the CLI reuses the running server)."""
+
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from hanseek.cli import app
+from hanseek.config import Settings
+
+runner = CliRunner()
+
+
+@pytest.fixture()
+def cli_env(db_settings: Settings, db: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HANSEEK_DATA_DIR", str(db_settings.data_dir))
+    monkeypatch.delenv("HANSEEK_DATABASE_URL", raising=False)
+
+
+def test_corpus_add_weights_cloze(cli_env: None, tmp_path: Path) -> None:
+    subject = f"한국사-{uuid.uuid4().hex[:6]}"
+    (tmp_path / "notes.md").write_text(
+        "# 선사\n## 구석기\n구석기 시대에는 뗀석기를 썼다.\n"
+        "## 신석기\n신석기 시대에는 빗살무늬토기를 썼다.\n",
+        encoding="utf-8",
+    )
+    (tmp_path / "more.jsonl").write_text(
+        json.dumps({"text": "청동기 시대에는 고인돌을 만들었다."}, ensure_ascii=False) + "\n",
+        encoding="utf-8",
+    )
+    r = runner.invoke(
+        app,
+        [
+            "keywords",
+            "corpus",
+            "add",
+            "--subject",
+            subject,
+            str(tmp_path / "notes.md"),
+            str(tmp_path / "more.jsonl"),
+        ],
+    )
+    assert r.exit_code == 0, r.output
+    assert "corpus now 4 documents" in r.output  # title section + 2 sections + 1 JSON line
+    r = runner.invoke(app, ["keywords", "corpus", "list"])
+    assert r.exit_code == 0 and subject in r.output
+
+    (tmp_path / "kw.txt").write_text("고인돌\n", encoding="utf-8")
+    r = runner.invoke(
+        app,
+        ["keywords", "corpus", "keywords", "--subject", subject, str(tmp_path / "kw.txt"), "--floor", "0.9"],
+    )
+    assert r.exit_code == 0, r.output
+
+    page = "신석기 시대 사람들은 빗살무늬토기를 만들었고 청동기 시대에는 고인돌을 세웠다."
+    r = runner.invoke(app, ["keywords", "weights", page, "--subject", subject, "--json"])
+    assert r.exit_code == 0, r.output
+    rows = {w["term"]: w for w in json.loads(r.output)}
+    assert rows["고인돌"]["weight"] >= 0.9 and rows["시대"]["components"]["df_subject"] == 3
+
+    r = runner.invoke(app, ["keywords", "cloze", page, "--count", "2", "--subject", subject])
+    assert r.exit_code == 0, r.output
+    assert "(1) ______" in r.output and "Answers" in r.output
+
+    r = runner.invoke(app, ["keywords", "weights", page, "--subject", "없는-" + subject])
+    assert r.exit_code == 1 and "unknown subject" in r.output
+    r = runner.invoke(app, ["keywords", "weights", "  "])
+    assert r.exit_code == 1 and "empty" in r.output
+
+
+def test_corpus_add_rejects_unknown_files(cli_env: None, tmp_path: Path) -> None:
+    (tmp_path / "a.pdf").write_bytes(b"%PDF")
+    r = runner.invoke(app, ["keywords", "corpus", "add", "--subject", "x", str(tmp_path / "a.pdf")])
+    assert r.exit_code == 1 and "unsupported" in r.output
+
+
+def test_eval_on_study_notes(shared_data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "report"
+    r = runner.invoke(
+        app, ["keywords", "eval", "--notes", str(shared_data / "study_notes"), "--out", str(out)]
+    )
+    assert r.exit_code == 0, r.output
+    result = json.loads(out.with_suffix(".json").read_text(encoding="utf-8"))
+    assert len(result["notes"]) >= 5 and all(n["note"] != "SOURCE" for n in result["notes"])
+    methods = result["methods"]
+    assert {"dictionary", "tfidf", "bm25", "bm25 + floor"} <= set(methods)
+    chance = result["chance_precision_occurrences"]
+    # Weighting must beat blanking at random (the share of bold candidates).
+    assert methods["bm25"]["occurrences"]["precision"] > chance + 0.05
+    assert "| bm25 |" in out.with_suffix(".md").read_text(encoding="utf-8")
