@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import signal
+from types import FrameType
+
 import typer
+
+
+def _absorb(signum: int, frame: FrameType | None) -> None:
+    """The signal uvicorn re-raises after its graceful shutdown: already handled, nothing to do."""
 
 
 def serve(
@@ -37,7 +44,15 @@ def serve(
                         console.print(f"demo {feature}: " + ", ".join(f"{k}={v}" for k, v in counts.items()))
             app = create_app(s, state=state)
             console.print(f"hanseek serving on [bold]http://{s.host}:{s.port}[/] (Ctrl-C to stop)")
-            uvicorn.run(app, host=s.host, port=s.port, log_level="warning", timeout_graceful_shutdown=10)
+            # uvicorn drains in-flight requests on SIGTERM/SIGINT, then re-raises the signal once its own
+            # handlers are gone: with the default handlers that killed the process before the `finally`
+            # below could stop the embedded database. Absorb that re-raise so the shutdown completes.
+            previous = {sig: signal.signal(sig, _absorb) for sig in (signal.SIGINT, signal.SIGTERM)}
+            try:
+                uvicorn.run(app, host=s.host, port=s.port, log_level="warning", timeout_graceful_shutdown=10)
+            finally:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
         finally:
             # open_db closes the pool and stops the embedded server; release models first.
             state.close_services()
