@@ -41,9 +41,11 @@ SPECS: dict[str, SetSpec] = {
     for s in (
         SetSpec(
             "petitions",
-            "Petition titles posted Apr 2019 – Dec 2020 (the file keeps only petitions with > ~100 agrees "
-            "in that period): 17 boards, ~25 posts a day in all.",
-            lambda d: sources.petitions_titles(d / "petitions_titles" / "petition_data.csv"),
+            "Petition titles posted 31 Jan – 31 Dec 2020 (in this period the file keeps only petitions "
+            "with more than ~100 agrees): 17 boards, ~30 posts a day in all.",
+            lambda d: sources.petitions_titles(
+                d / "petitions_titles" / "petition_data.csv", expiry_from="2020-03-01", expiry_to="2021-01-31"
+            ),
         ),
         SetSpec(
             "petitions-dense",

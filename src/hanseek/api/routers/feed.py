@@ -1,0 +1,172 @@
+"""Feed endpoints: posts, events, memberships, the personalised feed and its baselines; /feed page."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.responses import HTMLResponse
+
+from hanseek.api.errors import BadRequest, NotFound, ProblemError
+from hanseek.api.security import require_read_key, require_write_key
+from hanseek.api.state import AppState, get_state
+from hanseek.feed.errors import InvalidInput, NotFoundError
+from hanseek.feed.models import (
+    EventsBatch,
+    EventsResult,
+    FeedOut,
+    IngestResult,
+    MembershipsIn,
+    PathName,
+    PostsBatch,
+    UserOut,
+)
+from hanseek.feed.service import FeedService
+from hanseek.web.pages import render
+
+router = APIRouter(tags=["feed"])
+read = [Depends(require_read_key)]
+write = [Depends(require_write_key)]
+
+Days = Annotated[
+    str,
+    Query(pattern=r"^(\d{1,5}|all)$", description="Date window in days ending at `at`, or 'all' for none"),
+]
+K = Annotated[int, Query(ge=1, le=200, description="How many posts")]
+At = Annotated[datetime | None, Query(description="Evaluate the feed as of this time (default: now)")]
+
+
+def build_service(state: AppState) -> FeedService:
+    from hanseek.feed.settings import load_feed_settings
+
+    return FeedService(
+        state.db,
+        dim=state.settings.embed_dim,
+        settings=load_feed_settings(),
+        encoder=lambda: state.text_encoder,
+    )
+
+
+def feed_service(request: Request) -> FeedService:
+    return get_state(request).service("feed", build_service)
+
+
+Service = Annotated[FeedService, Depends(feed_service)]
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    try:
+        yield
+    except NotFoundError as e:
+        raise NotFound(str(e)) from e
+    except InvalidInput as e:
+        raise BadRequest(str(e)) from e
+
+
+def _days(days: str) -> int | None:
+    return None if days == "all" else int(days)
+
+
+def _batch_limit(request: Request, n: int) -> None:
+    limit = get_state(request).settings.max_batch_items
+    if n > limit:
+        raise ProblemError(413, "Payload Too Large", f"{n} items in one batch; the limit is {limit}")
+
+
+@router.post("/posts", response_model=IngestResult, dependencies=write)
+def ingest_posts(body: PostsBatch, request: Request, svc: Service) -> IngestResult:
+    """Insert or update posts (by id), all-or-nothing. Posts without `embedding` are encoded."""
+    _batch_limit(request, len(body.posts))
+    with _errors():
+        return svc.ingest_posts(body.posts)
+
+
+@router.delete("/posts/{post_id}", status_code=204, dependencies=write)
+def delete_post(post_id: str, svc: Service) -> Response:
+    """Delete a post: it leaves every feed, and its events leave the users' profiles."""
+    with _errors():
+        svc.delete_post(post_id)
+    return Response(status_code=204)
+
+
+@router.post("/events", response_model=EventsResult, dependencies=write)
+def record_events(body: EventsBatch, request: Request, svc: Service) -> EventsResult:
+    """Record reads/likes/comments, all-or-nothing; retried events (same keys) are not double-counted."""
+    _batch_limit(request, len(body.events))
+    with _errors():
+        return svc.record_events(body.events)
+
+
+@router.put("/users/{user_id}/memberships", response_model=UserOut, dependencies=write)
+def set_memberships(user_id: str, body: MembershipsIn, svc: Service) -> UserOut:
+    """Set the user's communities (creates the user when new)."""
+    with _errors():
+        return svc.set_memberships(user_id, body.communities, replace=True)
+
+
+@router.post("/users/{user_id}/memberships/{community}", response_model=UserOut, dependencies=write)
+def join(user_id: str, community: str, svc: Service) -> UserOut:
+    with _errors():
+        return svc.set_memberships(user_id, [community], replace=False)
+
+
+@router.delete("/users/{user_id}/memberships/{community}", response_model=UserOut, dependencies=write)
+def leave(user_id: str, community: str, svc: Service) -> UserOut:
+    with _errors():
+        return svc.remove_membership(user_id, community)
+
+
+@router.get("/users", response_model=list[str], dependencies=read)
+def list_users(svc: Service, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[str]:
+    return svc.list_users(limit)
+
+
+@router.get("/users/{user_id}", response_model=UserOut, dependencies=read)
+def get_user(user_id: str, svc: Service) -> UserOut:
+    with _errors():
+        return svc.get_user(user_id)
+
+
+@router.get("/users/{user_id}/feed", response_model=FeedOut, dependencies=read)
+def user_feed(
+    user_id: str,
+    svc: Service,
+    k: K = 20,
+    days: Days = "30",
+    path: Annotated[PathName, Query(description="auto | exact | exact-sql | approx")] = "auto",
+    at: At = None,
+) -> FeedOut:
+    """Top-k posts by cosine to the user's vector, from their communities and the window, unread only,
+    each with the nearest post they interacted with. Without interactions: popular + latest."""
+    with _errors():
+        return svc.feed(user_id, k=k, days=_days(days), path=path, at=at)
+
+
+@router.get("/feeds/{kind}", response_model=FeedOut, dependencies=read)
+def baseline(
+    kind: Literal["latest", "popular"],
+    svc: Service,
+    user_id: str | None = None,
+    community: Annotated[list[str] | None, Query(description="Communities (default: the user's)")] = None,
+    k: K = 20,
+    days: Days = "30",
+    at: At = None,
+) -> FeedOut:
+    """The baselines with the feed's filters: newest first, or by likes + comments."""
+    with _errors():
+        return svc.baseline_feed(kind, user_id=user_id, communities=community, k=k, days=_days(days), at=at)
+
+
+@router.get("/feeds-index", dependencies=read)
+def index_status(svc: Service) -> dict[str, object]:
+    """State of this process's in-process feed index."""
+    return svc.index_status()
+
+
+@router.get("/feed", response_class=HTMLResponse, include_in_schema=False)
+def feed_page(request: Request) -> HTMLResponse:
+    return render(request, "feed.html")

@@ -1,0 +1,127 @@
+// /feed page: a user's personalised feed next to latest and popular; read/like posts and refresh.
+(function () {
+  const $ = (id) => document.getElementById(id);
+  const state = { previous: new Set() };
+
+  function headers(json) {
+    const h = json ? { "Content-Type": "application/json" } : {};
+    const key = $("feed-key").value.trim();
+    if (key) h["X-API-Key"] = key;
+    return h;
+  }
+
+  async function problem(resp) {
+    try {
+      const body = await resp.json();
+      return body.detail || body.title || resp.statusText;
+    } catch (e) {
+      return resp.status + " " + resp.statusText;
+    }
+  }
+
+  async function getJSON(url) {
+    const resp = await fetch(url, { headers: headers(false) });
+    if (!resp.ok) throw new Error(await problem(resp));
+    return resp.json();
+  }
+
+  function el(tag, cls, text) {
+    const e = document.createElement(tag);
+    if (cls) e.className = cls;
+    if (text !== undefined) e.textContent = text;
+    return e;
+  }
+
+  function render(list, feed, showWhy) {
+    list.replaceChildren();
+    if (!feed.items.length) {
+      list.appendChild(el("li", "feed-empty", feed.note || "Nothing in this window."));
+    }
+    for (const it of feed.items) {
+      const li = el("li", "feed-item");
+      li.dataset.postId = it.id;
+      if (showWhy && state.previous.size && !state.previous.has(it.id)) li.classList.add("new");
+      li.appendChild(el("h3", "", it.title || it.snippet || it.id));
+      const when = new Date(it.created_at).toLocaleDateString("ko-KR");
+      li.appendChild(el("div", "meta",
+        `${it.community} · ${when} · ♥ ${it.likes} · 💬 ${it.comments} · ${it.source} ${it.score.toFixed(3)}`));
+      if (showWhy && it.why) {
+        li.appendChild(el("div", "why", `because you read “${it.why.title}” (${it.why.similarity.toFixed(2)})`));
+      }
+      const actions = el("div", "actions");
+      for (const kind of ["read", "like"]) {
+        const b = el("button", kind, kind === "read" ? "Read" : "Like");
+        b.type = "button";
+        b.dataset.kind = kind;
+        b.addEventListener("click", () => record(it, kind));
+        actions.appendChild(b);
+      }
+      li.appendChild(actions);
+      list.appendChild(li);
+    }
+  }
+
+  async function record(item, kind) {
+    const user = $("feed-user").value;
+    $("feed-error").textContent = "";
+    const resp = await fetch("/events", {
+      method: "POST",
+      headers: headers(true),
+      body: JSON.stringify({ events: [{ user_id: user, post_id: item.id, kind: kind }] }),
+    });
+    if (!resp.ok) { $("feed-error").textContent = await problem(resp); return; }
+    const li = el("li", "", `${user} ${kind === "like" ? "liked" : "read"} “${item.title}”`);
+    $("feed-log").prepend(li);
+    await refresh(true);
+  }
+
+  async function refresh(keepPrevious) {
+    const user = $("feed-user").value;
+    if (!user) return;
+    const days = $("feed-days").value;
+    const path = $("feed-path").value;
+    const q = `k=10&days=${encodeURIComponent(days)}`;
+    $("feed-error").textContent = "";
+    $("feed-status").textContent = "Loading…";
+    try {
+      const [mine, latest, popular] = await Promise.all([
+        getJSON(`/users/${encodeURIComponent(user)}/feed?${q}&path=${encodeURIComponent(path)}`),
+        getJSON(`/feeds/latest?user_id=${encodeURIComponent(user)}&${q}`),
+        getJSON(`/feeds/popular?user_id=${encodeURIComponent(user)}&${q}`),
+      ]);
+      if (!keepPrevious) state.previous = new Set();
+      render($("col-personal"), mine, true);
+      render($("col-latest"), latest, false);
+      render($("col-popular"), popular, false);
+      state.previous = new Set(mine.items.map((it) => it.id));
+      $("feed-mode").textContent = mine.cold_start ? "(cold start: popular + latest)" : `(${mine.path})`;
+      $("feed-status").textContent =
+        `${user} · communities: ${mine.communities.join(", ") || "none"} · ` +
+        `${mine.estimated_candidates ?? "?"} candidates · ${mine.took_ms.toFixed(1)} ms`;
+      document.body.dataset.feedReady = "1";
+    } catch (e) {
+      $("feed-status").textContent = "";
+      $("feed-error").textContent = e.message;
+    }
+  }
+
+  async function init() {
+    try {
+      const users = await getJSON("/users?limit=200");
+      const sel = $("feed-user");
+      for (const u of users) sel.appendChild(new Option(u, u));
+      const wanted = new URLSearchParams(location.search).get("user");
+      if (wanted && users.includes(wanted)) sel.value = wanted;
+      if (!users.length) $("feed-status").textContent = "No users yet: load the demo or POST /events.";
+      else await refresh(false);
+    } catch (e) {
+      $("feed-error").textContent = e.message;
+    }
+  }
+
+  $("feed-form").addEventListener("submit", (ev) => { ev.preventDefault(); refresh(false); });
+  $("feed-user").addEventListener("change", () => refresh(false));
+  $("feed-key").value = localStorage.getItem("hanseek-key") || "";
+  $("feed-key").addEventListener("change", () => localStorage.setItem("hanseek-key", $("feed-key").value));
+  init();
+})();

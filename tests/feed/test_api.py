@@ -1,0 +1,157 @@
+"""The feed over HTTP: status codes, problem documents, and a real encoder end to end."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from hanseek.feed.pgvec import to_np
+
+from .conftest import NOW, make_posts
+
+
+def _post_json(p: Any) -> dict[str, Any]:
+    d = p.model_dump(mode="json")
+    return d
+
+
+def _setup(client: TestClient, tag: str) -> tuple[list[Any], str]:
+    posts, _ = make_posts(tag, 60, 2, 20, seed=11)
+    r = client.post("/posts", json={"posts": [_post_json(p) for p in posts]})
+    assert r.status_code == 200, r.text
+    assert r.json() == {"inserted": 60, "updated": 0, "encoded": 0}
+    user = f"{tag}-u"
+    r = client.put(f"/users/{user}/memberships", json={"communities": [f"{tag}-c0", f"{tag}-c1"]})
+    assert r.status_code == 200 and r.json()["communities"] == [f"{tag}-c0", f"{tag}-c1"]
+    return posts, user
+
+
+def test_feed_round_trip(client: TestClient, tag: str) -> None:
+    posts, user = _setup(client, tag)
+    at = NOW.isoformat()
+    cold = client.get(f"/users/{user}/feed", params={"k": 5, "at": at})
+    assert cold.status_code == 200 and cold.json()["cold_start"] is True and len(cold.json()["items"]) == 5
+    events = [
+        {"user_id": user, "post_id": posts[i].id, "kind": kind, "at": (NOW - timedelta(hours=i)).isoformat()}
+        for i, kind in ((0, "read"), (2, "like"), (4, "comment"))
+    ]
+    r = client.post("/events", json={"events": events})
+    assert r.status_code == 200 and r.json()["accepted"] == 3
+    assert client.post("/events", json={"events": events}).json()["duplicates"] == 3
+    for path in ("auto", "exact", "exact-sql", "approx"):
+        r = client.get(f"/users/{user}/feed", params={"k": 5, "days": "all", "path": path, "at": at})
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["kind"] == "personalized" and len(body["items"]) == 5
+        assert all(
+            it["why"] and it["why"]["post_id"] in {posts[i].id for i in (0, 2, 4)} for it in body["items"]
+        )
+        assert not {it["id"] for it in body["items"]} & {posts[i].id for i in (0, 2, 4)}
+    for kind in ("latest", "popular"):
+        r = client.get(f"/feeds/{kind}", params={"user_id": user, "k": 5, "at": at})
+        assert r.status_code == 200 and len(r.json()["items"]) == 5
+        r = client.get(f"/feeds/{kind}", params=[("community", f"{tag}-c1"), ("k", "3"), ("at", at)])
+        assert r.status_code == 200 and {it["community"] for it in r.json()["items"]} == {f"{tag}-c1"}
+    assert client.delete(f"/posts/{posts[10].id}").status_code == 204
+    assert client.delete(f"/posts/{posts[10].id}").status_code == 404
+    assert client.get(f"/users/{user}").json()["events"] == 3
+
+
+@pytest.mark.parametrize(
+    ("url", "params"),
+    [
+        ("/users/{user}/feed", {"k": 0}),
+        ("/users/{user}/feed", {"k": 100000}),
+        ("/users/{user}/feed", {"days": "soon"}),
+        ("/users/{user}/feed", {"days": "0"}),
+        ("/users/{user}/feed", {"path": "fastest"}),
+        ("/users/{user}/feed", {"at": "yesterday"}),
+        ("/feeds/latest", {}),
+        ("/feeds/trending", {"user_id": "{user}"}),
+    ],
+)
+def test_bad_parameters_are_422(client: TestClient, tag: str, url: str, params: dict[str, Any]) -> None:
+    user = f"{tag}-u"
+    client.put(f"/users/{user}/memberships", json={"communities": [f"{tag}-c0"]})
+    params = {k: (v.format(user=user) if isinstance(v, str) else v) for k, v in params.items()}
+    r = client.get(url.format(user=user), params=params)
+    assert r.status_code == 422, r.text
+    assert r.headers["content-type"].startswith("application/problem+json")
+    assert r.json()["detail"]
+
+
+def test_unknown_things_and_bad_writes(client: TestClient, tag: str) -> None:
+    r = client.get(f"/users/{tag}-ghost/feed")
+    assert r.status_code == 404 and "unknown user" in r.json()["detail"]
+    assert client.get(f"/users/{tag}-ghost").status_code == 404
+    assert client.get("/feeds/latest", params={"user_id": f"{tag}-ghost"}).status_code == 404
+    r = client.post("/events", json={"events": [{"user_id": "u", "post_id": f"{tag}-nope", "kind": "read"}]})
+    assert r.status_code == 422 and "unknown post" in r.json()["detail"]
+    r = client.post("/events", json={"events": [{"user_id": "u", "post_id": "p", "kind": "share"}]})
+    assert r.status_code == 422
+    r = client.post("/posts", json={"posts": [{"id": "x", "community": "c", "created_at": NOW.isoformat()}]})
+    assert r.status_code == 422 and "title or a body" in r.json()["detail"]
+    r = client.post(
+        "/posts",
+        json={
+            "posts": [
+                {
+                    "id": f"{tag}-x",
+                    "community": "c",
+                    "title": "t",
+                    "created_at": NOW.isoformat(),
+                    "embedding": [0.1, 0.2],
+                }
+            ]
+        },
+    )
+    assert r.status_code == 422 and "expected 384" in r.json()["detail"]
+    r = client.post("/posts", json={"posts": []})
+    assert r.status_code == 422
+    big = [{"user_id": "u", "post_id": "p"}] * 1001
+    assert client.post("/events", json={"events": big}).status_code == 413
+
+
+@pytest.mark.slow
+def test_text_is_encoded_and_similar_posts_rank_first(
+    client: TestClient, app_state: Any, text_encoder: Any, tag: str
+) -> None:
+    app_state.service("text_encoder", lambda st: text_encoder)
+    texts = [
+        ("냉면 맛집 추천해 주세요", "평양냉면이 맛있는 집을 찾고 있어요"),
+        ("함흥냉면과 평양냉면의 차이", "면과 육수가 어떻게 다른가요"),
+        ("주말 축구 경기 결과", "어제 경기에서 골이 세 개 나왔습니다"),
+        ("새 휴대폰 배터리 성능", "배터리가 오래 가는 휴대폰을 샀어요"),
+    ]
+    posts = [
+        {
+            "id": f"{tag}-t{i}",
+            "community": f"{tag}-food",
+            "title": t,
+            "body": b,
+            "created_at": (NOW - timedelta(days=i + 1)).isoformat(),
+        }
+        for i, (t, b) in enumerate(texts)
+    ]
+    r = client.post("/posts", json={"posts": posts})
+    assert r.status_code == 200 and r.json()["encoded"] == 4
+    user = f"{tag}-eater"
+    client.put(f"/users/{user}/memberships", json={"communities": [f"{tag}-food"]})
+    client.post(
+        "/events",
+        json={"events": [{"user_id": user, "post_id": f"{tag}-t0", "kind": "like", "at": NOW.isoformat()}]},
+    )
+    body = client.get(f"/users/{user}/feed", params={"k": 3, "at": NOW.isoformat()}).json()
+    assert body["items"][0]["id"] == f"{tag}-t1"
+    assert body["items"][0]["why"]["post_id"] == f"{tag}-t0"
+    # The stored vector is the encoder's passage vector of the configured fields (title, body here).
+    v = text_encoder.encode(["냉면 맛집 추천해 주세요\n평양냉면이 맛있는 집을 찾고 있어요"], kind="passage")[
+        0
+    ]
+    with app_state.db.connection() as conn:
+        row = conn.execute("SELECT embedding FROM posts WHERE id = %s", (f"{tag}-t0",)).fetchone()
+    np.testing.assert_allclose(to_np(row[0]), v, atol=1e-5)
