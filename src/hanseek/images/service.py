@@ -1,0 +1,529 @@
+"""`ImageService`: ingest (decode, deduplicate, encode, store), search and retrieval of images.
+
+Vector spaces used (see the 0005 migration):
+- `image:<image model>`: image vectors (image→image; text→image too when the model is CLIP-style);
+- `caption:<text model>`: the caption and tags of an image, embedded as one passage;
+- `labels:<text model>`: the image model's own class names for the image (EfficientNet's ImageNet
+  labels), so that text→image works for images nobody described.
+Text search asks every text-capable space and keeps, per image, its best score and where it came from.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import unicodedata
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+
+from hanseek.encoders.image_base import ImageEncoder, ImageLabeler
+from hanseek.images import repo
+from hanseek.images.config import ImageSettings
+from hanseek.images.decode import DecodedImage, ImageRejected, configure_pillow, decode_image
+from hanseek.images.repo import ImageFilters, SearchPath, Space
+from hanseek.images.storage import THUMB_MIME, MediaStore
+
+if TYPE_CHECKING:
+    from hanseek.api.state import AppState
+    from hanseek.config import Settings
+    from hanseek.encoders.base import TextEncoder
+    from hanseek.store.db import Database
+
+log = logging.getLogger("hanseek.images")
+
+TextSource = Literal["caption", "labels", "clip"]
+MAX_TAGS = 32
+MAX_TAG_CHARS = 64
+MAX_CAPTION_CHARS = 2_000
+MAX_QUERY_CHARS = 1_000
+MAX_K = 200
+_TAG_SPACE = re.compile(r"\s+")
+
+
+class ImageServiceError(ValueError):
+    """Bad input to the service (the API turns it into a 422)."""
+
+
+class ImageNotFound(LookupError):
+    pass
+
+
+@dataclass(slots=True)
+class Upload:
+    data: bytes
+    filename: str | None = None  # display only; never used as a path
+    caption: str | None = None
+    tags: Sequence[str] = ()
+
+
+@dataclass(slots=True)
+class AddResult:
+    index: int
+    filename: str | None
+    status: Literal["added", "duplicate", "rejected"]
+    id: int | None = None
+    sha256: str | None = None
+    reason: str | None = None
+    message: str | None = None
+    near_duplicate_of: int | None = None
+    near_duplicate_score: float | None = None
+
+
+@dataclass(slots=True)
+class SearchHit:
+    image: dict[str, Any]
+    score: float
+    source: str  # which space matched: image | caption | labels | clip
+
+
+@dataclass(slots=True)
+class SearchOutcome:
+    hits: list[SearchHit]
+    paths: dict[str, str] = field(default_factory=dict)  # space name -> exact | hnsw
+
+
+def normalize_tags(tags: Sequence[str]) -> list[str]:
+    out: list[str] = []
+    for raw in tags:
+        tag = _TAG_SPACE.sub(" ", unicodedata.normalize("NFC", str(raw))).strip().lower()
+        if not tag:
+            continue
+        if len(tag) > MAX_TAG_CHARS:
+            raise ImageServiceError(f"tag {tag[:20]!r}… is longer than {MAX_TAG_CHARS} characters")
+        if tag not in out:
+            out.append(tag)
+    if len(out) > MAX_TAGS:
+        raise ImageServiceError(f"at most {MAX_TAGS} tags per image")
+    return out
+
+
+def split_tags(text: str | None) -> list[str]:
+    """Tags from a comma-separated form/CLI field."""
+    return [t for t in (text or "").split(",") if t.strip()]
+
+
+def caption_document(caption: str | None, tags: Sequence[str]) -> str | None:
+    parts = []
+    if caption and caption.strip():
+        parts.append(caption.strip())
+    if tags:
+        parts.append(", ".join(tags))
+    return ". ".join(parts) if parts else None
+
+
+def labels_document(labels: Sequence[tuple[str, float]] | Sequence[Sequence[Any]]) -> str | None:
+    names = [str(item[0]) for item in labels]
+    return "a photo of " + ", ".join(names) if names else None
+
+
+class ImageService:
+    def __init__(
+        self,
+        db: Database,
+        media_dir: Path,
+        config: ImageSettings,
+        encoder: ImageEncoder,
+        text_encoder: Callable[[], TextEncoder] | None,
+    ) -> None:
+        self.db = db
+        self.config = config
+        self.encoder = encoder
+        self._text_encoder_factory = text_encoder
+        self.media = MediaStore(media_dir, config.thumbnail_px)
+        configure_pillow(config.max_pixels)
+        with db.connection() as conn:
+            self.image_space = repo.ensure_space(conn, "image", encoder.name, encoder.dim)
+        self._text_spaces: dict[str, Space] = {}
+
+    @classmethod
+    def from_state(cls, state: AppState) -> ImageService:
+        return cls.build(state.db, state.settings, text_encoder=lambda: state.text_encoder)
+
+    @classmethod
+    def build(
+        cls,
+        db: Database,
+        settings: Settings,
+        *,
+        text_encoder: Callable[[], TextEncoder] | None = None,
+        config: ImageSettings | None = None,
+        encoder: ImageEncoder | None = None,
+    ) -> ImageService:
+        from hanseek.encoders.image_registry import load_image_encoder
+
+        cfg = config or ImageSettings()
+        enc = encoder or load_image_encoder(cfg.model, text_tower=cfg.text_tower)
+        if text_encoder is None:
+            from hanseek.encoders.registry import load_text_encoder
+
+            def text_encoder() -> TextEncoder:
+                return load_text_encoder(settings)
+
+        return cls(db, settings.media_dir, cfg, enc, text_encoder)
+
+    # -- helpers -------------------------------------------------------------------------------
+    @property
+    def text_encoder(self) -> TextEncoder | None:
+        if self._text_encoder_factory is None:
+            return None
+        return self._text_encoder_factory()
+
+    def _text_space(self, kind: Literal["caption", "labels"]) -> Space | None:
+        te = self.text_encoder
+        if te is None:
+            return None
+        key = f"{kind}:{te.name}"
+        space = self._text_spaces.get(key)
+        if space is None:
+            with self.db.connection() as conn:
+                space = repo.ensure_space(conn, kind, te.name, te.dim)
+            self._text_spaces[key] = space
+        return space
+
+    def _labeler(self) -> ImageLabeler | None:
+        if not self.config.auto_labels:
+            return None
+        return self.encoder if isinstance(self.encoder, ImageLabeler) else None
+
+    # -- ingest --------------------------------------------------------------------------------
+    def add(self, uploads: Sequence[Upload]) -> list[AddResult]:
+        """Store each acceptable upload once; every file gets its own result, in input order.
+
+        Rejected files (not an image, corrupt, too many pixels, bad tags) do not stop the others.
+        All rows of one call commit together, after their files are on disk."""
+        if len(uploads) > self.config.max_batch_files:
+            raise ImageServiceError(f"at most {self.config.max_batch_files} files per request")
+        results: list[AddResult] = []
+        accepted: list[tuple[AddResult, DecodedImage, Upload, list[str]]] = []
+        seen: dict[str, AddResult] = {}
+        for i, up in enumerate(uploads):
+            res = AddResult(index=i, filename=_display_name(up.filename), status="rejected")
+            results.append(res)
+            try:
+                tags = normalize_tags(up.tags)
+                if up.caption and len(up.caption) > MAX_CAPTION_CHARS:
+                    raise ImageServiceError(f"the caption is longer than {MAX_CAPTION_CHARS} characters")
+                decoded = decode_image(
+                    up.data, max_pixels=self.config.max_pixels, max_bytes=self.config.max_file_bytes
+                )
+            except ImageRejected as exc:
+                res.reason, res.message = exc.reason, exc.message
+                continue
+            except ImageServiceError as exc:
+                res.reason, res.message = "invalid_metadata", str(exc)
+                continue
+            res.sha256 = decoded.sha256
+            first = seen.get(decoded.sha256)
+            if first is not None:
+                res.status, res.reason = "duplicate", "same_file_in_batch"
+                res.message = f"Same file as upload #{first.index} in this request."
+                continue
+            seen[decoded.sha256] = res
+            accepted.append((res, decoded, up, tags))
+
+        if accepted:
+            with self.db.connection() as conn:
+                existing = repo.existing_by_sha(conn, [d.sha256 for _, d, _, _ in accepted])
+            fresh = []
+            for res, decoded, up, tags in accepted:
+                if decoded.sha256 in existing:
+                    res.status, res.id, res.reason = "duplicate", existing[decoded.sha256], "already_stored"
+                    res.message = f"This file is already stored as image {res.id}."
+                else:
+                    fresh.append((res, decoded, up, tags))
+            if fresh:
+                self._store(fresh)
+        # Same-batch duplicates point at the id their first copy got.
+        for res in results:
+            if res.reason == "same_file_in_batch" and res.sha256:
+                res.id = seen[res.sha256].id
+        return results
+
+    def _store(self, items: list[tuple[AddResult, DecodedImage, Upload, list[str]]]) -> None:
+        images = [d.image for _, d, _, _ in items]
+        image_vecs = self.encoder.encode_images(images)
+        labeler = self._labeler()
+        labels = (
+            labeler.predict_labels(images, self.config.label_top_k, self.config.label_min_prob)
+            if labeler
+            else [[] for _ in items]
+        )
+        cap_docs = [caption_document(up.caption, tags) for _, _, up, tags in items]
+        lab_docs = [labels_document(lab) for lab in labels]
+        cap_space, lab_space = self._text_space("caption"), self._text_space("labels")
+        cap_vecs = self._encode_docs(cap_docs) if cap_space else {}
+        lab_vecs = self._encode_docs(lab_docs) if lab_space else {}
+
+        near = self._near_duplicates(image_vecs)
+        for _, d, up, _ in items:
+            self.media.save_original(d.sha256, d.ext, up.data)
+            self.media.save_thumbnail(d.sha256, d.image)
+
+        with self.db.connection() as conn:
+            ids: list[int | None] = []
+            for (res, d, up, tags), lab in zip(items, labels, strict=True):
+                new_id = repo.insert_image(
+                    conn,
+                    {
+                        "sha256": d.sha256,
+                        "format": d.format,
+                        "mime": d.mime,
+                        "ext": d.ext,
+                        "bytes": d.bytes,
+                        "width": d.width,
+                        "height": d.height,
+                        "source_name": res.filename,
+                        "caption": (up.caption or "").strip() or None,
+                        "tags": tags,
+                        "auto_labels": _jsonb([[name, p] for name, p in lab]),
+                    },
+                )
+                ids.append(new_id)
+                if new_id is None:  # a concurrent request stored the same file first
+                    res.status, res.reason = "duplicate", "already_stored"
+                    res.message = "This file was stored by a concurrent request."
+                else:
+                    res.status, res.id = "added", new_id
+            rows = [i for i, new_id in enumerate(ids) if new_id is not None]
+            stored_ids = [ids[i] for i in rows]
+            repo.put_vectors(conn, self.image_space, stored_ids, image_vecs[rows])  # type: ignore[arg-type]
+            for space, vecs in ((cap_space, cap_vecs), (lab_space, lab_vecs)):
+                if space is None:
+                    continue
+                sel = [i for i in rows if i in vecs]
+                repo.put_vectors(
+                    conn,
+                    space,
+                    [ids[i] for i in sel],  # type: ignore[misc]
+                    np.stack([vecs[i] for i in sel]) if sel else np.zeros((0, space.dim), np.float32),
+                )
+        if stored := [r for r, _, _, _ in items if r.status == "added"]:
+            log.info("stored %d image(s)", len(stored))
+        for (res, _, _, _), hit in zip(items, near, strict=True):
+            if hit is not None and res.status == "added":
+                res.near_duplicate_of, res.near_duplicate_score = hit
+
+    def _encode_docs(self, docs: Sequence[str | None]) -> dict[int, np.ndarray]:
+        te = self.text_encoder
+        idx = [i for i, d in enumerate(docs) if d]
+        if te is None or not idx:
+            return {}
+        vecs = te.encode([docs[i] for i in idx], kind="passage")  # type: ignore[misc]
+        return {i: np.asarray(v, dtype=np.float32) for i, v in zip(idx, vecs, strict=True)}
+
+    def _near_duplicates(self, vecs: np.ndarray) -> list[tuple[int, float] | None]:
+        out: list[tuple[int, float] | None] = []
+        with self.db.connection() as conn:
+            for v in vecs:
+                hits, _ = repo.search_space(
+                    conn,
+                    self.image_space,
+                    v,
+                    k=1,
+                    filters=ImageFilters(),
+                    path="auto",
+                    exact_max_candidates=self.config.exact_max_candidates,
+                    ef_search=self.config.ef_search,
+                )
+                if hits and hits[0][1] >= self.config.near_duplicate_score:
+                    out.append((hits[0][0], round(hits[0][1], 4)))
+                else:
+                    out.append(None)
+        return out
+
+    # -- search --------------------------------------------------------------------------------
+    def search_text(
+        self,
+        query: str,
+        *,
+        k: int = 20,
+        min_score: float | None = None,
+        filters: ImageFilters | None = None,
+        path: SearchPath = "auto",
+        sources: Sequence[TextSource] | None = None,
+    ) -> SearchOutcome:
+        q = unicodedata.normalize("NFC", query or "").strip()
+        if not q:
+            raise ImageServiceError("the query is empty")
+        if len(q) > MAX_QUERY_CHARS:
+            raise ImageServiceError(f"the query is longer than {MAX_QUERY_CHARS} characters")
+        k = _check_k(k)
+        wanted = set(sources or ("caption", "labels", "clip"))
+        filters = filters or ImageFilters()
+        runs: list[tuple[Space, np.ndarray, str]] = []
+        te = self.text_encoder
+        if te is not None and wanted & {"caption", "labels"}:
+            tq = np.asarray(te.encode([q], kind="query")[0], dtype=np.float32)
+            kinds: tuple[Literal["caption", "labels"], ...] = ("caption", "labels")
+            for kind in kinds:
+                if kind in wanted:
+                    space = self._text_space(kind)
+                    if space is not None:
+                        runs.append((space, tq, kind))
+        if self.encoder.supports_text and "clip" in wanted:
+            runs.append((self.image_space, self.encoder.encode_texts([q])[0], "clip"))
+        if not runs:
+            raise ImageServiceError("no text-searchable space is available for this image model")
+        return self._fuse(runs, k=k, min_score=min_score, filters=filters, path=path)
+
+    def search_image(
+        self,
+        data: bytes,
+        *,
+        k: int = 20,
+        min_score: float | None = None,
+        filters: ImageFilters | None = None,
+        path: SearchPath = "auto",
+    ) -> SearchOutcome:
+        decoded = decode_image(data, max_pixels=self.config.max_pixels, max_bytes=self.config.max_file_bytes)
+        vec = self.encoder.encode_images([decoded.image])[0]
+        return self._fuse(
+            [(self.image_space, vec, "image")],
+            k=_check_k(k),
+            min_score=min_score,
+            filters=filters or ImageFilters(),
+            path=path,
+        )
+
+    def similar(
+        self,
+        image_id: int,
+        *,
+        k: int = 20,
+        min_score: float | None = None,
+        filters: ImageFilters | None = None,
+        path: SearchPath = "auto",
+    ) -> SearchOutcome:
+        with self.db.connection() as conn:
+            vec = repo.get_vector(conn, self.image_space, image_id)
+            if vec is None:
+                if not repo.get_images(conn, [image_id]):
+                    raise ImageNotFound(f"image {image_id} does not exist")
+                raise ImageServiceError(
+                    f"image {image_id} has no vector for {self.encoder.name}; run `hanseek images reindex`"
+                )
+        base = filters or ImageFilters()
+        f = ImageFilters(base.tags, base.created_from, base.created_to, (*base.exclude_ids, image_id))
+        return self._fuse(
+            [(self.image_space, vec, "image")], k=_check_k(k), min_score=min_score, filters=f, path=path
+        )
+
+    def _fuse(
+        self,
+        runs: Sequence[tuple[Space, np.ndarray, str]],
+        *,
+        k: int,
+        min_score: float | None,
+        filters: ImageFilters,
+        path: SearchPath,
+    ) -> SearchOutcome:
+        best: dict[int, tuple[float, str]] = {}
+        paths: dict[str, str] = {}
+        with self.db.connection() as conn:
+            for space, vec, source in runs:
+                hits, used = repo.search_space(
+                    conn,
+                    space,
+                    vec,
+                    k=k,
+                    filters=filters,
+                    path=path,
+                    exact_max_candidates=self.config.exact_max_candidates,
+                    ef_search=self.config.ef_search,
+                )
+                paths[space.name] = used
+                for image_id, score in hits:
+                    if image_id not in best or score > best[image_id][0]:
+                        best[image_id] = (score, source)
+            ranked = sorted(best.items(), key=lambda kv: (-kv[1][0], kv[0]))
+            if min_score is not None:
+                ranked = [kv for kv in ranked if kv[1][0] >= min_score]
+            ranked = ranked[:k]
+            rows = repo.get_images(conn, [i for i, _ in ranked])
+        found = [SearchHit(rows[i], round(score, 6), source) for i, (score, source) in ranked if i in rows]
+        return SearchOutcome(found, paths)
+
+    # -- retrieval -----------------------------------------------------------------------------
+    def get(self, image_id: int) -> dict[str, Any]:
+        with self.db.connection() as conn:
+            row = repo.get_images(conn, [image_id]).get(image_id)
+        if row is None:
+            raise ImageNotFound(f"image {image_id} does not exist")
+        return row
+
+    def list(
+        self, *, limit: int = 50, offset: int = 0, tags: Sequence[str] = ()
+    ) -> tuple[list[dict[str, Any]], int]:
+        with self.db.connection() as conn:
+            return repo.list_images(conn, limit=limit, offset=offset, tags=normalize_tags(tags))
+
+    def file(self, image_id: int, variant: Literal["original", "thumbnail"]) -> tuple[Path, str]:
+        row = self.get(image_id)
+        if variant == "thumbnail":
+            path, mime = self.media.thumbnail_path(row["sha256"]), THUMB_MIME
+        else:
+            path, mime = self.media.original_path(row["sha256"], row["ext"]), row["mime"]
+        if not path.is_file():
+            raise ImageNotFound(f"the {variant} file of image {image_id} is missing from the media directory")
+        return path, mime
+
+    def delete(self, image_id: int) -> None:
+        with self.db.connection() as conn:
+            row = repo.delete_image(conn, image_id)
+        if row is None:
+            raise ImageNotFound(f"image {image_id} does not exist")
+        self.media.delete(row["sha256"], row["ext"])
+
+    def reindex(self, progress: Callable[[int, int], None] | None = None, batch: int = 16) -> int:
+        """Encode stored images that have no vector in the current image space (after a model change)."""
+        with self.db.connection() as conn:
+            todo = repo.ids_without_vectors(conn, self.image_space)
+        done = 0
+        for start in range(0, len(todo), batch):
+            ids = todo[start : start + batch]
+            rows = [self.get(i) for i in ids]
+            images = []
+            for row in rows:
+                data = self.media.original_path(row["sha256"], row["ext"]).read_bytes()
+                images.append(
+                    decode_image(data, max_pixels=self.config.max_pixels, max_bytes=max(len(data), 1)).image
+                )
+            vecs = self.encoder.encode_images(images)
+            with self.db.connection() as conn:
+                repo.put_vectors(conn, self.image_space, ids, vecs)
+            done += len(ids)
+            if progress:
+                progress(done, len(todo))
+        return done
+
+    def count(self) -> int:
+        with self.db.connection() as conn:
+            return repo.count_images(conn)
+
+    def close(self) -> None:
+        pass
+
+
+def _check_k(k: int) -> int:
+    if not 1 <= k <= MAX_K:
+        raise ImageServiceError(f"k must be between 1 and {MAX_K}")
+    return k
+
+
+def _display_name(name: str | None) -> str | None:
+    if not name:
+        return None
+    # Keep only the last path component and printable characters: it is shown, never opened.
+    base = re.split(r"[\\/]", name)[-1]
+    base = "".join(ch for ch in base if ch.isprintable())[:255]
+    return base or None
+
+
+def _jsonb(value: Any) -> Any:
+    from psycopg.types.json import Jsonb
+
+    return Jsonb(value)

@@ -1,0 +1,77 @@
+"""Image files on disk, named by content hash under `<media_dir>/images` and `<media_dir>/thumbs`.
+
+Paths are built only from a validated sha256 and an extension from a fixed table, so no request can
+name a path (no client file name is ever used), and identical uploads share one file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import re
+import tempfile
+from pathlib import Path
+
+from PIL import Image
+
+from hanseek.encoders.image_base import to_rgb
+
+_SHA = re.compile(r"^[0-9a-f]{64}$")
+_EXT = re.compile(r"^[a-z0-9]{1,5}$")
+THUMB_EXT, THUMB_MIME = "webp", "image/webp"
+
+
+class MediaStore:
+    def __init__(self, media_dir: Path, thumbnail_px: int = 256) -> None:
+        self.root = Path(media_dir)
+        self.thumbnail_px = thumbnail_px
+
+    def original_path(self, sha256: str, ext: str) -> Path:
+        _check(sha256, ext)
+        return self.root / "images" / sha256[:2] / f"{sha256}.{ext}"
+
+    def thumbnail_path(self, sha256: str) -> Path:
+        _check(sha256, THUMB_EXT)
+        return self.root / "thumbs" / sha256[:2] / f"{sha256}.{THUMB_EXT}"
+
+    def save_original(self, sha256: str, ext: str, data: bytes) -> Path:
+        path = self.original_path(sha256, ext)
+        if not path.exists():
+            _atomic_write(path, data)
+        return path
+
+    def save_thumbnail(self, sha256: str, image: Image.Image) -> Path:
+        path = self.thumbnail_path(sha256)
+        if not path.exists():
+            thumb = to_rgb(image).copy()
+            thumb.thumbnail((self.thumbnail_px, self.thumbnail_px), Image.Resampling.LANCZOS)
+            buf = io.BytesIO()
+            thumb.save(buf, format="WEBP", quality=80, method=4)
+            _atomic_write(path, buf.getvalue())
+        return path
+
+    def delete(self, sha256: str, ext: str) -> None:
+        for path in (self.original_path(sha256, ext), self.thumbnail_path(sha256)):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+
+
+def _check(sha256: str, ext: str) -> None:
+    if not _SHA.match(sha256) or not _EXT.match(ext):
+        raise ValueError("invalid media name")
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    # Write to a temp file in the same directory and rename: readers never see a half-written file,
+    # and two concurrent writers of the same hash both end with the same complete file.
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise

@@ -1,0 +1,218 @@
+"""ImageService on the real embedded PostgreSQL with the real CNN and e5 text encoder."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from hanseek.images.repo import ImageFilters
+from hanseek.images.service import ImageNotFound, ImageService, ImageServiceError, Upload
+from hanseek.images.transforms import STANDARD
+from tests.images.conftest import encode_jpeg, encode_png, unique_png
+
+
+@dataclass(frozen=True)
+class Stored:
+    ids: dict[str, int]
+    window: ImageFilters  # exactly the images this fixture added (by insertion time)
+
+    def __getitem__(self, name: str) -> int:
+        return self.ids[name]
+
+
+@pytest.fixture(scope="module")
+def stored(image_service: ImageService, sample_images: dict[str, Image.Image]) -> Stored:
+    """The three sample photos, stored once for the module, with captions on two of them."""
+    captions = {"china": "기와 지붕이 있는 중국의 오래된 절", "hopper": "a portrait of a navy officer"}
+    names = sorted(sample_images)
+    with image_service.db.connection() as conn:
+        row = conn.execute("SELECT clock_timestamp()").fetchone()
+    assert row is not None
+    start = row[0]  # the database's clock, which stamps created_at
+    res = image_service.add(
+        [Upload(unique_png(sample_images[n]), f"{n}.png", captions.get(n), [n]) for n in names]
+    )
+    assert [r.status for r in res] == ["added"] * 3, [r.message for r in res]
+    ids = {n: r.id for n, r in zip(names, res, strict=True)}
+    rows = [image_service.get(i) for i in ids.values()]  # type: ignore[arg-type]
+    end = max(r["created_at"] for r in rows) + timedelta(microseconds=1)
+    # No other test adds images between `start` and the insert, so the window holds exactly these.
+    window = ImageFilters(created_from=start, created_to=end)
+    assert len(image_service.similar(ids["china"], k=10, filters=window).hits) == 2  # type: ignore[arg-type]
+    return Stored(ids, window)  # type: ignore[arg-type]
+
+
+def test_batch_with_bad_files_stores_the_good_ones(
+    image_service: ImageService, sample_images: dict[str, Image.Image], tag: str
+) -> None:
+    good = unique_png(sample_images["flower"])
+    truncated = encode_jpeg(sample_images["china"])[:5000]
+    bomb = encode_png(Image.new("L", (3000, 3000), 0))  # 9 MP > the 4 MP test limit, ~10 kB on disk
+    res = image_service.add(
+        [
+            Upload(b"not an image at all", "notes.txt", tags=[tag]),
+            Upload(good, "../../etc/passwd.png", "a pink flower", [tag, "Flower ", "flower"]),
+            Upload(truncated, "broken.jpg", tags=[tag]),
+            Upload(bomb, "bomb.png", tags=[tag]),
+            Upload(good, "again.png", tags=[tag]),
+        ]
+    )
+    assert [r.status for r in res] == ["rejected", "added", "rejected", "rejected", "duplicate"]
+    assert [r.reason for r in res] == [
+        "not_an_image",
+        None,
+        "corrupt",
+        "too_many_pixels",
+        "same_file_in_batch",
+    ]
+    assert all(r.message for r in res if r.status != "added")
+    assert res[4].id == res[1].id
+    row = image_service.get(res[1].id)  # type: ignore[arg-type]
+    assert row["source_name"] == "passwd.png"  # display name only: the last component
+    assert row["tags"] == [tag, "flower"]  # normalised and deduplicated
+    assert (row["width"], row["height"], row["format"]) == (640, 427, "PNG")
+    assert row["auto_labels"], "the CNN's class names are stored"
+    # the file lives under the media dir by content hash, whatever the client called it
+    path, mime = image_service.file(row["id"], "original")
+    assert path.read_bytes() == good and mime == "image/png"
+    assert path.is_relative_to(image_service.media.root) and row["sha256"] in path.name
+    thumb, tmime = image_service.file(row["id"], "thumbnail")
+    with Image.open(thumb) as t:
+        assert max(t.size) == image_service.config.thumbnail_px and tmime == "image/webp"
+
+
+def test_same_file_again_is_a_duplicate(
+    image_service: ImageService, sample_images: dict[str, Image.Image], tag: str
+) -> None:
+    data = unique_png(sample_images["hopper"])
+    first = image_service.add([Upload(data, "a.png", tags=[tag])])[0]
+    again = image_service.add([Upload(data, "b.png", "other caption", [tag])])[0]
+    assert (first.status, again.status, again.reason) == ("added", "duplicate", "already_stored")
+    assert again.id == first.id
+    assert image_service.get(first.id)["caption"] is None  # type: ignore[arg-type]
+
+
+def test_recompressed_copy_is_flagged_as_near_duplicate(
+    image_service: ImageService, sample_images: dict[str, Image.Image], tag: str
+) -> None:
+    first = image_service.add([Upload(unique_png(sample_images["china"]), tags=[tag])])[0]
+    copy = image_service.add(
+        [Upload(encode_jpeg(STANDARD["resize_50"](sample_images["china"]), 80), tags=[tag])]
+    )[0]
+    assert copy.status == "added"  # different bytes: stored, but reported
+    assert copy.near_duplicate_of is not None and copy.near_duplicate_score >= 0.85  # type: ignore[operator]
+    assert image_service.get(copy.near_duplicate_of)["sha256"] == image_service.get(first.id)["sha256"]  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("edit", ["thumbnail_25", "crop_corner_70", "jpeg_q30", "colour_jitter", "combined"])
+def test_edited_copy_finds_its_original_at_rank_1(
+    edit: str, image_service: ImageService, stored: Stored, sample_images: dict[str, Image.Image]
+) -> None:
+    for name, image_id in stored.ids.items():
+        query = encode_jpeg(STANDARD[edit](sample_images[name]), 80)
+        out = image_service.search_image(query, k=3, filters=stored.window)
+        assert out.hits[0].image["id"] == image_id, (edit, name, [(h.image["id"], h.score) for h in out.hits])
+        assert out.hits[0].source == "image"
+
+
+def test_similar_excludes_the_image_itself_and_honours_threshold(
+    image_service: ImageService, stored: Stored
+) -> None:
+    out = image_service.similar(stored["china"], k=5, filters=stored.window)
+    ids = [h.image["id"] for h in out.hits]
+    assert stored["china"] not in ids and set(ids) == {stored["flower"], stored["hopper"]}
+    assert out.hits[0].score >= out.hits[1].score
+    none = image_service.similar(stored["china"], k=5, min_score=0.99, filters=stored.window)
+    assert none.hits == []
+    with pytest.raises(ImageNotFound):
+        image_service.similar(10**12)
+
+
+def test_text_search_by_caption_korean_and_english(image_service: ImageService, stored: Stored) -> None:
+    f = stored.window
+    out = image_service.search_text("오래된 절의 기와 지붕", k=3, filters=f, sources=["caption"])
+    assert out.hits[0].image["id"] == stored["china"] and out.hits[0].source == "caption"
+    out = image_service.search_text("portrait of an officer", k=3, filters=f, sources=["caption"])
+    assert out.hits[0].image["id"] == stored["hopper"]
+    # across languages: a Korean query for the English caption
+    out = image_service.search_text("해군 장교의 초상화", k=3, filters=f, sources=["caption"])
+    assert out.hits[0].image["id"] == stored["hopper"], [(h.image["caption"], h.score) for h in out.hits]
+
+
+def test_text_search_without_captions_uses_the_auto_labels(
+    image_service: ImageService, stored: Stored
+) -> None:
+    """The labels space alone (ImageNet class names the CNN gave each image) finds the portrait."""
+    out = image_service.search_text("military uniform", k=3, filters=stored.window, sources=["labels"])
+    assert out.hits[0].image["id"] == stored["hopper"] and out.hits[0].source == "labels"
+
+
+def test_tag_and_date_filters(image_service: ImageService, stored: Stored) -> None:
+    only_flower = image_service.similar(
+        stored["china"], k=5, filters=replace(stored.window, tags=("flower",))
+    )
+    assert [h.image["id"] for h in only_flower.hits] == [stored["flower"]]
+    both = replace(stored.window, tags=("flower", "hopper"))
+    assert image_service.similar(stored["china"], k=5, filters=both).hits == []
+    future = datetime.now(UTC) + timedelta(days=1)
+    assert image_service.similar(stored["china"], filters=ImageFilters(created_from=future)).hits == []
+    past = datetime.now(UTC) - timedelta(days=1)
+    wide = image_service.similar(
+        stored["china"], k=200, filters=ImageFilters(created_from=past, created_to=future)
+    )
+    assert {stored["flower"], stored["hopper"]} <= {h.image["id"] for h in wide.hits}
+
+
+def test_exact_and_hnsw_paths_agree(image_service: ImageService, stored: Stored) -> None:
+    f = stored.window
+    exact = image_service.similar(stored["hopper"], k=2, filters=f, path="exact")
+    hnsw = image_service.similar(stored["hopper"], k=2, filters=f, path="hnsw")
+    assert exact.paths == {image_service.image_space.name: "exact"}
+    assert hnsw.paths == {image_service.image_space.name: "hnsw"}
+    assert [h.image["id"] for h in exact.hits] == [h.image["id"] for h in hnsw.hits]
+    np.testing.assert_allclose([h.score for h in exact.hits], [h.score for h in hnsw.hits], atol=1e-5)
+
+
+def test_bad_inputs_are_service_errors(image_service: ImageService, stored: Stored) -> None:
+    with pytest.raises(ImageServiceError):
+        image_service.search_text("   ")
+    with pytest.raises(ImageServiceError):
+        image_service.search_text("x" * 5000)
+    with pytest.raises(ImageServiceError):
+        image_service.similar(stored["china"], k=0)
+    res = image_service.add([Upload(b"x", tags=["a" * 100])])[0]
+    assert (res.status, res.reason) == ("rejected", "invalid_metadata")
+    with pytest.raises(ImageServiceError):
+        image_service.add([Upload(b"x")] * (image_service.config.max_batch_files + 1))
+
+
+def test_delete_removes_row_vectors_and_files(
+    image_service: ImageService, sample_images: dict[str, Image.Image], tag: str
+) -> None:
+    res = image_service.add([Upload(unique_png(sample_images["flower"]), tags=[tag])])[0]
+    path, _ = image_service.file(res.id, "original")  # type: ignore[arg-type]
+    image_service.delete(res.id)  # type: ignore[arg-type]
+    assert not path.exists()
+    with pytest.raises(ImageNotFound):
+        image_service.get(res.id)  # type: ignore[arg-type]
+    with pytest.raises(ImageNotFound):
+        image_service.delete(res.id)  # type: ignore[arg-type]
+
+
+def test_reindex_fills_a_new_image_space(
+    db: Any, db_settings: Any, text_encoder: Any, image_config: Any, stored: Stored
+) -> None:
+    """Switching the image model: stored files are re-encoded into the new model's space."""
+    from hanseek.encoders.image_descriptor import DescriptorEncoder
+
+    svc = ImageService(db, db_settings.media_dir, image_config, DescriptorEncoder(), lambda: text_encoder)
+    n = svc.reindex()
+    assert n >= 3
+    assert svc.reindex() == 0
+    out = svc.similar(stored["china"], k=1)
+    assert out.paths == {"image:descriptor-v1": "exact"}
