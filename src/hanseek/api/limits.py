@@ -1,14 +1,26 @@
-"""Pure-ASGI request body limit: refuse oversized bodies before they are read into memory."""
+"""Pure-ASGI request body limit: refuse oversized bodies before they are read into memory.
+
+A declared Content-Length over the limit is refused before the app runs. A body without one
+(chunked transfer) is counted as it streams; going over raises `BodyTooLarge`, an HTTPException,
+because FastAPI's body reader re-raises those unchanged but turns any other exception from
+`receive` into a misleading "400 error parsing the body".
+"""
 
 from __future__ import annotations
 
 import json
 
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
-class BodyTooLarge(Exception):
-    pass
+class BodyTooLarge(HTTPException):
+    def __init__(self, max_bytes: int) -> None:
+        super().__init__(413, _detail(max_bytes))
+
+
+def _detail(max_bytes: int) -> str:
+    return f"Request body exceeds the limit of {max_bytes} bytes."
 
 
 class BodySizeLimit:
@@ -38,7 +50,7 @@ class BodySizeLimit:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
-                    raise BodyTooLarge
+                    raise BodyTooLarge(self.max_bytes)
             return message
 
         async def tracking_send(message: Message) -> None:
@@ -50,6 +62,7 @@ class BodySizeLimit:
         try:
             await self.app(scope, limited_receive, tracking_send)
         except BodyTooLarge:
+            # Reached only when no exception handler answered (a body read outside FastAPI's reader).
             if not started:
                 await self._reject(send)
 
@@ -59,7 +72,7 @@ class BodySizeLimit:
                 "type": "about:blank",
                 "title": "Payload Too Large",
                 "status": 413,
-                "detail": f"Request body exceeds the limit of {self.max_bytes} bytes.",
+                "detail": _detail(self.max_bytes),
             }
         ).encode()
         await send(

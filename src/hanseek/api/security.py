@@ -1,26 +1,62 @@
-"""API-key checks for write (and optionally read) endpoints."""
+"""API-key checks for write (and optionally read) endpoints.
+
+Routes declare what they need with the dependencies `require_write_key` / `require_read_key`.
+`ApiKeyGate` (an ASGI middleware) enforces the same declaration *before* the request body is read,
+so an unauthenticated client can neither make the server spool a multipart upload to disk nor learn
+anything from body validation errors; the dependencies also cover routes that read no body, and
+apps built without the middleware.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import hmac
+from collections.abc import Mapping
+from typing import Any, Literal
 
 from fastapi import Request
+from pydantic import SecretStr
+from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hanseek.api.errors import ProblemError
 from hanseek.api.state import get_state
 
+Access = Literal["write", "read", "open"]
+
+UNAUTHORIZED_DETAIL = "A valid API key is required (X-API-Key header or Authorization: Bearer)."
+CHALLENGE = (("WWW-Authenticate", 'ApiKey header="X-API-Key"'),)
+
+
+def _digest(value: str) -> bytes:
+    return hashlib.sha256(value.encode("utf-8", "surrogateescape")).digest()
+
+
+def key_matches(given: str, key: SecretStr) -> bool:
+    """Constant-time check. Both sides are hashed first: `compare_digest` on inputs of different
+    lengths returns at once, which would tell an attacker the key's length."""
+    return hmac.compare_digest(_digest(given), _digest(key.get_secret_value()))
+
+
+def presented_key(headers: Mapping[str, str]) -> str:
+    """The key a client sent: `X-API-Key`, else an `Authorization: Bearer` token, else ''."""
+    given = headers.get("x-api-key", "")
+    auth = headers.get("authorization", "")
+    if not given and auth[:7].lower() == "bearer ":
+        given = auth[7:].strip()
+    return given
+
+
+def _configured(key: SecretStr | None) -> SecretStr | None:
+    # An empty HANSEEK_API_KEY means "no key", as an unset one does (it could not be presented anyway).
+    return key if key is not None and key.get_secret_value() else None
+
 
 def _check(request: Request) -> None:
-    key = get_state(request).settings.api_key
-    if key is None:
-        return
-    given = request.headers.get("x-api-key", "")
-    auth = request.headers.get("authorization", "")
-    if not given and auth.lower().startswith("bearer "):
-        given = auth[7:]
-    # Constant-time comparison so the key cannot be guessed byte by byte from response timing.
-    if not hmac.compare_digest(given.encode(), key.get_secret_value().encode()):
-        raise ProblemError(401, "Unauthorized", "A valid API key is required (X-API-Key header).")
+    key = _configured(get_state(request).settings.api_key)
+    if key is not None and not key_matches(presented_key(request.headers), key):
+        raise ProblemError(401, "Unauthorized", UNAUTHORIZED_DETAIL, headers=dict(CHALLENGE))
 
 
 def require_write_key(request: Request) -> None:
@@ -30,3 +66,66 @@ def require_write_key(request: Request) -> None:
 def require_read_key(request: Request) -> None:
     if get_state(request).settings.protect_reads:
         _check(request)
+
+
+def route_access(route: Any) -> Access:
+    """What a route declares: 'write' if any of its dependencies (at any depth) is
+    `require_write_key`, else 'read' for `require_read_key`, else 'open'."""
+    calls: set[Any] = set()
+    stack = list(getattr(getattr(route, "dependant", None), "dependencies", []))
+    while stack:
+        dep = stack.pop()
+        calls.add(dep.call)
+        stack.extend(dep.dependencies)
+    if require_write_key in calls:
+        return "write"
+    if require_read_key in calls:
+        return "read"
+    return "open"
+
+
+class ApiKeyGate:
+    """Refuse a request that lacks the key its route needs at its first body read, before any byte
+    of the body is parsed (JSON) or spooled to disk (multipart).
+
+    The check runs when the app first calls `receive`: routing has chosen the route by then
+    (`scope["route"]`) and the route's declared dependencies say what it needs. Routes that never
+    read a body are refused by the dependencies themselves. The refusal is an HTTPException, which
+    FastAPI's body reader re-raises unchanged (any other exception there becomes a 400).
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self._access: dict[int, Access] = {}
+
+    def _route_access(self, route: Any) -> Access:
+        if route is None:
+            return "open"
+        access = self._access.get(id(route))
+        if access is None:
+            access = self._access[id(route)] = route_access(route)
+        return access
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        state = getattr(scope["app"].state, "hanseek", None)
+        settings = None if state is None else state.settings
+        key = None if settings is None else _configured(settings.api_key)
+        if settings is None or key is None:
+            await self.app(scope, receive, send)
+            return
+        checked = False
+
+        async def gated_receive() -> Message:
+            nonlocal checked
+            if not checked:
+                checked = True
+                access = self._route_access(scope.get("route"))
+                needed = access == "write" or (access == "read" and settings.protect_reads)
+                if needed and not key_matches(presented_key(Headers(scope=scope)), key):
+                    raise HTTPException(401, UNAUTHORIZED_DETAIL, headers=dict(CHALLENGE))
+            return await receive()
+
+        await self.app(scope, gated_receive, send)
