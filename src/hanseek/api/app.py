@@ -13,6 +13,7 @@ from hanseek.api.errors import install_error_handlers
 from hanseek.api.limits import BodySizeLimit
 from hanseek.api.logging import RequestLog
 from hanseek.api.routers import health
+from hanseek.api.security import ApiKeyGate
 from hanseek.api.state import AppState
 from hanseek.config import Settings
 from hanseek.web import pages
@@ -53,6 +54,8 @@ def create_app(settings: Settings, *, state: AppState | None = None) -> FastAPI:
     if state is not None:
         app.state.hanseek = state
     install_error_handlers(app)
+    # Innermost: the key is checked before any body is read, and the refusal is still access-logged.
+    app.add_middleware(ApiKeyGate)
     app.add_middleware(RequestLog)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
 
