@@ -2,7 +2,7 @@ import pytest
 
 from hanseek.keywords.background import load_background
 from hanseek.keywords.cloze import Blank, ClozeOptions, make_cloze, target_count
-from hanseek.keywords.scoring import CorpusStats, ScoringParams, TermWeight, score_page
+from hanseek.keywords.scoring import CorpusStats, Method, ScoringParams, TermWeight, score_page
 from hanseek.keywords.terms import TermExtractor
 from hanseek.text.analyzer import default_analyzer
 
@@ -58,7 +58,7 @@ def test_count_ratio_and_determinism(weights: list[TermWeight]) -> None:
     assert a == b and len(a.blanks) == 4
     # The blanked words are the best-weighted eligible words.
     eligible = [w for w in weights if any(o.is_noun or o.is_foreign for o in w.occurrences)]
-    assert {x.term for x in a.blanks} == {w.term for w in eligible[:4]}
+    assert sorted(x.weight for x in a.blanks) == sorted(w.weight for w in eligible[:4])
     r = make_cloze(PAGE, weights, ClozeOptions(ratio=0.25, allow_duplicates=True))
     assert len(r.blanks) == target_count(r.candidates, ClozeOptions(ratio=0.25))
     assert target_count(10, ClozeOptions(ratio=0.25)) == 3  # 2.5 rounds up
@@ -71,3 +71,16 @@ def test_predicates_only_when_asked(weights: list[TermWeight]) -> None:
     assert all(b.tag not in {"VV", "VA"} for b in cz.blanks)
     cz = make_cloze(PAGE, weights, ClozeOptions(ratio=1.0, predicates=True))
     assert any(b.term == "만들다" for b in cz.blanks)
+
+
+def test_ties_at_the_cut_are_spread_over_the_page() -> None:
+    words = "가방, 나무, 다리, 라면, 마을, 바다, 사과, 아들, 자리, 차표"
+    occs = TermExtractor(default_analyzer()).extract(words)
+    assert len(occs) == 10
+    ws = score_page(
+        occs, ScoringParams(method=Method.TF), subject=CorpusStats.empty(), background=CorpusStats.empty()
+    )
+    cz = make_cloze(words, ws, ClozeOptions(count=2))
+    # Ten words of equal weight: the two blanks are spread (3rd and 8th word), not the first two.
+    assert [b.answer for b in cz.blanks] == ["다리", "아들"]
+    assert make_cloze(words, ws, ClozeOptions(count=2)) == cz

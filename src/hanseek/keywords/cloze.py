@@ -62,12 +62,31 @@ def target_count(candidates: int, opts: ClozeOptions) -> int:
     return max(1, n) if ratio > 0 and candidates else 0
 
 
+def _spread_ties(ranked: list[TermWeight], want: int) -> list[TermWeight]:
+    """When the last blanks must be picked among words of equal weight (common on pages of rare
+    words), take them evenly spread over the page instead of the first few, still deterministically."""
+    if want <= 0 or want >= len(ranked) or ranked[want - 1].weight != ranked[want].weight:
+        return ranked
+    tie = ranked[want].weight
+    above = [w for w in ranked if w.weight > tie]
+    group = [w for w in ranked if w.weight == tie]  # already in order of first position
+    rest = [w for w in ranked if w.weight < tie]
+    k = want - len(above)
+    step = len(group) / k
+    picks = sorted({min(len(group) - 1, int((i + 0.5) * step)) for i in range(k)})
+    first = [group[i] for i in picks]
+    return above + first + [w for i, w in enumerate(group) if i not in set(picks)] + rest
+
+
 def make_cloze(text: str, weights: Sequence[TermWeight], opts: ClozeOptions) -> Cloze:
     """Blank the highest-weighted eligible words of `text`; `weights` come from `score_page`."""
     ranked = [w for w in weights if w.weight >= opts.min_weight]
     eligible = {w.term: [o for o in w.occurrences if _eligible(o, opts)] for w in ranked}
     candidates = sum(len(v) for v in eligible.values())
     want = target_count(candidates, opts)
+
+    if not opts.allow_duplicates:
+        ranked = _spread_ties([w for w in ranked if eligible[w.term]], want)
 
     chosen: list[tuple[TermOccurrence, TermWeight]] = []
     taken: list[tuple[int, int]] = []

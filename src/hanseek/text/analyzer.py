@@ -145,6 +145,11 @@ class KoreanAnalyzer:
         return tuple(self._user_words)
 
     @property
+    def num_workers(self) -> int:
+        """Kiwi worker threads used by the batch methods."""
+        return int(self._kiwi.num_workers)
+
+    @property
     def frozen(self) -> bool:
         return self._frozen
 
