@@ -1,0 +1,169 @@
+// /images page: text search, search by example (upload, drop or paste), add images, find similar.
+"use strict";
+(() => {
+  const $ = (id) => document.getElementById(id);
+  const results = $("results");
+  const status = $("status");
+
+  const setStatus = (text, isError = false) => {
+    status.textContent = text;
+    status.classList.toggle("error", isError);
+  };
+
+  async function problemText(resp) {
+    try {
+      const body = await resp.json();
+      return body.detail || body.title || `HTTP ${resp.status}`;
+    } catch {
+      return `HTTP ${resp.status}`;
+    }
+  }
+
+  function commonParams() {
+    const p = new URLSearchParams();
+    p.set("k", $("k").value || "12");
+    const tags = $("tag-filter").value.trim();
+    if (tags) p.append("tag", tags);
+    return p;
+  }
+
+  function render(data, what) {
+    results.replaceChildren();
+    if (!data.results.length) {
+      setStatus(`No images found for ${what}.`);
+      return;
+    }
+    setStatus(`${data.count} result(s) for ${what}.`);
+    for (const hit of data.results) {
+      const img = hit.image;
+      const li = document.createElement("li");
+      li.className = "img-card";
+      li.dataset.imageId = String(img.id);
+      const link = document.createElement("a");
+      link.href = img.file_url;
+      link.target = "_blank";
+      link.rel = "noopener";
+      const thumb = document.createElement("img");
+      thumb.src = img.thumbnail_url;
+      thumb.alt = img.caption || img.source_name || `image ${img.id}`;
+      thumb.loading = "lazy";
+      link.append(thumb);
+      const meta = document.createElement("div");
+      meta.className = "img-meta";
+      const score = document.createElement("span");
+      score.className = "img-score";
+      score.textContent = hit.score.toFixed(3);
+      score.title = `matched by ${hit.source}`;
+      const source = document.createElement("span");
+      source.className = "img-source";
+      source.textContent = hit.source;
+      const caption = document.createElement("p");
+      caption.className = "img-caption";
+      const labels = img.auto_labels.map((l) => l.label).slice(0, 3).join(", ");
+      caption.textContent = img.caption || (labels ? `looks like: ${labels}` : img.source_name || "");
+      const tags = document.createElement("p");
+      tags.className = "img-tags";
+      tags.textContent = img.tags.map((t) => `#${t}`).join(" ");
+      const similar = document.createElement("button");
+      similar.type = "button";
+      similar.className = "img-similar";
+      similar.textContent = "Find similar";
+      similar.addEventListener("click", () => findSimilar(img.id));
+      meta.append(score, source, caption, tags, similar);
+      li.append(link, meta);
+      results.append(li);
+    }
+  }
+
+  async function run(promise, what) {
+    setStatus("Searching…");
+    try {
+      const resp = await promise;
+      if (!resp.ok) {
+        setStatus(await problemText(resp), true);
+        return;
+      }
+      render(await resp.json(), what);
+    } catch (err) {
+      setStatus(`Request failed: ${err}`, true);
+    }
+  }
+
+  function headers() {
+    const key = $("api-key").value.trim();
+    return key ? { "X-API-Key": key } : {};
+  }
+
+  $("text-search").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const q = $("q").value.trim();
+    if (!q) {
+      setStatus("Type what you are looking for.", true);
+      return;
+    }
+    const p = commonParams();
+    p.set("q", q);
+    run(fetch(`/images/search?${p}`, { headers: headers() }), `“${q}”`);
+  });
+
+  function findSimilar(id) {
+    run(fetch(`/images/${id}/similar?${commonParams()}`, { headers: headers() }), `image ${id}`);
+    window.scrollTo({ top: 0, behavior: "smooth" });
+  }
+
+  function searchByExample(file) {
+    if (!file) return;
+    const preview = $("example-preview");
+    preview.src = URL.createObjectURL(file);
+    preview.hidden = false;
+    const form = new FormData();
+    form.append("file", file, file.name || "pasted-image");
+    run(fetch(`/images/search?${commonParams()}`, { method: "POST", body: form, headers: headers() }),
+        file.name ? `“${file.name}”` : "the pasted image");
+  }
+
+  $("example").addEventListener("change", (ev) => searchByExample(ev.target.files[0]));
+  const drop = $("drop");
+  drop.addEventListener("dragover", (ev) => { ev.preventDefault(); drop.classList.add("over"); });
+  drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+  drop.addEventListener("drop", (ev) => {
+    ev.preventDefault();
+    drop.classList.remove("over");
+    searchByExample(ev.dataTransfer.files[0]);
+  });
+  document.addEventListener("paste", (ev) => {
+    const item = [...(ev.clipboardData?.items || [])].find((i) => i.type.startsWith("image/"));
+    if (item) searchByExample(item.getAsFile());
+  });
+
+  $("add-form").addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const files = $("add-files").files;
+    const list = $("add-results");
+    list.replaceChildren();
+    if (!files.length) {
+      setStatus("Choose one or more images to add.", true);
+      return;
+    }
+    const form = new FormData();
+    for (const f of files) form.append("files", f, f.name);
+    if ($("add-caption").value.trim()) form.append("caption", $("add-caption").value.trim());
+    if ($("add-tags").value.trim()) form.append("tags", $("add-tags").value.trim());
+    setStatus("Uploading…");
+    try {
+      const resp = await fetch("/images", { method: "POST", body: form, headers: headers() });
+      const body = await resp.json();
+      for (const r of body.results || []) {
+        const li = document.createElement("li");
+        li.className = `img-add-${r.status}`;
+        li.textContent = `${r.filename || `file ${r.index + 1}`}: ${r.status}` +
+          (r.id ? ` (#${r.id})` : "") + (r.message ? ` — ${r.message}` : "");
+        list.append(li);
+      }
+      if (!resp.ok) setStatus(body.detail || `HTTP ${resp.status}`, true);
+      else setStatus(`${body.added} added, ${body.duplicates} duplicate(s), ${body.rejected} rejected.`);
+    } catch (err) {
+      setStatus(`Upload failed: ${err}`, true);
+    }
+  });
+})();

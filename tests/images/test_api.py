@@ -1,0 +1,196 @@
+"""The /images API over HTTP (TestClient) on the real database and models."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+from pydantic import SecretStr
+
+from hanseek.api.app import create_app
+from hanseek.api.state import AppState
+from hanseek.images.service import ImageService
+from hanseek.images.transforms import STANDARD
+from tests.images.conftest import encode_jpeg, encode_png, unique_png
+
+
+@pytest.fixture(scope="module")
+def api(
+    app_state: AppState, client: TestClient, image_service: ImageService, text_encoder: Any
+) -> TestClient:
+    # Share the session's models instead of loading a second copy inside the app.
+    app_state.service("text_encoder", lambda st: text_encoder)
+    app_state.service("images", lambda st: image_service)
+    return client
+
+
+@pytest.fixture(scope="module")
+def uploaded(api: TestClient, sample_images: dict[str, Image.Image]) -> dict[str, Any]:
+    files = [
+        ("files", ("china.png", unique_png(sample_images["china"]), "image/png")),
+        ("files", ("hopper.png", unique_png(sample_images["hopper"]), "image/png")),
+        ("files", ("notes.txt", b"definitely not an image", "text/plain")),
+    ]
+    data = {
+        "caption": ["오래된 절의 기와 지붕", "a portrait of a navy officer"],
+        "tags": ["api-test, temple", "api-test"],
+    }
+    r = api.post("/images", files=files, data=data)
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+def test_upload_batch_reports_each_file(uploaded: dict[str, Any]) -> None:
+    assert (uploaded["added"], uploaded["duplicates"], uploaded["rejected"]) == (2, 0, 1)
+    statuses = [(r["filename"], r["status"], r["reason"]) for r in uploaded["results"]]
+    assert statuses == [
+        ("china.png", "added", None),
+        ("hopper.png", "added", None),
+        ("notes.txt", "rejected", "not_an_image"),
+    ]
+    assert "not an image" in uploaded["results"][2]["message"]
+
+
+def test_get_image_thumbnail_and_file(api: TestClient, uploaded: dict[str, Any]) -> None:
+    image_id = uploaded["results"][0]["id"]
+    r = api.get(f"/images/{image_id}")
+    assert r.status_code == 200
+    body = r.json()
+    assert body["caption"] == "오래된 절의 기와 지붕" and body["tags"] == ["api-test", "temple"]
+    assert (body["width"], body["height"], body["format"]) == (640, 427, "PNG")
+    assert body["auto_labels"] and {"label", "probability"} <= set(body["auto_labels"][0])
+    thumb = api.get(body["thumbnail_url"])
+    assert thumb.status_code == 200 and thumb.headers["content-type"] == "image/webp"
+    original = api.get(body["file_url"])
+    assert original.headers["content-type"] == "image/png"
+    assert original.headers["x-content-type-options"] == "nosniff"
+    from hashlib import sha256
+
+    assert sha256(original.content).hexdigest() == body["sha256"]
+
+
+def test_all_rejected_is_a_422_problem(api: TestClient) -> None:
+    r = api.post("/images", files=[("files", ("x.jpg", b"\xff\xd8\xff\xe0 broken", "image/jpeg"))])
+    assert r.status_code == 422
+    assert r.headers["content-type"].startswith("application/problem+json")
+    body = r.json()
+    assert body["rejected"] == 1 and body["results"][0]["reason"] in {"corrupt", "not_an_image"}
+    assert body["detail"]
+
+
+def test_bomb_upload_is_a_422(api: TestClient) -> None:
+    bomb = encode_png(Image.new("L", (3000, 3000), 0))
+    r = api.post("/images", files=[("files", ("bomb.png", bomb, "image/png"))])
+    assert r.status_code == 422 and r.json()["results"][0]["reason"] == "too_many_pixels"
+    r = api.post("/images/search", files={"file": ("bomb.png", bomb, "image/png")})
+    assert r.status_code == 422 and r.json()["reason"] == "too_many_pixels"
+
+
+def test_duplicate_upload(
+    api: TestClient, uploaded: dict[str, Any], sample_images: dict[str, Image.Image]
+) -> None:
+    data = unique_png(sample_images["flower"])
+    first = api.post("/images", files=[("files", ("f.png", data, "image/png"))]).json()["results"][0]
+    r = api.post("/images", files=[("files", ("g.png", data, "image/png"))])
+    assert r.status_code == 200  # nothing added, nothing wrong
+    again = r.json()["results"][0]
+    assert (again["status"], again["id"], again["reason"]) == ("duplicate", first["id"], "already_stored")
+
+
+def test_text_search(api: TestClient, uploaded: dict[str, Any]) -> None:
+    r = api.get("/images/search", params={"q": "해군 장교", "tag": "api-test", "k": 5})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["results"][0]["image"]["id"] == uploaded["results"][1]["id"]
+    assert body["results"][0]["source"] in {"caption", "labels"}
+    assert set(body["paths"]) == {"caption:e5-small", "labels:e5-small"}
+    only = api.get("/images/search", params={"q": "temple", "tag": ["api-test", "temple"]}).json()
+    assert [h["image"]["id"] for h in only["results"]] == [uploaded["results"][0]["id"]]
+    hnsw = api.get(
+        "/images/search", params={"q": "해군 장교", "tag": "api-test", "path": "hnsw", "source": "caption"}
+    )
+    assert hnsw.json()["paths"] == {"caption:e5-small": "hnsw"}
+
+
+def test_search_by_upload_finds_the_original(
+    api: TestClient, uploaded: dict[str, Any], sample_images: dict[str, Image.Image]
+) -> None:
+    query = encode_jpeg(STANDARD["crop_centre_80"](sample_images["hopper"]), 70)
+    r = api.post(
+        "/images/search", params={"k": 3, "tag": "api-test"}, files={"file": ("q.jpg", query, "image/jpeg")}
+    )
+    assert r.status_code == 200, r.text
+    top = r.json()["results"][0]
+    assert top["image"]["id"] == uploaded["results"][1]["id"] and top["source"] == "image"
+    assert top["score"] > 0.7
+
+
+def test_similar_and_threshold(api: TestClient, uploaded: dict[str, Any]) -> None:
+    china, hopper = uploaded["results"][0]["id"], uploaded["results"][1]["id"]
+    r = api.get(f"/images/{china}/similar", params={"tag": "api-test", "k": 10})
+    ids = [h["image"]["id"] for h in r.json()["results"]]
+    assert china not in ids and hopper in ids
+    r = api.get(f"/images/{china}/similar", params={"tag": "api-test", "min_score": 0.999})
+    assert r.json()["count"] == 0
+
+
+@pytest.mark.parametrize(
+    ("method", "url", "kwargs", "status"),
+    [
+        ("get", "/images/999999999", {}, 404),
+        ("get", "/images/999999999/similar", {}, 404),
+        ("get", "/images/999999999/thumbnail", {}, 404),
+        ("get", "/images/not-a-number", {}, 422),
+        ("get", "/images/search", {"params": {"q": ""}}, 422),
+        ("get", "/images/search", {"params": {"q": "cat", "k": 0}}, 422),
+        ("get", "/images/search", {"params": {"q": "cat", "k": 100000}}, 422),
+        ("get", "/images/search", {"params": {"q": "cat", "path": "magic"}}, 422),
+        ("get", "/images/search", {"params": {"q": "cat", "from": "yesterday"}}, 422),
+        ("get", "/images/search", {"params": {"q": "cat", "tag": "x" * 100}}, 422),
+        ("get", "/images/search", {"params": {"q": "x" * 2000}}, 422),
+        ("post", "/images/search", {}, 422),
+        ("post", "/images/search", {"files": {"file": ("a.txt", b"hello", "text/plain")}}, 422),
+        ("post", "/images", {}, 422),
+        ("delete", "/images/999999999", {}, 404),
+    ],
+)
+def test_bad_requests_are_problems(
+    api: TestClient, method: str, url: str, kwargs: dict[str, Any], status: int
+) -> None:
+    r = getattr(api, method)(url, **kwargs)
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"].startswith("application/problem+json")
+    assert r.json()["detail"]
+
+
+@pytest.fixture()
+def keyed(app_state: AppState, image_service: ImageService, text_encoder: Any) -> Iterator[TestClient]:
+    settings = app_state.settings.model_copy(update={"api_key": SecretStr("s3cret")})
+    state = AppState(settings, app_state.db)
+    state.ready = True
+    state.service("text_encoder", lambda st: text_encoder)
+    state.service("images", lambda st: image_service)
+    with TestClient(create_app(settings, state=state), raise_server_exceptions=False) as c:
+        yield c
+
+
+def test_writes_need_the_api_key(keyed: TestClient, sample_images: dict[str, Image.Image]) -> None:
+    files = [("files", ("k.png", unique_png(sample_images["flower"]), "image/png"))]
+    assert keyed.post("/images", files=files).status_code == 401
+    r = keyed.post("/images", files=files, headers={"X-API-Key": "s3cret"})
+    assert r.status_code == 201
+    image_id = r.json()["results"][0]["id"]
+    assert keyed.get(f"/images/{image_id}").status_code == 200  # reads stay open
+    assert keyed.delete(f"/images/{image_id}").status_code == 401
+    assert keyed.delete(f"/images/{image_id}", headers={"Authorization": "Bearer s3cret"}).status_code == 204
+    assert keyed.get(f"/images/{image_id}").status_code == 404
+
+
+def test_page_renders(api: TestClient) -> None:
+    r = api.get("/images")
+    assert r.status_code == 200 and "text/html" in r.headers["content-type"]
+    assert 'id="text-search"' in r.text and "/static/images.js" in r.text
+    assert api.get("/static/images.js").status_code == 200
