@@ -36,8 +36,8 @@ CHILD = textwrap.dedent(
         if conn.execute("SELECT to_regclass('shared_note')").fetchone()[0]:
             value = conn.execute("SELECT value FROM shared_note").fetchone()
     print(json.dumps({"pid": db.server.pid, "value": value[0] if value else None}), flush=True)
-    sys.stdin.readline()  # hold the handle until told to go
-    db.close()
+    if sys.stdin.readline().strip() != "exit-without-close":  # hold the handle until told to go
+        db.close()
     """
 )
 
@@ -161,6 +161,15 @@ def test_concurrent_first_opens_share_one_server(own_settings: Settings) -> None
     assert outs[0]["pid"] == outs[1]["pid"]
     assert [c.returncode for c in children] == [0, 0]
     assert running_pid(own_settings.pgdata_dir) is None  # the last one out stopped it
+
+
+def test_exit_without_close_releases_the_handle(module_settings: Settings) -> None:
+    child = _child(module_settings.data_dir)
+    pid = _read_child(child)["pid"]
+    assert running_pid(module_settings.pgdata_dir) == pid
+    child.communicate("exit-without-close\n", timeout=60)
+    assert child.returncode == 0
+    assert running_pid(module_settings.pgdata_dir) is None  # released at interpreter exit
 
 
 def test_killed_client_does_not_pin_the_server(module_settings: Settings) -> None:

@@ -32,6 +32,7 @@ import tempfile
 import time
 import uuid
 import warnings
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -216,7 +217,9 @@ class EmbeddedServer:
         self.socket_dir = socket_dir
         self.port = port
         self.pid = pid
-        self._token: str | None = token
+        # Releases the handle even when the owner forgets close(): at garbage collection or, at the
+        # latest, at interpreter exit, so a finished script never leaves an orphaned server behind.
+        self._finalizer = weakref.finalize(self, _release, pgdata, token, 60.0)
 
     # -- paths -----------------------------------------------------------------------------------
     @staticmethod
@@ -237,7 +240,7 @@ class EmbeddedServer:
 
     @property
     def closed(self) -> bool:
-        return self._token is None
+        return not self._finalizer.alive
 
     # -- lifecycle -------------------------------------------------------------------------------
     @classmethod
@@ -258,7 +261,8 @@ class EmbeddedServer:
             try:
                 server._ensure_database(DATABASE_NAME)
             except BaseException:
-                server._release_locked()
+                server._finalizer.detach()
+                _release_locked(pgdata, token, timeout)
                 raise
         log.info("embedded PostgreSQL ready (pid %s, data %s)", server.pid, pgdata)
         return server
@@ -281,18 +285,21 @@ class EmbeddedServer:
 
     def close(self, *, timeout: float = 60.0) -> None:
         """Release this handle; stop the server when it was the last live one. Idempotent."""
-        if self._token is None:
-            return
-        with _file_lock(self._lock_path(self.pgdata), timeout):
-            self._release_locked(timeout=timeout)
+        detached = self._finalizer.detach()  # (obj, func, args, kwargs) the first time, then None
+        if detached is not None:
+            pgdata, token, _ = detached[2]
+            _release(Path(pgdata), str(token), timeout)
 
-    def _release_locked(self, *, timeout: float = 60.0) -> None:
-        if self._token is None:
-            return
-        remaining = self._handles(self.pgdata).remove(self._token)
-        self._token = None
-        if remaining == 0 and _running_postmaster(self.pgdata) is not None:
-            _stop_postmaster(self.pgdata, timeout)
+
+def _release(pgdata: Path, token: str, timeout: float) -> None:
+    with _file_lock(EmbeddedServer._lock_path(pgdata), timeout):
+        _release_locked(pgdata, token, timeout)
+
+
+def _release_locked(pgdata: Path, token: str, timeout: float) -> None:
+    remaining = EmbeddedServer._handles(pgdata).remove(token)
+    if remaining == 0 and _running_postmaster(pgdata) is not None:
+        _stop_postmaster(pgdata, timeout)
 
 
 def running_pid(pgdata: Path) -> int | None:
