@@ -1,0 +1,92 @@
+"""The /images page in headless Chromium against the live app: upload an example, see results."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PIL import Image
+
+from hanseek.api.state import AppState
+from hanseek.images.service import ImageService, Upload
+from hanseek.images.transforms import STANDARD
+from tests.images.conftest import encode_jpeg, unique_png
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture()
+def collection(
+    app_state: AppState,
+    image_service: ImageService,
+    text_encoder: Any,
+    sample_images: dict[str, Image.Image],
+    tag: str,
+) -> dict[str, int]:
+    app_state.service("text_encoder", lambda st: text_encoder)
+    app_state.service("images", lambda st: image_service)
+    names = sorted(sample_images)
+    captions = {
+        "china": "기와 지붕이 있는 오래된 절",
+        "flower": "분홍색 꽃",
+        "hopper": "제복을 입은 해군 장교",
+    }
+    res = image_service.add(
+        [Upload(unique_png(sample_images[n]), f"{n}.png", captions[n], [tag]) for n in names]
+    )
+    return {n: r.id for n, r in zip(names, res, strict=True)}  # type: ignore[misc]
+
+
+def test_upload_an_example_and_find_similar(
+    live_server: str,
+    page: Any,
+    collection: dict[str, int],
+    sample_images: dict[str, Image.Image],
+    tag: str,
+    tmp_path: Path,
+) -> None:
+    example = tmp_path / "example.jpg"
+    example.write_bytes(encode_jpeg(STANDARD["crop_centre_80"](sample_images["flower"]), 75))
+    page.goto(live_server + "/images")
+    page.fill("#tag-filter", tag)
+    page.set_input_files("#example", str(example))
+    cards = page.locator(".img-card")
+    cards.first.wait_for()
+    assert cards.count() == 3
+    assert cards.first.get_attribute("data-image-id") == str(collection["flower"])
+    scores = [float(s) for s in page.locator(".img-score").all_inner_texts()]
+    assert scores == sorted(scores, reverse=True) and scores[0] > 0.7
+    assert "result(s)" in page.locator("#status").inner_text()
+    assert page.locator("#example-preview").is_visible()
+
+    # "Find similar" on the second result re-runs the search from that image (which is excluded).
+    second = cards.nth(1).get_attribute("data-image-id")
+    cards.nth(1).locator(".img-similar").click()
+    page.wait_for_function(
+        "id => ![...document.querySelectorAll('.img-card')].some(c => c.dataset.imageId === id)", arg=second
+    )
+    assert page.locator(".img-card").count() == 2
+
+    # A thumbnail actually loads.
+    assert page.locator(".img-card img").first.evaluate("img => img.complete && img.naturalWidth > 0")
+
+
+def test_text_search_in_korean(live_server: str, page: Any, collection: dict[str, int], tag: str) -> None:
+    page.goto(live_server + "/images")
+    page.fill("#tag-filter", tag)
+    page.fill("#q", "해군 장교")
+    page.click("#text-search button")
+    page.locator(".img-card").first.wait_for()
+    assert page.locator(".img-card").first.get_attribute("data-image-id") == str(collection["hopper"])
+
+
+def test_bad_upload_shows_the_problem(
+    live_server: str, page: Any, collection: dict[str, int], tmp_path: Path
+) -> None:
+    bad = tmp_path / "not-an-image.png"
+    bad.write_bytes(b"plain text pretending to be a png")
+    page.goto(live_server + "/images")
+    page.set_input_files("#example", str(bad))
+    page.locator("#status.error").wait_for()
+    assert "not an image" in page.locator("#status").inner_text()
