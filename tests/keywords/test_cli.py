@@ -83,7 +83,9 @@ def test_eval_on_study_notes(shared_data: Path, tmp_path: Path) -> None:
         app, ["keywords", "eval", "--notes", str(shared_data / "study_notes"), "--out", str(out)]
     )
     assert r.exit_code == 0, r.output
-    result = json.loads(out.with_suffix(".json").read_text(encoding="utf-8"))
+    settings = json.loads(out.with_suffix(".json").read_text(encoding="utf-8"))["settings"]
+    result, same = settings.values()
+    assert {n["note"] for n in same["notes"]} == {"2016_05_Science", "2016_07_Science", "2016_10_Science"}
     assert len(result["notes"]) >= 5 and all(n["note"] != "SOURCE" for n in result["notes"])
     methods = result["methods"]
     assert {"dictionary", "tfidf", "bm25", "bm25 + floor"} <= set(methods)

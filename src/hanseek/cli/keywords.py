@@ -19,6 +19,8 @@ app.add_typer(corpus_app, name="corpus")
 app.add_typer(background_app, name="background")
 
 MethodOpt = Annotated[str, typer.Option("--method", "-m", help="dictionary | tfidf | bm25 | combined | tf")]
+ALL_OTHERS = "Leave one note out: corpus, dictionary and keywords from all other notes"
+SAME_SUBJECT = "Same subject only: corpus, dictionary and keywords from the other notes of the subject"
 SubjectOpt = Annotated[str | None, typer.Option("--subject", "-s", help="Subject corpus to weigh against")]
 
 
@@ -302,24 +304,31 @@ def eval_cmd(
         for p in paths:
             loaded.append(load_note(p, extractor, page_chars=page_chars))
             bar.advance(task)
-        task = bar.add_task("evaluating", total=len(paths), info="")
-        result = evaluate(loaded, background, on_note=lambda _: bar.advance(task))
+        task = bar.add_task("evaluating", total=2 * len(paths), info="")
+        results = {
+            ALL_OTHERS: evaluate(loaded, background, on_note=lambda _: bar.advance(task)),
+            SAME_SUBJECT: evaluate(
+                loaded, background, same_subject=True, on_note=lambda _: bar.advance(task)
+            ),
+        }
+        bar.update(task, completed=2 * len(paths))
     command = "hanseek keywords eval --notes ../shared/data/study_notes" + (f" --out {out}" if out else "")
-    report = EvalReport(result, command, background.meta)
-    table = Table("method", "occ P", "occ R", "occ F1", "word P", "word R", "word F1")
-    for name, m in result["methods"].items():
-        o, w = m["occurrences"], m["words"]
-        table.add_row(
-            name,
-            *(f"{o[k]:.3f}" for k in ("precision", "recall", "f1")),
-            *(f"{w[k]:.3f}" for k in ("precision", "recall", "f1")),
-        )
-    console.print(table)
-    console.print(f"chance (occurrence precision): {result['chance_precision_occurrences']:.3f}")
+    report = EvalReport(results, command, background.meta)
+    for title, result in results.items():
+        table = Table("method", "occ P", "occ R", "occ F1", "word P", "word R", "word F1", title=title)
+        for name, m in result["methods"].items():
+            o, w = m["occurrences"], m["words"]
+            table.add_row(
+                name,
+                *(f"{o[k]:.3f}" for k in ("precision", "recall", "f1")),
+                *(f"{w[k]:.3f}" for k in ("precision", "recall", "f1")),
+            )
+        console.print(table)
+        console.print(f"chance (occurrence precision): {result['chance_precision_occurrences']:.3f}")
     if out:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.with_suffix(".md").write_text(report.markdown(), encoding="utf-8")
-        payload = {"command": command, "background": background.meta, **result}
+        payload = {"command": command, "background": background.meta, "settings": results}
         out.with_suffix(".json").write_text(
             json.dumps(payload, ensure_ascii=False, indent=2) + "\n", encoding="utf-8"
         )

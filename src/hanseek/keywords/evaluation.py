@@ -142,6 +142,11 @@ def load_note(path: Path, extractor: TermExtractor, *, page_chars: int = 2000) -
     return Note(path.stem, pages)
 
 
+def subject_of(note_name: str) -> str:
+    """`2016_05_Science` -> `Science` (the notes are named year_month_subject)."""
+    return note_name.split("_", 2)[-1]
+
+
 def note_paths(folder: Path) -> list[Path]:
     """The study notes in a folder: Markdown files other than README/SOURCE."""
     return sorted(p for p in folder.glob("*.md") if p.stem.upper() not in {"README", "SOURCE", "LICENSE"})
@@ -183,13 +188,20 @@ def evaluate(
     background: BackgroundCorpus,
     methods: Sequence[EvalMethod] = DEFAULT_METHODS,
     *,
+    same_subject: bool = False,
     on_note: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
+    """Leave-one-out evaluation. With `same_subject`, the corpus, dictionary and keyword list of a
+    held-out note come only from the other notes of its subject (notes without one are skipped)."""
     per_method_occ = {m.name: Counts() for m in methods}
     per_method_word = {m.name: Counts() for m in methods}
     per_note: list[dict[str, Any]] = []
     for i, note in enumerate(notes):
         others = [n for j, n in enumerate(notes) if j != i]
+        if same_subject:
+            others = [n for n in others if subject_of(n.name) == subject_of(note.name)]
+            if not others:
+                continue
         corpus = leave_one_out_corpus(others)
         c, g, cw, gw = note.candidate_counts()
         occ_ratio = g / c if c else 0.0
@@ -237,6 +249,7 @@ def evaluate(
     total_g = sum(n["bold_candidates"] for n in per_note)
     return {
         "protocol": __doc__.strip() if __doc__ else "",
+        "same_subject": same_subject,
         "notes": per_note,
         "chance_precision_occurrences": round(total_g / total_c, 4) if total_c else 0.0,
         "methods": {
@@ -259,12 +272,12 @@ def evaluate(
 
 @dataclass
 class EvalReport:
-    result: dict[str, Any]
+    results: dict[str, dict[str, Any]]  # setting title -> evaluate() result
     command: str
     background: dict[str, str] = field(default_factory=dict)
 
     def markdown(self) -> str:
-        r = self.result
+        first = next(iter(self.results.values()))
         lines = [
             "# Word weights and blanks: evaluation against students' bold key words",
             "",
@@ -275,38 +288,49 @@ class EvalReport:
             "",
             "## Protocol",
             "",
-            r["protocol"],
+            first["protocol"],
             "",
-            "## Results (micro average over all pages of all notes)",
-            "",
-            "| method | occ. precision | occ. recall | occ. F1 | word precision | word recall | word F1 |",
-            "|---|---|---|---|---|---|---|",
         ]
-        for name, m in r["methods"].items():
-            o, w = m["occurrences"], m["words"]
-            lines.append(
-                f"| {name} | {o['precision']:.3f} | {o['recall']:.3f} | {o['f1']:.3f} "
-                f"| {w['precision']:.3f} | {w['recall']:.3f} | {w['f1']:.3f} |"
-            )
-        lines += [
-            "",
-            f"Chance level (random blanks): occurrence precision ≈ {r['chance_precision_occurrences']:.3f} "
-            "(the share of candidates that are bold).",
-            "",
-            "## Per note (occurrence F1 / word F1)",
-            "",
-            "| note | pages | candidates | bold ratio | corpus docs | dictionary words | "
-            + " | ".join(r["methods"])
-            + " |",
-            "|---|---|---|---|---|---|" + "---|" * len(r["methods"]),
-        ]
-        for n in r["notes"]:
-            cells = [
-                f"{n['methods'][k]['occurrences']['f1']:.2f} / {n['methods'][k]['words']['f1']:.2f}"
-                for k in r["methods"]
-            ]
-            lines.append(
-                f"| {n['note']} | {n['pages']} | {n['candidates']} | {n['bold_ratio']:.3f} | "
-                f"{n['corpus_docs']} | {n['dictionary_words']} | " + " | ".join(cells) + " |"
-            )
+        for title, r in self.results.items():
+            lines += _setting_markdown(title, r)
         return "\n".join(lines) + "\n"
+
+
+def _setting_markdown(title: str, r: dict[str, Any]) -> list[str]:
+    lines = [
+        f"## {title}",
+        "",
+        f"Notes evaluated: {', '.join(n['note'] for n in r['notes'])}. Micro average over all their pages.",
+        "",
+        "| method | occ. precision | occ. recall | occ. F1 | word precision | word recall | word F1 |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, m in r["methods"].items():
+        o, w = m["occurrences"], m["words"]
+        lines.append(
+            f"| {name} | {o['precision']:.3f} | {o['recall']:.3f} | {o['f1']:.3f} "
+            f"| {w['precision']:.3f} | {w['recall']:.3f} | {w['f1']:.3f} |"
+        )
+    lines += [
+        "",
+        f"Chance level (random blanks): occurrence precision ≈ {r['chance_precision_occurrences']:.3f} "
+        "(the share of candidates that are bold).",
+        "",
+        "Per note (occurrence F1 / word F1):",
+        "",
+        "| note | pages | candidates | bold ratio | corpus docs | dictionary words | "
+        + " | ".join(r["methods"])
+        + " |",
+        "|---|---|---|---|---|---|" + "---|" * len(r["methods"]),
+    ]
+    for n in r["notes"]:
+        cells = [
+            f"{n['methods'][k]['occurrences']['f1']:.2f} / {n['methods'][k]['words']['f1']:.2f}"
+            for k in r["methods"]
+        ]
+        lines.append(
+            f"| {n['note']} | {n['pages']} | {n['candidates']} | {n['bold_ratio']:.3f} | "
+            f"{n['corpus_docs']} | {n['dictionary_words']} | " + " | ".join(cells) + " |"
+        )
+    lines.append("")
+    return lines
