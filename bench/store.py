@@ -8,7 +8,7 @@ scan: the filter is applied to ef_search candidates), HNSW with iterative scans 
 re-sorted), and the planner helper (`search`). Recall@10 is against the exact path, which is
 itself checked against numpy brute force. Latency ratios are to the exact path in the same run.
 
-    python -m bench.store [--rows 100000] [--queries 60]
+    python -m bench.store [--rows 100000] [--queries 60] [--data uniform|clustered]
 """
 
 from __future__ import annotations
@@ -43,21 +43,40 @@ def log(msg: str) -> None:
     print(f"[bench.store] {msg}", file=sys.stderr, flush=True)
 
 
+TOPICS = 2000
+# Noise scale giving cos(vector, its topic centre) ~= 1 / sqrt(1 + s^2 * DIM) ~= 0.6
+TOPIC_NOISE = float(np.sqrt((1 / 0.6**2 - 1) / DIM))
+
+
 class Data:
-    def __init__(self, n: int, seed: int = 0) -> None:
+    """`uniform`: i.i.d. Gaussian directions, no structure at all (HNSW's worst case). `clustered`:
+    each vector is one of 2000 random topic centres plus noise, closer to how text embeddings
+    spread; queries are drawn the same way."""
+
+    def __init__(self, n: int, kind: str = "uniform", seed: int = 0) -> None:
         rng = np.random.default_rng(seed)
         self.rng = rng
-        self.vectors = rng.standard_normal((n, DIM), dtype=np.float32)
-        self.vectors /= np.linalg.norm(self.vectors, axis=1, keepdims=True)
+        self.kind = kind
+        self.centres = rng.standard_normal((TOPICS, DIM), dtype=np.float32)
+        self.centres /= np.linalg.norm(self.centres, axis=1, keepdims=True)
+        self.vectors = self._draw(n)
         self.community = rng.integers(0, COMMUNITIES, n)
         self.seconds = rng.integers(0, DAYS * 86400, n)
+
+    def _draw(self, n: int) -> np.ndarray:
+        noise = self.rng.standard_normal((n, DIM), dtype=np.float32)
+        if self.kind == "clustered":
+            v = self.centres[self.rng.integers(0, TOPICS, n)] + TOPIC_NOISE * noise
+        else:
+            v = noise
+        return (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float32)
 
     def rows(self) -> Any:
         for i in range(len(self.vectors)):
             yield (i, int(self.community[i]), T0 + timedelta(seconds=int(self.seconds[i])), self.vectors[i])
 
     def query(self, n_comm: int, days: int) -> tuple[np.ndarray, Filters | None, np.ndarray]:
-        q = self.rng.standard_normal(DIM).astype(np.float32)
+        q = self._draw(1)[0]
         if n_comm >= COMMUNITIES and days >= DAYS:
             return q, None, np.ones(len(self.vectors), bool)
         comms = self.rng.choice(COMMUNITIES, n_comm, replace=False)
@@ -74,13 +93,20 @@ class Data:
         return idx[np.argsort(-sims, kind="stable")[:K]].tolist()
 
 
-def run(n: int, n_queries: int) -> dict[str, Any]:
+def run(n: int, n_queries: int, kind: str) -> dict[str, Any]:
     root = Path(tempfile.mkdtemp(prefix="hanseek-bench-store-"))
     settings = Settings(data_dir=root, database_url=None, pool_min_size=1, pool_max_size=2)
-    result: dict[str, Any] = {"benchmark": "store", "rows": n, "dim": DIM, "k": K, "queries": n_queries}
+    result: dict[str, Any] = {
+        "benchmark": "store",
+        "data": kind,
+        "rows": n,
+        "dim": DIM,
+        "k": K,
+        "queries": n_queries,
+    }
     try:
         log(f"generating {n} x {DIM} vectors")
-        data = Data(n)
+        data = Data(n, kind)
         db = Database.open(settings)
         try:
             db.migrate()
@@ -180,10 +206,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     ap.add_argument("--rows", type=int, default=100_000)
     ap.add_argument("--queries", type=int, default=60)
+    ap.add_argument("--data", choices=["uniform", "clustered"], default="uniform")
     args = ap.parse_args()
     t = time.perf_counter()
     load_before = os.getloadavg()[0]
-    result = run(args.rows, args.queries)
+    result = run(args.rows, args.queries, args.data)
     result["total_seconds"] = round(time.perf_counter() - t, 1)
     # Other work on the machine inflates latencies: report how busy it was.
     result["load_average_1m"] = {"before": round(load_before, 2), "after": round(os.getloadavg()[0], 2)}
