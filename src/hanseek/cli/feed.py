@@ -2,6 +2,185 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
 import typer
 
+from hanseek.cli.common import console, err_console, open_db, progress, settings
+
+if TYPE_CHECKING:
+    from hanseek.feed.service import FeedService
+    from hanseek.store.db import Database
+
 app = typer.Typer(help="Personalized feed: ingest, events, evaluation.", no_args_is_help=True)
+
+
+def _fail(msg: str) -> None:
+    err_console.print(f"[red]error:[/red] {msg}")
+    raise typer.Exit(1)
+
+
+def _service(db: Database, with_encoder: bool = False) -> FeedService:
+    from hanseek.feed.service import FeedService
+    from hanseek.feed.settings import load_feed_settings
+
+    s = settings()
+    fs = load_feed_settings(memory_index=False)  # a one-shot command does not need the index
+    encoder = None
+    if with_encoder:
+        from hanseek.encoders.registry import load_text_encoder
+
+        encoder = load_text_encoder(s)
+    return FeedService(db, dim=s.embed_dim, settings=fs, encoder=(lambda: encoder) if encoder else None)
+
+
+@app.command("ingest")
+def ingest(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="Posts as .jsonl or .csv")],
+    batch_size: Annotated[int, typer.Option(min=1, max=10_000, help="Posts per transaction")] = 256,
+) -> None:
+    """Insert or update posts: id, community, title, body, category, created_at, likes, comments,
+    author, optional embedding. Every row is validated before anything is written."""
+    from hanseek.feed.errors import FeedError
+    from hanseek.feed.files import read_models
+    from hanseek.feed.models import PostIn
+
+    try:
+        posts = read_models(file, PostIn)
+    except FeedError as e:
+        _fail(str(e))
+    s = settings()
+    need_encoder = any(p.embedding is None for p in posts)
+    totals = {"inserted": 0, "updated": 0, "encoded": 0}
+    with open_db(s) as db:
+        svc = _service(db, with_encoder=need_encoder)
+        with progress() as bar:
+            task = bar.add_task("ingesting posts", total=len(posts), info="")
+            for start in range(0, len(posts), batch_size):
+                chunk = posts[start : start + batch_size]
+                try:
+                    r = svc.ingest_posts(chunk)
+                except FeedError as e:
+                    _fail(f"batch starting at row {start + 1}: {e}")
+                for key in totals:
+                    totals[key] += getattr(r, key)
+                bar.update(task, advance=len(chunk), info=f"{totals['encoded']} encoded")
+    console.print(", ".join(f"{k}={v}" for k, v in totals.items()))
+
+
+@app.command("events")
+def events(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="Events as .jsonl or .csv")],
+    batch_size: Annotated[int, typer.Option(min=1, max=10_000)] = 1000,
+) -> None:
+    """Record interactions: user_id, post_id, kind (read|like|comment), at, optional id (idempotency)."""
+    from hanseek.feed.errors import FeedError
+    from hanseek.feed.files import read_models
+    from hanseek.feed.models import EventIn
+
+    try:
+        rows = read_models(file, EventIn)
+    except FeedError as e:
+        _fail(str(e))
+    totals = {"accepted": 0, "duplicates": 0, "users_created": 0}
+    with open_db(settings()) as db:
+        svc = _service(db)
+        with progress() as bar:
+            task = bar.add_task("recording events", total=len(rows), info="")
+            for start in range(0, len(rows), batch_size):
+                chunk = rows[start : start + batch_size]
+                try:
+                    r = svc.record_events(chunk)
+                except FeedError as e:
+                    _fail(f"batch starting at row {start + 1}: {e}")
+                for key in totals:
+                    totals[key] += getattr(r, key)
+                bar.update(task, advance=len(chunk), info=f"{totals['duplicates']} duplicates")
+    console.print(", ".join(f"{k}={v}" for k, v in totals.items()))
+
+
+@app.command("memberships")
+def memberships(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="user_id, community rows")],
+) -> None:
+    """Add users to communities (creates users and communities that are new)."""
+    from hanseek.feed.errors import FeedError
+    from hanseek.feed.files import read_models
+    from hanseek.feed.models import MembershipIn
+
+    try:
+        rows = read_models(file, MembershipIn)
+    except FeedError as e:
+        _fail(str(e))
+    by_user: dict[str, list[str]] = {}
+    for r in rows:
+        by_user.setdefault(r.user_id, []).append(r.community)
+    with open_db(settings()) as db:
+        svc = _service(db)
+        for user, comms in by_user.items():
+            svc.set_memberships(user, comms, replace=False)
+    console.print(f"{len(rows)} memberships for {len(by_user)} users")
+
+
+@app.command("show")
+def show(
+    user: Annotated[str, typer.Argument(help="User id")],
+    k: Annotated[int, typer.Option(min=1, max=200)] = 10,
+    days: Annotated[int | None, typer.Option(help="Window in days (omit for all time)")] = 30,
+    path: Annotated[str, typer.Option(help="auto | exact | exact-sql | approx")] = "auto",
+) -> None:
+    """Print a user's feed."""
+    from hanseek.feed.errors import FeedError
+
+    with open_db(settings()) as db:
+        svc = _service(db)
+        try:
+            out = svc.feed(user, k=k, days=days, path=path)  # type: ignore[arg-type]
+        except FeedError as e:
+            _fail(str(e))
+    console.print(
+        f"[bold]{out.kind}[/] path={out.path} candidates={out.estimated_candidates} {out.took_ms} ms"
+    )
+    for i, it in enumerate(out.items, 1):
+        why = f"  ← {it.why.title} ({it.why.similarity:.2f})" if it.why else ""
+        console.print(f"{i:2d}. [{it.community}] {it.title}  {it.score:.3f}{why}")
+
+
+@app.command("rebuild-profiles")
+def rebuild_profiles() -> None:
+    """Recompute every user's vector from their events (after changing the decay half-life)."""
+    with open_db(settings()) as db:
+        n = _service(db).rebuild_profiles()
+    console.print(f"{n} profiles rebuilt")
+
+
+@app.command("eval")
+def evaluate(
+    sets: Annotated[list[str] | None, typer.Option("--set", help="Evaluation set(s); default: all")] = None,
+    shared_data: Annotated[Path, typer.Option(help="The shared data folder")] = Path("../shared/data"),
+    out: Annotated[Path | None, typer.Option(help="Folder for the JSON + Markdown report")] = None,
+    max_queries: Annotated[int, typer.Option(min=10, help="Held-out sessions per set (sampled)")] = 3000,
+    k: Annotated[int, typer.Option(min=1, max=200)] = 20,
+    rebuild: Annotated[bool, typer.Option(help="Rebuild the sets (users/events) from the data")] = False,
+) -> None:
+    """Offline replay evaluation of the feed methods on evaluation sets built from ../shared/data."""
+    from hanseek.feed.evalrun import EvalRunner
+
+    s = settings()
+    if not shared_data.is_dir():
+        _fail(f"{shared_data} not found (pass --shared-data)")
+    runner = EvalRunner(s, shared_data)
+    names = sets or runner.set_names()
+    unknown = [n for n in names if n not in runner.set_names()]
+    if unknown:
+        _fail(f"unknown set(s) {unknown}; known: {runner.set_names()}")
+    with progress() as bar:
+        report = runner.run(names, k=k, max_queries=max_queries, rebuild=rebuild, bar=bar)
+    folder = out or s.data_dir / "feed" / "reports"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "feed-eval.json").write_text(json.dumps(report.data, ensure_ascii=False, indent=2) + "\n")
+    (folder / "feed-eval.md").write_text(report.markdown)
+    console.print(report.markdown)
+    console.print(f"written to {folder / 'feed-eval.json'} and {folder / 'feed-eval.md'}")

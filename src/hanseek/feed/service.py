@@ -202,7 +202,7 @@ class FeedService:
             raise InvalidInput(f"path must be auto, exact, exact-sql or approx, got {path!r}")
         started = time.perf_counter()
         at = at or datetime.now(UTC)
-        t_from = None if days is None else at - timedelta(days=days)
+        t_from = _window_start(at, days)
         with self.db.connection() as conn:
             user = qy.load_user(conn, user_id)
             out = FeedOut(
@@ -359,7 +359,7 @@ class FeedService:
             raise InvalidInput("give a user_id or at least one community")
         started = time.perf_counter()
         at = at or datetime.now(UTC)
-        t_from = None if days is None else at - timedelta(days=days)
+        t_from = _window_start(at, days)
         with self.db.connection() as conn:
             comms = list(communities or [])
             if user_id is not None:
@@ -403,3 +403,10 @@ class FeedService:
 
 def _ms(started: float) -> float:
     return round((time.perf_counter() - started) * 1000, 3)
+
+
+def _window_start(at: datetime, days: int | None) -> datetime | None:
+    try:
+        return None if days is None else at - timedelta(days=days)
+    except OverflowError:  # `at` near year 1: the window would start before datetime's range
+        raise InvalidInput(f"at={at.isoformat()} minus {days} days is out of range") from None

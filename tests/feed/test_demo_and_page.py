@@ -1,0 +1,77 @@
+"""Demo loading and the /feed page in a real browser."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from hanseek.feed import demo
+
+from .conftest import unit
+
+
+@pytest.mark.slow
+def test_demo_loads_once_and_serves_a_feed(app_state: Any, text_encoder: Any) -> None:
+    first = demo.load_demo(app_state.db, app_state.settings, text_encoder)
+    if first["posts"]:  # another test may have loaded it into the shared database already
+        assert first == {"posts": 198, "users": 10, "events": 539}
+    assert demo.load_demo(app_state.db, app_state.settings, text_encoder) == {
+        "posts": 0,
+        "users": 0,
+        "events": 0,
+    }
+    from hanseek.feed.service import FeedService
+    from hanseek.feed.settings import FeedSettings
+
+    svc = FeedService(app_state.db, settings=FeedSettings(), load_in_background=False, follow=False)
+    try:
+        out = svc.feed("demo-minji", k=10, days=30)
+        assert out.kind == "personalized" and len(out.items) == 10
+        assert all(it.community in {"보건복지", "인권/성평등", "정치개혁"} for it in out.items)
+        assert svc.feed("demo-newbie", k=10, days=30).cold_start
+    finally:
+        svc.close()
+
+
+@pytest.mark.browser
+def test_feed_page_records_a_like_and_the_feed_changes(
+    client: TestClient, live_server: str, page: Any, tag: str
+) -> None:
+    rng = np.random.default_rng(5)
+    vecs = unit(rng, 40)
+    posts = [
+        {
+            "id": f"{tag}-b{i}",
+            "community": f"{tag}-board",
+            "title": f"{tag} 게시글 {i}",
+            "created_at": f"2020-01-{1 + i % 28:02d}T00:00:00Z",
+            "embedding": vecs[i].tolist(),
+        }
+        for i in range(40)
+    ]
+    assert client.post("/posts", json={"posts": posts}).status_code == 200
+    user = f"{tag}-reader"
+    assert client.put(f"/users/{user}/memberships", json={"communities": [f"{tag}-board"]}).status_code == 200
+
+    page.goto(f"{live_server}/feed?user={user}")
+    page.select_option("#feed-days", "all")
+    page.click("#feed-refresh")
+    page.wait_for_function("document.body.dataset.feedReady === '1'")
+    page.wait_for_selector("#col-personal .feed-item")
+    assert "cold start" in page.inner_text("#feed-mode")
+    before = page.eval_on_selector_all("#col-personal .feed-item", "els => els.map(e => e.dataset.postId)")
+    # Like the latest post: the user now has a profile, so the feed becomes personalised.
+    liked = page.get_attribute("#col-latest .feed-item", "data-post-id")
+    page.click("#col-latest .feed-item button.like")
+    page.wait_for_function(
+        "document.querySelector('#feed-mode').textContent.includes('exact')"
+        " || document.querySelector('#feed-mode').textContent.includes('sql')"
+    )
+    after = page.eval_on_selector_all("#col-personal .feed-item", "els => els.map(e => e.dataset.postId)")
+    assert after != before and liked not in after
+    assert "liked" in page.inner_text("#feed-log")
+    assert page.inner_text("#feed-error") == ""
+    assert client.get(f"/users/{user}").json()["events"] == 1
