@@ -21,3 +21,14 @@ CREATE TABLE feed_rankers (
     created_at  timestamptz NOT NULL DEFAULT now()
 );
 CREATE UNIQUE INDEX feed_rankers_one_active_idx ON feed_rankers (active) WHERE active;
+
+-- Backfill from events recorded before this migration (weights as stored with each event).
+INSERT INTO user_affinity (user_id, dim, key, weight)
+SELECT e.user_id, 'community', p.community, sum(e.weight) FROM events e JOIN posts p ON p.id = e.post_id
+GROUP BY 1, 3;
+INSERT INTO user_affinity (user_id, dim, key, weight)
+SELECT e.user_id, 'author', p.author, sum(e.weight) FROM events e JOIN posts p ON p.id = e.post_id
+WHERE p.author IS NOT NULL GROUP BY 1, 3;
+INSERT INTO user_affinity (user_id, dim, key, weight)
+SELECT e.user_id, 'category', p.category, sum(e.weight) FROM events e JOIN posts p ON p.id = e.post_id
+WHERE p.category IS NOT NULL GROUP BY 1, 3;
