@@ -44,7 +44,10 @@ def post_vectors(
         if p.embedding is not None:
             if len(p.embedding) != dim:
                 raise InvalidInput(f"post {p.id}: embedding has {len(p.embedding)} values, expected {dim}")
-            v = np.asarray(p.embedding, dtype=np.float32)
+            # Scale in float64 first: finite values beyond float32's range (or whose squares overflow)
+            # would otherwise become inf/NaN; only the direction matters.
+            v = np.asarray(p.embedding, dtype=np.float64)
+            v = v / np.abs(v).max()
             out[i] = v / np.linalg.norm(v)
         else:
             todo.append(i)
