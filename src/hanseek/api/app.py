@@ -10,7 +10,7 @@ from fastapi import FastAPI
 
 from hanseek import __version__
 from hanseek.api.errors import install_error_handlers
-from hanseek.api.limits import BodySizeLimit
+from hanseek.api.limits import BodySizeLimit, UnpairedSurrogateGuard
 from hanseek.api.logging import RequestLog
 from hanseek.api.routers import health
 from hanseek.api.security import ApiKeyGate
@@ -54,7 +54,9 @@ def create_app(settings: Settings, *, state: AppState | None = None) -> FastAPI:
     if state is not None:
         app.state.hanseek = state
     install_error_handlers(app)
-    # Innermost: the key is checked before any body is read, and the refusal is still access-logged.
+    # Innermost: the body is checked when the app first reads it (routing done), after the key is
+    # checked and before any byte of it is parsed; refusals are still access-logged.
+    app.add_middleware(UnpairedSurrogateGuard)
     app.add_middleware(ApiKeyGate)
     app.add_middleware(RequestLog)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)

@@ -6,6 +6,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -90,10 +91,26 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        title = {404: "Not Found", 405: "Method Not Allowed", 401: "Unauthorized", 413: "Payload Too Large"}
+        title = {
+            400: "Bad Request",
+            401: "Unauthorized",
+            404: "Not Found",
+            405: "Method Not Allowed",
+            413: "Payload Too Large",
+            422: "Invalid input",
+        }
         return problem(
             exc.status_code, title.get(exc.status_code, "Error"), str(exc.detail), headers=exc.headers
         )
+
+    @app.exception_handler(psycopg.DataError)
+    async def _data(request: Request, exc: psycopg.DataError) -> JSONResponse:
+        # SQLSTATE class 22 ("data exception") and psycopg's own refusals (a NUL character in text)
+        # are about the values a client sent, wherever a feature forgot to check them: a 4xx, with
+        # the database's one-line reason. The traceback stays in the log for the feature's owner.
+        log.warning("data error on %s %s", request.method, request.url.path, exc_info=exc)
+        reason = (str(exc).strip().splitlines() or ["invalid value"])[0][:300]
+        return problem(422, "Invalid input", f"The database refused a value: {reason}")
 
     @app.exception_handler(Exception)
     async def _unhandled(request: Request, exc: Exception) -> JSONResponse:

@@ -1,4 +1,5 @@
-"""Pure-ASGI request body limit: refuse oversized bodies before they are read into memory.
+"""Pure-ASGI request body checks: size (refuse oversized bodies before they are read into memory)
+and text validity (no unpaired surrogates in JSON).
 
 A declared Content-Length over the limit is refused before the app runs. A body without one
 (chunked transfer) is counted as it streams; going over raises `BodyTooLarge`, an HTTPException,
@@ -9,6 +10,7 @@ because FastAPI's body reader re-raises those unchanged but turns any other exce
 from __future__ import annotations
 
 import json
+import re
 
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -86,3 +88,74 @@ class BodySizeLimit:
             }
         )
         await send({"type": "http.response.body", "body": body})
+
+
+# A JSON escape of a UTF-16 surrogate (\uD800-\uDFFF): the only way a request can carry text that is
+# not valid Unicode, since raw bytes must decode as UTF-8. Paired ones encode astral characters.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def _has_lone_surrogate(body: bytes) -> bool:
+    try:
+        doc = json.loads(body)
+    except (ValueError, RecursionError):
+        return False  # not JSON: the app's own parser reports it
+    stack = [doc]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
+class UnpairedSurrogateGuard:
+    """Refuse JSON bodies whose strings hold unpaired surrogates (e.g. "\\ud800") with a 422.
+
+    Python's json accepts them, but nothing downstream can: PostgreSQL, tokenizers and the JSON
+    response encoder all fail on such a str, as 500s in whatever feature meets it first. Checked
+    lazily on the app's first body read (so routing and the API-key gate have run) and only when
+    the raw bytes contain a surrogate escape, so ordinary requests pay one regex scan.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
+            await self.app(scope, receive, send)
+            return
+        content_type = dict(scope["headers"]).get(b"content-type", b"application/json").lower()
+        if b"json" not in content_type:
+            await self.app(scope, receive, send)
+            return
+        consumed = False
+
+        async def checked_receive() -> Message:
+            nonlocal consumed
+            if consumed:
+                return await receive()
+            consumed = True
+            chunks = []
+            while True:
+                message = await receive()
+                if message["type"] != "http.request":
+                    return message  # client went away
+                chunks.append(message.get("body", b""))
+                if not message.get("more_body", False):
+                    break
+            body = b"".join(chunks)
+            if _SURROGATE_ESCAPE.search(body) and _has_lone_surrogate(body):
+                raise HTTPException(
+                    422, "The JSON text contains an unpaired UTF-16 surrogate escape (\\uD800-\\uDFFF)."
+                )
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.app(scope, checked_receive, send)
