@@ -247,11 +247,14 @@ def evaluate(
             on_note(note.name)
     total_c = sum(n["candidates"] for n in per_note)
     total_g = sum(n["bold_candidates"] for n in per_note)
+    total_cw = sum(n["candidate_words"] for n in per_note)
+    total_gw = sum(n["bold_words"] for n in per_note)
     return {
         "protocol": __doc__.strip() if __doc__ else "",
         "same_subject": same_subject,
         "notes": per_note,
         "chance_precision_occurrences": round(total_g / total_c, 4) if total_c else 0.0,
+        "chance_precision_words": round(total_gw / total_cw, 4) if total_cw else 0.0,
         "methods": {
             m.name: {
                 "occurrences": per_method_occ[m.name].as_dict(),
@@ -313,8 +316,8 @@ def _setting_markdown(title: str, r: dict[str, Any]) -> list[str]:
         )
     lines += [
         "",
-        f"Chance level (random blanks): occurrence precision ≈ {r['chance_precision_occurrences']:.3f} "
-        "(the share of candidates that are bold).",
+        f"Chance level (random blanks): occurrence precision ≈ {r['chance_precision_occurrences']:.3f}, "
+        f"word precision ≈ {r['chance_precision_words']:.3f} (the share of candidates that are bold).",
         "",
         "Per note (occurrence F1 / word F1):",
         "",

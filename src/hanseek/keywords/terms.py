@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from hanseek.text.analyzer import FOREIGN_TAGS, NOUN_TAGS, PREDICATE_TAGS, KoreanAnalyzer, Morpheme
 
 COMPOUND_TAG = "NNC"
+_COMPOUND_START = NOUN_TAGS | {"XPN"}
 # Noun-forming suffixes that belong to a compound (왕위계승권, 민주적); the plural 들 does not.
 _SUFFIX_EXCLUDE = frozenset({"들"})
 _MAX_COMPOUND_PARTS = 6
@@ -79,8 +80,9 @@ class TermExtractor:
     def _from_morphemes(self, text: str, ms: list[Morpheme]) -> list[TermOccurrence]:
         out: list[TermOccurrence] = []
         i = 0
+        starts_compound = _COMPOUND_START
         while i < len(ms):
-            j = self._compound_end(ms, i) if self.compounds else i
+            j = self._compound_end(ms, i) if self.compounds and ms[i].tag in starts_compound else i
             if j > i:
                 run = ms[i : j + 1]
                 start, end = run[0].start, run[-1].end

@@ -233,6 +233,9 @@ class KoreanAnalyzer:
 
 
 def _to_morphemes(tokens: Iterable[Any], norm: NormalizedText) -> list[Morpheme]:
+    if norm.identity:
+        # Clean input (the common case): Kiwi's offsets are already offsets into the caller's text.
+        return [Morpheme(t.form, _base_tag(t.tag), t.start, t.len) for t in tokens]
     out = []
     for t in tokens:
         start, end = norm.span(int(t.start), int(t.len))
