@@ -21,7 +21,7 @@ from psycopg import sql
 from hanseek.config import Settings
 from hanseek.store.db import Database, redact_url
 from hanseek.store.errors import StoreError
-from hanseek.store.server import EmbeddedServer, running_pid, stop_server
+from hanseek.store.server import EmbeddedServer, _shared_buffers_mb, running_pid, stop_server
 
 CHILD = textwrap.dedent(
     """
@@ -93,6 +93,15 @@ def test_session_server_is_private_unix_socket_only(db: Database) -> None:
     assert inet == []
     assert (db.server.socket_dir / f".s.PGSQL.{db.server.port}").is_socket()
     assert oct(db.server.pgdata.stat().st_mode & 0o777) in ("0o700", "0o750")
+
+
+def test_shared_buffers_default_scales_with_memory(db: Database) -> None:
+    with db.connection() as conn:
+        row = conn.execute(
+            "SELECT setting::bigint * 8192 / 1048576 FROM pg_settings WHERE name = 'shared_buffers'"
+        ).fetchone()
+    assert row is not None and row[0] == _shared_buffers_mb()
+    assert 128 <= row[0] <= 2048
 
 
 def test_restart_keeps_data(module_settings: Settings) -> None:

@@ -362,6 +362,16 @@ def _initdb(pgdata: Path, timeout: float) -> None:
     code, out = _run(args, timeout=timeout)
     if code != 0:
         raise StoreError(f"initdb failed for {pgdata} (exit {code}):\n{out.strip()[-2000:]}")
+    # PostgreSQL's 128MB default is smaller than one 100k x 384 table plus its HNSW index, and vector
+    # scans then thrash the buffer cache. Written to postgresql.conf, so ALTER SYSTEM still overrides it.
+    with open(pgdata / "postgresql.conf", "a") as conf:
+        conf.write("\n# hanseek defaults (override with ALTER SYSTEM)\n")
+        conf.write(f"shared_buffers = '{_shared_buffers_mb()}MB'\n")
+
+
+def _shared_buffers_mb() -> int:
+    """An eighth of the machine's memory, between PostgreSQL's default 128MB and 2GB."""
+    return int(min(max(psutil.virtual_memory().total / 8 / 2**20, 128), 2048))
 
 
 def _check_version(pgdata: Path) -> None:
