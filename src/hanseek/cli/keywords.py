@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import json
 import sys
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
 from hanseek.cli.common import console, err_console, open_db, progress, settings
+
+if TYPE_CHECKING:
+    from hanseek.store.db import Database
 
 app = typer.Typer(help="Word weights, corpora and blanks.", no_args_is_help=True)
 corpus_app = typer.Typer(help="Subject corpora: documents, dictionary, keyword list.", no_args_is_help=True)
@@ -32,6 +36,12 @@ def _read_text(text: str | None, file: Path | None) -> str:
     if not sys.stdin.isatty():
         return sys.stdin.read()
     raise typer.BadParameter("give TEXT, --file or text on stdin")
+
+
+def _maybe_db(subject: str | None) -> AbstractContextManager[Database | None]:
+    """The database only when a subject's statistics are needed: without one, the background
+    corpus suffices and no database server has to start."""
+    return open_db(settings()) if subject is not None else nullcontext(None)
 
 
 def _fail(msg: str) -> None:
@@ -197,7 +207,7 @@ def weights(
     s = settings()
     try:
         params = ScoringParams(method=method_of(method), k1=k1, b=b, length_norm=length_norm)
-        with open_db(s) as db:
+        with _maybe_db(subject) as db:
             page = KeywordService(db, max_text_chars=s.max_text_chars).weights(
                 page_text, subject, params, use_floor=floor
             )
@@ -253,7 +263,7 @@ def cloze(
         raise typer.BadParameter("give either --ratio or --count")
     s = settings()
     try:
-        with open_db(s) as db:
+        with _maybe_db(subject) as db:
             svc = KeywordService(db, max_text_chars=s.max_text_chars)
             page_text = svc.ocr_text(image.read_bytes()) if image else _read_text(text, file)
             cz, _ = svc.cloze(
