@@ -22,9 +22,12 @@ API_KEY = "rel-test-key-6f1d2c9a8b7e"
 
 
 @pytest.fixture(scope="session")
-def rel_state(store_tmp_root: Path, make_scratch_url: Callable[[], str]) -> Iterator[AppState]:
+def rel_state(
+    store_tmp_root: Path, make_scratch_url: Callable[[], str], text_encoder: Any
+) -> Iterator[AppState]:
     """An AppState with HANSEEK_API_KEY set, on a database of its own: these tests write hostile data
-    through every endpoint, which must not leak into other areas' tests on the shared database."""
+    through every endpoint, which must not leak into other areas' tests on the shared database.
+    It uses the session's e5-small instead of loading a second copy."""
     data_dir = store_tmp_root / "reliability"
     data_dir.mkdir(exist_ok=True)
     settings = Settings(data_dir=data_dir, database_url=make_scratch_url(), api_key=SecretStr(API_KEY))
@@ -32,6 +35,7 @@ def rel_state(store_tmp_root: Path, make_scratch_url: Callable[[], str]) -> Iter
     db = Database.open(settings)
     db.migrate()
     state = AppState(settings, db)
+    state.service("text_encoder", lambda st: text_encoder)
     state.ready = True
     yield state
     state.close()
