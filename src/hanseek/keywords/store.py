@@ -188,11 +188,11 @@ class CorpusStore:
         counts = Counter(doc.terms)
         if counts:
             terms = sorted(counts)
-            with conn.cursor() as cur:
-                cur.executemany(
-                    "INSERT INTO kw_doc_terms (doc_id, term, tf) VALUES (%s, %s, %s)",
-                    [(doc_id, t, counts[t]) for t in terms],
-                )
+            conn.execute(
+                "INSERT INTO kw_doc_terms (doc_id, term, tf) "
+                "SELECT %s, t, c FROM unnest(%s::text[], %s::int[]) AS u(t, c)",
+                (doc_id, terms, [counts[t] for t in terms]),
+            )
             conn.execute(
                 "INSERT INTO kw_term_df (subject_id, term, df) SELECT %s, t, 1 FROM unnest(%s::text[]) AS t "
                 "ON CONFLICT (subject_id, term) DO UPDATE SET df = kw_term_df.df + 1",
