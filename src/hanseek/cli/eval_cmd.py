@@ -1,7 +1,88 @@
-"""`hanseek eval`: Evaluate models (STS, retrieval)."""
+"""`hanseek eval`: evaluate text encoders (KorSTS Spearman, ParaKQC paraphrase retrieval) as JSON."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import typer
 
+from hanseek.cli.common import console, err_console, progress, settings
+
 app = typer.Typer(help="Evaluate models (STS, retrieval).", no_args_is_help=True)
+
+
+def _range(value: str | None) -> tuple[int, int] | None:
+    if not value:
+        return None
+    try:
+        a, b = (int(x) for x in value.split(":"))
+    except ValueError as e:
+        raise typer.BadParameter("use START:END, e.g. 700:1000") from e
+    if not 0 <= a < b:
+        raise typer.BadParameter("need 0 <= START < END")
+    return a, b
+
+
+@app.command("sts")
+def sts(
+    model: str | None = typer.Option(None, "--model", "-m", help="Model name, directory or hub id"),
+    backend: str | None = typer.Option(None, "--backend", help="torch | onnx | onnx-int8"),
+    data_root: Path | None = typer.Option(None, help="Shared data folder (default ../shared/data)"),
+    korsts: Path | None = typer.Option(None, help="KorSTS TSV (default DATA_ROOT/korsts/sts-dev.tsv)"),
+    parakqc: Path | None = typer.Option(None, help="ParaKQC file (default DATA_ROOT/parakqc/paraKQC_v1.txt)"),
+    parakqc_sets: str | None = typer.Option(
+        None, help="Only paraphrase sets START:END (e.g. held-out 700:1000)"
+    ),
+    skip_korsts: bool = typer.Option(False, "--skip-korsts"),
+    skip_parakqc: bool = typer.Option(False, "--skip-parakqc"),
+    limit_pairs: int | None = typer.Option(None, help="Only the first N KorSTS pairs (quick checks)"),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Also write the JSON here"),
+) -> None:
+    """KorSTS dev Spearman (x100) and ParaKQC paraphrase retrieval (recall@1/10, MRR), printed as JSON."""
+    from hanseek.encoders.base import EncoderError
+    from hanseek.encoders.registry import load_text_encoder
+    from hanseek.train.sts_eval import (
+        StsPairs,
+        default_data_root,
+        evaluate,
+        load_korsts,
+        load_parakqc,
+        texts_to_encode,
+    )
+
+    root = data_root or default_data_root()
+    pairs = groups = None
+    try:
+        if not skip_korsts:
+            pairs = load_korsts(korsts or root / "korsts" / "sts-dev.tsv")
+            if limit_pairs:
+                pairs = StsPairs(
+                    pairs.first[:limit_pairs], pairs.second[:limit_pairs], pairs.scores[:limit_pairs]
+                )
+        if not skip_parakqc:
+            groups = load_parakqc(parakqc or root / "parakqc" / "paraKQC_v1.txt", _range(parakqc_sets))
+    except OSError as e:
+        err_console.print(f"[red]error:[/red] cannot read evaluation data: {e}")
+        raise typer.Exit(2) from e
+
+    s = settings()
+    try:
+        with err_console.status("Loading the text encoder…"):
+            encoder = load_text_encoder(s, model, backend)
+    except EncoderError as e:
+        err_console.print(f"[red]error:[/red] {e}")
+        raise typer.Exit(2) from e
+
+    with progress() as bar:
+        task = bar.add_task("encoding", total=texts_to_encode(pairs, groups), info=encoder.name)
+        result = evaluate(encoder, korsts=pairs, parakqc=groups, on_progress=lambda n: bar.advance(task, n))
+    if pairs is not None:
+        result["korsts"]["file"] = str(korsts or root / "korsts" / "sts-dev.tsv")
+    if groups is not None:
+        result["parakqc"]["set_range"] = list(_range(parakqc_sets) or (0, len(groups)))
+    text = json.dumps(result, ensure_ascii=False, indent=2)
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text + "\n", encoding="utf-8")
+    console.print_json(text)

@@ -1,7 +1,117 @@
-"""`hanseek train`: Train models (SimCSE, classifiers)."""
+"""`hanseek train`: train models (SimCSE text encoders)."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import typer
 
+from hanseek.cli.common import console, err_console, open_db, progress, settings
+
 app = typer.Typer(help="Train models (SimCSE, classifiers).", no_args_is_help=True)
+
+
+def _range(value: str | None) -> tuple[int, int] | None:
+    if not value:
+        return None
+    try:
+        a, b = (int(x) for x in value.split(":"))
+    except ValueError as e:
+        raise typer.BadParameter("use START:END, e.g. 600:700") from e
+    if not 0 <= a < b:
+        raise typer.BadParameter("need 0 <= START < END")
+    return a, b
+
+
+@app.command("simcse")
+def simcse(
+    name: str = typer.Option(
+        ..., "--name", "-n", help="Name of the new model (saved under data/models/NAME)"
+    ),
+    texts: Path | None = typer.Option(None, "--texts", help="Training text file, one text per line"),
+    from_posts: bool = typer.Option(False, "--from-posts", help="Train on the posts in the database"),
+    pairs: Path | None = typer.Option(None, "--pairs", help="Supervised: anchor<TAB>positive[<TAB>negative]"),
+    base: str | None = typer.Option(None, "--base", help="Starting model (default: the active model)"),
+    max_texts: int | None = typer.Option(None, help="Use at most N texts (seeded sample)"),
+    max_length: int = typer.Option(32, help="Tokens per training text (shorter = faster)"),
+    batch_size: int = typer.Option(32, help="Sentences per micro-batch (= in-batch negatives + 1)"),
+    lr: float = typer.Option(3e-5, help="Peak learning rate (linear warm-up and decay)"),
+    steps: int = typer.Option(300, help="Optimizer steps"),
+    temperature: float = typer.Option(0.05),
+    freeze_embeddings: bool = typer.Option(True, help="Freeze the word embeddings (most of e5-small)"),
+    grad_accum: int = typer.Option(1, help="Micro-batches per optimizer step"),
+    eval_every: int = typer.Option(50, help="Validate every N steps and keep the best checkpoint"),
+    eval_korsts: Path | None = typer.Option(None, help="Validation STS file (e.g. KorSTS train, not dev)"),
+    eval_korsts_pairs: int = typer.Option(300, help="Validation STS pairs used"),
+    eval_parakqc: Path | None = typer.Option(None, help="ParaKQC file for validation retrieval"),
+    eval_parakqc_sets: str | None = typer.Option(None, help="Validation paraphrase sets START:END"),
+    select: str = typer.Option("mean", help="Checkpoint selection: mean | korsts | parakqc"),
+    seed: int = typer.Option(42),
+    threads: int | None = typer.Option(None, help="PyTorch CPU threads"),
+    note: str = typer.Option("", help="Data description for the model card"),
+    overwrite: bool = typer.Option(False, help="Replace an existing model of that name"),
+    register: bool = typer.Option(True, help="Record the model in the database catalogue"),
+) -> None:
+    """Unsupervised SimCSE (dropout noise, in-batch negatives) or supervised SimCSE from pairs."""
+    from hanseek.encoders.base import EncoderError
+    from hanseek.train.simcse import SimCSEConfig, StepInfo
+    from hanseek.train.simcse_job import SimCSEJob, run_simcse
+    from hanseek.train.sts_eval import StsPairs, load_korsts, load_parakqc
+
+    if select not in ("mean", "korsts", "parakqc"):
+        raise typer.BadParameter("select must be mean, korsts or parakqc")
+    val_sts = None
+    if eval_korsts is not None:
+        p = load_korsts(eval_korsts)
+        val_sts = StsPairs(
+            p.first[:eval_korsts_pairs], p.second[:eval_korsts_pairs], p.scores[:eval_korsts_pairs]
+        )
+    val_pk = load_parakqc(eval_parakqc, _range(eval_parakqc_sets)) if eval_parakqc is not None else None
+    job = SimCSEJob(
+        name=name,
+        config=SimCSEConfig(
+            max_length=max_length,
+            batch_size=batch_size,
+            lr=lr,
+            steps=steps,
+            temperature=temperature,
+            freeze_word_embeddings=freeze_embeddings,
+            grad_accum=grad_accum,
+            eval_every=eval_every,
+            seed=seed,
+            threads=threads,
+        ),
+        base=base,
+        texts_file=texts,
+        from_posts=from_posts,
+        pairs_file=pairs,
+        max_texts=max_texts,
+        eval_korsts=val_sts,
+        eval_parakqc=val_pk,
+        select=select,  # type: ignore[arg-type]
+        overwrite=overwrite,
+        data_note=note,
+    )
+    s = settings()
+    with progress() as bar:
+        task = bar.add_task("SimCSE", total=steps, info="")
+        last: dict[str, str] = {"score": "-"}
+
+        def on_step(info: StepInfo) -> None:
+            if info.score is not None:
+                last["score"] = f"{info.score:.4f}"
+            loss = "-" if info.loss != info.loss else f"{info.loss:.4f}"
+            bar.update(task, completed=info.step, info=f"loss {loss}  val {last['score']}")
+
+        try:
+            if from_posts or register:
+                with open_db(s) as db:
+                    dest, summary = run_simcse(s, job, db=db, on_step=on_step)
+            else:
+                dest, summary = run_simcse(s, job, on_step=on_step)
+        except (EncoderError, ValueError) as e:
+            err_console.print(f"[red]error:[/red] {e}")
+            raise typer.Exit(2) from e
+    console.print(f"saved {dest} (best step {summary['best_step']}, score {summary['best_score']})")
+    console.print_json(json.dumps({k: summary[k] for k in ("best_step", "best_score", "train_seconds")}))

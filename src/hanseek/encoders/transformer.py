@@ -62,6 +62,8 @@ def usable_max_length(tokenizer: Any, config: Any, model_dir: Path | None) -> in
 class TransformersTextEncoder(PooledEncoder):
     """Mean-pooled, L2-normalised sentence vectors from a transformers encoder on CPU (float32)."""
 
+    backend = "torch"
+
     def __init__(
         self,
         model: str | Path,

@@ -1,0 +1,103 @@
+"""The model catalogue: `models` table (migration 0006) plus the active-model pointer file.
+
+The database is the catalogue (names, kinds, cards with training facts and scores, which one is
+active). `models_dir/active.json` mirrors the active name so that encoder resolution, which runs in
+processes that may have no database connection, finds it too; an explicit HANSEEK_TEXT_MODEL wins.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hanseek.config import Settings
+from hanseek.encoders.base import EncoderError
+from hanseek.encoders.model_store import NAME_PATTERN, read_marker
+
+ACTIVE_FILE = "active.json"
+
+
+@dataclass(frozen=True)
+class RegisteredModel:
+    name: str
+    kind: str
+    path: str
+    base_model: str | None
+    dim: int
+    card: dict[str, Any]
+    active: bool
+
+
+def check_name(name: str) -> str:
+    if not re.match(NAME_PATTERN, name):
+        raise EncoderError(f"invalid model name {name!r}: letters, digits, '.', '_' and '-' only")
+    return name
+
+
+def register(db: Any, name: str, path: Path, *, kind: str, dim: int, base_model: str | None = None) -> None:
+    """Insert or update a model row from its directory (the card is its hanseek.json)."""
+    from psycopg.types.json import Jsonb
+
+    card = read_marker(path)
+    with db.connection() as conn:
+        conn.execute(
+            """
+            INSERT INTO models (name, kind, path, base_model, dim, card)
+            VALUES (%s, %s, %s, %s, %s, %s)
+            ON CONFLICT (name) DO UPDATE SET kind = EXCLUDED.kind, path = EXCLUDED.path,
+                base_model = EXCLUDED.base_model, dim = EXCLUDED.dim, card = EXCLUDED.card
+            """,
+            (check_name(name), kind, str(path), base_model, dim, Jsonb(card)),
+        )
+
+
+def register_dir(db: Any, name: str, path: Path, *, default_kind: str = "imported") -> None:
+    """Register a model directory using what it says about itself (hanseek.json, config.json)."""
+    marker = read_marker(path)
+    try:
+        config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+        dim = int(config["hidden_size"])
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise EncoderError(f"{path} has no readable config.json with hidden_size") from e
+    kind = str(marker.get("kind") or default_kind)
+    base = marker.get("base_model")
+    register(db, name, path, kind=kind, dim=dim, base_model=str(base) if base else None)
+
+
+def list_registered(db: Any) -> list[RegisteredModel]:
+    with db.connection() as conn:
+        rows = conn.execute(
+            "SELECT name, kind, path, base_model, dim, card, active FROM models ORDER BY created_at, name"
+        ).fetchall()
+    return [RegisteredModel(*row) for row in rows]
+
+
+def set_active(db: Any, settings: Settings, name: str) -> None:
+    """Make `name` the active model in the catalogue and the pointer file (one transaction + rename)."""
+    with db.connection() as conn:
+        found = conn.execute("SELECT 1 FROM models WHERE name = %s", (name,)).fetchone()
+        if not found:
+            raise EncoderError(f"model {name!r} is not registered (see `hanseek models list`)")
+        conn.execute("UPDATE models SET active = false WHERE active AND name <> %s", (name,))
+        conn.execute("UPDATE models SET active = true WHERE name = %s", (name,))
+        write_active_pointer(settings, name)
+
+
+def write_active_pointer(settings: Settings, name: str) -> None:
+    settings.models_dir.mkdir(parents=True, exist_ok=True)
+    path = settings.models_dir / ACTIVE_FILE
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"name": check_name(name)}) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def active_pointer(settings: Settings) -> str | None:
+    try:
+        name = json.loads((settings.models_dir / ACTIVE_FILE).read_text(encoding="utf-8")).get("name")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return name if isinstance(name, str) and re.match(NAME_PATTERN, name) else None

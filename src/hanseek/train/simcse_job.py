@@ -1,0 +1,174 @@
+"""`hanseek train simcse` as a service: data in, a saved and registered model directory out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from hanseek.config import Settings
+from hanseek.encoders.base import EncoderError, TextEncoder
+from hanseek.train.simcse import Evaluator, Pair, SimCSEConfig, StepInfo, TrainResult, train_simcse
+from hanseek.train.sts_eval import StsPairs, paraphrase_score, sts_score
+
+Select = Literal["mean", "korsts", "parakqc"]
+
+
+@dataclass
+class SimCSEJob:
+    name: str
+    config: SimCSEConfig
+    base: str | None = None
+    texts_file: Path | None = None
+    from_posts: bool = False
+    pairs_file: Path | None = None
+    max_texts: int | None = None
+    eval_korsts: StsPairs | None = None
+    eval_parakqc: list[list[str]] | None = None
+    select: Select = "mean"
+    overwrite: bool = False
+    data_note: str = ""
+
+
+def make_evaluator(
+    korsts: StsPairs | None, parakqc: list[list[str]] | None, select: Select
+) -> Evaluator | None:
+    """Validation score for checkpoint selection: KorSTS Spearman/100, ParaKQC MRR, or their mean."""
+    if korsts is None and parakqc is None:
+        return None
+
+    def evaluate(enc: TextEncoder) -> tuple[float, dict[str, Any]]:
+        metrics: dict[str, Any] = {}
+        parts: list[float] = []
+        if korsts is not None:
+            metrics["korsts_spearman"] = sts_score(enc, korsts)["spearman"]
+            if select in ("mean", "korsts"):
+                parts.append(metrics["korsts_spearman"] / 100)
+        if parakqc is not None:
+            r = paraphrase_score(enc, parakqc)
+            metrics.update(parakqc_recall_at_1=r["recall_at_1"], parakqc_mrr=r["mrr"])
+            if select in ("mean", "parakqc"):
+                parts.append(r["mrr"])
+        if not parts:
+            raise ValueError(f"selection {select!r} needs its evaluation data")
+        return round(float(np.mean(parts)), 4), metrics
+
+    return evaluate
+
+
+def _card(job: SimCSEJob, base: str, result: TrainResult, kind: str) -> str:
+    best = next((h for h in result.history if h.step == result.best_step), None)
+    c = job.config
+    lines = [
+        "---",
+        "library_name: transformers",
+        "pipeline_tag: sentence-similarity",
+        f"base_model: {base}",
+        "tags: [sentence-transformers, simcse, hanseek]",
+        "---",
+        f"# {job.name}",
+        "",
+        f"{kind} fine-tuning of `{base}` by hanseek (`hanseek train simcse`).",
+        "",
+        f"- data: {job.data_note or 'see hanseek.json'} ({result.examples} training examples)",
+        f"- steps: {c.steps} x batch {c.batch_size} x accumulation {c.grad_accum}, lr {c.lr}, "
+        f"temperature {c.temperature}, max length {c.max_length}, "
+        f"word embeddings {'frozen' if c.freeze_word_embeddings else 'trained'}, seed {c.seed}",
+        f"- kept checkpoint: step {result.best_step} (validation score {result.best_score})",
+        f"- validation metrics at that step: {best.metrics if best and best.metrics else 'n/a'}",
+        f"- CPU training time: {result.seconds} s",
+        "",
+        "Mean pooling over all tokens, L2-normalised; inputs use the base model's prompts.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def run_simcse(
+    settings: Settings, job: SimCSEJob, *, db: Any = None, on_step: Any = None
+) -> tuple[Path, dict[str, Any]]:
+    from hanseek.encoders.model_registry import check_name, register
+    from hanseek.encoders.model_store import save_text_encoder
+    from hanseek.encoders.modeldir import resolve_prompts
+    from hanseek.encoders.registry import resolve_model
+    from hanseek.encoders.transformer import load_hf
+    from hanseek.train.corpus import pairs_from_file, texts_from_file, texts_from_posts
+
+    check_name(job.name)
+    dest = settings.models_dir / job.name
+    if dest.exists() and not job.overwrite:
+        raise EncoderError(f"{dest} exists; pick another --name or pass --overwrite")
+    info = resolve_model(settings, job.base)
+    source: str | Path = info.path if info.path is not None else info.name
+    tokenizer, net, model_dir = load_hf(source)
+    prompts = resolve_prompts(info.name, model_dir, "auto")
+
+    texts: list[str] | None = None
+    pairs: list[Pair] | None = None
+    data: dict[str, Any]
+    if job.pairs_file is not None:
+        pairs = pairs_from_file(job.pairs_file)
+        data = {"pairs_file": str(job.pairs_file)}
+    elif job.texts_file is not None:
+        texts = texts_from_file(job.texts_file, limit=job.max_texts, seed=job.config.seed)
+        data = {"texts_file": str(job.texts_file)}
+    elif job.from_posts:
+        if db is None:
+            raise EncoderError("training from posts needs the database")
+        texts = texts_from_posts(db, limit=job.max_texts)
+        data = {"posts": len(texts)}
+    else:
+        raise EncoderError("give a text file, --from-posts, or a pairs file")
+    if (texts is not None and len(texts) < 2) or (pairs is not None and len(pairs) < 2):
+        raise EncoderError("not enough training data (need at least two examples)")
+
+    kind = "supervised-simcse" if pairs is not None else "simcse"
+    result = train_simcse(
+        net,
+        tokenizer,
+        job.config,
+        texts=texts,
+        pairs=pairs,
+        prompts=prompts,
+        evaluator=make_evaluator(job.eval_korsts, job.eval_parakqc, job.select),
+        on_step=on_step,
+        name=job.name,
+    )
+    summary = {
+        "kind": kind,
+        "base_model": info.name,
+        "data": {**data, "examples": result.examples, "note": job.data_note},
+        "config": job.config.as_dict(),
+        "select": job.select,
+        "best_step": result.best_step,
+        "best_score": result.best_score,
+        "history": [_step_json(h) for h in result.history],
+        "train_seconds": result.seconds,
+        "trainable_params": result.trainable_params,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    save_text_encoder(
+        result.model,
+        result.tokenizer,
+        dest,
+        prompts=prompts,
+        max_length=min(512, int(getattr(net.config, "max_position_embeddings", 512))),
+        marker=summary,
+        card=_card(job, info.name, result, kind),
+        replace=job.overwrite,
+    )
+    if db is not None:
+        register(db, job.name, dest, kind=kind, dim=int(net.config.hidden_size), base_model=info.name)
+    return dest, summary
+
+
+def _step_json(h: StepInfo) -> dict[str, Any]:
+    out: dict[str, Any] = {"step": h.step, "loss": None if h.loss != h.loss else round(h.loss, 4)}
+    if h.score is not None:
+        out["score"] = h.score
+    if h.metrics:
+        out["metrics"] = h.metrics
+    return out

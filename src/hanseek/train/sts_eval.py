@@ -1,0 +1,170 @@
+"""Sentence-encoder evaluation: KorSTS Spearman and ParaKQC paraphrase retrieval.
+
+KorSTS (dev): Spearman correlation x100 between cosine similarity and the gold 0-5 score.
+ParaKQC: 1,000 sets of 10 paraphrases (consecutive lines). Every sentence of the chosen sets queries
+all the others; its 9 set-mates are the relevant answers. recall@k = relevant answers in the top k
+divided by min(k, 9) (so recall@1 is "the nearest neighbour is a paraphrase"); MRR uses the rank of
+the first paraphrase. Sets can be restricted to a range so that a model adapted on some sets is
+scored only on the others.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hanseek.encoders.base import Kind, TextEncoder
+
+PARAKQC_SET_SIZE = 10
+
+
+def default_data_root() -> Path:
+    """The shared data sets folder: $HANSEEK_SHARED_DATA, else ../shared/data from the working dir."""
+    env = os.environ.get("HANSEEK_SHARED_DATA")
+    return Path(env) if env else Path.cwd().parent / "shared" / "data"
+
+
+@dataclass(frozen=True)
+class StsPairs:
+    first: list[str]
+    second: list[str]
+    scores: np.ndarray
+
+
+def load_korsts(path: Path) -> StsPairs:
+    """KorSTS TSV (header; sentence1/sentence2 in columns 6/7; quotes are literal characters)."""
+    first: list[str] = []
+    second: list[str] = []
+    scores: list[float] = []
+    with Path(path).open(encoding="utf-8", newline="") as fh:
+        rows = csv.reader(fh, delimiter="\t", quoting=csv.QUOTE_NONE)
+        header = next(rows)
+        i_score, i_a, i_b = header.index("score"), header.index("sentence1"), header.index("sentence2")
+        for row in rows:
+            if len(row) <= max(i_score, i_a, i_b):
+                continue
+            first.append(row[i_a])
+            second.append(row[i_b])
+            scores.append(float(row[i_score]))
+    if not scores:
+        raise ValueError(f"no pairs in {path}")
+    return StsPairs(first, second, np.asarray(scores, dtype=np.float64))
+
+
+def load_parakqc(path: Path, sets: tuple[int, int] | None = None) -> list[list[str]]:
+    """Paraphrase sets (lists of 10 sentences), optionally only sets [start, end)."""
+    with Path(path).open(encoding="utf-8-sig", newline="") as fh:
+        sentences = [line.rstrip("\r\n").split("\t")[-1] for line in fh if line.strip()]
+    groups = [sentences[i : i + PARAKQC_SET_SIZE] for i in range(0, len(sentences), PARAKQC_SET_SIZE)]
+    groups = [g for g in groups if len(g) == PARAKQC_SET_SIZE]
+    if sets is not None:
+        groups = groups[sets[0] : sets[1]]
+    return groups
+
+
+def spearman_x100(pred: np.ndarray, gold: np.ndarray) -> float:
+    from scipy.stats import spearmanr
+
+    return float(spearmanr(pred, gold).statistic) * 100.0
+
+
+Progress = Callable[[int], None]
+
+
+def encode_in_chunks(
+    encoder: TextEncoder, texts: list[str], kind: Kind, on_progress: Progress | None = None, chunk: int = 512
+) -> np.ndarray:
+    """encode() in slices so a progress bar can follow long evaluations."""
+    parts = []
+    for a in range(0, len(texts), chunk):
+        parts.append(encoder.encode(texts[a : a + chunk], kind=kind))
+        if on_progress:
+            on_progress(len(texts[a : a + chunk]))
+    return np.vstack(parts) if parts else np.zeros((0, encoder.dim), dtype=np.float32)
+
+
+def sts_score(
+    encoder: TextEncoder, pairs: StsPairs, kind: Kind = "query", on_progress: Progress | None = None
+) -> dict[str, Any]:
+    # Symmetric task: both sides get the same prompt ("query: " for e5, as its authors advise).
+    texts = pairs.first + pairs.second
+    vec = encode_in_chunks(encoder, texts, kind, on_progress)
+    n = len(pairs.first)
+    cos = (vec[:n] * vec[n:]).sum(axis=1)
+    return {"pairs": n, "spearman": round(spearman_x100(cos, pairs.scores), 2)}
+
+
+def retrieval_metrics(
+    vectors: np.ndarray, labels: np.ndarray, ks: tuple[int, ...] = (1, 10), chunk: int = 1024
+) -> dict[str, float]:
+    """Leave-one-out retrieval: every row queries all other rows; rows with the same label are relevant.
+
+    Processed in chunks of queries so memory stays O(chunk x n) rather than O(n^2).
+    """
+    labels = np.asarray(labels)
+    n = len(labels)
+    _, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
+    n_rel = counts[inverse] - 1
+    sums = {k: 0.0 for k in ks}
+    rr = 0.0
+    kmax = min(max(ks), n - 1)
+    for a in range(0, n, chunk):
+        b = min(n, a + chunk)
+        sims = vectors[a:b] @ vectors.T
+        sims[np.arange(b - a), np.arange(a, b)] = -np.inf
+        rel = labels[None, :] == labels[a:b, None]
+        rel[np.arange(b - a), np.arange(a, b)] = False
+        top = np.argpartition(-sims, kmax - 1, axis=1)[:, :kmax]
+        top = np.take_along_axis(top, np.argsort(-np.take_along_axis(sims, top, axis=1), axis=1), axis=1)
+        top_rel = np.take_along_axis(rel, top, axis=1)
+        for k in ks:
+            denom = np.minimum(k, np.maximum(n_rel[a:b], 1))
+            sums[k] += float((top_rel[:, :k].sum(axis=1) / denom).sum())
+        # rank of the first relevant item = 1 + items scoring strictly higher than the best relevant one
+        best_rel = np.where(rel, sims, -np.inf).max(axis=1)
+        rank = 1 + (sims > best_rel[:, None]).sum(axis=1)
+        rr += float(np.where(np.isfinite(best_rel), 1.0 / rank, 0.0).sum())
+    out = {f"recall_at_{k}": round(sums[k] / n, 4) for k in ks}
+    out["mrr"] = round(rr / n, 4)
+    out["queries"] = float(n)
+    return out
+
+
+def paraphrase_score(
+    encoder: TextEncoder, groups: list[list[str]], kind: Kind = "query", on_progress: Progress | None = None
+) -> dict[str, Any]:
+    texts = [s for g in groups for s in g]
+    labels = np.repeat(np.arange(len(groups)), [len(g) for g in groups])
+    vec = encode_in_chunks(encoder, texts, kind, on_progress)
+    metrics = retrieval_metrics(vec, labels)
+    return {"sets": len(groups), "queries": int(metrics.pop("queries")), **metrics}
+
+
+def evaluate(
+    encoder: TextEncoder,
+    *,
+    korsts: StsPairs | None,
+    parakqc: list[list[str]] | None,
+    kind: Kind = "query",
+    on_progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Both evaluations (whichever data is given) as a JSON-ready dict."""
+    result: dict[str, Any] = {"model": encoder.name, "dim": encoder.dim, "kind": kind}
+    backend = getattr(encoder, "backend", None)
+    if backend:
+        result["backend"] = backend
+    if korsts is not None:
+        result["korsts"] = sts_score(encoder, korsts, kind, on_progress)
+    if parakqc is not None:
+        result["parakqc"] = paraphrase_score(encoder, parakqc, kind, on_progress)
+    return result
+
+
+def texts_to_encode(korsts: StsPairs | None, parakqc: list[list[str]] | None) -> int:
+    return (2 * len(korsts.first) if korsts else 0) + (sum(len(g) for g in parakqc) if parakqc else 0)

@@ -1,0 +1,109 @@
+"""`hanseek train simcse` end to end on a tiny model: saved directory, card, catalogue, `models use`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from hanseek.cli import app
+from hanseek.config import Settings
+from hanseek.encoders.model_registry import active_pointer, list_registered, set_active
+from hanseek.encoders.registry import configured_model, load_text_encoder
+from hanseek.encoders.transformer import TransformersTextEncoder
+from hanseek.train.simcse import SimCSEConfig
+from hanseek.train.simcse_job import SimCSEJob, make_evaluator, run_simcse
+from hanseek.train.sts_eval import StsPairs
+from tests.fixtures.encoders import TINY_TEXTS
+
+
+@pytest.fixture()
+def corpus(tmp_path: Path) -> Path:
+    p = tmp_path / "corpus.txt"
+    p.write_text(
+        "\n".join(f"{t} {i}" for i, t in enumerate(TINY_TEXTS * 3)) + "\n\n  \nx\n", encoding="utf-8"
+    )
+    return p
+
+
+def test_job_saves_a_loadable_registered_model(
+    db_settings: Settings, db: object, tiny_bert_dir: Path, corpus: Path
+) -> None:
+    val = StsPairs(list(TINY_TEXTS[:5]), list(TINY_TEXTS[5:]), np.array([1.0, 2, 3, 4, 5]))
+    job = SimCSEJob(
+        name="tiny-simcse",
+        config=SimCSEConfig(max_length=24, batch_size=8, steps=6, eval_every=3, lr=1e-3),
+        base=str(tiny_bert_dir),
+        texts_file=corpus,
+        eval_korsts=val,
+        eval_parakqc=[list(TINY_TEXTS[:5]), list(TINY_TEXTS[5:])],
+        select="mean",
+        data_note="tiny test corpus",
+        overwrite=True,
+    )
+    dest, summary = run_simcse(db_settings, job, db=db)
+    assert dest == db_settings.models_dir / "tiny-simcse"
+    assert summary["data"]["examples"] == 30 and [h["step"] for h in summary["history"]] == [0, 3, 6]
+    marker = json.loads((dest / "hanseek.json").read_text())
+    assert marker["kind"] == "simcse" and marker["best_step"] in (0, 3, 6)
+    assert "tiny test corpus" in (dest / "README.md").read_text()
+    assert (dest / "modules.json").is_file() and (dest / "1_Pooling" / "config.json").is_file()
+    enc = TransformersTextEncoder(dest)
+    assert enc.encode(["새 문장"]).shape == (1, 32)
+
+    rows = {r.name: r for r in list_registered(db)}
+    assert rows["tiny-simcse"].kind == "simcse" and rows["tiny-simcse"].dim == 32
+    assert rows["tiny-simcse"].card["best_score"] == summary["best_score"]
+
+    try:
+        set_active(db, db_settings, "tiny-simcse")
+        assert active_pointer(db_settings) == "tiny-simcse" and configured_model(db_settings) == "tiny-simcse"
+        assert load_text_encoder(db_settings).dim == 32
+        explicit = db_settings.model_copy(update={"text_model": "e5-small"})
+        explicit.model_fields_set.add("text_model")
+        assert configured_model(explicit) == "e5-small"  # HANSEEK_TEXT_MODEL wins over `models use`
+    finally:  # the session's settings are shared: leave the default model active for other tests
+        (db_settings.models_dir / "active.json").unlink(missing_ok=True)
+        with db.connection() as conn:  # type: ignore[attr-defined]
+            conn.execute("UPDATE models SET active = false")
+
+
+def test_evaluator_selection() -> None:
+    assert make_evaluator(None, None, "mean") is None
+
+
+def test_train_cli_with_validation(
+    tmp_path: Path, tiny_bert_dir: Path, corpus: Path, shared_data: Path
+) -> None:
+    r = CliRunner().invoke(
+        app,
+        [
+            "train", "simcse", "--name", "cli-tiny", "--texts", str(corpus), "--base", str(tiny_bert_dir),
+            "--steps", "4", "--batch-size", "8", "--max-length", "24", "--eval-every", "2",
+            "--eval-korsts", str(shared_data / "korsts" / "sts-train.tsv"), "--eval-korsts-pairs", "20",
+            "--select", "korsts", "--no-register",
+        ],
+        env={"HANSEEK_DATA_DIR": str(tmp_path)},
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert "best step" in r.output
+    assert (tmp_path / "models" / "cli-tiny" / "model.safetensors").is_file()
+    again = CliRunner().invoke(
+        app,
+        [
+            "train",
+            "simcse",
+            "--name",
+            "cli-tiny",
+            "--texts",
+            str(corpus),
+            "--base",
+            str(tiny_bert_dir),
+            "--no-register",
+        ],
+        env={"HANSEEK_DATA_DIR": str(tmp_path)},
+    )
+    assert again.exit_code == 2 and "exists" in again.output
