@@ -39,7 +39,7 @@ def percentiles_ms(samples: list[float]) -> dict[str, float]:
     s = sorted(samples)
 
     def q(p: float) -> float:
-        return s[min(len(s) - 1, int(round(p * (len(s) - 1))))] * 1000
+        return s[min(len(s) - 1, round(p * (len(s) - 1)))] * 1000
 
     return {
         "p50_ms": round(statistics.median(s) * 1000, 3),

@@ -38,7 +38,7 @@ class AppState:
                 if svc is None:
                     svc = factory(self)
                     self._services[name] = svc
-        return svc  # type: ignore[no-any-return]
+        return svc
 
     @property
     def text_encoder(self) -> TextEncoder:
