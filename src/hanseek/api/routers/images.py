@@ -164,8 +164,12 @@ def _read(upload: UploadFile) -> bytes:
 
 
 def _service_call(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    from hanseek.encoders.base import EncoderError
+
     try:
         return fn(*args, **kwargs)
+    except EncoderError as exc:  # the text encoder is loaded on first use
+        raise ProblemError(503, "Model unavailable", str(exc)) from exc
     except ImageRejected as exc:
         raise ProblemError(422, "Invalid image", exc.message, reason=exc.reason) from exc
     except ImageServiceError as exc:
