@@ -79,16 +79,21 @@ def test_decompression_bomb_is_rejected_from_the_header() -> None:
     assert "decompression bomb" in exc.value.message
 
 
-def test_pillow_bomb_error_is_mapped() -> None:
+def test_pillow_bomb_error_is_mapped(monkeypatch: pytest.MonkeyPatch) -> None:
     """Beyond twice Pillow's own limit, Image.open raises DecompressionBombError itself."""
     bomb = encode_png(Image.new("L", (2000, 2000), 0))
-    configure_pillow(1_000_000)
-    try:
-        with pytest.raises(ImageRejected) as exc:
-            decode_image(bomb, max_pixels=10**9, max_bytes=LIMITS["max_bytes"])
-    finally:
-        configure_pillow(LIMITS["max_pixels"])
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1_000_000)
+    with pytest.raises(ImageRejected) as exc:
+        decode_image(bomb, max_pixels=10**9, max_bytes=LIMITS["max_bytes"])
     assert exc.value.reason == "too_many_pixels"
+
+
+def test_configure_pillow_only_raises_the_process_wide_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 89_478_485)
+    configure_pillow(1_000_000)  # stricter: enforced by decode_image, not by lowering Pillow's limit
+    assert Image.MAX_IMAGE_PIXELS == 89_478_485
+    configure_pillow(200_000_000)
+    assert Image.MAX_IMAGE_PIXELS == 200_000_000
 
 
 def test_exif_orientation_is_applied() -> None:

@@ -48,9 +48,14 @@ class DecodedImage:
 
 
 def configure_pillow(max_pixels: int) -> None:
-    """Pillow's own bomb check is process-wide; align it with our limit (the explicit check below
-    is what callers rely on: it also covers the range where Pillow only warns)."""
-    Image.MAX_IMAGE_PIXELS = max_pixels
+    """Make sure Pillow itself never refuses an image our setting allows.
+
+    `Image.MAX_IMAGE_PIXELS` is process-wide and shared with other features (OCR of page photos),
+    so it is only ever raised, never lowered: the explicit check in `decode_image` enforces this
+    setting, including the range where Pillow would merely warn."""
+    current = Image.MAX_IMAGE_PIXELS
+    if current is not None and max_pixels > current:
+        Image.MAX_IMAGE_PIXELS = max_pixels
 
 
 def decode_image(data: bytes, *, max_pixels: int, max_bytes: int) -> DecodedImage:
