@@ -9,6 +9,8 @@ Measured in one process on the real stack (Kiwi, the embedded PostgreSQL for sub
 - weights_batch: the batched API (Kiwi worker threads), pages/s;
 - cloze: POST-equivalent service call latency (weights + blanks);
 - ingest: corpus documents/s (analysis + one transaction per 64 documents).
+Page throughputs are measured in interleaved rounds (wall and process CPU time); on a machine shared
+with other work, pages per CPU-second is the figure that does not depend on the neighbours.
 
     python -m bench.keywords [--pages 40] [--repeat 3]
 """
@@ -76,22 +78,27 @@ def rate(samples: list[float], items: int) -> float:
     return round(items / statistics.median(samples), 2)
 
 
-def cpu_seconds(fn: Any, repeat: int) -> list[float]:
-    """Process CPU seconds per call (all threads): unlike wall time, not inflated by other work
-    on a shared machine, so pages per CPU-second shows the intrinsic cost."""
-    fn()
-    out = []
-    for _ in range(repeat):
-        t = time.process_time()
-        fn()
-        out.append(time.process_time() - t)
-    return out
+def interleaved(fns: dict[str, Any], rounds: int) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """Wall and process-CPU seconds of each function, measured in alternating rounds so that load
+    from other work on a shared machine hits every candidate alike. CPU seconds (all threads) are
+    not inflated by waiting for a core, so pages per CPU-second shows the intrinsic cost."""
+    for fn in fns.values():
+        fn()  # warm-up
+    wall: dict[str, list[float]] = {k: [] for k in fns}
+    cpu: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            w, c = time.perf_counter(), time.process_time()
+            fn()
+            cpu[name].append(time.process_time() - c)
+            wall[name].append(time.perf_counter() - w)
+    return wall, cpu
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--pages", type=int, default=40)
-    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--repeat", type=int, default=5, help="rounds of the interleaved page measurements")
     ap.add_argument("--ingest-docs", type=int, default=256)
     args = ap.parse_args()
 
@@ -140,22 +147,18 @@ def main() -> None:
             def each(fn: Any) -> Any:
                 return lambda: [fn(p) for p in pages]
 
-            timings = {
-                "baseline_morphology": time_calls(each(analyzer.morphemes), args.repeat),
-                "weights_background": time_calls(each(lambda p: svc.weights(p)), args.repeat),
-                "weights_subject": time_calls(each(lambda p: svc.weights(p, subject)), args.repeat),
-                "weights_batch": time_calls(lambda: svc.weights_batch(pages, subject), args.repeat),
-            }
             vec = TfidfVectorizer(token_pattern=r"\S+").fit(corpus_docs)
-            timings["baseline_sklearn_tfidf"] = time_calls(each(lambda p: vec.transform([p])), args.repeat)
-            per_page = {k: rate(v, len(pages)) for k, v in timings.items()}
-            result["pages_per_s"] = per_page
-            result["pages_per_cpu_s"] = {
-                "baseline_morphology": rate(cpu_seconds(each(analyzer.morphemes), args.repeat), len(pages)),
-                "weights_subject": rate(
-                    cpu_seconds(each(lambda p: svc.weights(p, subject)), args.repeat), len(pages)
-                ),
+            candidates = {
+                "baseline_morphology": each(analyzer.morphemes),
+                "baseline_sklearn_tfidf": each(lambda p: vec.transform([p])),
+                "weights_background": each(lambda p: svc.weights(p)),
+                "weights_subject": each(lambda p: svc.weights(p, subject)),
+                "weights_batch": lambda: svc.weights_batch(pages, subject),
             }
+            wall, cpu = interleaved(candidates, args.repeat)
+            per_page = {k: rate(v, len(pages)) for k, v in wall.items()}
+            result["pages_per_s"] = per_page
+            result["pages_per_cpu_s"] = {k: rate(v, len(pages)) for k, v in cpu.items()}
             result["ratio_vs_morphology"] = {
                 k: round(per_page[k] / per_page["baseline_morphology"], 3) for k in per_page
             }
@@ -168,7 +171,14 @@ def main() -> None:
             )
             result["load_avg_1m_end"] = round(os.getloadavg()[0], 2)
             result["target_pages_per_s"] = 50
-            result["meets_target"] = per_page["weights_subject"] >= 50 or per_page["weights_batch"] >= 50
+            result["meets_target_wall"] = per_page["weights_subject"] >= 50 or per_page["weights_batch"] >= 50
+            # What the same work gives on idle cores: CPU cost per page, batch spread over Kiwi's
+            # worker threads (assumes they scale, as Kiwi's thread pool does on idle cores).
+            cpu_rate = result["pages_per_cpu_s"]
+            result["idle_estimate_pages_per_s"] = {
+                "single_request": cpu_rate["weights_subject"],
+                "batch": round(cpu_rate["weights_batch"] * min(analyzer.num_workers, os.cpu_count() or 1), 2),
+            }
         finally:
             db.close()
     emit(result)

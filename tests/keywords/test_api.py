@@ -169,3 +169,26 @@ def test_cloze_page(client: TestClient) -> None:
     assert r.status_code == 200 and "text/html" in r.headers["content-type"]
     assert 'id="cloze-form"' in r.text and "/static/cloze.js" in r.text
     assert client.get("/static/cloze.js").status_code == 200
+
+
+@pytest.mark.parametrize("text", ["...!!! ???", "\x00\x01 가나다\x00", "😀😀 🎉", "a" * 5000, "1234 5678"])
+def test_odd_pages_never_500(client: TestClient, text: str) -> None:
+    r = client.post("/keywords/weights", json={"text": text})
+    assert r.status_code == 200, r.text
+    r = client.post("/keywords/cloze", json={"text": text, "ratio": 0.5})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert len(body["blanks"]) <= body["candidates"]
+    for b in body["blanks"]:
+        assert text[b["start"] : b["end"]] == b["answer"]
+
+
+def test_document_with_nul_is_refused_without_partial_writes(client: TestClient) -> None:
+    name = subject_name()
+    r = client.post(
+        f"/keywords/subjects/{name}/documents",
+        json={"documents": [{"text": "정상 문서입니다"}, {"text": "깨진\x00문서"}]},
+    )
+    assert is_problem(r, 422) and "NUL" in r.json()["detail"]
+    r = client.get(f"/keywords/subjects/{name}")
+    assert r.status_code == 404 or r.json()["documents"] == 0

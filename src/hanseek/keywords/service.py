@@ -179,15 +179,18 @@ class KeywordService:
         batch_size: int = 64,
         on_progress: Callable[[int], None] | None = None,
     ) -> list[StoredDocument]:
-        """Analyse and store documents; each batch is one transaction (statistics follow exactly)."""
+        """Analyse and store documents. All are checked before anything is written; then each batch
+        of `batch_size` is one transaction (statistics always match the stored documents)."""
         subject = self.check_subject(subject)
         store = self._store()
+        for n, d in enumerate(docs):
+            if not d.body.strip():
+                raise InvalidText(f"document {n} is empty")
+            if "\x00" in d.body:
+                raise InvalidText(f"document {n} contains NUL characters")
         out: list[StoredDocument] = []
         for i in range(0, len(docs), batch_size):
             chunk = docs[i : i + batch_size]
-            for d in chunk:
-                if not d.body.strip():
-                    raise InvalidText("a document is empty")
             occs = self.extractor.extract_batch([d.body for d in chunk])
             new = [
                 NewDocument(body=d.body, terms=[o.term for o in oc], title=d.title, source=d.source)
