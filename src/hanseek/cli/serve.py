@@ -21,7 +21,7 @@ def serve(
     import uvicorn
 
     from hanseek.api.app import create_app
-    from hanseek.api.logging import configure_logging
+    from hanseek.api.logging import configure_logging, secrets_of
     from hanseek.api.state import AppState
     from hanseek.cli.common import console, open_db, settings
 
@@ -32,7 +32,7 @@ def serve(
         s.port = port
     if demo is not None:
         s.load_demo = demo
-    configure_logging()
+    configure_logging(secrets=secrets_of(s))
     with open_db(s) as db:
         state = AppState(s, db)
         try:
