@@ -192,3 +192,14 @@ def test_document_with_nul_is_refused_without_partial_writes(client: TestClient)
     assert is_problem(r, 422) and "NUL" in r.json()["detail"]
     r = client.get(f"/keywords/subjects/{name}")
     assert r.status_code == 404 or r.json()["documents"] == 0
+
+
+def test_weights_batch_equals_single_calls(client: TestClient) -> None:
+    texts = [PAGE, "고려의 광종은 노비안검법을 시행했다.", "OSI 참조 모델의 7계층"]
+    r = client.post("/keywords/weights/batch", json={"texts": texts, "limit": 5})
+    assert r.status_code == 200, r.text
+    singles = [client.post("/keywords/weights", json={"text": t, "limit": 5}).json() for t in texts]
+    assert r.json() == singles
+    r = client.post("/keywords/weights/batch", json={"texts": [PAGE, " "]})
+    assert is_problem(r, 422) and "texts[1]" in r.json()["detail"]
+    assert is_problem(client.post("/keywords/weights/batch", json={"texts": []}), 422)

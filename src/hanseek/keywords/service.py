@@ -144,16 +144,24 @@ class KeywordService:
         return self.weigh_occurrences(text, occs, ctx, params, use_floor=use_floor, subject=subject)
 
     def weights_batch(
-        self, texts: Sequence[str], subject: str | None = None, params: ScoringParams | None = None
+        self,
+        texts: Sequence[str],
+        subject: str | None = None,
+        params: ScoringParams | None = None,
+        *,
+        use_floor: bool = True,
     ) -> list[PageWeights]:
         """`weights` for many pages: morphology runs on Kiwi's worker threads, one subject lookup."""
-        for t in texts:
-            self.check_text(t)
+        for i, t in enumerate(texts):
+            try:
+                self.check_text(t)
+            except InvalidText as exc:
+                raise InvalidText(f"texts[{i}]: {exc}") from None
         params = params or ScoringParams()
         all_occs = self.extractor.extract_batch(texts)
         ctx = self.context(subject, {o.term for occs in all_occs for o in occs})
         return [
-            self.weigh_occurrences(t, occs, ctx, params, use_floor=True, subject=subject)
+            self.weigh_occurrences(t, occs, ctx, params, use_floor=use_floor, subject=subject)
             for t, occs in zip(texts, all_occs, strict=True)
         ]
 

@@ -93,6 +93,11 @@ class WeightsRequest(ScoringFields):
     limit: int | None = Field(None, ge=1, le=10_000, description="Return only the best N words")
 
 
+class WeightsBatchRequest(ScoringFields):
+    texts: list[str] = Field(..., min_length=1, description="Pages (at most settings.max_batch_items)")
+    limit: int | None = Field(None, ge=1, le=10_000, description="Return only the best N words per page")
+
+
 class Occurrence(BaseModel):
     start: int
     end: int
@@ -285,6 +290,26 @@ def weights(body: WeightsRequest, request: Request) -> WeightsResponse:
     with errors():
         page = svc.weights(body.text, body.subject, body.params(), use_floor=body.use_floor)
     return _weights_response(page, body.limit)
+
+
+@router.post(
+    "/keywords/weights/batch", response_model=list[WeightsResponse], dependencies=[Depends(require_read_key)]
+)
+def weights_batch(body: WeightsBatchRequest, request: Request) -> list[WeightsResponse]:
+    """Weigh many pages in one call: the morphological analysis runs on Kiwi's worker threads (a
+    single request holds the interpreter lock while Kiwi analyses, so this is how one process uses
+    several cores)."""
+    state = get_state(request)
+    if len(body.texts) > state.settings.max_batch_items:
+        raise ProblemError(
+            413,
+            "Payload Too Large",
+            f"{len(body.texts)} texts; the limit is {state.settings.max_batch_items}",
+        )
+    svc = service(state)
+    with errors():
+        pages = svc.weights_batch(body.texts, body.subject, body.params(), use_floor=body.use_floor)
+    return [_weights_response(p, body.limit) for p in pages]
 
 
 @router.post("/keywords/cloze", response_model=ClozeResponse, dependencies=[Depends(require_read_key)])
