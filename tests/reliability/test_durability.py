@@ -15,246 +15,30 @@ from __future__ import annotations
 import os
 import random
 import signal
-import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 
-import httpx
-import numpy as np
 import pytest
 from bench._serve import ServeProcess
 
-from hanseek.config import Settings
-from hanseek.feed.events import recompute_profile
-from hanseek.feed.pgvec import to_np
-from hanseek.feed.settings import FeedSettings
-from hanseek.store.db import Database
 from hanseek.store.server import running_pid
 
-from .conftest import API_KEY
+from .workload import ENV, USERS, Ledger, Writers, client, seed, verify
 
 pytestmark = pytest.mark.slow
-
-DIM = 384
-POST_BATCH = 40
-EVENT_BATCH = 60
-USERS = [f"user-{i}" for i in range(12)]
-SEED_POSTS = 80
-HALF_LIFE_DAYS = 7.0
-BASE_TIME = datetime(2024, 3, 1, tzinfo=UTC)
-ENV = {"HANSEEK_API_KEY": API_KEY, "HANSEEK_FEED_DECAY_HALF_LIFE_DAYS": str(HALF_LIFE_DAYS)}
-
-
-def unit_vectors(n: int, seed: int) -> np.ndarray:
-    v = np.random.default_rng(seed).standard_normal((n, DIM))
-    return (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float32)
-
-
-@dataclass
-class Ledger:
-    """What the clients sent, and which batches the server acknowledged."""
-
-    sent_posts: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # batch -> id -> vector
-    acked_posts: set[str] = field(default_factory=set)
-    sent_events: dict[str, list[str]] = field(default_factory=dict)  # batch -> idempotency keys
-    acked_events: set[str] = field(default_factory=set)
-    errors: list[str] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-
-def _client(base_url: str) -> httpx.Client:
-    return httpx.Client(base_url=base_url, timeout=60.0, headers={"X-API-Key": API_KEY})
-
-
-def post_writer(base_url: str, ledger: Ledger, writer: int, stop: threading.Event) -> None:
-    with _client(base_url) as c:
-        for b in range(10_000):
-            if stop.is_set():
-                return
-            batch = f"pb{writer}-{b}"
-            vecs = unit_vectors(POST_BATCH, hash(batch) % 2**32)
-            ids = [f"{batch}-{i}" for i in range(POST_BATCH)]
-            with ledger.lock:
-                ledger.sent_posts[batch] = dict(zip(ids, vecs, strict=True))
-            posts = [
-                {
-                    "id": pid,
-                    "community": f"c{i % 3}",
-                    "title": f"글 {pid}",
-                    "created_at": (BASE_TIME + timedelta(minutes=b * POST_BATCH + i)).isoformat(),
-                    "embedding": vecs[i].tolist(),
-                }
-                for i, pid in enumerate(ids)
-            ]
-            try:
-                r = c.post("/posts", json={"posts": posts})
-            except httpx.HTTPError:
-                return  # the server is gone: this batch is in flight, status unknown
-            if r.status_code != 200:
-                ledger.errors.append(f"{batch}: {r.status_code} {r.text[:300]}")
-                return
-            with ledger.lock:
-                ledger.acked_posts.add(batch)
-
-
-def event_writer(base_url: str, ledger: Ledger, writer: int, stop: threading.Event) -> None:
-    rng = random.Random(writer)
-    with _client(base_url) as c:
-        for b in range(10_000):
-            if stop.is_set():
-                return
-            batch = f"eb{writer}-{b}"
-            events = [
-                {
-                    "id": f"{batch}-{i}",
-                    "user_id": rng.choice(USERS),
-                    "post_id": f"seed-{rng.randrange(SEED_POSTS)}",
-                    "kind": rng.choice(["read", "read", "like", "comment"]),
-                    # Spread over 60 days and out of order: decay folds must commute with arrival order.
-                    "at": (BASE_TIME + timedelta(hours=rng.uniform(0, 24 * 60))).isoformat(),
-                }
-                for i in range(EVENT_BATCH)
-            ]
-            with ledger.lock:
-                ledger.sent_events[batch] = [e["id"] for e in events]
-            try:
-                r = c.post("/events", json={"events": events})
-            except httpx.HTTPError:
-                return
-            if r.status_code != 200:
-                ledger.errors.append(f"{batch}: {r.status_code} {r.text[:300]}")
-                return
-            with ledger.lock:
-                ledger.acked_events.add(batch)
-
-
-def seed(base_url: str) -> dict[str, np.ndarray]:
-    vecs = unit_vectors(SEED_POSTS, 12345)
-    posts = [
-        {
-            "id": f"seed-{i}",
-            "community": "c0",
-            "title": f"씨앗 {i}",
-            "created_at": (BASE_TIME + timedelta(hours=i)).isoformat(),
-            "embedding": vecs[i].tolist(),
-        }
-        for i in range(SEED_POSTS)
-    ]
-    with _client(base_url) as c:
-        assert c.post("/posts", json={"posts": posts}).status_code == 200
-        for u in USERS:
-            assert (
-                c.put(f"/users/{u}/memberships", json={"communities": ["c0", "c1", "c2"]}).status_code == 200
-            )
-    return {p["id"]: vecs[i] for i, p in enumerate(posts)}
 
 
 def run_and_kill(srv: ServeProcess, *, kill_postmaster: bool) -> Ledger:
     """Writers on; SIGKILL once a few batches of each kind are acknowledged; writers off."""
-    ledger = Ledger()
-    stop = threading.Event()
-    threads = [
-        threading.Thread(target=post_writer, args=(srv.base_url, ledger, w, stop), daemon=True)
-        for w in range(2)
-    ] + [
-        threading.Thread(target=event_writer, args=(srv.base_url, ledger, w, stop), daemon=True)
-        for w in range(2)
-    ]
-    for t in threads:
-        t.start()
-    deadline = time.monotonic() + 90
-    while len(ledger.acked_posts) < 3 or len(ledger.acked_events) < 3:
-        assert not ledger.errors, ledger.errors
-        assert time.monotonic() < deadline, "writers made no progress"
-        time.sleep(0.05)
+    writers = Writers(srv.base_url).start()
+    writers.wait_for(3)
     time.sleep(random.Random(0).uniform(0.1, 0.4))  # land inside a batch, not on a boundary
     postmaster = running_pid(srv.pgdata)
     srv.kill()
     if kill_postmaster:
         assert postmaster is not None
         os.kill(postmaster, signal.SIGKILL)
-    stop.set()
-    for t in threads:
-        t.join(timeout=60)
-    assert not ledger.errors, ledger.errors
-    return ledger
-
-
-def verify(srv: ServeProcess, ledger: Ledger, seeds: dict[str, np.ndarray]) -> dict[str, int]:
-    settings = Settings(data_dir=srv.data_dir)
-    feed_settings = FeedSettings(decay_half_life_days=HALF_LIFE_DAYS)
-    db = Database.open(settings)  # a second handle on the restarted server
-    try:
-        with db.connection() as conn:
-            stored_posts = {r[0]: to_np(r[1]) for r in conn.execute("SELECT id, embedding FROM posts")}
-            stored_events = {r[0] for r in conn.execute("SELECT idempotency_key FROM events")}
-            # Posts: acknowledged batches complete and intact; every batch all-or-nothing.
-            partial = []
-            for batch, sent in ledger.sent_posts.items():
-                present = [pid for pid in sent if pid in stored_posts]
-                if batch in ledger.acked_posts:
-                    assert len(present) == len(sent), f"acknowledged batch {batch} lost posts"
-                if present and len(present) != len(sent):
-                    partial.append(batch)
-                for pid in present:
-                    assert float(stored_posts[pid] @ sent[pid]) > 0.9999, pid
-            assert not partial, f"half-written post batches: {partial}"
-            for pid, v in seeds.items():
-                assert float(stored_posts[pid] @ v) > 0.9999
-            # Events: the same two properties.
-            for batch, keys in ledger.sent_events.items():
-                present_n = sum(k in stored_events for k in keys)
-                if batch in ledger.acked_events:
-                    assert present_n == len(keys), f"acknowledged event batch {batch} lost events"
-                assert present_n in (0, len(keys)), f"half-written event batch {batch}: {present_n}"
-            # Profiles: the incrementally maintained vectors equal a recomputation from the events.
-            rows = conn.execute(
-                "SELECT user_id, vec_sum, weight, n_events FROM user_profiles ORDER BY user_id"
-            ).fetchall()
-            assert rows, "no profiles"
-            for user, vec_sum, weight, n_events in rows:
-                ref = recompute_profile(conn, user, feed_settings)
-                assert n_events == ref.n_events, user
-                got = to_np(vec_sum, np.float64)
-                # Stored sums are scaled to the profile's reference time; compare the directions and
-                # the weights relative to the same reference (recompute uses the newest event's time).
-                assert ref.weight == pytest.approx(float(weight), rel=1e-4), user
-                np.testing.assert_allclose(got, ref.vec_sum, rtol=1e-3, atol=1e-4, err_msg=user)
-            # Counters: post_stats agree with the stored events.
-            mismatched = conn.execute(
-                "SELECT count(*) FROM post_stats s FULL JOIN ("
-                "  SELECT post_id, count(*) FILTER (WHERE kind = 'read') AS r,"
-                "         count(*) FILTER (WHERE kind = 'like') AS l,"
-                "         count(*) FILTER (WHERE kind = 'comment') AS c FROM events GROUP BY post_id) e"
-                " ON e.post_id = s.post_id "
-                "WHERE coalesce(s.reads, 0) <> coalesce(e.r, 0) OR coalesce(s.likes, 0) <> coalesce(e.l, 0) "
-                "   OR coalesce(s.comments, 0) <> coalesce(e.c, 0)"
-            ).fetchone()
-            assert mismatched == (0,)
-            total = conn.execute("SELECT count(*) FROM posts").fetchone()
-    finally:
-        db.close()
-    # The served view agrees: the feed index holds every stored post, and feeds are served.
-    with _client(srv.base_url) as c:
-        deadline = time.monotonic() + 60
-        while True:
-            c.get(f"/users/{USERS[0]}/feed", params={"days": "all"}).raise_for_status()
-            status = c.get("/feeds-index").json()
-            if status.get("loaded"):
-                break
-            assert time.monotonic() < deadline, status
-            time.sleep(0.2)
-        assert total is not None and status["posts"] == total[0]
-        feed = c.get(f"/users/{USERS[0]}/feed", params={"days": "all", "k": 5}).json()
-        assert feed["kind"] == "personalized" and len(feed["items"]) == 5
-    return {
-        "post_batches_sent": len(ledger.sent_posts),
-        "post_batches_acked": len(ledger.acked_posts),
-        "event_batches_sent": len(ledger.sent_events),
-        "event_batches_acked": len(ledger.acked_events),
-    }
+    return writers.stop()
 
 
 @pytest.mark.parametrize("kill_postmaster", [False, True], ids=["app-killed", "app-and-database-killed"])
@@ -283,7 +67,7 @@ def test_sigkill_mid_ingest(serve_process: Callable[..., ServeProcess], kill_pos
         print(f"kill_postmaster={kill_postmaster}: {counts}")  # shown with -s / on failure
         assert unacked >= 1, counts
         # And the restarted server keeps taking writes.
-        with _client(restarted.base_url) as c:
+        with client(restarted.base_url) as c:
             r = c.post(
                 "/events", json={"events": [{"user_id": USERS[0], "post_id": "seed-0", "kind": "like"}]}
             )
