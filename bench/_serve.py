@@ -20,6 +20,17 @@ from types import TracebackType
 import httpx
 
 HANSEEK = Path(sys.executable).with_name("hanseek")
+REPO = Path(__file__).resolve().parents[1]
+
+
+def text_model() -> str:
+    """HANSEEK_TEXT_MODEL if set; else the checkout's converted e5-small (what `make test` prepares),
+    so a fresh data dir does not convert its own copy; else the bundled name."""
+    explicit = os.environ.get("HANSEEK_TEXT_MODEL")
+    if explicit:
+        return explicit
+    cached = Path(os.environ.get("HANSEEK_TEST_MODELS_DIR", REPO / "data" / "models")) / "e5-small"
+    return str(cached) if (cached / "config.json").is_file() else "e5-small"
 
 
 def free_port() -> int:
@@ -58,8 +69,7 @@ class ServeProcess:
             HANSEEK_HOST="127.0.0.1",
             HANSEEK_PORT=str(self.port),
             HANSEEK_LOAD_DEMO="false",
-            # The bundled model converted once per checkout; never a download.
-            HANSEEK_TEXT_MODEL=os.environ.get("HANSEEK_TEXT_MODEL", "e5-small"),
+            HANSEEK_TEXT_MODEL=text_model(),
         )
         env.update(self.extra_env)
         return env
