@@ -71,7 +71,7 @@ def create_app(settings: Settings, *, state: AppState | None = None) -> FastAPI:
 def _include_feature_routers(app: FastAPI) -> None:
     # One router per feature; each module defines `router`. Listed explicitly so an import error
     # in a feature fails loudly at start-up instead of silently dropping its endpoints.
-    from hanseek.api.routers import encode, feed, images, keywords
+    from hanseek.api.routers import encode, feed, images, keywords, sentiment
 
-    for module in (encode, feed, images, keywords):
+    for module in (encode, feed, images, keywords, sentiment):
         app.include_router(module.router)

@@ -160,7 +160,7 @@ def stratified_split_indices(labels: np.ndarray, fraction: float, seed: int) -> 
     for cls in np.unique(labels):
         idx = np.flatnonzero(labels == cls)
         idx = idx[rng.permutation(len(idx))]
-        k = int(round(fraction * len(idx)))
+        k = round(fraction * len(idx))
         picked.append(idx[:k])
         rest.append(idx[k:])
     return np.sort(np.concatenate(picked)), np.sort(np.concatenate(rest))

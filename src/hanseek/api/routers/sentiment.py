@@ -1,0 +1,136 @@
+"""Review sentiment: POST /sentiment, GET /sentiment/models, and the /sentiment page."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import HTMLResponse
+from pydantic import BaseModel, Field
+
+from hanseek.api.errors import BadRequest, NotFound, ProblemError
+from hanseek.api.security import require_read_key
+from hanseek.api.state import AppState, get_state
+from hanseek.sentiment.registry import ModelNotFound, check_name
+from hanseek.sentiment.service import SentimentService
+from hanseek.web.pages import render
+
+router = APIRouter(tags=["sentiment"])
+
+
+def service(state: AppState) -> SentimentService:
+    return state.service("sentiment", lambda st: SentimentService(st.settings))
+
+
+class SentimentIn(BaseModel):
+    texts: list[str] = Field(..., description="Reviews to classify (at least one, each non-empty)")
+    model: str | None = Field(None, description="A trained model's name; default: the default model")
+
+
+class SentimentResult(BaseModel):
+    label: Literal["positive", "negative"]
+    probability: float = Field(..., description="Probability of `label`")
+    positive_probability: float = Field(..., description="Probability that the review is positive")
+    model: str
+
+
+class SentimentOut(BaseModel):
+    model: str
+    results: list[SentimentResult]
+
+
+class ModelOut(BaseModel):
+    name: str
+    kind: str
+    domains: list[str]
+    train_size: int
+    metrics: dict[str, float]
+    created: str
+    default: bool
+    info: dict[str, Any] = Field(default_factory=dict)
+
+
+class ModelsOut(BaseModel):
+    default: str | None
+    models: list[ModelOut]
+
+
+def _check(body: SentimentIn, state: AppState) -> None:
+    limit_items, limit_chars = state.settings.max_batch_items, state.settings.max_text_chars
+    if not body.texts:
+        raise BadRequest("texts is empty: send at least one review")
+    if len(body.texts) > limit_items:
+        raise BadRequest(f"too many texts: {len(body.texts)} (the limit is {limit_items} per request)")
+    for i, t in enumerate(body.texts):
+        if not t.strip():
+            raise BadRequest(f"texts[{i}] is empty")
+        if len(t) > limit_chars:
+            raise BadRequest(f"texts[{i}] has {len(t):,} characters (the limit is {limit_chars:,})")
+    if body.model is not None:
+        try:
+            check_name(body.model)
+        except ValueError as e:
+            raise BadRequest(str(e)) from e
+
+
+@router.post(
+    "/sentiment",
+    response_model=SentimentOut,
+    dependencies=[Depends(require_read_key)],
+    summary="Classify reviews as positive or negative",
+)
+def classify(body: SentimentIn, request: Request) -> SentimentOut:
+    state = get_state(request)
+    _check(body, state)
+    try:
+        card, preds = service(state).predict(body.texts, body.model)
+    except ModelNotFound as e:
+        if body.model:
+            raise NotFound(str(e)) from e
+        raise ProblemError(503, "No sentiment model", f"{e}; run `hanseek sentiment train`") from e
+    return SentimentOut(
+        model=card.name,
+        results=[
+            SentimentResult(
+                label=p.label,  # type: ignore[arg-type]
+                probability=p.probability,
+                positive_probability=p.positive,
+                model=card.name,
+            )
+            for p in preds
+        ],
+    )
+
+
+@router.get(
+    "/sentiment/models",
+    response_model=ModelsOut,
+    dependencies=[Depends(require_read_key)],
+    summary="Trained sentiment models and their held-out accuracy",
+)
+def list_models(request: Request) -> ModelsOut:
+    svc = service(get_state(request))
+    default = svc.default_model()
+    return ModelsOut(
+        default=default,
+        models=[
+            ModelOut(
+                name=c.name,
+                kind=c.kind,
+                domains=c.domains,
+                train_size=c.train_size,
+                metrics=c.metrics,
+                created=c.created,
+                default=c.name == default,
+                info={k: v for k, v in c.info.items() if k in ("demo", "source", "timings")},
+            )
+            for c in svc.cards()
+        ],
+    )
+
+
+@router.get("/sentiment", response_class=HTMLResponse, include_in_schema=False)
+def sentiment_page(request: Request) -> HTMLResponse:
+    svc = service(get_state(request))
+    names = [c.name for c in svc.cards()]
+    return render(request, "sentiment.html", models=names, default=svc.default_model())

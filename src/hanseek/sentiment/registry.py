@@ -1,0 +1,143 @@
+"""Trained sentiment models on disk: ``<models_dir>/sentiment/NAME/`` with a ``card.json``.
+
+A card says what a model is (kind, base model, config), what it was trained on (domains, sizes) and
+how well it did on held-out data, so a model directory can be judged without loading it. The default
+model is named in ``<models_dir>/sentiment/DEFAULT``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from hanseek import __version__
+from hanseek.config import Settings
+
+CARD = "card.json"
+_DEFAULT = "DEFAULT"
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+ModelKind = Literal["baseline", "transformer"]
+
+
+class SentimentModel(Protocol):
+    kind: str
+
+    def predict_proba(self, texts: list[str]) -> np.ndarray: ...
+
+    def save(self, directory: Path) -> None: ...
+
+
+class ModelCard(BaseModel):
+    name: str
+    kind: ModelKind
+    domains: list[str]
+    train_size: int
+    dev_size: int = 0
+    created: str = Field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+    train_seconds: float = 0.0
+    base_model: str | None = None
+    config: dict[str, Any] = Field(default_factory=dict)
+    metrics: dict[str, float] = Field(
+        default_factory=dict, description="held-out accuracies, e.g. {'test/movie': 0.88, 'dev/movie': 0.88}"
+    )
+    info: dict[str, Any] = Field(default_factory=dict)
+    labels: list[str] = Field(default_factory=lambda: ["negative", "positive"])
+    hanseek_version: str = __version__
+
+
+class ModelNotFound(LookupError):
+    pass
+
+
+def models_root(settings: Settings) -> Path:
+    return settings.models_dir / "sentiment"
+
+
+def check_name(name: str) -> str:
+    if not _NAME.match(name):
+        raise ValueError(f"invalid model name {name!r}: letters, digits, '.', '_', '-' (max 64)")
+    return name
+
+
+def model_dir(root: Path, name: str) -> Path:
+    return root / check_name(name)
+
+
+def read_card(directory: Path) -> ModelCard:
+    return ModelCard.model_validate_json((directory / CARD).read_text(encoding="utf-8"))
+
+
+def list_cards(root: Path) -> list[ModelCard]:
+    if not root.is_dir():
+        return []
+    cards = []
+    for d in sorted(root.iterdir()):
+        if d.is_dir() and not d.name.startswith(".") and (d / CARD).is_file():
+            try:
+                cards.append(read_card(d))
+            except (OSError, ValueError):
+                continue  # a half-written or foreign directory is not a model
+    return cards
+
+
+def save_model(root: Path, model: SentimentModel, card: ModelCard) -> Path:
+    """Write the model into a temporary directory, then swap it in, so a reader never sees a
+    half-written model and a failed save leaves the previous one in place."""
+    target = model_dir(root, card.name)
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{card.name}.", dir=root))
+    try:
+        model.save(tmp)
+        (tmp / CARD).write_text(card.model_dump_json(indent=2) + "\n", encoding="utf-8")
+        old = None
+        if target.exists():
+            old = root / f".{card.name}.old"
+            shutil.rmtree(old, ignore_errors=True)
+            target.rename(old)
+        tmp.rename(target)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target
+
+
+def delete_model(root: Path, name: str) -> None:
+    d = model_dir(root, name)
+    if not (d / CARD).is_file():
+        raise ModelNotFound(f"no sentiment model named {name!r}")
+    shutil.rmtree(d)
+    if default_name(root) == name:
+        (root / _DEFAULT).unlink(missing_ok=True)
+
+
+def default_name(root: Path) -> str | None:
+    try:
+        name = (root / _DEFAULT).read_text(encoding="utf-8").strip()
+    except OSError:
+        return None
+    return name if name and _NAME.match(name) and (root / name / CARD).is_file() else None
+
+
+def set_default(root: Path, name: str) -> None:
+    if not (model_dir(root, name) / CARD).is_file():
+        raise ModelNotFound(f"no sentiment model named {name!r}")
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = root / f".{_DEFAULT}.tmp"
+    tmp.write_text(name + "\n", encoding="utf-8")
+    tmp.replace(root / _DEFAULT)
+
+
+def card_json(card: ModelCard) -> dict[str, Any]:
+    out: dict[str, Any] = json.loads(card.model_dump_json())
+    return out

@@ -1,0 +1,245 @@
+"""SentimentService: train, load and serve review classifiers (the API and CLI are thin shells over it).
+
+Which model answers: the one asked for by name, else the default (``hanseek sentiment train`` makes
+the first model it trains the default; ``hanseek sentiment default NAME`` changes it). With no trained
+model at all, a small baseline is trained once from the bundled NSMC demo subset
+(``hanseek/data/demo/reviews_movie.tsv``, a few seconds) and saved as ``demo-baseline``, so a fresh
+install answers instead of failing; its card states that it is a demo model and its held-out accuracy.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import hanseek
+from hanseek.config import Settings
+from hanseek.sentiment import registry
+from hanseek.sentiment.baseline import BaselineClassifier, BaselineConfig
+from hanseek.sentiment.datasets import (
+    LABEL_NAMES,
+    DomainData,
+    DomainSource,
+    concat,
+    find_source,
+    load_domain,
+    read_reviews,
+    split,
+)
+from hanseek.sentiment.registry import ModelCard, ModelNotFound
+from hanseek.sentiment.training import Say, TrainOptions, evaluate, fit
+from hanseek.sentiment.transformer import TransformerClassifier
+from hanseek.text.analyzer import KoreanAnalyzer
+
+log = logging.getLogger("hanseek.sentiment")
+
+DEMO_MODEL = "demo-baseline"
+DEMO_REVIEWS = Path(hanseek.__file__).parent / "data" / "demo" / "reviews_movie.tsv"
+PREDICT_CHUNK = 512
+
+
+@dataclass(frozen=True)
+class Prediction:
+    label: str
+    probability: float  # of `label`
+    positive: float  # P(positive)
+
+
+@dataclass
+class _Loaded:
+    card: ModelCard
+    model: Any
+    stamp: float
+
+
+class SentimentService:
+    def __init__(self, settings: Settings, *, analyzer: KoreanAnalyzer | None = None) -> None:
+        self.settings = settings
+        self.root = registry.models_root(settings)
+        self._given_analyzer = analyzer
+        self._analyzers: dict[str, KoreanAnalyzer] = {}
+        self._models: dict[str, _Loaded] = {}
+        self._lock = threading.RLock()
+
+    # -- resources -------------------------------------------------------------------------------
+
+    def analyzer(self, kiwi_model: str) -> KoreanAnalyzer:
+        """One frozen analyzer per Kiwi model type (a given analyzer, in tests, serves all)."""
+        if self._given_analyzer is not None:
+            return self._given_analyzer
+        with self._lock:
+            a = self._analyzers.get(kiwi_model)
+            if a is None:
+                a = KoreanAnalyzer(model_type=kiwi_model, frozen=True)
+                self._analyzers[kiwi_model] = a
+            return a
+
+    def base_model_dir(self, name: str) -> Path | str:
+        from hanseek.encoders.registry import resolve_model
+
+        info = resolve_model(self.settings, name)
+        return info.path if info.path is not None else info.name
+
+    def close(self) -> None:
+        with self._lock:
+            self._models.clear()
+            self._analyzers.clear()
+
+    # -- models ----------------------------------------------------------------------------------
+
+    def cards(self) -> list[ModelCard]:
+        return registry.list_cards(self.root)
+
+    def default_model(self) -> str | None:
+        return registry.default_name(self.root)
+
+    def set_default(self, name: str) -> None:
+        registry.set_default(self.root, name)
+
+    def delete(self, name: str) -> None:
+        with self._lock:
+            registry.delete_model(self.root, name)
+            self._models.pop(name, None)
+
+    def _load(self, name: str) -> _Loaded:
+        directory = registry.model_dir(self.root, name)
+        card_path = directory / registry.CARD
+        if not card_path.is_file():
+            raise ModelNotFound(f"no sentiment model named {name!r}; see `hanseek sentiment models`")
+        stamp = card_path.stat().st_mtime
+        with self._lock:
+            hit = self._models.get(name)
+            if hit is not None and hit.stamp == stamp:
+                return hit
+            card = registry.read_card(directory)
+            model: Any
+            if card.kind == "baseline":
+                cfg = BaselineConfig.from_json(
+                    {k: v for k, v in card.config.items() if k in BaselineConfig.__dataclass_fields__}
+                )
+                model = BaselineClassifier.load(
+                    directory, self.analyzer(cfg.kiwi_model) if cfg.use_morph else None
+                )
+            else:
+                model = TransformerClassifier.load(directory)
+            loaded = _Loaded(card, model, stamp)
+            self._models[name] = loaded
+            return loaded
+
+    def resolve(self, name: str | None = None) -> _Loaded:
+        """The named model, else the default, else any `movie-baseline`, else the demo baseline."""
+        if name:
+            registry.check_name(name)
+            return self._load(name)
+        for candidate in (self.default_model(), "movie-baseline"):
+            if candidate and (self.root / candidate / registry.CARD).is_file():
+                return self._load(candidate)
+        with self._lock:
+            if not (self.root / DEMO_MODEL / registry.CARD).is_file():
+                self.train_demo()
+            return self._load(DEMO_MODEL)
+
+    # -- prediction ------------------------------------------------------------------------------
+
+    def predict(self, texts: Sequence[str], model: str | None = None) -> tuple[ModelCard, list[Prediction]]:
+        loaded = self.resolve(model)
+        probs = [
+            loaded.model.predict_proba(list(texts[i : i + PREDICT_CHUNK]))
+            for i in range(0, len(texts), PREDICT_CHUNK)
+        ]
+        pos = np.concatenate(probs) if probs else np.zeros(0, dtype=np.float32)
+        out = []
+        for p in pos.tolist():
+            label = LABEL_NAMES[1] if p >= 0.5 else LABEL_NAMES[0]
+            out.append(Prediction(label, round(p if p >= 0.5 else 1.0 - p, 4), round(p, 4)))
+        return loaded.card, out
+
+    # -- training --------------------------------------------------------------------------------
+
+    def train(
+        self,
+        domains: Sequence[DomainData],
+        opts: TrainOptions,
+        *,
+        name: str,
+        make_default: bool | None = None,
+        say: Say | None = None,
+        extra_info: dict[str, Any] | None = None,
+    ) -> ModelCard:
+        """Train on the given domains' train (and dev) splits, score on each domain's test split,
+        save under `name`. `make_default` None: only when there is no default yet."""
+        registry.check_name(name)
+        if not domains:
+            raise ValueError("no training domains")
+        train = concat([d.train for d in domains], "+".join(d.name for d in domains))
+        dev = concat([d.dev for d in domains], train.domain)
+        fitted = fit(
+            opts, train, dev, analyzer_factory=self.analyzer, base_model_dir=self.base_model_dir, say=say
+        )
+        if say:
+            say("evaluate on test", 0, 0)
+        metrics = evaluate(fitted.model, {f"test/{d.name}": d.test for d in domains})
+        card = ModelCard(
+            name=name,
+            kind=opts.kind,
+            domains=[d.name for d in domains],
+            train_size=fitted.train_size,
+            dev_size=fitted.dev_size,
+            train_seconds=fitted.seconds,
+            base_model=opts.transformer.base_model if opts.kind == "transformer" else None,
+            config=opts.config_json(),
+            metrics=metrics,
+            info={**fitted.info, "splits": {d.name: d.summary() for d in domains}, **(extra_info or {})},
+        )
+        with self._lock:
+            registry.save_model(self.root, fitted.model, card)
+            self._models.pop(name, None)
+            if make_default or (make_default is None and self.default_model() is None):
+                registry.set_default(self.root, name)
+        return card
+
+    def train_domain(
+        self,
+        domain: str,
+        sources: Sequence[DomainSource],
+        opts: TrainOptions,
+        *,
+        name: str | None = None,
+        make_default: bool | None = None,
+        say: Say | None = None,
+    ) -> ModelCard:
+        """`domain` is a source name or "all" (every available domain together)."""
+        chosen = list(sources) if domain == "all" else [find_source(domain, sources)]
+        if not chosen:
+            raise ValueError("no review files found; pass --data or see docs/sentiment.md")
+        data = [load_domain(s, seed=opts.seed) for s in chosen]
+        return self.train(
+            data, opts, name=name or f"{domain}-{opts.kind}", make_default=make_default, say=say
+        )
+
+    def train_demo(self) -> ModelCard:
+        """The fallback model: a baseline on 90% of the bundled demo reviews, scored on the other 10%."""
+        if not DEMO_REVIEWS.is_file():
+            raise ModelNotFound(
+                "no sentiment model trained and the demo reviews are missing; run `hanseek sentiment train`"
+            )
+        log.info("no sentiment model yet: training %s from %s", DEMO_MODEL, DEMO_REVIEWS.name)
+        reviews = read_reviews(DEMO_REVIEWS, "movie")
+        train, test = split(reviews, 0.1)
+        data = DomainData("movie", train, train.subset([]), test, ["bundled NSMC demo subset, 10% held out"])
+        return self.train(
+            [data],
+            TrainOptions(kind="baseline"),
+            name=DEMO_MODEL,
+            make_default=False,
+            extra_info={
+                "demo": True,
+                "source": "bundled NSMC demo subset (hanseek/data/demo/reviews_movie.tsv)",
+            },
+        )

@@ -1,0 +1,288 @@
+"""Transformer review classifier: a TextEncoder model (default multilingual-e5-small) + a linear head.
+
+The classifier reads exactly what the encoder serves: the mean-pooled, L2-normalised sentence vector
+of "query: "-prefixed text (e5's prompt for classification), times a fixed scale, then one logit.
+Two ways to train it:
+- encoder fully frozen (`freeze_layers=None`, the CPU default): the vectors are computed once and the
+  head is a logistic regression on them (convex, no learning rate to tune; C picked on the dev split);
+- partly or fully unfrozen: the embeddings and the lowest `freeze_layers` layers stay fixed, the rest
+  is fine-tuned with AdamW (linear warm-up and decay) starting from that linear-probe head (LP-FT,
+  Kumar et al. 2022: fine-tuning from a fitted head distorts the pretrained features less).
+
+Saved as a directory: ``encoder/`` (transformers model + tokenizer), ``head.safetensors``,
+``transformer.json`` (the config), next to the card written by the registry.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+Progress = Callable[[str, int, int], None]  # (phase, done, total)
+
+_HEAD = "head.safetensors"
+_CONFIG = "transformer.json"
+_ENCODER = "encoder"
+_C_GRID = (0.1, 0.3, 1.0, 3.0, 10.0)
+
+
+@dataclass(frozen=True)
+class TransformerConfig:
+    base_model: str = "e5-small"
+    # None: the whole encoder is frozen (linear probe). N >= 0: embeddings + the lowest N layers frozen.
+    freeze_layers: int | None = None
+    max_length: int = 128
+    epochs: int = 1
+    batch_size: int = 32
+    lr: float = 3e-5
+    head_lr: float = 1e-3
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1
+    seed: int = 42
+    prompt: str = "query: "
+    C: float | None = None  # linear-probe regularisation; None = picked on dev from a small grid
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> TransformerConfig:
+        return cls(**data)
+
+
+def _scale(dim: int) -> float:
+    # Unit-length vectors have per-dimension values ~1/sqrt(dim); scaling back to ~1 keeps the head's
+    # weights and learning rate in an ordinary range.
+    return math.sqrt(dim)
+
+
+def _set_seed(seed: int) -> None:
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _fit_probe(
+    x: np.ndarray, y: np.ndarray, dev: tuple[np.ndarray, np.ndarray] | None, c: float | None
+) -> tuple[np.ndarray, float, float, dict[str, float]]:
+    """Logistic regression head: (weights [dim], bias, chosen C, dev accuracy per C)."""
+    from sklearn.linear_model import LogisticRegression
+
+    grid = (c,) if c is not None else (_C_GRID if dev is not None else (1.0,))
+    best: tuple[float, float, Any] | None = None
+    scores: dict[str, float] = {}
+    for cand in grid:
+        clf = LogisticRegression(C=cand, max_iter=2000).fit(x, y)
+        acc = float((clf.predict(dev[0]) == dev[1]).mean()) if dev is not None else 0.0
+        scores[str(cand)] = round(acc, 4)
+        if best is None or acc > best[0]:
+            best = (acc, cand, clf)
+    assert best is not None
+    clf = best[2]
+    return clf.coef_[0].astype(np.float32), float(clf.intercept_[0]), float(best[1]), scores
+
+
+class TransformerClassifier:
+    """Binary review classifier; `predict_proba` gives P(positive)."""
+
+    kind = "transformer"
+
+    def __init__(self, net: Any, tokenizer: Any, config: TransformerConfig) -> None:
+        from hanseek.encoders.transformer import TransformersTextEncoder
+
+        self.config = config
+        self.net = net
+        self.tokenizer = tokenizer
+        self.encoder = TransformersTextEncoder.from_model(
+            net,
+            tokenizer,
+            name=config.base_model,
+            prompts={"query": config.prompt},
+            max_length=config.max_length,
+        )
+        self.dim = int(net.config.hidden_size)
+        self.weight = np.zeros(self.dim, dtype=np.float32)
+        self.bias = 0.0
+        self.info: dict[str, Any] = {}
+
+    @classmethod
+    def from_base(cls, model_dir: Path | str, config: TransformerConfig) -> TransformerClassifier:
+        from hanseek.encoders.transformer import load_hf
+
+        tokenizer, net, _ = load_hf(model_dir)
+        return cls(net, tokenizer, config)
+
+    # -- inference -----------------------------------------------------------------------------
+
+    def embed(self, texts: Sequence[str], batch_size: int | None = None) -> np.ndarray:
+        """Scaled unit vectors [n, dim] the head reads."""
+        vecs = self.encoder.encode(list(texts), kind="query", batch_size=batch_size or self.config.batch_size)
+        return vecs * np.float32(_scale(self.dim))
+
+    def proba_from_embeddings(self, x: np.ndarray) -> np.ndarray:
+        z = x @ self.weight + np.float32(self.bias)
+        return (1.0 / (1.0 + np.exp(-z))).astype(np.float32)
+
+    def predict_proba(self, texts: Sequence[str], batch_size: int | None = None) -> np.ndarray:
+        if not texts:
+            return np.zeros(0, dtype=np.float32)
+        return self.proba_from_embeddings(self.embed(texts, batch_size))
+
+    # -- training ------------------------------------------------------------------------------
+
+    def fit(
+        self,
+        texts: Sequence[str],
+        labels: np.ndarray,
+        dev: tuple[Sequence[str], np.ndarray] | None = None,
+        progress: Progress | None = None,
+        embeddings: tuple[np.ndarray, np.ndarray | None] | None = None,
+    ) -> TransformerClassifier:
+        """Train on (texts, labels); `dev` picks the probe's C and is scored after each epoch.
+        `embeddings` = precomputed (train, dev) vectors of the frozen base model (the experiment
+        shares them between models)."""
+        y = np.asarray(labels, dtype=np.int64)
+        if len(np.unique(y)) != 2:
+            raise ValueError("training data needs both positive and negative reviews")
+        _set_seed(self.config.seed)
+        say = progress or (lambda _p, _d, _t: None)
+        t0 = time.perf_counter()
+        if embeddings is not None:
+            x_train, x_dev = embeddings
+        else:
+            say("encode train", 0, len(texts))
+            x_train = self.embed(texts)
+            x_dev = self.embed(dev[0]) if dev is not None else None
+            say("encode train", len(texts), len(texts))
+        dev_xy = (x_dev, np.asarray(dev[1])) if dev is not None and x_dev is not None else None
+        self.weight, self.bias, c, scores = _fit_probe(x_train, y, dev_xy, self.config.C)
+        self.info = {
+            "probe_C": c,
+            "probe_dev_accuracy_by_C": scores,
+            "probe_s": round(time.perf_counter() - t0, 2),
+        }
+        if self.config.freeze_layers is not None:
+            self._fine_tune(texts, y, dev, say)
+        self.info["train_s"] = round(time.perf_counter() - t0, 2)
+        return self
+
+    def _trainable(self) -> list[Any]:
+        freeze = self.config.freeze_layers
+        assert freeze is not None
+        for p in self.net.parameters():
+            p.requires_grad = False
+        layers = getattr(getattr(self.net, "encoder", None), "layer", None)
+        if layers is None:
+            raise ValueError("freeze_layers needs a BERT-style encoder (model.encoder.layer); use 'all'")
+        for layer in layers[min(freeze, len(layers)) :]:
+            for p in layer.parameters():
+                p.requires_grad = True
+        return [p for p in self.net.parameters() if p.requires_grad]
+
+    def _fine_tune(
+        self, texts: Sequence[str], y: np.ndarray, dev: tuple[Sequence[str], np.ndarray] | None, say: Progress
+    ) -> None:
+        import torch
+        import torch.nn.functional as F
+
+        cfg = self.config
+        enc_params = self._trainable()
+        head = torch.nn.Linear(self.dim, 1)
+        with torch.no_grad():
+            head.weight.copy_(torch.from_numpy(self.weight)[None, :])
+            head.bias.fill_(self.bias)
+        params: list[Any] = [*head.parameters(), *enc_params]
+        groups: list[dict[str, Any]] = [{"params": list(head.parameters()), "lr": cfg.head_lr}]
+        if enc_params:
+            groups.append({"params": enc_params, "lr": cfg.lr})
+        opt = torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)
+        ids = self.tokenizer(
+            [cfg.prompt + t for t in texts], truncation=True, max_length=cfg.max_length, padding=False
+        )["input_ids"]
+        pad = int(self.tokenizer.pad_token_id or 0)
+        steps_per_epoch = math.ceil(len(ids) / cfg.batch_size)
+        total = steps_per_epoch * cfg.epochs
+        warm = max(1, int(cfg.warmup_ratio * total))
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda s: min((s + 1) / warm, max(0.0, (total - s) / max(1, total - warm)))
+        )
+        scale = _scale(self.dim)
+        rng = np.random.default_rng(cfg.seed)
+        history: list[dict[str, float]] = []
+        step = 0
+        for epoch in range(cfg.epochs):
+            self.net.train()
+            order = rng.permutation(len(ids))
+            losses: list[float] = []
+            for b in range(steps_per_epoch):
+                idx = order[b * cfg.batch_size : (b + 1) * cfg.batch_size]
+                width = max(len(ids[i]) for i in idx)
+                input_ids = torch.full((len(idx), width), pad, dtype=torch.long)
+                mask = torch.zeros((len(idx), width), dtype=torch.long)
+                for r, i in enumerate(idx):
+                    input_ids[r, : len(ids[i])] = torch.tensor(ids[i])
+                    mask[r, : len(ids[i])] = 1
+                hidden = self.net(input_ids=input_ids, attention_mask=mask).last_hidden_state
+                m = mask.unsqueeze(-1).to(hidden.dtype)
+                pooled = (hidden * m).sum(1) / m.sum(1).clamp(min=1.0)
+                logits = head(F.normalize(pooled, dim=-1) * scale).squeeze(-1)
+                loss = F.binary_cross_entropy_with_logits(logits, torch.from_numpy(y[idx]).float())
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(params, 1.0)
+                opt.step()
+                sched.step()
+                opt.zero_grad(set_to_none=True)
+                losses.append(float(loss.detach()))
+                step += 1
+                say(f"fine-tune epoch {epoch + 1}/{cfg.epochs}", step, total)
+            self.net.eval()
+            self.weight = head.weight.detach()[0].numpy().astype(np.float32).copy()
+            self.bias = float(head.bias.detach()[0])
+            rec = {"epoch": epoch + 1, "loss": round(float(np.mean(losses)), 4)}
+            if dev is not None:
+                p = self.predict_proba(dev[0])
+                rec["dev_accuracy"] = round(float(((p >= 0.5) == np.asarray(dev[1])).mean()), 4)
+            history.append(rec)
+        for p in self.net.parameters():
+            p.requires_grad = False
+        self.info["epochs"] = history
+        self.info["trainable_params"] = sum(int(p.numel()) for p in enc_params)
+
+    # -- persistence ---------------------------------------------------------------------------
+
+    def save(self, directory: Path) -> None:
+        from safetensors.numpy import save_file
+
+        directory.mkdir(parents=True, exist_ok=True)
+        self.net.save_pretrained(directory / _ENCODER)
+        self.tokenizer.save_pretrained(directory / _ENCODER)
+        save_file(
+            {"weight": self.weight.astype(np.float32), "bias": np.asarray([self.bias], dtype=np.float32)},
+            str(directory / _HEAD),
+        )
+        (directory / _CONFIG).write_text(json.dumps(self.config.to_json(), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, directory: Path) -> TransformerClassifier:
+        from safetensors.numpy import load_file
+
+        config = TransformerConfig.from_json(json.loads((directory / _CONFIG).read_text()))
+        model = cls.from_base(directory / _ENCODER, config)
+        head = load_file(str(directory / _HEAD))
+        if head["weight"].shape != (model.dim,):
+            raise ValueError(
+                f"{directory}: head has shape {head['weight'].shape}, encoder dim is {model.dim}"
+            )
+        model.weight = head["weight"].astype(np.float32)
+        model.bias = float(head["bias"][0])
+        return model

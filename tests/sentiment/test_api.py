@@ -1,0 +1,80 @@
+"""POST /sentiment, GET /sentiment/models and the /sentiment page on the real app and database."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from hanseek.api.app import create_app
+from hanseek.api.routers.sentiment import service
+from hanseek.api.state import AppState
+from hanseek.sentiment.service import DEMO_MODEL, SentimentService
+from hanseek.text.analyzer import KoreanAnalyzer
+
+
+@pytest.fixture(scope="module")
+def api(app_state: AppState, kiwi: KoreanAnalyzer) -> Iterator[TestClient]:
+    # Share the session's analyzer instead of loading a second Kiwi model.
+    app_state.service("sentiment", lambda st: SentimentService(st.settings, analyzer=kiwi))
+    with TestClient(create_app(app_state.settings, state=app_state), raise_server_exceptions=False) as c:
+        yield c
+
+
+def _problem(r: Any, status: int, fragment: str) -> None:
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"].startswith("application/problem+json")
+    assert fragment in r.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    ("body", "fragment"),
+    [
+        ({"texts": []}, "texts is empty"),
+        ({"texts": ["좋아요", "   "]}, "texts[1] is empty"),
+        ({"texts": ["좋아요", ""]}, "texts[1] is empty"),
+        ({"texts": ["a" * 20_001]}, "20,001 characters"),
+        ({"texts": ["좋아요"] * 1001}, "too many texts: 1001"),
+        ({"texts": ["좋아요"], "model": "../../etc"}, "invalid model name"),
+        ({"texts": "좋아요"}, "texts"),
+        ({}, "texts"),
+        ({"texts": [1, 2]}, "texts"),
+    ],
+)
+def test_bad_input_is_422(api: TestClient, body: dict, fragment: str) -> None:
+    _problem(api.post("/sentiment", json=body), 422, fragment)
+
+
+def test_unknown_model_is_404(api: TestClient) -> None:
+    _problem(
+        api.post("/sentiment", json={"texts": ["좋아요"], "model": "no-such-model"}), 404, "no-such-model"
+    )
+
+
+def test_classify_with_the_demo_fallback(api: TestClient, app_state: AppState) -> None:
+    texts = ["배우들 연기도 좋고 스토리도 감동적이었다 강추", "돈 아깝다 최악의 영화 시간 낭비"]
+    r = api.post("/sentiment", json={"texts": texts})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    svc = service(app_state)
+    expected = svc.default_model() or DEMO_MODEL
+    assert body["model"] == expected
+    assert [x["label"] for x in body["results"]] == ["positive", "negative"]
+    for x in body["results"]:
+        assert x["model"] == expected and 0.5 <= x["probability"] <= 1
+    # The batch answers as one-by-one calls do.
+    single = [api.post("/sentiment", json={"texts": [t]}).json()["results"][0] for t in texts]
+    assert [s["probability"] for s in single] == [x["probability"] for x in body["results"]]
+    models = api.get("/sentiment/models").json()
+    assert expected in [m["name"] for m in models["models"]]
+    named = api.post("/sentiment", json={"texts": texts[:1], "model": expected})
+    assert named.status_code == 200 and named.json()["model"] == expected
+
+
+def test_page_renders(api: TestClient) -> None:
+    r = api.get("/sentiment")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+    assert 'id="sentiment-form"' in r.text and 'id="sentiment-text"' in r.text
+    assert "/sentiment" in api.get("/openapi.json").json()["paths"]

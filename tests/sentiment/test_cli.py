@@ -1,0 +1,64 @@
+"""`hanseek sentiment train | predict | models | default | experiment` on small real files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from hanseek.cli import app
+from hanseek.sentiment.datasets import DomainData
+
+runner = CliRunner()
+pytestmark = pytest.mark.slow
+
+
+def _write(path: Path, d: DomainData, n: int) -> Path:
+    s = d.train.sample(n, 4)
+    path.write_text("".join(f"{y}\t{t}\n" for t, y in zip(s.texts, s.labels, strict=True)), encoding="utf-8")
+    return path
+
+
+def test_train_predict_models_default_experiment(
+    tmp_path: Path, movie: DomainData, game: DomainData, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HANSEEK_DATA_DIR", str(tmp_path / "data"))
+    films = _write(tmp_path / "films.txt", movie, 1200)
+    games = _write(tmp_path / "games.txt", game, 1200)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    common = ["--data", str(empty), "--file", f"films={films}", "--file", f"games={games}"]
+
+    r = runner.invoke(app, ["sentiment", "train", "--domain", "films", "--name", "f1", *common])
+    assert r.exit_code == 0, r.output
+    assert "saved f1" in r.output and "test/films: accuracy" in r.output and "default model" in r.output
+
+    r = runner.invoke(
+        app, ["sentiment", "predict", "--json", "정말 재밌는 영화 강추", "최악 노잼 시간 아깝다"]
+    )
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.output)
+    assert out["model"] == "f1" and [x["label"] for x in out["results"]] == ["positive", "negative"]
+
+    r = runner.invoke(app, ["sentiment", "models"])
+    assert r.exit_code == 0 and "f1 (default)" in r.output
+
+    r = runner.invoke(app, ["sentiment", "default", "missing"])
+    assert r.exit_code == 1 and "no sentiment model" in r.output
+
+    r = runner.invoke(app, ["sentiment", "train", "--domain", "nope", *common])
+    assert r.exit_code == 1 and "unknown or unavailable domain" in r.output
+
+    r = runner.invoke(app, ["sentiment", "train", "--model", "svm", *common])
+    assert r.exit_code == 1 and "baseline or transformer" in r.output
+
+    out_dir = tmp_path / "reports"
+    r = runner.invoke(
+        app, ["sentiment", "experiment", *common, "--test-size", "150", "--out", str(out_dir), "--stem", "x"]
+    )
+    assert r.exit_code == 0, r.output
+    assert {p.name for p in out_dir.iterdir()} == {"x.md", "x.json", "x.png"}
+    matrix = json.loads((out_dir / "x.json").read_text())["matrix"]
+    assert set(matrix) == {"films", "games", "all"}

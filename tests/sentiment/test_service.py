@@ -1,0 +1,96 @@
+"""SentimentService and the model registry: train, save, default, fallback demo model, errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hanseek.config import Settings
+from hanseek.sentiment import registry
+from hanseek.sentiment.datasets import DomainData
+from hanseek.sentiment.registry import ModelNotFound
+from hanseek.sentiment.service import DEMO_MODEL, DEMO_REVIEWS, SentimentService
+from hanseek.sentiment.training import TrainOptions
+from hanseek.text.analyzer import KoreanAnalyzer
+
+
+def _small(d: DomainData, n: int) -> DomainData:
+    return DomainData(d.name, d.train.sample(n, 1), d.dev.sample(200, 2), d.test.sample(400, 3), d.notes)
+
+
+@pytest.fixture()
+def svc(tmp_path: Path, kiwi: KoreanAnalyzer) -> SentimentService:
+    return SentimentService(Settings(data_dir=tmp_path), analyzer=kiwi)
+
+
+def test_train_save_predict_and_default(svc: SentimentService, game: DomainData) -> None:
+    card = svc.train([_small(game, 2000)], TrainOptions(), name="game-small")
+    assert card.kind == "baseline" and card.domains == ["game"]
+    assert card.train_size == 2000 + 200  # fixed hyper-parameters: train + dev
+    assert 0.62 < card.metrics["test/game"] <= 1.0
+    assert svc.default_model() == "game-small"  # first model becomes the default
+    assert [c.name for c in svc.cards()] == ["game-small"]
+    used, preds = svc.predict(["그래픽 좋고 재밌어요 강추", "버그 투성이 환불했음"])
+    assert used.name == "game-small"
+    assert [p.label for p in preds] == ["positive", "negative"]
+    for p in preds:
+        assert 0.5 <= p.probability <= 1.0
+        assert p.positive == pytest.approx(
+            p.probability if p.label == "positive" else 1 - p.probability, abs=1e-3
+        )
+    # A second model does not take over the default unless asked.
+    svc.train([_small(game, 500)], TrainOptions(), name="game-tiny")
+    assert svc.default_model() == "game-small"
+    svc.set_default("game-tiny")
+    assert svc.resolve().card.name == "game-tiny"
+    svc.delete("game-tiny")
+    assert svc.default_model() is None
+    assert svc.resolve().card.name == "game-small" or svc.resolve().card.name == DEMO_MODEL
+
+
+def test_unknown_and_invalid_names(svc: SentimentService) -> None:
+    with pytest.raises(ModelNotFound):
+        svc.predict(["좋다"], "nope")
+    with pytest.raises(ValueError, match="invalid model name"):
+        svc.predict(["좋다"], "../etc")
+    with pytest.raises(ModelNotFound):
+        svc.set_default("nope")
+
+
+def test_reload_after_retrain(svc: SentimentService, game: DomainData) -> None:
+    svc.train([_small(game, 400)], TrainOptions(), name="g")
+    first = svc.resolve("g")
+    assert svc.resolve("g") is first  # cached
+    svc.train([_small(game, 600)], TrainOptions(), name="g")
+    again = svc.resolve("g")
+    assert again is not first and again.card.train_size == 800
+
+
+def test_demo_model_on_first_use(svc: SentimentService) -> None:
+    assert DEMO_REVIEWS.is_file() and DEMO_REVIEWS.stat().st_size < 1_000_000
+    card, preds = svc.predict(["연기도 좋고 스토리도 탄탄한 인생 영화", "이걸 돈 주고 봤다니 최악"])
+    assert card.name == DEMO_MODEL and card.info["demo"] is True
+    assert card.metrics["test/movie"] > 0.72  # 10% of the demo file, held out
+    assert [p.label for p in preds] == ["positive", "negative"]
+    assert (svc.root / DEMO_MODEL / registry.CARD).is_file()
+    assert svc.default_model() is None  # the demo model never becomes the default
+
+
+def test_save_is_atomic_on_failure(tmp_path: Path) -> None:
+    class Broken:
+        kind = "baseline"
+
+        def predict_proba(self, texts: list[str]) -> np.ndarray:
+            raise AssertionError
+
+        def save(self, directory: Path) -> None:
+            (directory / "partial").write_text("x")
+            raise OSError("disk full")
+
+    card = registry.ModelCard(name="m", kind="baseline", domains=["x"], train_size=1)
+    with pytest.raises(OSError):
+        registry.save_model(tmp_path, Broken(), card)
+    assert registry.list_cards(tmp_path) == [] and not (tmp_path / "m").exists()
+    assert [p.name for p in tmp_path.iterdir()] == []
