@@ -43,6 +43,12 @@ class ImageLabeler(Protocol):
         self, images: Sequence[Image.Image], top_k: int, min_prob: float
     ) -> list[list[tuple[str, float]]]: ...
 
+    def encode_and_label(
+        self, images: Sequence[Image.Image], top_k: int, min_prob: float
+    ) -> tuple[FloatArray, list[list[tuple[str, float]]]]:
+        """`encode_images` and `predict_labels` from one forward pass (ingest does both)."""
+        ...
+
 
 def l2_normalize(x: NDArray[np.floating]) -> FloatArray:
     x = np.asarray(x, dtype=np.float32)

@@ -119,20 +119,34 @@ class EfficientNetLiteEncoder:
         return fmap, logits
 
     # -- public API ----------------------------------------------------------------------------
-    def encode_images(self, images: Sequence[Image.Image]) -> FloatArray:
-        if not images:
-            return np.zeros((0, self.dim), dtype=np.float32)
-        out: list[FloatArray] = []
+    def encode_and_label(
+        self, images: Sequence[Image.Image], top_k: int = 3, min_prob: float = 0.05
+    ) -> tuple[FloatArray, list[list[tuple[str, float]]]]:
+        """Vectors and ImageNet labels from one forward pass (labels from the whole-frame view)."""
+        torch = self._torch
+        vectors: list[FloatArray] = [np.zeros((0, self.dim), dtype=np.float32)]
+        labels: list[list[tuple[str, float]]] = []
         for start in range(0, len(images), self.batch_size):
             chunk = images[start : start + self.batch_size]
             views = [v for im in chunk for v in self._views(im)]
-            fmap, _ = self._forward(views)
+            fmap, logits = self._forward(views)
             pooled = (fmap.mean(dim=(2, 3)).numpy() - self._mean) / self._std
             pooled = pooled.reshape(len(chunk), 2, self.dim)
             # Normalise each view before averaging so neither view dominates by its norm.
             pooled = pooled / np.maximum(np.linalg.norm(pooled, axis=2, keepdims=True), 1e-12)
-            out.append(l2_normalize(pooled.mean(axis=1)))
-        return np.concatenate(out).astype(np.float32, copy=False)
+            vectors.append(l2_normalize(pooled.mean(axis=1)))
+            probs = torch.softmax(logits[0::2], dim=-1)  # view 0 of each image: the whole frame
+            values, indices = probs.topk(top_k, dim=-1)
+            for vals, idx in zip(values.tolist(), indices.tolist(), strict=True):
+                named: list[tuple[str, float]] = []
+                for p, i in zip(vals, idx, strict=True):
+                    if p >= min_prob and self._labels[i] not in {name for name, _ in named}:
+                        named.append((self._labels[i], round(float(p), 4)))
+                labels.append(named)
+        return np.concatenate(vectors).astype(np.float32, copy=False), labels
+
+    def encode_images(self, images: Sequence[Image.Image]) -> FloatArray:
+        return self.encode_and_label(images)[0]
 
     def encode_texts(self, texts: Sequence[str]) -> FloatArray:
         raise NotImplementedError(
@@ -142,18 +156,4 @@ class EfficientNetLiteEncoder:
     def predict_labels(
         self, images: Sequence[Image.Image], top_k: int = 3, min_prob: float = 0.05
     ) -> list[list[tuple[str, float]]]:
-        torch = self._torch
-        result: list[list[tuple[str, float]]] = []
-        for start in range(0, len(images), self.batch_size):
-            chunk = images[start : start + self.batch_size]
-            views = [to_rgb(im).resize((INPUT_SIZE, INPUT_SIZE), Image.Resampling.BICUBIC) for im in chunk]
-            _, logits = self._forward(views)
-            probs = torch.softmax(logits, dim=-1)
-            values, indices = probs.topk(top_k, dim=-1)
-            for vals, idx in zip(values.tolist(), indices.tolist(), strict=True):
-                labels: list[tuple[str, float]] = []
-                for p, i in zip(vals, idx, strict=True):
-                    if p >= min_prob and self._labels[i] not in {name for name, _ in labels}:
-                        labels.append((self._labels[i], round(float(p), 4)))
-                result.append(labels)
-        return result
+        return self.encode_and_label(images, top_k, min_prob)[1]

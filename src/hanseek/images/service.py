@@ -245,13 +245,13 @@ class ImageService:
 
     def _store(self, items: list[tuple[AddResult, DecodedImage, Upload, list[str]]]) -> None:
         images = [d.image for _, d, _, _ in items]
-        image_vecs = self.encoder.encode_images(images)
         labeler = self._labeler()
-        labels = (
-            labeler.predict_labels(images, self.config.label_top_k, self.config.label_min_prob)
-            if labeler
-            else [[] for _ in items]
-        )
+        if labeler is not None:
+            image_vecs, labels = labeler.encode_and_label(
+                images, self.config.label_top_k, self.config.label_min_prob
+            )
+        else:
+            image_vecs, labels = self.encoder.encode_images(images), [[] for _ in items]
         cap_docs = [caption_document(up.caption, tags) for _, _, up, tags in items]
         lab_docs = [labels_document(lab) for lab in labels]
         cap_space, lab_space = self._text_space("caption"), self._text_space("labels")
