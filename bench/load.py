@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import io
+import json
 import random
 import shutil
 import statistics
@@ -355,6 +356,25 @@ async def measure(args: argparse.Namespace, srv: ServeProcess, wl: Workload) -> 
     }
 
 
+def _error_lines(log: str, limit: int = 5) -> list[str]:
+    """Why the server logged a traceback, if it did: each JSON record that carries one (its message and
+    the exception's last line), and each plain-text traceback's final line."""
+    out: list[str] = []
+    lines = log.splitlines()
+    for i, line in enumerate(lines):
+        if line.startswith("{") and '"exc"' in line:
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue
+            exc = str(rec.get("exc", "")).strip().splitlines()
+            out.append(f"{rec.get('level')} {rec.get('msg', '')} | {exc[-1] if exc else ''}"[:300])
+        elif line.startswith("Traceback"):
+            end = next((j for j in range(i + 1, len(lines)) if not lines[j].startswith(" ")), None)
+            out.append(lines[end][:300] if end is not None else "Traceback (truncated)")
+    return out[:limit]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--duration", type=float, default=60.0, help="Seconds of the run at 80%% of the max")
@@ -400,6 +420,7 @@ def main() -> None:
             "hold_rule": f">=95% of schedule on time, 0 errors, p99 <= {args.hold_p99_ms} ms",
             **result,
             "server_tracebacks": log.count("Traceback"),
+            "server_errors": _error_lines(log),
         }
         emit(result)
     finally:
