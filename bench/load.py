@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import io
 import json
 import random
@@ -296,6 +297,26 @@ def _rss_mb(pid: int) -> dict[str, float]:
     return {"hanseek_mb": round(app / 2**20, 1)}
 
 
+def _cpu_seconds(srv: ServeProcess) -> dict[str, float]:
+    """CPU time used so far by the server, its database (postmaster + backends) and this client.
+    Per request, it is what the mix costs whatever else runs on the machine: 2 cores / cost = the
+    rate two otherwise idle cores could carry."""
+    from hanseek.store.server import running_pid
+
+    def used(p: psutil.Process) -> float:
+        t = p.cpu_times()
+        return float(t.user + t.system)
+
+    pg = 0.0
+    pid = running_pid(srv.pgdata)
+    if pid is not None:
+        root = psutil.Process(pid)
+        for p in [root, *root.children()]:
+            with contextlib.suppress(psutil.Error):
+                pg += used(p)
+    return {"hanseek": used(psutil.Process(srv.pid)), "postgres": pg, "client": used(psutil.Process())}
+
+
 def _pg_rss_mb(pgdata: Path) -> float:
     from hanseek.store.server import running_pid
 
@@ -338,9 +359,14 @@ async def measure(args: argparse.Namespace, srv: ServeProcess, wl: Workload) -> 
         sustained_rate = max(1.0, 0.8 * max_rate)
         await asyncio.sleep(2.0)
         before = {**_rss_mb(srv.pid), "postgres_mb": _pg_rss_mb(srv.pgdata)}
+        cpu0 = _cpu_seconds(srv)
         st = await run_stage(client, traffic, sustained_rate, args.duration, args.max_inflight)
+        cpu1 = _cpu_seconds(srv)
         await asyncio.sleep(2.0)
         after = {**_rss_mb(srv.pid), "postgres_mb": _pg_rss_mb(srv.pgdata)}
+    n = max(st.ok + st.error_count, 1)
+    cpu_ms = {k: round((cpu1[k] - cpu0[k]) * 1000 / n, 2) for k in cpu0}
+    server_ms = cpu_ms["hanseek"] + cpu_ms["postgres"]
     return {
         "warmup": warm.summary(),
         "search": stages,
@@ -350,6 +376,16 @@ async def measure(args: argparse.Namespace, srv: ServeProcess, wl: Workload) -> 
             "seconds": args.duration,
             "p99_under_100ms": st.summary()["p99_ms"] < 100.0,
         },
+        "cpu_ms_per_request": cpu_ms,
+        # What two otherwise idle cores could carry (client elsewhere): 2 core-seconds per second over
+        # the server's CPU per request, but at most one core's worth for the single hanseek process
+        # (its Python code holds the GIL; the database runs in its own processes).
+        "estimated_capacity_rps_two_idle_cores": round(
+            min(2000 / server_ms, 1000 / max(cpu_ms["hanseek"], 1e-3)), 1
+        )
+        if server_ms > 0
+        else None,
+        "load_average_1m": round(psutil.getloadavg()[0], 2),
         "rss_before": before,
         "rss_after": after,
         "rss_growth_mb": round(after["hanseek_mb"] - before["hanseek_mb"], 1),
