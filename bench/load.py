@@ -77,7 +77,7 @@ CAPTIONS = [
 class Workload:
     users: list[str]
     posts: list[str]
-    search: bool
+    mix: dict[str, float]
     seed_seconds: float
 
 
@@ -222,9 +222,8 @@ class Traffic:
     def __init__(self, wl: Workload, seed: int) -> None:
         self.wl = wl
         self.rng = random.Random(seed)
-        mix = {k: v for k, v in MIX.items() if wl.search or k != "search"}
-        self.kinds = list(mix)
-        self.weights = list(mix.values())
+        self.kinds = list(wl.mix)
+        self.weights = list(wl.mix.values())
         self.n = 0
 
     def next(self) -> tuple[str, str, str, dict[str, Any]]:
@@ -369,7 +368,7 @@ async def measure(args: argparse.Namespace, srv: ServeProcess, wl: Workload) -> 
     server_ms = cpu_ms["hanseek"] + cpu_ms["postgres"]
     return {
         "warmup": warm.summary(),
-        "search": stages,
+        "rate_search": stages,
         "max_rate_rps": round(max_rate, 1),
         "sustained": {
             **st.summary(),
@@ -411,6 +410,16 @@ def _error_lines(log: str, limit: int = 5) -> list[str]:
     return out[:limit]
 
 
+def parse_mix(text: str) -> dict[str, float]:
+    mix = {}
+    for part in text.split(","):
+        kind, _, share = part.partition("=")
+        if kind.strip() not in MIX:
+            raise SystemExit(f"unknown request kind {kind!r} in --mix (known: {', '.join(MIX)})")
+        mix[kind.strip()] = float(share or 1)
+    return mix
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--duration", type=float, default=60.0, help="Seconds of the run at 80%% of the max")
@@ -423,7 +432,11 @@ def main() -> None:
     ap.add_argument("--bisect-steps", type=int, default=3)
     ap.add_argument("--hold-p99-ms", type=float, default=250.0, help="A stage holds with p99 up to this")
     ap.add_argument("--max-inflight", type=int, default=256)
-    ap.add_argument("--no-search", action="store_true", help="Leave image search out of the mix")
+    ap.add_argument(
+        "--mix",
+        default=",".join(f"{k}={v}" for k, v in MIX.items()),
+        help="Request kinds and their shares, e.g. feed=1 (one kind alone) or feed=0.7,events=0.3",
+    )
     ap.add_argument("--keep", action="store_true", help="Keep the temp data dir")
     args = ap.parse_args()
 
@@ -433,11 +446,14 @@ def main() -> None:
     try:
         seed_s = seed_database(data_dir, args.posts, args.users, args.communities, rng)
         with ServeProcess(data_dir) as srv:
-            search = not args.no_search and seed_images(srv.base_url)
+            mix = parse_mix(args.mix)
+            search = mix.get("search", 0) > 0 and seed_images(srv.base_url)
+            if not search:
+                mix.pop("search", None)
             wl = Workload(
                 users=[f"u{i}" for i in range(args.users)],
                 posts=[f"p{i}" for i in range(args.posts)],
-                search=search,
+                mix=mix,
                 seed_seconds=seed_s,
             )
             result = asyncio.run(measure(args, srv, wl))
@@ -452,7 +468,7 @@ def main() -> None:
                 "images": 24 if search else 0,
                 "seed_seconds": round(seed_s, 1),
             },
-            "mix": {k: v for k, v in MIX.items() if search or k != "search"},
+            "mix": wl.mix,
             "hold_rule": f">=95% of schedule on time, 0 errors, p99 <= {args.hold_p99_ms} ms",
             **result,
             "server_tracebacks": log.count("Traceback"),
