@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from hanseek.cli.common import console, err_console, progress, settings
+from hanseek.encoders.base import TextEncoder
 
 app = typer.Typer(help="Evaluate models (STS, retrieval).", no_args_is_help=True)
 
@@ -24,6 +25,17 @@ def _range(value: str | None) -> tuple[int, int] | None:
     return a, b
 
 
+def _baseline(kind: str, fit_texts: Path | None) -> TextEncoder:
+    from hanseek.train.baselines import TfidfEncoder
+    from hanseek.train.corpus import texts_from_file
+
+    if kind != "tfidf":
+        raise typer.BadParameter("the only baseline is tfidf")
+    if fit_texts is None:
+        raise typer.BadParameter("--fit-texts is required for the tfidf baseline")
+    return TfidfEncoder(texts_from_file(fit_texts))
+
+
 @app.command("sts")
 def sts(
     model: str | None = typer.Option(None, "--model", "-m", help="Model name, directory or hub id"),
@@ -38,6 +50,8 @@ def sts(
     skip_parakqc: bool = typer.Option(False, "--skip-parakqc"),
     limit_pairs: int | None = typer.Option(None, help="Only the first N KorSTS pairs (quick checks)"),
     out: Path | None = typer.Option(None, "--out", "-o", help="Also write the JSON here"),
+    baseline: str | None = typer.Option(None, help="Score a baseline instead of a model: tfidf"),
+    fit_texts: Path | None = typer.Option(None, help="Training text for the baseline (one per line)"),
 ) -> None:
     """KorSTS dev Spearman (x100) and ParaKQC paraphrase retrieval (recall@1/10, MRR), printed as JSON."""
     from hanseek.encoders.base import EncoderError
@@ -68,8 +82,11 @@ def sts(
 
     s = settings()
     try:
-        with err_console.status("Loading the text encoder…"):
-            encoder = load_text_encoder(s, model, backend)
+        if baseline:
+            encoder = _baseline(baseline, fit_texts)
+        else:
+            with err_console.status("Loading the text encoder…"):
+                encoder = load_text_encoder(s, model, backend)
     except EncoderError as e:
         err_console.print(f"[red]error:[/red] {e}")
         raise typer.Exit(2) from e

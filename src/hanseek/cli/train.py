@@ -101,6 +101,8 @@ def simcse(
         def on_step(info: StepInfo) -> None:
             if info.score is not None:
                 last["score"] = f"{info.score:.4f}"
+                # One line per validation, so logs (not only the live bar) show how training went.
+                bar.console.log(f"step {info.step}: validation {info.score:.4f} {info.metrics or ''}")
             loss = "-" if info.loss != info.loss else f"{info.loss:.4f}"
             bar.update(task, completed=info.step, info=f"loss {loss}  val {last['score']}")
 

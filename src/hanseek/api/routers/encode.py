@@ -48,9 +48,11 @@ def encode(body: EncodeRequest, request: Request) -> EncodeResponse:
                 f"texts[{i}] has {len(text)} characters; the limit is {s.max_text_chars}",
             )
     from hanseek.encoders.base import EncoderError
+    from hanseek.encoders.batching import BatchingEncoder
 
     try:
-        encoder = state.text_encoder
+        # Requests that arrive together are encoded as one batch.
+        encoder = state.service("text_encoder_batched", lambda st: BatchingEncoder(st.text_encoder))
     except EncoderError as e:
         raise ProblemError(503, "Model unavailable", str(e)) from e
     vectors = encoder.encode(body.texts, kind=body.kind)
