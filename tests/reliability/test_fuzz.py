@@ -78,6 +78,7 @@ def test_no_server_errors(api_schema: Any, method: str, path: str) -> None:
         phases=[Phase.explicit, Phase.generate],  # no shrinking: the first failing input is reported
     )
     def fuzz(case: Any) -> None:
-        assert_sane(case.call(headers={"X-API-Key": API_KEY}), case)
+        # A generous timeout: a feature's first request may build its service (load a model).
+        assert_sane(case.call(headers={"X-API-Key": API_KEY}, timeout=180), case)
 
     fuzz()
