@@ -336,6 +336,8 @@ async def measure(args: argparse.Namespace, srv: ServeProcess, wl: Workload) -> 
         stages: list[dict[str, Any]] = []
         lo, hi = 0.0, None
         rate = float(args.start_rate)
+        if args.rate:  # a fixed rate: no search for the maximum
+            hi, rate = args.rate / 0.8, float("inf")
         while hi is None and rate <= args.max_rate:
             st = await run_stage(client, traffic, rate, args.stage_seconds, args.max_inflight)
             stages.append({**st.summary(), "holds": st.holds(args.hold_p99_ms)})
@@ -344,7 +346,7 @@ async def measure(args: argparse.Namespace, srv: ServeProcess, wl: Workload) -> 
             else:
                 hi = rate
             await asyncio.sleep(1.0)  # let the queue drain between stages
-        for _ in range(args.bisect_steps if hi is not None else 0):
+        for _ in range(args.bisect_steps if hi is not None and not args.rate else 0):
             assert hi is not None
             mid = (lo + hi) / 2
             st = await run_stage(client, traffic, mid, args.stage_seconds, args.max_inflight)
@@ -355,7 +357,7 @@ async def measure(args: argparse.Namespace, srv: ServeProcess, wl: Workload) -> 
                 hi = mid
             await asyncio.sleep(1.0)
         max_rate = lo
-        sustained_rate = max(1.0, 0.8 * max_rate)
+        sustained_rate = args.rate or max(1.0, 0.8 * max_rate)
         await asyncio.sleep(2.0)
         before = {**_rss_mb(srv.pid), "postgres_mb": _pg_rss_mb(srv.pgdata)}
         cpu0 = _cpu_seconds(srv)
@@ -430,6 +432,7 @@ def main() -> None:
     ap.add_argument("--start-rate", type=float, default=25.0)
     ap.add_argument("--max-rate", type=float, default=5_000.0)
     ap.add_argument("--bisect-steps", type=int, default=3)
+    ap.add_argument("--rate", type=float, default=0.0, help="Run --duration s at this rate (no max search)")
     ap.add_argument("--hold-p99-ms", type=float, default=250.0, help="A stage holds with p99 up to this")
     ap.add_argument("--max-inflight", type=int, default=256)
     ap.add_argument(
