@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from hanseek.api.app import create_app
 from hanseek.api.routers.sentiment import service
 from hanseek.api.state import AppState
-from hanseek.sentiment.service import DEMO_MODEL, SentimentService
+from hanseek.sentiment.service import DEMO_MODEL, DEMO_REVIEWS, SentimentService
 from hanseek.text.analyzer import KoreanAnalyzer
 
 
@@ -60,6 +60,14 @@ def test_classify_with_the_demo_fallback(api: TestClient, app_state: AppState) -
     body = r.json()
     svc = service(app_state)
     expected = svc.default_model() or DEMO_MODEL
+    if expected == DEMO_MODEL:
+        # No trained model on this data dir: a baseline was trained from the bundled demo subset,
+        # saved, scored on its 10% hold-out, and not made the default.
+        assert DEMO_REVIEWS.is_file() and DEMO_REVIEWS.stat().st_size < 1_000_000
+        card = svc.resolve().card
+        assert card.name == DEMO_MODEL and card.info["demo"] is True
+        assert card.metrics["test/movie"] > 0.72
+        assert svc.default_model() is None
     assert body["model"] == expected
     assert [x["label"] for x in body["results"]] == ["positive", "negative"]
     for x in body["results"]:
@@ -78,3 +86,13 @@ def test_page_renders(api: TestClient) -> None:
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
     assert 'id="sentiment-form"' in r.text and 'id="sentiment-text"' in r.text
     assert "/sentiment" in api.get("/openapi.json").json()["paths"]
+
+
+def test_damaged_model_is_503(api: TestClient, app_state: AppState) -> None:
+    from hanseek.sentiment.registry import ModelCard, models_root
+
+    broken = models_root(app_state.settings) / "broken-model"
+    broken.mkdir(parents=True, exist_ok=True)
+    card = ModelCard(name="broken-model", kind="baseline", domains=["movie"], train_size=1)
+    (broken / "card.json").write_text(card.model_dump_json())  # no weights next to it
+    _problem(api.post("/sentiment", json={"texts": ["좋다"], "model": "broken-model"}), 503, "cannot load")

@@ -15,8 +15,8 @@ from hanseek.text.analyzer import KoreanAnalyzer
 
 @pytest.fixture(scope="module")
 def small_movie(movie: DomainData) -> tuple[list[str], np.ndarray, list[str], np.ndarray]:
-    tr = movie.train.sample(4000, seed=1)
-    te = movie.test.sample(1000, seed=2)
+    tr = movie.train.sample(3000, seed=1)
+    te = movie.test.sample(600, seed=2)
     return tr.texts, tr.labels, te.texts, te.labels
 
 
@@ -37,7 +37,7 @@ def test_beats_chance_clearly_on_held_out(fitted: BaselineClassifier, small_movi
     p = fitted.predict_proba(test_texts)
     assert p.dtype == np.float32 and p.shape == (len(test_texts),)
     assert ((p >= 0) & (p <= 1)).all()
-    # 4k training reviews: ~0.80 measured; chance is 0.5 on this balanced sample.
+    # 3k training reviews: ~0.79 measured; chance is 0.5 on this balanced sample.
     assert accuracy(p, test_labels) > 0.74
     assert fitted.timings["total_s"] > 0 and fitted.n_features > 10_000
 
@@ -57,7 +57,7 @@ def test_save_load_round_trip(fitted: BaselineClassifier, kiwi: KoreanAnalyzer, 
 
 def test_char_only_needs_no_analyzer(small_movie: tuple) -> None:
     texts, labels, test_texts, test_labels = small_movie
-    m = BaselineClassifier(None, BaselineConfig(use_morph=False)).fit(texts[:2000], labels[:2000])
+    m = BaselineClassifier(None, BaselineConfig(use_morph=False)).fit(texts, labels)
     assert accuracy(m.predict_proba(test_texts), test_labels) > 0.68
     with pytest.raises(ValueError, match="KoreanAnalyzer"):
         BaselineClassifier(None, BaselineConfig(use_morph=True))
@@ -73,7 +73,7 @@ def test_refuses_single_class_and_unfitted(kiwi: KoreanAnalyzer) -> None:
 def test_morph_cache_gives_the_same_model(kiwi: KoreanAnalyzer, small_movie: tuple) -> None:
     texts, labels, test_texts, _ = small_movie
     cache: dict[str, str] = {}
-    a = BaselineClassifier(kiwi, morph_cache=cache).fit(texts[:1500], labels[:1500])
-    assert len(cache) == len(set(texts[:1500]))
-    b = BaselineClassifier(kiwi).fit(texts[:1500], labels[:1500])
+    a = BaselineClassifier(kiwi, morph_cache=cache).fit(texts[:800], labels[:800])
+    assert len(cache) == len(set(texts[:800]))
+    b = BaselineClassifier(kiwi).fit(texts[:800], labels[:800])
     np.testing.assert_allclose(a.predict_proba(test_texts[:50]), b.predict_proba(test_texts[:50]), atol=1e-4)

@@ -25,13 +25,15 @@ def test_train_predict_models_default_experiment(
     tmp_path: Path, movie: DomainData, game: DomainData, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("HANSEEK_DATA_DIR", str(tmp_path / "data"))
-    films = _write(tmp_path / "films.txt", movie, 1200)
-    games = _write(tmp_path / "games.txt", game, 1200)
+    films = _write(tmp_path / "films.txt", movie, 800)
+    games = _write(tmp_path / "games.txt", game, 800)
     empty = tmp_path / "empty"
     empty.mkdir()
     common = ["--data", str(empty), "--file", f"films={films}", "--file", f"games={games}"]
 
-    r = runner.invoke(app, ["sentiment", "train", "--domain", "films", "--name", "f1", *common])
+    r = runner.invoke(
+        app, ["sentiment", "train", "--domain", "films", "--name", "f1", "--test-size", "120", *common]
+    )
     assert r.exit_code == 0, r.output
     assert "saved f1" in r.output and "test/films: accuracy" in r.output and "default model" in r.output
 

@@ -15,11 +15,11 @@ from hanseek.text.analyzer import KoreanAnalyzer
 def test_small_baseline_experiment(
     movie: DomainData, game: DomainData, kiwi: KoreanAnalyzer, tmp_path: Path
 ) -> None:
-    opts = TrainOptions(train_size=1500, dev_size=100, baseline=BaselineConfig())
-    res = exp.run([movie, game], opts, analyzer_factory=lambda _m: kiwi, test_size=400)
+    opts = TrainOptions(train_size=1000, dev_size=100, baseline=BaselineConfig())
+    res = exp.run([movie, game], opts, analyzer_factory=lambda _m: kiwi, test_size=300)
     assert res.train_sets == ["movie", "game", "all"]
-    assert res.sizes["movie"]["train"] == 1600 and res.sizes["all"]["train"] == 3200
-    assert res.sizes["test/movie"]["test"] == 400
+    assert res.sizes["movie"]["train"] == 1100 and res.sizes["all"]["train"] == 2200
+    assert res.sizes["test/movie"]["test"] == 300
     for row in res.matrix.values():
         assert set(row) == {"movie", "game"}
         assert all(0.5 < v <= 1.0 for v in row.values())

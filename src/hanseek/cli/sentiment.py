@@ -139,6 +139,9 @@ def train(
     batch_size: BatchOpt = 32,
     lr: LrOpt = 3e-5,
     max_length: MaxLenOpt = 128,
+    test_size: Annotated[
+        int | None, typer.Option("--test-size", help="Cap on test reviews (stratified; for slow models)")
+    ] = None,
     make_default: Annotated[
         bool | None,
         typer.Option(
@@ -154,7 +157,9 @@ def train(
     svc = SentimentService(settings())
     try:
         with _progress_say() as say:
-            card = svc.train_domain(domain, sources, opts, name=name, make_default=make_default, say=say)
+            card = svc.train_domain(
+                domain, sources, opts, name=name, make_default=make_default, say=say, test_size=test_size
+            )
     except (KeyError, ValueError) as e:
         _fail(str(e).strip("'\""))
     console.print(f"[green]saved[/green] {card.name} ({card.kind}) in {svc.root / card.name}")
@@ -174,7 +179,7 @@ def predict(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
 ) -> None:
     """Classify reviews as positive or negative."""
-    from hanseek.sentiment.registry import ModelNotFound
+    from hanseek.sentiment.registry import ModelLoadError, ModelNotFound
     from hanseek.sentiment.service import SentimentService
 
     if any(not t.strip() for t in texts):
@@ -182,7 +187,7 @@ def predict(
     svc = SentimentService(settings())
     try:
         card, preds = svc.predict(texts, model)
-    except (ModelNotFound, ValueError) as e:
+    except (ModelNotFound, ModelLoadError, ValueError) as e:
         _fail(str(e))
     if as_json:
         rows = [{"text": t, **p.__dict__, "model": card.name} for t, p in zip(texts, preds, strict=True)]

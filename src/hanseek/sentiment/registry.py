@@ -58,6 +58,10 @@ class ModelNotFound(LookupError):
     pass
 
 
+class ModelLoadError(RuntimeError):
+    """A model directory exists but cannot be loaded (damaged, or from an incompatible version)."""
+
+
 def models_root(settings: Settings) -> Path:
     return settings.models_dir / "sentiment"
 

@@ -32,7 +32,7 @@ from hanseek.sentiment.datasets import (
     read_reviews,
     split,
 )
-from hanseek.sentiment.registry import ModelCard, ModelNotFound
+from hanseek.sentiment.registry import ModelCard, ModelLoadError, ModelNotFound
 from hanseek.sentiment.training import Say, TrainOptions, evaluate, fit
 from hanseek.sentiment.transformer import TransformerClassifier
 from hanseek.text.analyzer import KoreanAnalyzer
@@ -117,17 +117,20 @@ class SentimentService:
             hit = self._models.get(name)
             if hit is not None and hit.stamp == stamp:
                 return hit
-            card = registry.read_card(directory)
             model: Any
-            if card.kind == "baseline":
-                cfg = BaselineConfig.from_json(
-                    {k: v for k, v in card.config.items() if k in BaselineConfig.__dataclass_fields__}
-                )
-                model = BaselineClassifier.load(
-                    directory, self.analyzer(cfg.kiwi_model) if cfg.use_morph else None
-                )
-            else:
-                model = TransformerClassifier.load(directory)
+            try:
+                card = registry.read_card(directory)
+                if card.kind == "baseline":
+                    cfg = BaselineConfig.from_json(
+                        {k: v for k, v in card.config.items() if k in BaselineConfig.__dataclass_fields__}
+                    )
+                    model = BaselineClassifier.load(
+                        directory, self.analyzer(cfg.kiwi_model) if cfg.use_morph else None
+                    )
+                else:
+                    model = TransformerClassifier.load(directory)
+            except (OSError, ValueError, KeyError, TypeError) as e:
+                raise ModelLoadError(f"cannot load sentiment model {name!r}: {e}") from e
             loaded = _Loaded(card, model, stamp)
             self._models[name] = loaded
             return loaded
@@ -213,12 +216,28 @@ class SentimentService:
         name: str | None = None,
         make_default: bool | None = None,
         say: Say | None = None,
+        test_size: int | None = None,
     ) -> ModelCard:
-        """`domain` is a source name or "all" (every available domain together)."""
+        """`domain` is a source name or "all" (every available domain together). `test_size` caps
+        each test split (stratified sample) for slow models; the card then says so."""
         chosen = list(sources) if domain == "all" else [find_source(domain, sources)]
         if not chosen:
             raise ValueError("no review files found; pass --data or see docs/sentiment.md")
         data = [load_domain(s, seed=opts.seed) for s in chosen]
+        if test_size is not None:
+            data = [
+                DomainData(
+                    d.name,
+                    d.train,
+                    d.dev,
+                    d.test.sample(test_size, opts.seed + 3),
+                    [
+                        *d.notes,
+                        f"test: stratified sample of {min(test_size, len(d.test))} (seed {opts.seed + 3})",
+                    ],
+                )
+                for d in data
+            ]
         return self.train(
             data, opts, name=name or f"{domain}-{opts.kind}", make_default=make_default, say=say
         )

@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 from hanseek.api.errors import BadRequest, NotFound, ProblemError
 from hanseek.api.security import require_read_key
 from hanseek.api.state import AppState, get_state
-from hanseek.sentiment.registry import ModelNotFound, check_name
+from hanseek.sentiment.registry import ModelLoadError, ModelNotFound, check_name
 from hanseek.sentiment.service import SentimentService
 from hanseek.web.pages import render
 
@@ -88,6 +88,8 @@ def classify(body: SentimentIn, request: Request) -> SentimentOut:
         if body.model:
             raise NotFound(str(e)) from e
         raise ProblemError(503, "No sentiment model", f"{e}; run `hanseek sentiment train`") from e
+    except ModelLoadError as e:
+        raise ProblemError(503, "Sentiment model unavailable", f"{e}; retrain it or pick another") from e
     return SentimentOut(
         model=card.name,
         results=[
