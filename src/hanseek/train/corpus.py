@@ -48,11 +48,15 @@ def pairs_from_file(path: Path) -> list[Pair]:
 
 def texts_from_posts(db: Any, *, limit: int | None = None, min_chars: int = 5) -> list[str]:
     """Title and body of each post (newest first), as one text per post."""
-    sql = "SELECT title, body FROM posts ORDER BY created_at DESC"
-    params: tuple[Any, ...] = ()
+    # The length filter is in SQL so that LIMIT counts usable posts only.
+    sql = (
+        "SELECT title, body FROM posts WHERE char_length(btrim(title || ' ' || body)) >= %s "
+        "ORDER BY created_at DESC"
+    )
+    params: tuple[Any, ...] = (min_chars,)
     if limit:
         sql += " LIMIT %s"
-        params = (limit,)
+        params = (min_chars, limit)
     with db.connection() as conn:
         rows = conn.execute(sql, params).fetchall()
     out = []
