@@ -33,8 +33,11 @@ def _setup(client: TestClient, tag: str) -> tuple[list[Any], str]:
 def test_feed_round_trip(client: TestClient, tag: str) -> None:
     posts, user = _setup(client, tag)
     at = NOW.isoformat()
-    cold = client.get(f"/users/{user}/feed", params={"k": 5, "at": at})
+    cold = client.get(f"/users/{user}/feed", params={"k": 5, "at": at, "method": "similar"})
     assert cold.status_code == 200 and cold.json()["cold_start"] is True and len(cold.json()["items"]) == 5
+    assert cold.json()["kind"] == "cold-start"
+    cold = client.get(f"/users/{user}/feed", params={"k": 5, "at": at})
+    assert cold.json()["kind"] == "ranked" and cold.json()["cold_start"] is True
     events = [
         {"user_id": user, "post_id": posts[i].id, "kind": kind, "at": (NOW - timedelta(hours=i)).isoformat()}
         for i, kind in ((0, "read"), (2, "like"), (4, "comment"))
@@ -42,11 +45,16 @@ def test_feed_round_trip(client: TestClient, tag: str) -> None:
     r = client.post("/events", json={"events": events})
     assert r.status_code == 200 and r.json()["accepted"] == 3
     assert client.post("/events", json={"events": events}).json()["duplicates"] == 3
-    for path in ("auto", "exact", "exact-sql", "approx"):
-        r = client.get(f"/users/{user}/feed", params={"k": 5, "days": "all", "path": path, "at": at})
+    for path, method in [(p, "similar") for p in ("auto", "exact", "exact-sql", "approx")] + [
+        ("auto", "ranked")
+    ]:
+        params = {"k": 5, "days": "all", "path": path, "at": at, "method": method}
+        r = client.get(f"/users/{user}/feed", params=params)
         assert r.status_code == 200, r.text
         body = r.json()
-        assert body["kind"] == "personalized" and len(body["items"]) == 5
+        assert (
+            body["kind"] == ("personalized" if method == "similar" else "ranked") and len(body["items"]) == 5
+        )
         assert all(
             it["why"] and it["why"]["post_id"] in {posts[i].id for i in (0, 2, 4)} for it in body["items"]
         )
@@ -69,6 +77,7 @@ def test_feed_round_trip(client: TestClient, tag: str) -> None:
         ("/users/{user}/feed", {"days": "soon"}),
         ("/users/{user}/feed", {"days": "0"}),
         ("/users/{user}/feed", {"path": "fastest"}),
+        ("/users/{user}/feed", {"method": "magic"}),
         ("/users/{user}/feed", {"at": "yesterday"}),
         ("/feeds/latest", {}),
         ("/feeds/trending", {"user_id": "{user}"}),
@@ -145,7 +154,9 @@ def test_text_is_encoded_and_similar_posts_rank_first(
         "/events",
         json={"events": [{"user_id": user, "post_id": f"{tag}-t0", "kind": "like", "at": NOW.isoformat()}]},
     )
-    body = client.get(f"/users/{user}/feed", params={"k": 3, "at": NOW.isoformat()}).json()
+    body = client.get(
+        f"/users/{user}/feed", params={"k": 3, "at": NOW.isoformat(), "method": "similar"}
+    ).json()
     assert body["items"][0]["id"] == f"{tag}-t1"
     assert body["items"][0]["why"]["post_id"] == f"{tag}-t0"
     # The stored vector is the encoder's passage vector of the configured fields (title, body here).

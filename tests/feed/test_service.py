@@ -71,18 +71,18 @@ def test_profile_and_exact_paths_equal_numpy(feed: FeedService, tag: str) -> Non
     for days in (7, 30, None):
         expected = _brute_force(posts, vecs, q, comms, days or 10_000, read, 20)
         for path in ("exact", "exact-sql"):
-            out = feed.feed(user, k=20, days=days, path=path, at=NOW)  # type: ignore[arg-type]
+            out = feed.feed(user, k=20, days=days, path=path, at=NOW, method="similar")  # type: ignore[arg-type]
             assert [it.id for it in out.items] == expected, (path, days)
             assert out.path == {"exact": "exact-memory", "exact-sql": "exact-sql"}[path]
             for it in out.items:
                 i = int(it.id.rsplit("p", 1)[1])
                 assert it.score == pytest.approx(float(vecs[i] @ q), abs=1e-4)
                 assert it.why is not None and it.why.post_id in {posts[j].id for j in read}
-        approx = feed.feed(user, k=20, days=days, path="approx", at=NOW)
+        approx = feed.feed(user, k=20, days=days, path="approx", at=NOW, method="similar")
         assert approx.path == "approx-hnsw"
         recall = len({it.id for it in approx.items} & set(expected)) / max(len(expected), 1)
         assert recall >= 0.9, (days, recall)
-    auto = feed.feed(user, k=10, days=30, at=NOW)
+    auto = feed.feed(user, k=10, days=30, at=NOW, method="similar")
     assert auto.path == "exact-memory" and auto.estimated_candidates and auto.estimated_candidates > 0
 
 
@@ -93,10 +93,10 @@ def test_filters_never_leak(feed: FeedService, tag: str) -> None:
     user = _setup_user(feed, tag, posts, [(0, "read"), (5, "read"), (10, "like")])
     by_id = {p.id: p for p in posts}
     read = {posts[i].id for i in (0, 5, 10)}
-    for path in ("exact", "exact-sql", "approx"):
+    for path, method in [(p, "similar") for p in ("exact", "exact-sql", "approx")] + [("exact", "ranked")]:
         for days in (3, 14, 45, None):
             for at in (NOW, NOW - timedelta(days=20)):
-                out = feed.feed(user, k=50, days=days, path=path, at=at)  # type: ignore[arg-type]
+                out = feed.feed(user, k=50, days=days, path=path, at=at, method=method)  # type: ignore[arg-type]
                 for it in out.items:
                     p = by_id[it.id]
                     assert p.community in (f"{tag}-c0", f"{tag}-c1")
@@ -153,11 +153,11 @@ def test_a_new_like_changes_the_next_feed(feed: FeedService, tag: str) -> None:
     posts, vecs = make_posts(tag, 300, 2, 20, seed=3)
     feed.ingest_posts(posts)
     user = _setup_user(feed, tag, posts, [(0, "read")])
-    before = [it.id for it in feed.feed(user, k=10, days=30, at=NOW).items]
+    before = [it.id for it in feed.feed(user, k=10, days=30, at=NOW, method="similar").items]
     # Like a post far from the current profile: the profile moves, and so does the feed.
     far = int(np.argmin(vecs[:300] @ vecs[0]))
     feed.record_events([EventIn(user_id=user, post_id=posts[far].id, kind="like", at=NOW)])
-    after = [it.id for it in feed.feed(user, k=10, days=30, at=NOW).items]
+    after = [it.id for it in feed.feed(user, k=10, days=30, at=NOW, method="similar").items]
     assert after != before
 
 
@@ -166,12 +166,14 @@ def test_delete_removes_from_feeds_and_profiles(feed: FeedService, tag: str) -> 
     feed.ingest_posts(posts)
     events = [(0, "read"), (2, "like"), (4, "comment")]
     user = _setup_user(feed, tag, posts, events)
-    top = feed.feed(user, k=5, days=30, at=NOW).items[0].id
+    top = feed.feed(user, k=5, days=30, at=NOW, method="similar").items[0].id
     feed.delete_post(top)
     feed.delete_post(posts[2].id)  # a post the user liked
     for path in ("exact", "exact-sql", "approx"):
-        ids = [it.id for it in feed.feed(user, k=50, days=30, path=path, at=NOW).items]  # type: ignore[arg-type]
-        assert top not in ids and posts[2].id not in ids
+        for method in ("similar", "ranked"):
+            out = feed.feed(user, k=50, days=30, path=path, at=NOW, method=method)  # type: ignore[arg-type]
+            ids = [it.id for it in out.items]
+            assert top not in ids and posts[2].id not in ids
     for kind in ("latest", "popular"):
         out = feed.baseline_feed(kind, user_id=user, k=200, days=30, at=NOW)
         assert top not in [it.id for it in out.items]
@@ -196,8 +198,9 @@ def test_reingest_updates_a_post(feed: FeedService, tag: str) -> None:
     res = feed.ingest_posts([moved])
     assert (res.inserted, res.updated) == (0, 1)
     for path in ("exact", "exact-sql"):
-        ids = [it.id for it in feed.feed(user, k=50, days=30, path=path, at=NOW).items]  # type: ignore[arg-type]
-        assert moved.id not in ids
+        for method in ("similar", "ranked"):
+            out = feed.feed(user, k=50, days=30, path=path, at=NOW, method=method)  # type: ignore[arg-type]
+            assert moved.id not in [it.id for it in out.items]
 
 
 def test_cold_start_blends_popular_and_latest(feed: FeedService, tag: str) -> None:
@@ -205,7 +208,10 @@ def test_cold_start_blends_popular_and_latest(feed: FeedService, tag: str) -> No
     feed.ingest_posts(posts)
     user = f"{tag}-new"
     feed.set_memberships(user, [f"{tag}-c0", f"{tag}-c2"])
-    out = feed.feed(user, k=10, days=30, at=NOW)
+    ranked = feed.feed(user, k=10, days=30, at=NOW)
+    assert ranked.cold_start and ranked.kind == "ranked" and len(ranked.items) == 10
+    assert {s for it in ranked.items for s in it.source.split("+")} <= {"latest", "popular"}
+    out = feed.feed(user, k=10, days=30, at=NOW, method="similar")
     assert out.cold_start and out.kind == "cold-start" and len(out.items) == 10
     assert {it.source for it in out.items} == {"popular", "latest"}
     latest = feed.baseline_feed("latest", user_id=user, k=10, days=30, at=NOW)
@@ -220,7 +226,14 @@ def test_errors(feed: FeedService, tag: str) -> None:
     with pytest.raises(NotFoundError):
         feed.feed(f"{tag}-nobody")
     feed.set_memberships(f"{tag}-u", [f"{tag}-c0"])
-    for kwargs in ({"k": 0}, {"k": 10_000}, {"days": 0}, {"days": 100_000}, {"path": "fast"}):
+    for kwargs in (
+        {"k": 0},
+        {"k": 10_000},
+        {"days": 0},
+        {"days": 100_000},
+        {"path": "fast"},
+        {"method": "x"},
+    ):
         with pytest.raises(InvalidInput):
             feed.feed(f"{tag}-u", **kwargs)  # type: ignore[arg-type]
     with pytest.raises(InvalidInput):

@@ -164,6 +164,9 @@ def evaluate(
     max_queries: Annotated[int, typer.Option(min=10, help="Held-out sessions per set (sampled)")] = 3000,
     k: Annotated[int, typer.Option(min=1, max=200)] = 20,
     rebuild: Annotated[bool, typer.Option(help="Rebuild the sets (users/events) from the data")] = False,
+    ranker: Annotated[bool, typer.Option(help="Train and evaluate the re-ranker (and the blend)")] = True,
+    ablation: Annotated[bool, typer.Option(help="Also one ranker per left-out feature group")] = False,
+    train_queries: Annotated[int, typer.Option(min=50, help="Training sessions sampled per set")] = 5000,
 ) -> None:
     """Offline replay evaluation of the feed methods on evaluation sets built from ../shared/data."""
     from hanseek.feed.evalrun import EvalRunner
@@ -171,16 +174,97 @@ def evaluate(
     s = settings()
     if not shared_data.is_dir():
         _fail(f"{shared_data} not found (pass --shared-data)")
-    runner = EvalRunner(s, shared_data)
+    runner = EvalRunner(s, shared_data, train_queries=train_queries)
     names = sets or runner.set_names()
     unknown = [n for n in names if n not in runner.set_names()]
     if unknown:
         _fail(f"unknown set(s) {unknown}; known: {runner.set_names()}")
     with progress() as bar:
-        report = runner.run(names, k=k, max_queries=max_queries, rebuild=rebuild, bar=bar)
+        report = runner.run(
+            names, k=k, max_queries=max_queries, rebuild=rebuild, ranker=ranker, ablation=ablation, bar=bar
+        )
     folder = out or s.data_dir / "feed" / "reports"
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "feed-eval.json").write_text(json.dumps(report.data, ensure_ascii=False, indent=2) + "\n")
     (folder / "feed-eval.md").write_text(report.markdown)
     console.print(report.markdown)
     console.print(f"written to {folder / 'feed-eval.json'} and {folder / 'feed-eval.md'}")
+
+
+@app.command("train-ranker")
+def train_ranker(
+    set_name: Annotated[
+        str | None, typer.Option("--set", help="Train on an evaluation set (see `feed eval`)")
+    ] = None,
+    from_db: Annotated[bool, typer.Option("--from-db", help="Train on this database's events")] = False,
+    name: Annotated[str | None, typer.Option(help="Model name (default: <source>-<kind>-<date>)")] = None,
+    activate: Annotated[bool, typer.Option(help="Serve it right away (hot swap)")] = True,
+    kind: Annotated[str, typer.Option(help="auto | hgb | logistic")] = "auto",
+    shared_data: Annotated[Path, typer.Option(help="The shared data folder")] = Path("../shared/data"),
+    train_queries: Annotated[int, typer.Option(min=50)] = 5000,
+) -> None:
+    """Train the feed re-ranker with a time split (earlier sessions train, later ones validate),
+    register it, and (by default) make it the serving model."""
+    from datetime import UTC, datetime
+
+    from hanseek.feed.blas import single_threaded_blas
+    from hanseek.feed.ranker import registry
+    from hanseek.feed.ranker.train import train
+
+    if (set_name is None) == (not from_db):
+        _fail("give either --set NAME or --from-db")
+    kinds = ("hgb", "logistic") if kind == "auto" else (kind,)
+    if any(k not in ("hgb", "logistic") for k in kinds):
+        _fail("kind must be auto, hgb or logistic")
+    single_threaded_blas()
+    s = settings()
+    with open_db(s) as db:
+        if from_db:
+            from hanseek.feed.ranker.dbexport import export
+
+            try:
+                es, vecs = export(db)
+            except ValueError as e:
+                _fail(str(e))
+            source = "db"
+        else:
+            from hanseek.feed.evalrun import EvalRunner
+
+            runner = EvalRunner(s, shared_data)
+            if set_name not in runner.set_names():
+                _fail(f"unknown set {set_name!r}; known: {runner.set_names()}")
+            with progress() as bar:
+                es, vecs = runner.load(str(set_name), bar=bar)
+            source = str(set_name)
+        with console.status("training (time split)…"):
+            trained = train(es, vecs, kinds=kinds, max_train_queries=train_queries)
+        model_name = name or f"{source}-{trained.model.kind}-{datetime.now(UTC):%Y%m%d-%H%M%S}"
+        try:
+            path = registry.register(db, s.data_dir, model_name, trained.model, activate=activate)
+        except Exception as e:  # a bad name is the usual cause (letters, digits, . _ -)
+            _fail(f"could not register {model_name!r}: {e}")
+    console.print(
+        f"[bold]{model_name}[/] ({trained.model.kind}, {trained.train_rows} rows, {trained.seconds}s)"
+    )
+    for k, v in trained.candidates.items():
+        console.print(f"  validation {k}: {v}")
+    console.print(f"saved to {path}; {'active' if activate else 'not active'}")
+
+
+@app.command("rankers")
+def rankers(
+    use: Annotated[str | None, typer.Option(help="Make this model the serving one")] = None,
+    blend: Annotated[bool, typer.Option("--blend", help="Serve the hand-tuned blend (no model)")] = False,
+) -> None:
+    """List trained re-rankers, or switch the serving one."""
+    from hanseek.feed.ranker import registry
+
+    with open_db(settings()) as db:
+        if use or blend:
+            try:
+                registry.activate(db, None if blend else use)
+            except KeyError:
+                _fail(f"no ranker named {use!r}")
+        for r in registry.listing(db):
+            flag = "*" if r["active"] else " "
+            console.print(f"{flag} {r['name']}  {r['kind']}  {r['created_at']:%Y-%m-%d %H:%M}")

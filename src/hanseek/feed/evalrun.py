@@ -32,11 +32,19 @@ def _day(ts: float) -> str:
 
 class EvalRunner:
     def __init__(
-        self, settings: Settings, shared_data: Path, feed_settings: FeedSettings | None = None
+        self,
+        settings: Settings,
+        shared_data: Path,
+        feed_settings: FeedSettings | None = None,
+        *,
+        train_queries: int = 5000,
+        val_queries: int = 1500,
     ) -> None:
         self.settings = settings
         self.shared_data = shared_data
         self.feed_settings = feed_settings or FeedSettings()
+        self.train_queries = train_queries
+        self.val_queries = val_queries
         self._encoder: Any = None
 
     @staticmethod
@@ -71,6 +79,72 @@ class EvalRunner:
         fs = self.feed_settings
         return [ev.Personalized(fs.cold_start_popular_share), ev.Latest(), ev.Popular()]
 
+    def ranker_methods(
+        self, es: EvalSet, vecs: npt.NDArray[np.float32], *, ablation: bool, bar: Progress | None
+    ) -> tuple[list[ev.Method], dict[str, Any]]:
+        """The blend, the trained ranker (time split on this set), its diversity-capped variant and
+        (with `ablation`) one ranker per left-out feature group. Returns methods and training notes."""
+        from hanseek.feed.ranker import offline
+        from hanseek.feed.ranker.candidates import CandidateConfig
+        from hanseek.feed.ranker.features import GROUPS
+        from hanseek.feed.ranker.model import blend_model
+        from hanseek.feed.ranker.train import collect, train
+
+        cfg = CandidateConfig()
+        cache = offline.BuildCache(cfg)
+        task = bar.add_task(f"{es.name}: train ranker", total=None, info="") if bar else None
+        t0 = float(es.ev_at.min())
+        fs = self.feed_settings
+        examples = (
+            collect(
+                es,
+                vecs,
+                fs,
+                cfg,
+                start=t0,
+                end=es.t_train_end,
+                max_queries=self.train_queries,
+                neg_per_query=40,
+                seed=0,
+            ),
+            collect(
+                es,
+                vecs,
+                fs,
+                cfg,
+                start=es.t_train_end,
+                end=es.t_val_end,
+                max_queries=self.val_queries,
+                neg_per_query=None,
+                seed=1,
+            ),
+        )
+        trained = train(es, vecs, fs, cfg, examples=examples)
+        methods: list[ev.Method] = [
+            offline.CachedRankerMethod(blend_model(), cache, "blend (no model)"),
+            offline.CachedRankerMethod(trained.model, cache, "ranker"),
+            offline.CachedRankerMethod(
+                trained.model, cache, "ranker + community cap", diversity_share=fs.diversity_share
+            ),
+        ]
+        notes: dict[str, Any] = {
+            "chosen": trained.model.kind,
+            "validation": trained.candidates,
+            "train_rows": trained.train_rows,
+            "train_sessions_with_a_read_in_the_union": examples[0].with_positive,
+            "train_sessions": examples[0].queries,
+            "val_sessions": examples[1].queries,
+        }
+        if ablation:
+            for group in GROUPS:
+                if group == "context":
+                    continue
+                m = train(es, vecs, fs, cfg, kinds=(trained.model.kind,), drop_group=group, examples=examples)
+                methods.append(offline.CachedRankerMethod(m.model, cache, f"ranker − {group}"))
+        if bar is not None and task is not None:
+            bar.update(task, total=1, completed=1, info=f"{trained.model.kind}, {trained.train_rows} rows")
+        return methods, notes
+
     def run(
         self,
         names: list[str],
@@ -78,24 +152,34 @@ class EvalRunner:
         k: int = 20,
         max_queries: int = 3000,
         rebuild: bool = False,
+        ranker: bool = True,
+        ablation: bool = False,
         bar: Progress | None = None,
     ) -> Report:
+        from hanseek.feed.blas import single_threaded_blas
+
+        single_threaded_blas()
         sets: dict[str, Any] = {}
         md: list[str] = []
         for name in names:
             es, vecs = self.load(name, rebuild=rebuild, bar=bar)
+            methods = self.methods()
+            notes: dict[str, Any] = {}
+            if ranker:
+                extra, notes = self.ranker_methods(es, vecs, ablation=ablation, bar=bar)
+                methods += extra
             task = bar.add_task(f"{name}: replay", total=None, info="") if bar else None
-            result = ev.evaluate(
-                es, vecs, self.methods(), settings=self.feed_settings, k=k, max_queries=max_queries
-            )
+            result = ev.evaluate(es, vecs, methods, settings=self.feed_settings, k=k, max_queries=max_queries)
             if bar is not None and task is not None:
                 bar.update(task, total=1, completed=1, info=f"{result.queries} queries")
             sets[name] = describe(es) | {
                 "queries": result.queries,
                 "seconds": result.seconds,
+                "ranker_training": notes,
                 "windows": result.windows,
+                "target": target_check(result) if ranker else None,
             }
-            md.append(section(es, result))
+            md.append(section(es, result, notes if ranker else None))
         data = {
             "command": "hanseek feed eval " + shlex.join(sys.argv[2:]) if sys.argv[1:2] == ["feed"] else None,
             "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -131,7 +215,24 @@ def describe(es: EvalSet) -> dict[str, Any]:
     }
 
 
-def section(es: EvalSet, result: ev.EvalResult) -> str:
+def target_check(result: ev.EvalResult, factor: float = 1.1) -> dict[str, dict[str, float | bool]]:
+    """Issue 9's target per window: ranker HR@K and nDCG@K ≥ 1.1× the better of latest and popular."""
+    k = result.k
+    out: dict[str, dict[str, float | bool]] = {}
+    for wname, per in result.windows.items():
+        if "ranker" not in per:
+            continue
+        row: dict[str, float | bool] = {}
+        for metric in (f"hr@{k}", f"ndcg@{k}"):
+            base = max(per["latest"][metric], per["popular"][metric])
+            ratio = per["ranker"][metric] / base if base > 0 else float("inf")
+            row[f"{metric}_ratio"] = round(ratio, 3)
+            row[f"{metric}_met"] = ratio >= factor
+        out[wname] = row
+    return out
+
+
+def section(es: EvalSet, result: ev.EvalResult, notes: dict[str, Any] | None = None) -> str:
     st = es.meta.get("stats", {})
     lines = [
         f"## {es.name}",
@@ -146,4 +247,22 @@ def section(es: EvalSet, result: ev.EvalResult) -> str:
         "",
         ev.markdown_table(result),
     ]
+    if notes:
+        k = result.k
+        lines += [
+            "",
+            f"Ranker: {notes['chosen']} chosen on validation nDCG@20 "
+            f"({', '.join(f'{kind}: {v}' for kind, v in notes['validation'].items())}); "
+            f"{notes['train_rows']} training rows from {notes['train_sessions_with_a_read_in_the_union']} of "
+            f"{notes['train_sessions']} training sessions.",
+            "",
+            f"| window | ranker HR@{k} ÷ best baseline | target ≥ 1.1 "
+            f"| ranker nDCG@{k} ÷ best baseline | target ≥ 1.1 |",
+            "|---|---|---|---|---|",
+        ]
+        for wname, row in target_check(result).items():
+            lines.append(
+                f"| {wname} | {row[f'hr@{k}_ratio']} | {'met' if row[f'hr@{k}_met'] else 'not met'} | "
+                f"{row[f'ndcg@{k}_ratio']} | {'met' if row[f'ndcg@{k}_met'] else 'not met'} |"
+            )
     return "\n".join(lines)

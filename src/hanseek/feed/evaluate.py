@@ -34,14 +34,11 @@ class Candidates:
     times: npt.NDArray[np.float64]
     window_days: float | None
     _cos: npt.NDArray[np.float32] | None = None
+    recent: I64 = field(default_factory=lambda: np.zeros(0, np.int64))  # last reads, newest first
+    recent_cos: npt.NDArray[np.float32] = field(default_factory=lambda: np.zeros((0, 0), np.float32))
 
     def cosine(self) -> npt.NDArray[np.float32] | None:
         """Cosine of each candidate to the user's long-term vector (None for a cold-start user)."""
-        if self._cos is None:
-            v = self.query.user_vector()
-            if v is None:
-                return None
-            self._cos = self.query.world.vecs[self.posts] @ v
         return self._cos
 
     def popularity(self, half_life_days: float = 0.0) -> npt.NDArray[np.float64]:
@@ -103,6 +100,24 @@ class EvalResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+def window_candidates(q: Query, window_days: float | None, recent_reads: int = 3) -> Candidates:
+    """The user's unread posts of their communities published in the window ending at q.t, with
+    their cosines to the user's vector and to the last few reads (one matrix product per slice)."""
+    v = q.user_vector()
+    recent = np.asarray(list(q.state.recent)[-recent_reads:][::-1], dtype=np.int64)
+    cols = ([v] if v is not None else []) + [q.world.vecs[i] for i in recent]
+    qmat = np.stack(cols, axis=1) if cols else None
+    t_from = None if window_days is None else q.t - window_days * SECONDS_PER_DAY
+    cand = q.world.index.candidates(q.communities, t_from, q.t, qmat)
+    posts, times = cand.rids, cand.times
+    scores = cand.scores.reshape(len(posts), len(cols)) if cols else np.zeros((len(posts), 0), np.float32)
+    if q.state.read_arr.size and posts.size:
+        keep = ~np.isin(posts, q.state.read_arr)
+        posts, times, scores = posts[keep], times[keep], scores[keep]
+    cos = scores[:, 0] if v is not None else None
+    return Candidates(q, posts, times, window_days, cos, recent, scores[:, 1:] if v is not None else scores)
+
+
 def _full_order(prefix: I64, c: Candidates) -> I64:
     if len(prefix) == len(c.posts):
         return prefix
@@ -133,21 +148,12 @@ def evaluate(
     started = time.perf_counter()
 
     def ask(q: Query) -> None:
-        v = q.user_vector()
         for wname, wdays in windows.items():
-            t_from = None if wdays is None else q.t - wdays * SECONDS_PER_DAY
-            cand = q.world.index.candidates(q.communities, t_from, q.t, v)
-            posts, times = cand.rids, cand.times
-            cos = cand.scores if v is not None else None
-            if q.state.read_arr.size and posts.size:
-                keep = ~np.isin(posts, q.state.read_arr)
-                posts, times = posts[keep], times[keep]
-                cos = cos[keep] if cos is not None else None
-            c = Candidates(q, posts, times, wdays, cos)
-            eligible[wname].update(posts.tolist())
+            c = window_candidates(q, wdays)
+            eligible[wname].update(c.posts.tolist())
             for m in methods:
-                order = _full_order(m.order(c), c) if len(posts) else np.zeros(0, np.int64)
-                ranked = posts[order].tolist()
+                order = _full_order(m.order(c), c) if len(c.posts) else np.zeros(0, np.int64)
+                ranked = c.posts[order].tolist()
                 acc[wname][m.name].add(ranked, q.relevant)
         if on_query is not None:
             on_query(q)

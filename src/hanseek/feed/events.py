@@ -74,6 +74,7 @@ def record_events(
     if inserted:
         _fold_into_profiles(conn, inserted, settings)
         _count_on_posts(conn, inserted)
+        update_affinity(conn, [(r[0], r[1], float(r[4])) for r in inserted])
     return EventsResult(accepted=len(inserted), duplicates=len(events) - len(inserted), users_created=created)
 
 
@@ -157,6 +158,28 @@ def _count_on_posts(conn: Conn, inserted: list[tuple[Any, ...]]) -> None:
         "UPDATE post_stats SET reads = %s, likes = %s, comments = %s, trend_1d = %s, trend_7d = %s, "
         "trend_at = to_timestamp(%s) WHERE post_id = %s",
         [(s[0], s[1], s[2], s[3], s[4], s[5], post) for post, s in stats.items()],
+    )
+
+
+def update_affinity(conn: Conn, items: Sequence[tuple[str, str, float]]) -> None:
+    """Add (user, post, weight) to the user's per-community/author/category weight sums."""
+    if not items:
+        return
+    rows = conn.execute(
+        "SELECT id, community, author, category FROM posts WHERE id = ANY(%s)",
+        (sorted({p for _, p, _ in items}),),
+    ).fetchall()
+    keys = {r[0]: (("community", r[1]), ("author", r[2]), ("category", r[3])) for r in rows}
+    acc: dict[tuple[str, str, str], float] = {}
+    for user, post, w in items:
+        for dim, key in keys.get(post, ()):
+            if key is not None:
+                acc[(user, dim, key)] = acc.get((user, dim, key), 0.0) + w
+    ordered = sorted(acc.items())  # one lock order for concurrent writers
+    conn.cursor().executemany(
+        "INSERT INTO user_affinity (user_id, dim, key, weight) VALUES (%s, %s, %s, %s) "
+        "ON CONFLICT (user_id, dim, key) DO UPDATE SET weight = user_affinity.weight + EXCLUDED.weight",
+        [(u, d, k, w) for (u, d, k), w in ordered],
     )
 
 

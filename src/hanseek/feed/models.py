@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 EventKind = Literal["read", "like", "comment"]
 PathName = Literal["auto", "exact", "exact-sql", "approx"]
+MethodName = Literal["ranked", "similar"]
 Ident = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^\S(.*\S)?$")]
 
 
@@ -127,13 +128,17 @@ class FeedItem(BaseModel):
     likes: int
     comments: int
     score: float
-    source: str = Field(description="similar | latest | popular | ranker (cold start mixes latest/popular)")
+    source: str = Field(
+        description="Where the post came from: similar | latest | popular | short (nearest to a recent "
+        "read), joined with + when several sources found it"
+    )
     why: Why | None = None
 
 
 class FeedOut(BaseModel):
     user_id: str | None
     kind: Literal["personalized", "latest", "popular", "cold-start", "ranked"]
+    ranker: str | None = Field(default=None, description="The re-ranker that ordered a ranked feed")
     cold_start: bool = False
     path: str | None = Field(default=None, description="exact-memory | exact-sql | approx-hnsw")
     estimated_candidates: int | None = None

@@ -123,6 +123,15 @@ def delete_posts(conn: Conn, ids: Sequence[str], settings: FeedSettings) -> list
                 prof = remove_event(prof, vec, w, at, lam)
             profiles[user] = prof
         save_profiles(conn, profiles, settings.decay_half_life_days)
+        from hanseek.feed.events import update_affinity
+
+        weights = conn.execute(
+            "SELECT user_id, post_id, weight FROM events WHERE post_id = ANY(%s)", (found,)
+        ).fetchall()
+        update_affinity(conn, [(u, p, -float(w)) for u, p, w in weights])
+        conn.execute(
+            "DELETE FROM user_affinity WHERE user_id = ANY(%s) AND weight <= 1e-9", (sorted(by_user),)
+        )
     conn.execute("DELETE FROM posts WHERE id = ANY(%s)", (found,))
     return found
 

@@ -179,12 +179,16 @@ class PostRow:
     created_at: datetime
     likes: int
     comments: int
+    trend_1d: float = 0.0  # decayed interaction counts at trend_at (see post_stats)
+    trend_7d: float = 0.0
+    trend_at: float | None = None
 
 
 def post_rows(conn: Conn, rids: Sequence[int], snippet_chars: int = 160) -> dict[int, PostRow]:
     rows = conn.execute(
         "SELECT p.rid, p.id, p.community, p.author, p.title, left(p.body, %s), p.category, p.created_at, "
-        "  p.likes + COALESCE(s.likes, 0), p.comments + COALESCE(s.comments, 0) "
+        "  p.likes + COALESCE(s.likes, 0), p.comments + COALESCE(s.comments, 0), "
+        "  COALESCE(s.trend_1d, 0), COALESCE(s.trend_7d, 0), extract(epoch FROM s.trend_at)::float8 "
         "FROM posts p LEFT JOIN post_stats s ON s.post_id = p.id WHERE p.rid = ANY(%s)",
         (snippet_chars, list(rids)),
     ).fetchall()

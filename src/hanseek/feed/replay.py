@@ -49,7 +49,7 @@ class UserState:
     read: set[int] = field(default_factory=set)
     read_arr: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, np.int64))
     recent: deque[int] = field(default_factory=lambda: deque(maxlen=5))
-    community_counts: dict[int, int] = field(default_factory=dict)
+    community_counts: dict[int, float] = field(default_factory=dict)
     events: int = 0
 
 
@@ -158,11 +158,12 @@ def replay(
         # Apply the event.
         st.profile = add_event(st.profile, vecs[p], float(weights[k]), t, lam)
         st.events += 1
+        c = int(es.post_community[p])
+        # Summed event weights per community: what the service keeps in user_affinity.
+        st.community_counts[c] = st.community_counts.get(c, 0.0) + float(weights[k])
         if p not in st.read:
             st.read.add(p)
             st.read_arr = np.append(st.read_arr, p)
-            c = int(es.post_community[p])
-            st.community_counts[c] = st.community_counts.get(c, 0) + 1
         if k == 0:
             st.recent.append(p)
             world.log_reads[p] += 1

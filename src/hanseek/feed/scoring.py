@@ -63,3 +63,22 @@ def blend(first: Sequence[T], second: Sequence[T], first_share: float, k: int) -
 
 def decay_factor(dt_s: float, half_life_days: float) -> float:
     return math.exp2(-max(dt_s, 0.0) / (half_life_days * SECONDS_PER_DAY))
+
+
+def diversify(items: Sequence[T], keys: Sequence[Sequence[object]], k: int, max_per_key: int) -> list[T]:
+    """The first k items such that no key (e.g. a community or an author) holds more than
+    `max_per_key` places; items held back fill the page only if nothing else is left."""
+    counts: dict[tuple[int, object], int] = {}
+    out: list[T] = []
+    held: list[T] = []
+    for item, ks in zip(items, keys, strict=True):
+        if len(out) >= k:
+            break
+        if any(key is not None and counts.get((j, key), 0) >= max_per_key for j, key in enumerate(ks)):
+            held.append(item)
+            continue
+        for j, key in enumerate(ks):
+            if key is not None:
+                counts[(j, key)] = counts.get((j, key), 0) + 1
+        out.append(item)
+    return out + held[: k - len(out)]

@@ -19,6 +19,7 @@ import numpy.typing as npt
 from hanseek.feed import events as ev
 from hanseek.feed import posts as po
 from hanseek.feed import query as qy
+from hanseek.feed.blas import single_threaded_blas
 from hanseek.feed.errors import InvalidInput, NotFoundError
 from hanseek.feed.indexsync import Follower, IndexSync
 from hanseek.feed.memindex import MemoryIndex
@@ -28,11 +29,13 @@ from hanseek.feed.models import (
     FeedItem,
     FeedOut,
     IngestResult,
+    MethodName,
     PathName,
     PostIn,
     UserOut,
     Why,
 )
+from hanseek.feed.ranker.registry import ActiveRanker
 from hanseek.feed.scoring import blend
 from hanseek.feed.settings import FeedSettings
 
@@ -59,6 +62,9 @@ class FeedService:
         self.dim = dim
         self.settings = settings or FeedSettings()
         self._encoder = encoder
+        if self.settings.single_thread_blas:
+            single_threaded_blas()
+        self.ranker = ActiveRanker(db, self.settings.ranker_poll_seconds)
         self.index: MemoryIndex | None = None
         self.sync: IndexSync | None = None
         self._follower: Follower | None = None
@@ -195,11 +201,16 @@ class FeedService:
         days: int | None = 30,
         path: PathName = "auto",
         at: datetime | None = None,
+        method: MethodName = "ranked",
     ) -> FeedOut:
-        """The user's personalised top-k (cold start: popular + latest)."""
+        """The user's top-k. `ranked` (default): candidates from several sources re-ranked by the
+        active model (or the hand-tuned blend); `similar`: cosine to the user's vector only (cold
+        start: popular + latest)."""
         self._check(k, days)
         if path not in ("auto", "exact", "exact-sql", "approx"):
             raise InvalidInput(f"path must be auto, exact, exact-sql or approx, got {path!r}")
+        if method not in ("ranked", "similar"):
+            raise InvalidInput(f"method must be ranked or similar, got {method!r}")
         started = time.perf_counter()
         at = at or datetime.now(UTC)
         t_from = _window_start(at, days)
@@ -217,6 +228,8 @@ class FeedService:
             )
             if not user.communities:
                 out.note = "the user belongs to no community"
+            elif method == "ranked":
+                self._ranked(conn, user, out, t_from, at, k)
             elif (vec := user.profile.vector()) is None:
                 out.kind, out.cold_start = "cold-start", True
                 out.items = self._cold_start(conn, user_id, user.communities, t_from, at, k)
@@ -230,6 +243,22 @@ class FeedService:
                 out.items = [it for it, _ in pairs]
         out.took_ms = _ms(started)
         return out
+
+    def _ranked(
+        self, conn: qy.Conn, user: qy.UserContext, out: FeedOut, t_from: datetime | None, at: datetime, k: int
+    ) -> None:
+        from hanseek.feed.ranker.serving import rank
+
+        model = self.ranker.get()
+        r = rank(self, conn, user, model, t_from, at, k, diversity_share=self.settings.diversity_share)
+        out.kind, out.path, out.estimated_candidates = "ranked", r.path, r.n_window
+        out.ranker = str(model.meta.get("name", model.kind))
+        if user.profile.vector() is None:
+            out.cold_start = True
+            out.note = "no interactions yet: latest and popular posts, ordered by the ranker"
+        pairs = self._items(conn, [(rid, score) for rid, score, _ in r.hits], [s for _, _, s in r.hits], k)
+        self._explain(conn, user.id, pairs, r.path == "exact-memory")
+        out.items = [it for it, _ in pairs]
 
     def _similar(
         self,

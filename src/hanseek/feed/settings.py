@@ -36,6 +36,8 @@ class FeedSettings(BaseSettings):
 
     # Serve the exact path from an in-process matrix kept in step with PostgreSQL.
     memory_index: bool = True
+    # numpy BLAS with one thread (see hanseek/feed/blas.py for the measurements behind this).
+    single_thread_blas: bool = True
     # How long a process may serve from its index before checking PostgreSQL for other writers'
     # changes when no NOTIFY arrived (a safety net for dropped notifications).
     index_poll_seconds: float = Field(default=2.0, ge=0.0)
@@ -45,6 +47,10 @@ class FeedSettings(BaseSettings):
     popular_half_life_days: float = Field(default=0.0, ge=0.0)
     # How many of the user's interactions are compared to explain each item (nearest read post).
     explain_history: int = 200
+    # Ranked feed: at most this share of a page from one community or one author (1 = no cap).
+    diversity_share: float = Field(default=0.5, gt=0.0, le=1.0)
+    # How often a serving process asks which trained re-ranker is active (hot swap).
+    ranker_poll_seconds: float = Field(default=10.0, ge=0.0)
 
     def event_weight(self, kind: str) -> float:
         weights = {"read": self.weight_read, "like": self.weight_like, "comment": self.weight_comment}

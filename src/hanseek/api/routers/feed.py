@@ -20,6 +20,7 @@ from hanseek.feed.models import (
     FeedOut,
     IngestResult,
     MembershipsIn,
+    MethodName,
     PathName,
     PostsBatch,
     UserOut,
@@ -138,12 +139,16 @@ def user_feed(
     k: K = 20,
     days: Days = "30",
     path: Annotated[PathName, Query(description="auto | exact | exact-sql | approx")] = "auto",
+    method: Annotated[MethodName, Query(description="ranked (re-ranker over several sources) | similar")] = (
+        "ranked"
+    ),
     at: At = None,
 ) -> FeedOut:
-    """Top-k posts by cosine to the user's vector, from their communities and the window, unread only,
-    each with the nearest post they interacted with. Without interactions: popular + latest."""
+    """Top-k unread posts from the user's communities and the window, each with the nearest post they
+    interacted with. `ranked`: candidates (similar, latest, popular, near recent reads) re-ranked by
+    the active model; `similar`: cosine to the user's vector (without interactions: popular + latest)."""
     with _errors():
-        return svc.feed(user_id, k=k, days=_days(days), path=path, at=at)
+        return svc.feed(user_id, k=k, days=_days(days), path=path, at=at, method=method)
 
 
 @router.get("/feeds/{kind}", response_model=FeedOut, dependencies=read)

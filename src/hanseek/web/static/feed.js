@@ -1,7 +1,7 @@
 // /feed page: a user's personalised feed next to latest and popular; read/like posts and refresh.
 (function () {
   const $ = (id) => document.getElementById(id);
-  const state = { previous: new Set() };
+  const state = { previous: new Set(), version: 0 };
 
   function headers(json) {
     const h = json ? { "Content-Type": "application/json" } : {};
@@ -80,12 +80,13 @@
     if (!user) return;
     const days = $("feed-days").value;
     const path = $("feed-path").value;
+    const method = $("feed-method").value;
     const q = `k=10&days=${encodeURIComponent(days)}`;
     $("feed-error").textContent = "";
     $("feed-status").textContent = "Loading…";
     try {
       const [mine, latest, popular] = await Promise.all([
-        getJSON(`/users/${encodeURIComponent(user)}/feed?${q}&path=${encodeURIComponent(path)}`),
+        getJSON(`/users/${encodeURIComponent(user)}/feed?${q}&path=${encodeURIComponent(path)}&method=${method}`),
         getJSON(`/feeds/latest?user_id=${encodeURIComponent(user)}&${q}`),
         getJSON(`/feeds/popular?user_id=${encodeURIComponent(user)}&${q}`),
       ]);
@@ -94,11 +95,13 @@
       render($("col-latest"), latest, false);
       render($("col-popular"), popular, false);
       state.previous = new Set(mine.items.map((it) => it.id));
-      $("feed-mode").textContent = mine.cold_start ? "(cold start: popular + latest)" : `(${mine.path})`;
+      const how = [mine.ranker, mine.path].filter(Boolean).join(" · ");
+      $("feed-mode").textContent = mine.cold_start ? `(cold start: latest + popular · ${how})` : `(${how})`;
       $("feed-status").textContent =
         `${user} · communities: ${mine.communities.join(", ") || "none"} · ` +
         `${mine.estimated_candidates ?? "?"} candidates · ${mine.took_ms.toFixed(1)} ms`;
       document.body.dataset.feedReady = "1";
+      document.body.dataset.feedVersion = String(++state.version);  // lets tests wait for a re-render
     } catch (e) {
       $("feed-status").textContent = "";
       $("feed-error").textContent = e.message;

@@ -1,0 +1,457 @@
+"""Feed benchmark (issue 3 item 7): N posts (default 1,000,000) × 384-d precomputed vectors in 200
+communities over one year; users in 3–10 communities with 20 reads each; feeds over a 30-day window.
+
+Reports, measured in one run on one machine:
+- load: binary COPY throughput (precomputed vectors), HNSW build time, ingest through the service
+  (upsert, HNSW maintained) and with encoding (real petition titles through the text encoder);
+- the feed as a service call (no HTTP): p50/p95/p99 for the in-process exact path, the SQL exact path
+  and the HNSW path; recall@20 of each against numpy brute force;
+- the original system's first design as the baseline: fetch every candidate vector out of PostgreSQL
+  into Python and score there;
+- HTTP end to end (uvicorn in a subprocess, async httpx client on loopback): sequential p50/p99 and
+  requests/s under concurrency;
+- the re-ranker's added latency (ranked vs similar-only feed).
+
+    python -m bench.feed [--posts 1000000] [--users 400] [--queries 200] [--data clustered|uniform]
+                         [--keep DIR] [--http-requests 1500] [--concurrency 16]
+
+`--keep DIR` keeps (and on the next run reuses) the loaded database in DIR.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench._util import emit, percentiles_ms
+from hanseek.config import Settings
+from hanseek.feed.models import EventIn, PostIn
+from hanseek.feed.posts import POST_COLUMNS, ensure_communities
+from hanseek.feed.service import FeedService
+from hanseek.feed.settings import FeedSettings
+from hanseek.store.bulk import copy_rows
+from hanseek.store.db import Database
+from hanseek.store.vectors import create_hnsw_index
+
+DIM, COMMUNITIES, DAYS, K, WINDOW = 384, 200, 365, 20, 30
+NOW = datetime(2025, 1, 1, tzinfo=UTC)
+TOPICS = 2000
+TOPIC_NOISE = float(np.sqrt((1 / 0.6**2 - 1) / DIM))  # cos(vector, its topic centre) ≈ 0.6
+HNSW_INDEX = "posts_embedding_hnsw_idx"
+
+
+def log(msg: str) -> None:
+    print(f"[bench.feed] {time.strftime('%H:%M:%S')} {msg}", file=sys.stderr, flush=True)
+
+
+class Data:
+    def __init__(self, n: int, kind: str, seed: int = 0) -> None:
+        self.rng = np.random.default_rng(seed)
+        self.kind = kind
+        self.n = n
+        self.centres = self.rng.standard_normal((TOPICS, DIM), dtype=np.float32)
+        self.centres /= np.linalg.norm(self.centres, axis=1, keepdims=True)
+        self.community = self.rng.integers(0, COMMUNITIES, n).astype(np.int32)
+        self.seconds = self.rng.integers(0, DAYS * 86400, n)  # seconds before NOW
+        self.topic = self.rng.integers(0, TOPICS, n)
+
+    def materialize(self, chunk: int = 100_000) -> None:
+        self.vecs = np.empty((self.n, DIM), np.float32)
+        for lo in range(0, self.n, chunk):
+            hi = min(lo + chunk, self.n)
+            noise = self.rng.standard_normal((hi - lo, DIM), dtype=np.float32)
+            v = self.centres[self.topic[lo:hi]] + TOPIC_NOISE * noise if self.kind == "clustered" else noise
+            self.vecs[lo:hi] = v / np.linalg.norm(v, axis=1, keepdims=True)
+
+    def created(self, i: int) -> datetime:
+        return NOW - timedelta(seconds=int(self.seconds[i]))
+
+
+def load_posts(db: Database, data: Data, chunk: int = 50_000) -> dict[str, float]:
+    with db.connection() as conn:
+        conn.execute(f"DROP INDEX IF EXISTS {HNSW_INDEX}")
+        ensure_communities(conn, [f"c{c:03d}" for c in range(COMMUNITIES)])
+    started = time.perf_counter()
+    likes = data.rng.integers(0, 500, data.n)
+    comments = data.rng.integers(0, 50, data.n)
+    for lo in range(0, data.n, chunk):
+        hi = min(lo + chunk, data.n)
+        vecs = data.vecs[lo:hi]
+        rows = (
+            (
+                f"p{i}",
+                f"c{data.community[i]:03d}",
+                None,
+                f"post {i}",
+                "",
+                None,
+                data.created(i),
+                int(likes[i]),
+                int(comments[i]),
+                vecs[i - lo],
+            )
+            for i in range(lo, hi)
+        )
+        with db.connection() as conn:
+            copy_rows(conn, "posts", POST_COLUMNS, rows)
+        if (hi // chunk) % 4 == 0 or hi == data.n:
+            log(f"copied {hi:,} posts")
+    copy_s = time.perf_counter() - started
+    with db.connection() as conn:
+        conn.execute("ANALYZE posts")
+    t = time.perf_counter()
+    with db.connection() as conn:
+        conn.execute("SET max_parallel_maintenance_workers = 2")
+        conn.commit()
+        create_hnsw_index(conn, "posts", name=HNSW_INDEX, maintenance_work_mem="3GB")
+    hnsw_s = time.perf_counter() - t
+    log(f"HNSW built in {hnsw_s:.0f}s")
+    return {
+        "copy_seconds": round(copy_s, 1),
+        "copy_posts_per_s": round(data.n / copy_s),
+        "hnsw_build_seconds": round(hnsw_s, 1),
+    }
+
+
+def make_users(svc: FeedService, data: Data, n_users: int, reads: int = 20) -> list[str]:
+    rng = np.random.default_rng(7)
+    recent = data.seconds <= WINDOW * 86400
+    by_comm = {c: np.flatnonzero(recent & (data.community == c)) for c in range(COMMUNITIES)}
+    users = []
+    events: list[EventIn] = []
+    for u in range(n_users):
+        comms = rng.choice(COMMUNITIES, size=int(rng.integers(3, 11)), replace=False)
+        user = f"u{u}"
+        svc.set_memberships(user, [f"c{c:03d}" for c in comms])
+        pool = np.concatenate([by_comm[int(c)] for c in comms])
+        for j, i in enumerate(rng.choice(pool, size=min(reads, len(pool)), replace=False)):
+            kind = "like" if j % 5 == 0 else "read"
+            events.append(EventIn(user_id=user, post_id=f"p{i}", kind=kind, at=NOW - timedelta(hours=j)))  # type: ignore[arg-type]
+        users.append(user)
+        if len(events) >= 2000:
+            svc.record_events(events)
+            events = []
+    if events:
+        svc.record_events(events)
+    return users
+
+
+def brute_force(db: Database, data: Data, user: str) -> list[str]:
+    """numpy over the generator's own arrays, independent of every query path."""
+    with db.connection() as conn:
+        comms = [r[0] for r in conn.execute("SELECT community FROM memberships WHERE user_id = %s", (user,))]
+        w = {
+            r[0]: float(r[1])
+            for r in conn.execute(
+                "SELECT post_id, sum(weight) FROM events WHERE user_id = %s GROUP BY 1", (user,)
+            )
+        }
+    read_idx = np.array([int(p[1:]) for p in w], dtype=np.int64)
+    weights = np.array([w[f"p{i}"] for i in read_idx])
+    q = (weights[:, None] * data.vecs[read_idx]).sum(0)
+    q /= np.linalg.norm(q)
+    idx = np.flatnonzero(
+        np.isin(data.community, [int(c[1:]) for c in comms]) & (data.seconds <= WINDOW * 86400)
+    )
+    idx = idx[~np.isin(idx, read_idx)]
+    scores = data.vecs[idx] @ q
+    return [f"p{i}" for i in idx[np.argsort(-scores, kind="stable")[:K]]]
+
+
+def fetch_all(db: Database, user: str) -> list[str]:
+    """The original first design: every candidate vector out of the database, scored in Python."""
+    from hanseek.feed.pgvec import to_np
+
+    with db.connection() as conn:
+        comms = [r[0] for r in conn.execute("SELECT community FROM memberships WHERE user_id = %s", (user,))]
+        prof = conn.execute("SELECT vec_sum FROM user_profiles WHERE user_id = %s", (user,)).fetchone()
+        rows = conn.execute(
+            "SELECT p.id, p.embedding FROM posts p WHERE p.community = ANY(%s) AND p.created_at >= %s "
+            "AND p.created_at <= %s AND NOT EXISTS (SELECT 1 FROM events e WHERE e.user_id = %s "
+            "AND e.post_id = p.id)",
+            (comms, NOW - timedelta(days=WINDOW), NOW, user),
+        ).fetchall()
+    assert prof is not None
+    q = to_np(prof[0])
+    q /= np.linalg.norm(q)
+    m = np.stack([to_np(r[1]) for r in rows])
+    top = np.argsort(-(m @ q), kind="stable")[:K]
+    return [rows[i][0] for i in top]
+
+
+def timed(fn: Any, args_list: list[Any]) -> tuple[list[float], list[Any]]:
+    lat, out = [], []
+    for a in args_list:
+        t = time.perf_counter()
+        out.append(fn(a))
+        lat.append(time.perf_counter() - t)
+    return lat, out
+
+
+def recall(got: list[list[str]], ref: list[list[str]]) -> float:
+    return round(
+        float(np.mean([len(set(g) & set(r)) / max(len(r), 1) for g, r in zip(got, ref, strict=True)])), 4
+    )
+
+
+def ingest_paths(svc: FeedService, data: Data, shared: Path) -> dict[str, Any]:
+    """Throughput of the service's upsert path (HNSW maintained) and with encoding."""
+    out: dict[str, Any] = {}
+    rng = np.random.default_rng(3)
+    posts = [
+        PostIn(
+            id=f"ing{i}",
+            community=f"c{int(rng.integers(COMMUNITIES)):03d}",
+            title=f"ingest {i}",
+            created_at=NOW - timedelta(minutes=i),
+            embedding=data.vecs[i].tolist(),
+        )
+        for i in range(2000)
+    ]
+    t = time.perf_counter()
+    for lo in range(0, len(posts), 500):
+        svc.ingest_posts(posts[lo : lo + 500])
+    out["upsert_precomputed_posts_per_s"] = round(len(posts) / (time.perf_counter() - t), 1)
+    titles_csv = shared / "petitions_titles" / "petition_data.csv"
+    if titles_csv.is_file():
+        from hanseek.feed.evalsets.sources import petitions_titles
+
+        real = petitions_titles(titles_csv)[:256]
+        enc_posts = [
+            PostIn(
+                id=f"enc{i}",
+                community="c000",
+                title=p.title,
+                category=p.category,
+                created_at=NOW - timedelta(minutes=i),
+            )
+            for i, p in enumerate(real)
+        ]
+        svc.ingest_posts(enc_posts[:8])  # load the model outside the timing
+        t = time.perf_counter()
+        for lo in range(8, len(enc_posts), 64):
+            svc.ingest_posts(enc_posts[lo : lo + 64])
+        out["upsert_with_encoding_posts_per_s"] = round((len(enc_posts) - 8) / (time.perf_counter() - t), 1)
+        out["encoded_texts"] = "petition titles (median 23 characters) + category"
+    return out
+
+
+async def _http_load(base: str, paths: list[str], concurrency: int) -> tuple[list[float], float, int]:
+    import httpx
+
+    lat: list[float] = []
+    errors = 0
+    sem = asyncio.Semaphore(concurrency)
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=60) as client:
+
+        async def one(p: str) -> None:
+            nonlocal errors
+            async with sem:
+                t = time.perf_counter()
+                r = await client.get(p)
+                lat.append(time.perf_counter() - t)
+                if r.status_code != 200:
+                    errors += 1
+
+        started = time.perf_counter()
+        await asyncio.gather(*(one(p) for p in paths))
+        wall = time.perf_counter() - started
+    return lat, wall, errors
+
+
+def http_bench(data_dir: Path, users: list[str], requests: int, concurrency: int) -> dict[str, Any]:
+    import httpx
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = os.environ | {"HANSEEK_DATA_DIR": str(data_dir), "HANSEEK_LOAD_DEMO": "false"}
+    cmd = [
+        sys.executable,
+        "-c",
+        "from hanseek.cli import main; main()",
+        "serve",
+        "--no-demo",
+        "--port",
+        str(port),
+    ]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        t = time.perf_counter()
+        deadline = t + 600
+        loaded = False
+        while time.perf_counter() < deadline and not loaded:
+            time.sleep(1.0)
+            try:
+                r = httpx.get(f"{base}/feeds-index", timeout=5)
+                loaded = r.status_code == 200 and bool(r.json().get("loaded"))
+            except httpx.HTTPError:
+                pass
+        if not loaded:
+            raise RuntimeError("the HTTP server did not load its index in time")
+        ready_s = time.perf_counter() - t
+        rng = np.random.default_rng(11)
+        paths = [
+            f"/users/{users[int(rng.integers(len(users)))]}/feed?k={K}&days={WINDOW}&at={NOW.isoformat()}".replace(
+                "+", "%2B"
+            )
+            for _ in range(requests)
+        ]
+        asyncio.run(_http_load(base, paths[:50], 4))  # warm-up
+        seq, _, seq_err = asyncio.run(_http_load(base, paths[:300], 1))
+        lat, wall, errors = asyncio.run(_http_load(base, paths, concurrency))
+        return {
+            "server": "hanseek serve (uvicorn, 1 process) in a subprocess; client: httpx async on loopback, "
+            "same machine",
+            "start_and_index_load_seconds": round(ready_s, 1),
+            "sequential": percentiles_ms(seq) | {"errors": seq_err},
+            "concurrent": percentiles_ms(lat)
+            | {"concurrency": concurrency, "errors": errors, "requests_per_s": round(len(paths) / wall, 1)},
+        }
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--posts", type=int, default=1_000_000)
+    ap.add_argument("--users", type=int, default=400)
+    ap.add_argument("--queries", type=int, default=200)
+    ap.add_argument("--fetch-all-queries", type=int, default=30)
+    ap.add_argument("--data", choices=["clustered", "uniform"], default="clustered")
+    ap.add_argument("--keep", type=Path, default=None, help="keep/reuse the loaded database here")
+    ap.add_argument("--http-requests", type=int, default=1500)
+    ap.add_argument("--concurrency", type=int, default=16)
+    ap.add_argument("--shared-data", type=Path, default=Path("../shared/data"))
+    args = ap.parse_args()
+
+    root = args.keep or Path(tempfile.mkdtemp(prefix="hanseek-bench-feed-"))
+    root.mkdir(parents=True, exist_ok=True)
+    settings = Settings(data_dir=root, database_url=None, pool_min_size=1, pool_max_size=4)
+    settings.ensure_dirs()
+    marker = root / f"loaded-{args.posts}-{args.data}-{args.users}"
+    result: dict[str, Any] = {
+        "bench": "feed",
+        "posts": args.posts,
+        "communities": COMMUNITIES,
+        "days": DAYS,
+        "window_days": WINDOW,
+        "k": K,
+        "dim": DIM,
+        "data": args.data,
+        "users": args.users,
+    }
+    data = Data(args.posts, args.data)
+    log(f"generating {args.posts:,} vectors ({args.data})")
+    data.materialize()
+    db = Database.open(settings)
+    try:
+        db.migrate()
+        fs = FeedSettings(memory_index=False)
+        from functools import cache
+
+        from hanseek.encoders.registry import load_text_encoder
+
+        writer = FeedService(
+            db, settings=fs, follow=False, encoder=cache(lambda: load_text_encoder(Settings()))
+        )
+        if not marker.exists():
+            result["load"] = load_posts(db, data)
+            t = time.perf_counter()
+            users = make_users(writer, data, args.users)
+            result["load"]["users_and_events_seconds"] = round(time.perf_counter() - t, 1)
+            marker.write_text("ok")
+        else:
+            users = [f"u{u}" for u in range(args.users)]
+            result["load"] = "reused from an earlier run"
+        with db.connection() as conn:
+            row = conn.execute(
+                "SELECT count(*), pg_size_pretty(pg_total_relation_size('posts')) FROM posts"
+            ).fetchone()
+        result["table"] = {"rows": row[0], "size": row[1]} if row else {}
+
+        log("loading the in-process index")
+        t = time.perf_counter()
+        svc = FeedService(db, settings=FeedSettings(), load_in_background=False, follow=False)
+        result["index_load_seconds"] = round(time.perf_counter() - t, 1)
+        rng = np.random.default_rng(5)
+        sample = [users[int(rng.integers(len(users)))] for _ in range(args.queries)]
+        ref = {u: brute_force(db, data, u) for u in set(sample)}
+        refs = [ref[u] for u in sample]
+        est = [
+            svc.feed(u, k=K, days=WINDOW, path="exact", at=NOW).estimated_candidates or 0 for u in sample[:50]
+        ]
+        result["candidates_per_query"] = {"median": int(np.median(est)), "max": int(max(est))}
+
+        paths: dict[str, Any] = {}
+        for path in ("exact", "exact-sql", "approx"):
+            log(f"service calls, path={path}")
+            svc.feed(sample[0], k=K, days=WINDOW, path=path, at=NOW, method="similar")
+            lat, outs = timed(
+                lambda u, p=path: svc.feed(u, k=K, days=WINDOW, path=p, at=NOW, method="similar"), sample
+            )
+            ids = [[it.id for it in o.items] for o in outs]
+            paths[outs[0].path] = percentiles_ms(lat) | {"recall@20_vs_numpy": recall(ids, refs)}
+        log("fetch-all baseline")
+        few = sample[: args.fetch_all_queries]
+        lat, outs = timed(lambda u: fetch_all(db, u), few)
+        paths["fetch-all-into-python (baseline)"] = percentiles_ms(lat) | {
+            "recall@20_vs_numpy": recall(outs, refs[: len(few)])
+        }
+        base = paths["fetch-all-into-python (baseline)"]["p50_ms"]
+        for v in paths.values():
+            v["speedup_vs_fetch_all_p50"] = round(base / v["p50_ms"], 1)
+        result["feed_service_call"] = paths
+
+        log("ranked feed (hand-tuned blend: no trained model in this database)")
+        svc.feed(sample[0], k=K, days=WINDOW, at=NOW, method="ranked")
+        lat_r, outs_r = timed(lambda u: svc.feed(u, k=K, days=WINDOW, at=NOW, method="ranked"), sample)
+        ranked = percentiles_ms(lat_r)
+        result["ranked_feed"] = ranked | {
+            "ranker": outs_r[0].ranker,
+            "union_sources": "similar 60 + latest 60 + popular 40 + 3 recent reads x 20",
+            "added_p50_ms_vs_exact_similar": round(ranked["p50_ms"] - paths["exact-memory"]["p50_ms"], 3),
+        }
+        svc.close()
+
+        log("ingest paths")
+        result["ingest"] = {
+            "copy_precomputed_posts_per_s": result["load"].get("copy_posts_per_s")
+            if isinstance(result["load"], dict)
+            else None
+        } | ingest_paths(writer, data, args.shared_data)
+        writer.close()
+        if args.http_requests:
+            log("HTTP end to end")
+            result["http"] = http_bench(root, users, args.http_requests, args.concurrency)
+    finally:
+        db.close()
+        if args.keep is None:
+            from hanseek.store.server import stop_server
+
+            stop_server(settings.pgdata_dir, immediate=True)
+            shutil.rmtree(root, ignore_errors=True)
+    emit(result)
+
+
+if __name__ == "__main__":
+    main()

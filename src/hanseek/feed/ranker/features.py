@@ -1,0 +1,110 @@
+"""Features of (user, candidate post) pairs for the re-ranker.
+
+One function computes them from plain arrays, so the offline replay (training, evaluation) and the
+service (serving) cannot drift apart: they only differ in where the arrays come from.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+F32 = npt.NDArray[np.float32]
+F64 = npt.NDArray[np.float64]
+HOURS = 3600.0
+SOURCES = ("similar", "latest", "popular", "short")
+
+GROUPS: dict[str, tuple[str, ...]] = {
+    "similarity": ("cos_long", "cos_short_max", "cos_short_mean"),
+    "recency": ("log_age_h",),
+    "popularity": ("log_pop", "log_pop_rate", "trend_1d", "trend_7d"),
+    "affinity": ("community_share", "author_share", "category_share"),
+    "sources": (*(f"src_{s}" for s in SOURCES), "log_best_rank"),
+    "context": ("log_user_events", "cold", "log_candidates"),
+}
+FEATURES: tuple[str, ...] = tuple(f for g in GROUPS.values() for f in g)
+
+
+@dataclass
+class UserSignals:
+    """What is known about the user at ranking time (vectors enter through the cosines below)."""
+
+    cold: bool  # no profile yet
+    recent_mean_norm: float  # |mean of the last few reads' vectors| (1 for a single read)
+    n_events: int
+    community: dict[str, float] = field(default_factory=dict)  # key -> summed event weight
+    author: dict[str, float] = field(default_factory=dict)
+    category: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class CandidateArrays:
+    """The union of candidates, one row each."""
+
+    cos_long: F64  # cosine to the user's long-term vector (zeros when cold)
+    cos_recent: F64  # [n, m] cosine to each of the last m reads (m may be 0)
+    age_s: F64
+    popularity: F64  # likes + comments visible now
+    trend_1d: F64  # decayed interaction counts from the events log, at now
+    trend_7d: F64
+    community: list[str]
+    author: list[str | None]
+    category: list[str | None]
+    sources: npt.NDArray[np.bool_]  # [n, len(SOURCES)]
+    best_rank: F64  # best (smallest) 1-based rank over the sources that produced it
+    n_window: int  # how many posts the window held (context for the model)
+
+
+def recent_mean_norm(recent: F32) -> float:
+    return float(np.linalg.norm(recent.mean(axis=0))) if len(recent) else 1.0
+
+
+def _share(keys: list[str | None] | list[str], counts: dict[str, float]) -> F64:
+    total = sum(counts.values())
+    if total <= 0:
+        return np.zeros(len(keys))
+    # Smoothed so a community the user never touched is small but not zero.
+    return np.array([(counts.get(k, 0.0) if k is not None else 0.0) / (total + 1.0) for k in keys])
+
+
+def compute(c: CandidateArrays, u: UserSignals) -> F32:
+    """Feature matrix [n, len(FEATURES)] in FEATURES order."""
+    n = len(c.age_s)
+    cols: dict[str, npt.ArrayLike] = {}
+    cols["cos_long"] = np.zeros(n) if u.cold else c.cos_long
+    if c.cos_recent.ndim == 2 and c.cos_recent.shape[1] and n:
+        cols["cos_short_max"] = c.cos_recent.max(axis=1)
+        # cos(v, mean/|mean|) = mean_i cos(v, r_i) / |mean|  (all r_i unit vectors)
+        cols["cos_short_mean"] = c.cos_recent.mean(axis=1) / max(u.recent_mean_norm, 1e-6)
+    else:
+        cols["cos_short_max"] = cols["cos_short_mean"] = np.zeros(n)
+    age_h = np.maximum(c.age_s, 0.0) / HOURS
+    cols["log_age_h"] = np.log1p(age_h)
+    cols["log_pop"] = np.log1p(np.maximum(c.popularity, 0.0))
+    cols["log_pop_rate"] = np.log1p(np.maximum(c.popularity, 0.0) / (age_h + 1.0))
+    cols["trend_1d"] = np.log1p(c.trend_1d)
+    cols["trend_7d"] = np.log1p(c.trend_7d)
+    cols["community_share"] = _share(c.community, u.community)
+    cols["author_share"] = _share(c.author, u.author)
+    cols["category_share"] = _share(c.category, u.category)
+    for j, src in enumerate(SOURCES):
+        cols[f"src_{src}"] = c.sources[:, j].astype(np.float64) if n else np.zeros(0)
+    cols["log_best_rank"] = np.log(np.maximum(c.best_rank, 1.0))
+    cols["log_user_events"] = np.full(n, np.log1p(u.n_events))
+    cols["cold"] = np.full(n, 1.0 if u.cold else 0.0)
+    cols["log_candidates"] = np.full(n, np.log1p(c.n_window))
+    return (
+        np.column_stack([np.asarray(cols[f], dtype=np.float64) for f in FEATURES]).astype(np.float32)
+        if n
+        else np.zeros((0, len(FEATURES)), np.float32)
+    )
+
+
+def group_columns(drop: str | None) -> list[int]:
+    """Column indices of FEATURES without the named group (None: all)."""
+    if drop is not None and drop not in GROUPS:
+        raise ValueError(f"unknown feature group {drop!r}; known: {', '.join(GROUPS)}")
+    gone = set(GROUPS[drop]) if drop else set()
+    return [i for i, f in enumerate(FEATURES) if f not in gone]

@@ -1,0 +1,103 @@
+"""Trained re-rankers: files under <data_dir>/feed/rankers/, catalogue in `feed_rankers`, one active.
+
+Every serving process asks the database which model is active at most every `poll_seconds`, so
+activating another model swaps it in everywhere without a restart.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from hanseek.feed.ranker.model import RankerModel, blend_model
+
+if TYPE_CHECKING:
+    from hanseek.store.db import Database
+
+log = logging.getLogger(__name__)
+
+
+def rankers_dir(data_dir: Path) -> Path:
+    return data_dir / "feed" / "rankers"
+
+
+def register(db: Database, data_dir: Path, name: str, model: RankerModel, *, activate: bool = True) -> Path:
+    path = rankers_dir(data_dir) / f"{name}.joblib"
+    model.meta["name"] = name
+    model.save(path)
+    with db.connection() as conn:
+        if activate:
+            conn.execute("UPDATE feed_rankers SET active = false WHERE active")
+        conn.execute(
+            "INSERT INTO feed_rankers (name, path, kind, features, metrics, active) "
+            "VALUES (%s, %s, %s, %s, %s, %s) "
+            "ON CONFLICT (name) DO UPDATE SET path = EXCLUDED.path, kind = EXCLUDED.kind, "
+            "features = EXCLUDED.features, metrics = EXCLUDED.metrics, active = EXCLUDED.active, "
+            "created_at = now()",
+            (name, str(path), model.kind, model.features, json.dumps(model.meta, default=str), activate),
+        )
+    return path
+
+
+def activate(db: Database, name: str | None) -> None:
+    """Make `name` the serving model (None: no model, serve the hand-tuned blend)."""
+    with db.connection() as conn:
+        if (
+            name is not None
+            and conn.execute("SELECT 1 FROM feed_rankers WHERE name = %s", (name,)).fetchone() is None
+        ):
+            raise KeyError(name)
+        conn.execute("UPDATE feed_rankers SET active = false WHERE active")
+        if name is not None:
+            conn.execute("UPDATE feed_rankers SET active = true WHERE name = %s", (name,))
+
+
+def listing(db: Database) -> list[dict[str, Any]]:
+    with db.connection() as conn:
+        rows = conn.execute(
+            "SELECT name, kind, active, created_at, metrics FROM feed_rankers ORDER BY created_at DESC"
+        ).fetchall()
+    return [{"name": r[0], "kind": r[1], "active": r[2], "created_at": r[3], "metrics": r[4]} for r in rows]
+
+
+class ActiveRanker:
+    """The model to serve with: the active registered one, else the blend."""
+
+    def __init__(self, db: Database, poll_seconds: float = 10.0) -> None:
+        self.db = db
+        self.poll_seconds = poll_seconds
+        self._model = blend_model()
+        self._name: str | None = None
+        self._checked = float("-inf")
+        self._lock = threading.Lock()
+
+    def get(self) -> RankerModel:
+        if time.monotonic() - self._checked >= self.poll_seconds:
+            self.refresh()
+        return self._model
+
+    def refresh(self) -> None:
+        with self._lock:
+            self._checked = time.monotonic()
+            try:
+                with self.db.connection() as conn:
+                    row = conn.execute("SELECT name, path FROM feed_rankers WHERE active").fetchone()
+            except Exception as exc:  # keep serving the current model when the catalogue is unreachable
+                log.warning("feed ranker catalogue: %s", exc)
+                return
+            name = row[0] if row else None
+            if name == self._name:
+                return
+            if row is None:
+                self._model, self._name = blend_model(), None
+                return
+            try:
+                self._model = RankerModel.load(Path(row[1]))
+                self._name = name
+                log.info("feed ranker %s loaded", name)
+            except Exception:
+                log.exception("could not load feed ranker %s; keeping %s", name, self._name or "the blend")

@@ -1,0 +1,185 @@
+"""Training the re-ranker from an events log with a time split.
+
+Training examples come from sessions before `t_train_end`, validation from sessions between
+`t_train_end` and `t_val_end`; the replay hands each session only what was known before it started,
+so neither features nor labels can see the future. The test period (after `t_val_end`) is left to
+the evaluation.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from hanseek.feed.evalsets.model import EvalSet
+from hanseek.feed.evaluate import WINDOWS, window_candidates
+from hanseek.feed.metrics import hit_at_k, ndcg_at_k
+from hanseek.feed.ranker.candidates import CandidateConfig
+from hanseek.feed.ranker.features import FEATURES, group_columns
+from hanseek.feed.ranker.model import RankerModel, fit
+from hanseek.feed.ranker.offline import build
+from hanseek.feed.replay import Query, replay
+from hanseek.feed.settings import FeedSettings
+
+
+@dataclass
+class Examples:
+    x: npt.NDArray[np.float32]
+    y: npt.NDArray[np.int8]
+    qid: npt.NDArray[np.int32]
+    query_times: list[float] = field(default_factory=list)
+    queries: int = 0
+    with_positive: int = 0
+
+
+def collect(
+    es: EvalSet,
+    vecs: npt.NDArray[np.float32],
+    settings: FeedSettings,
+    cfg: CandidateConfig,
+    *,
+    start: float,
+    end: float,
+    max_queries: int | None,
+    neg_per_query: int | None,
+    seed: int,
+) -> Examples:
+    """Feature rows of candidate unions for sessions starting in [start, end), one random window each."""
+    rng = np.random.default_rng(seed)
+    names = list(WINDOWS)
+    xs: list[npt.NDArray[np.float32]] = []
+    ys: list[npt.NDArray[np.int8]] = []
+    qs: list[npt.NDArray[np.int32]] = []
+    ex = Examples(np.zeros((0, len(FEATURES)), np.float32), np.zeros(0, np.int8), np.zeros(0, np.int32))
+
+    def on_query(q: Query) -> None:
+        ex.queries += 1
+        ex.query_times.append(q.t)
+        c = window_candidates(q, WINDOWS[names[int(rng.integers(len(names)))]])
+        b = build(c, cfg)
+        if b is None:
+            return
+        y = np.isin(c.posts[b.positions], list(q.relevant)).astype(np.int8)
+        if not y.any():
+            return  # nothing to learn from: the session's reads were outside the union
+        ex.with_positive += 1
+        keep = np.arange(len(y))
+        if neg_per_query is not None:
+            neg = np.flatnonzero(y == 0)
+            if len(neg) > neg_per_query:
+                neg = rng.choice(neg, size=neg_per_query, replace=False)
+            keep = np.concatenate([np.flatnonzero(y == 1), neg])
+        xs.append(b.x[keep])
+        ys.append(y[keep])
+        qs.append(np.full(len(keep), ex.with_positive, np.int32))
+
+    replay(
+        es,
+        vecs,
+        settings,
+        query_from=start,
+        query_to=end,
+        on_query=on_query,
+        max_queries=max_queries,
+        seed=seed,
+    )
+    if xs:
+        ex.x, ex.y, ex.qid = np.concatenate(xs), np.concatenate(ys), np.concatenate(qs)
+    return ex
+
+
+def union_metrics(model: RankerModel, ex: Examples, k: int = 20) -> dict[str, float]:
+    """HR@k and nDCG@k of the model's order within each query's union (queries with a positive)."""
+    hr = nd = 0.0
+    n = 0
+    for q in np.unique(ex.qid):
+        rows = np.flatnonzero(ex.qid == q)
+        s = model.score(ex.x[rows])
+        order = np.argsort(-s, kind="stable")
+        ranked = rows[order].tolist()
+        rel = set(rows[ex.y[rows] == 1].tolist())
+        hr += hit_at_k(ranked, rel, k)
+        nd += ndcg_at_k(ranked, rel, k)
+        n += 1
+    return {f"hr@{k}": round(hr / max(n, 1), 4), f"ndcg@{k}": round(nd / max(n, 1), 4), "queries": n}
+
+
+@dataclass
+class Trained:
+    model: RankerModel
+    candidates: dict[str, dict[str, float]]  # kind -> validation metrics
+    train_rows: int
+    seconds: float
+
+
+def train(
+    es: EvalSet,
+    vecs: npt.NDArray[np.float32],
+    settings: FeedSettings | None = None,
+    cfg: CandidateConfig | None = None,
+    *,
+    kinds: tuple[str, ...] = ("hgb", "logistic"),
+    drop_group: str | None = None,
+    max_train_queries: int = 5000,
+    max_val_queries: int = 1500,
+    neg_per_query: int = 40,
+    seed: int = 0,
+    examples: tuple[Examples, Examples] | None = None,
+) -> Trained:
+    """Fit each kind on the training period, keep the one with the best validation nDCG@20."""
+    settings = settings or FeedSettings()
+    cfg = cfg or CandidateConfig()
+    started = time.perf_counter()
+    t0 = float(es.ev_at.min())
+    tr, va = examples or (
+        collect(
+            es,
+            vecs,
+            settings,
+            cfg,
+            start=t0,
+            end=es.t_train_end,
+            max_queries=max_train_queries,
+            neg_per_query=neg_per_query,
+            seed=seed,
+        ),
+        collect(
+            es,
+            vecs,
+            settings,
+            cfg,
+            start=es.t_train_end,
+            end=es.t_val_end,
+            max_queries=max_val_queries,
+            neg_per_query=None,
+            seed=seed + 1,
+        ),
+    )
+    if tr.y.sum() == 0 or (tr.y == 0).sum() == 0:
+        raise ValueError("no usable training sessions in the training period")
+    features = [FEATURES[i] for i in group_columns(drop_group)]
+    best: RankerModel | None = None
+    scores: dict[str, dict[str, float]] = {}
+    for kind in kinds:
+        m = fit(kind, tr.x, tr.y, features, seed)
+        scores[kind] = union_metrics(m, va)
+        if best is None or scores[kind]["ndcg@20"] > scores[best.kind]["ndcg@20"]:
+            best = m
+    assert best is not None
+    meta: dict[str, Any] = {
+        "set": es.name,
+        "drop_group": drop_group,
+        "validation": scores,
+        "train_rows": len(tr.y),
+        "train_sessions": tr.with_positive,
+        "val_sessions": va.with_positive,
+        "train_until": es.t_train_end,
+        "validate_until": es.t_val_end,
+        "candidates": cfg.__dict__,
+    }
+    best.meta.update(meta)
+    return Trained(best, scores, len(tr.y), round(time.perf_counter() - started, 1))
