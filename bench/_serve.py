@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 from types import TracebackType
+from urllib.parse import quote
 
 import httpx
 
@@ -61,6 +62,12 @@ class ServeProcess:
     def pid(self) -> int:
         assert self.proc is not None
         return self.proc.pid
+
+    def db_url(self) -> str:
+        """The embedded server's connection URL (its unix socket), from the data dir's postmaster.pid."""
+        lines = (self.pgdata / "postmaster.pid").read_text().splitlines()
+        port, socket_dir = lines[3].strip(), lines[4].strip()
+        return f"postgresql://postgres@/hanseek?host={quote(socket_dir, safe='/')}&port={port}"
 
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("HANSEEK_")}

@@ -7,7 +7,7 @@ import pwd
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import psutil
@@ -38,13 +38,6 @@ def _tree(pid: int) -> list[psutil.Process]:
     return [proc, *proc.children(recursive=True)]
 
 
-def _socket_url(srv: ServeProcess) -> tuple[str, Path]:
-    """The server's own connection URL, from the data dir's postmaster.pid."""
-    lines = (srv.pgdata / "postmaster.pid").read_text().splitlines()
-    port, socket_dir = lines[3].strip(), Path(lines[4].strip())
-    return f"postgresql://postgres@/hanseek?host={quote(str(socket_dir), safe='/')}&port={port}", socket_dir
-
-
 def test_database_has_no_network_listener(served: ServeProcess) -> None:
     pid = running_pid(served.pgdata)
     assert pid is not None
@@ -53,7 +46,8 @@ def test_database_has_no_network_listener(served: ServeProcess) -> None:
     assert inet == [], f"PostgreSQL has inet sockets: {inet}"
     unix = [c.laddr for c in psutil.Process(pid).net_connections(kind="unix")]
     assert any(".s.PGSQL." in str(path) for path in unix), unix
-    url, socket_dir = _socket_url(served)
+    url = served.db_url()
+    socket_dir = Path(parse_qs(urlsplit(url).query)["host"][0])
     with psycopg.connect(url) as conn:
         assert conn.execute("SHOW listen_addresses").fetchone() == ("",)
         assert conn.execute("SHOW unix_socket_permissions").fetchone() == ("0700",)
@@ -94,8 +88,7 @@ def test_secrets_never_reach_the_logs(served: ServeProcess, store_tmp_root: Path
         c.post("/posts", content=b"{" + API_KEY.encode(), headers=good)
     # A second server on the same database through an external URL with a password (trust auth on
     # the private socket ignores it): the password must not be printed either.
-    url, _ = _socket_url(served)
-    external = url.replace("postgres@", f"postgres:{DB_PASSWORD}@")
+    external = served.db_url().replace("postgres@", f"postgres:{DB_PASSWORD}@")
     second = ServeProcess(store_tmp_root / "serve-security-ext", env={"HANSEEK_DATABASE_URL": external})
     with second:
         assert httpx.get(f"{second.base_url}/readyz", timeout=30).status_code == 200

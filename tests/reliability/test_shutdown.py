@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import numpy as np
+import psycopg
 import pytest
 from bench._serve import ServeProcess
 
@@ -56,7 +57,20 @@ def test_sigterm_drains_in_flight_requests(serve_process: Callable[..., ServePro
     threads = [threading.Thread(target=send, args=(w,)) for w in range(WRITERS)]
     for t in threads:
         t.start()
-    time.sleep(0.3)  # the requests are in the server (uploads of ~1 MB each on loopback take ms)
+    # Signal only once every batch is inside the server with its transaction open: a fixed pause
+    # was not enough on a busy machine (the uploads had not even connected).
+    with psycopg.connect(srv.db_url(), autocommit=True) as conn:
+        deadline = time.monotonic() + 60
+        while True:
+            row = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE pid <> pg_backend_pid() "
+                "AND datname = 'hanseek' AND xact_start IS NOT NULL"
+            ).fetchone()
+            if row is not None and row[0] >= WRITERS:
+                break
+            assert not results, "a batch finished before the others started: make BATCH larger"
+            assert time.monotonic() < deadline, "the batches never reached the database"
+            time.sleep(0.02)
     assert not results, "batches finished before SIGTERM: make BATCH larger"
     signalled = time.monotonic()
     assert srv.proc is not None
