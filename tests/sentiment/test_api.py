@@ -96,3 +96,13 @@ def test_damaged_model_is_503(api: TestClient, app_state: AppState) -> None:
     card = ModelCard(name="broken-model", kind="baseline", domains=["movie"], train_size=1)
     (broken / "card.json").write_text(card.model_dump_json())  # no weights next to it
     _problem(api.post("/sentiment", json={"texts": ["좋다"], "model": "broken-model"}), 503, "cannot load")
+
+
+def test_odd_unicode_is_answered(api: TestClient) -> None:
+    # A lone surrogate is legal JSON but no analyzer takes it: the app refuses it at the JSON layer.
+    bad = '{"texts": ["\\ud800 좋아요"]}'
+    r = api.post("/sentiment", content=bad, headers={"content-type": "application/json"})
+    assert r.status_code == 422, r.text
+    r = api.post("/sentiment", json={"texts": ["\u0000\u0001", "😀😀", "ｆｕｌｌ　ｗｉｄｔｈ 좋아"]})
+    assert r.status_code == 200, r.text
+    assert len(r.json()["results"]) == 3

@@ -140,3 +140,10 @@ def test_official_test_kept_and_carved_split(tmp_path: Path) -> None:
     assert len(d.test) == 20 and len(d.dev) == 8 and len(d.train) == 72
     d2 = load_domain(DomainSource("x", f, f))
     assert len(d2.test) == 101  # an official test file is not deduplicated
+
+
+def test_valid_unicode() -> None:
+    from hanseek.sentiment.datasets import valid_unicode
+
+    assert valid_unicode("좋아요") == "좋아요"
+    assert valid_unicode("\ud800좋아") == "?좋아"

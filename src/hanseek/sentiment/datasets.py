@@ -69,6 +69,15 @@ def concat(parts: Iterable[Reviews], domain: str) -> Reviews:
 # ---------------------------------------------------------------- reading
 
 
+def valid_unicode(text: str) -> str:
+    """`text` with lone surrogates (which JSON can carry but no encoder or analyzer accepts) as '?'."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "replace").decode("utf-8")
+    return text
+
+
 def normalize_space(text: str) -> str:
     return _WS.sub(" ", text).strip()
 

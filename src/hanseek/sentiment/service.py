@@ -31,6 +31,7 @@ from hanseek.sentiment.datasets import (
     load_domain,
     read_reviews,
     split,
+    valid_unicode,
 )
 from hanseek.sentiment.registry import ModelCard, ModelLoadError, ModelNotFound
 from hanseek.sentiment.training import Say, TrainOptions, evaluate, fit
@@ -152,8 +153,9 @@ class SentimentService:
 
     def predict(self, texts: Sequence[str], model: str | None = None) -> tuple[ModelCard, list[Prediction]]:
         loaded = self.resolve(model)
+        clean = [valid_unicode(t) for t in texts]
         probs = [
-            loaded.model.predict_proba(list(texts[i : i + PREDICT_CHUNK]))
+            loaded.model.predict_proba(clean[i : i + PREDICT_CHUNK])
             for i in range(0, len(texts), PREDICT_CHUNK)
         ]
         pos = np.concatenate(probs) if probs else np.zeros(0, dtype=np.float32)
