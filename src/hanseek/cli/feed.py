@@ -127,9 +127,10 @@ def memberships(
 @app.command("show")
 def show(
     user: Annotated[str, typer.Argument(help="User id")],
-    k: Annotated[int, typer.Option(min=1, max=200)] = 10,
+    k: Annotated[int, typer.Option("-k", "--k", min=1, max=200, help="How many posts")] = 10,
     days: Annotated[int | None, typer.Option(help="Window in days (omit for all time)")] = 30,
     path: Annotated[str, typer.Option(help="auto | exact | exact-sql | approx")] = "auto",
+    method: Annotated[str, typer.Option(help="ranked | similar")] = "ranked",
 ) -> None:
     """Print a user's feed."""
     from hanseek.feed.errors import FeedError
@@ -137,7 +138,7 @@ def show(
     with open_db(settings()) as db:
         svc = _service(db)
         try:
-            out = svc.feed(user, k=k, days=days, path=path)  # type: ignore[arg-type]
+            out = svc.feed(user, k=k, days=days, path=path, method=method)  # type: ignore[arg-type]
         except FeedError as e:
             _fail(str(e))
     console.print(
