@@ -42,9 +42,11 @@ lint: install-dev
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
 
+# Each benchmark prints one JSON object; run one alone with `.venv/bin/python -m bench.NAME`.
+BENCHES := encoder store feed images keywords sentiment load
+
 bench: install
-	$(BIN)/python -m bench.encoder
-	$(BIN)/python -m bench.store
+	for b in $(BENCHES); do $(BIN)/python -m bench.$$b || exit 1; done
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
