@@ -20,6 +20,7 @@ import struct
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -39,7 +40,7 @@ def _snapshot_xmin(conn: psycopg.Connection[Any]) -> int:
 
 
 def _row_dtype(dim: int) -> np.dtype[Any]:
-    # One binary COPY row of (rid int8, community code int4, epoch float8, embedding vector):
+    # One binary COPY row of (rid int8, community code int4, epoch float8, popularity int4, vector):
     # field count, then per field a length and the big-endian value; a vector is (dim, unused, floats).
     return np.dtype(
         [
@@ -50,6 +51,8 @@ def _row_dtype(dim: int) -> np.dtype[Any]:
             ("c", ">i4"),
             ("l_t", ">i4"),
             ("t", ">f8"),
+            ("l_p", ">i4"),
+            ("p", ">i4"),
             ("l_v", ">i4"),
             ("vdim", ">i2"),
             ("vunused", ">i2"),
@@ -91,55 +94,58 @@ class _CopyParser:
 
     def _check(self, rows: np.ndarray) -> None:
         ok = (
-            (rows["nf"] == 4).all()
+            (rows["nf"] == 5).all()
             and (rows["l_rid"] == 8).all()
             and (rows["l_c"] == 4).all()
             and (rows["l_t"] == 8).all()
+            and (rows["l_p"] == 4).all()
             and (rows["l_v"] == 4 + 4 * self.dim).all()
             and (rows["vdim"] == self.dim).all()
         )
         if not ok:
             raise ValueError("unexpected row layout in binary COPY (vector dimension mismatch?)")
 
-    def finish(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def finish(self) -> np.ndarray:
         if bytes(self.buf) not in (b"", b"\xff\xff"):
             raise ValueError(f"{len(self.buf)} trailing bytes left in binary COPY stream")
         if not self.parts:
-            return (
-                np.zeros(0, np.int64),
-                np.zeros(0, np.int32),
-                np.zeros(0),
-                np.zeros((0, self.dim), np.float32),
-            )
-        rows = np.concatenate(self.parts)
-        return (
-            rows["rid"].astype(np.int64),
-            rows["c"].astype(np.int32),
-            rows["t"].astype(np.float64),
-            rows["v"].astype(np.float32),
-        )
+            return np.zeros(0, dtype=self.dtype)
+        return np.concatenate(self.parts)
 
 
 _SELECT_ROWS = """
-    SELECT p.rid, c.code, extract(epoch FROM p.created_at)::float8, p.embedding
+    SELECT p.rid, c.code, extract(epoch FROM p.created_at)::float8,
+           least(p.likes::int8 + p.comments, 2147483647)::int4, p.embedding
     FROM posts p JOIN (SELECT id, (row_number() OVER (ORDER BY id))::int4 AS code FROM communities) c
       ON c.id = p.community
 """
 
 
-def _fetch(
-    conn: psycopg.Connection[Any], dim: int, since: int | None
-) -> tuple[np.ndarray, list[str], np.ndarray, np.ndarray]:
-    """(rids, community per row, epoch times, vectors) for rows changed at/after xid `since`."""
+@dataclass
+class Rows:
+    rids: np.ndarray
+    communities: list[str]
+    times: np.ndarray
+    vecs: np.ndarray
+    pops: np.ndarray
+
+
+def _fetch(conn: psycopg.Connection[Any], dim: int, since: int | None) -> Rows:
+    """Index rows of the posts changed by transactions at/after xid `since` (all when None)."""
     names = [r[0] for r in conn.execute("SELECT id FROM communities ORDER BY id").fetchall()]
     where = "" if since is None else f" WHERE p.change_xid >= '{int(since)}'::xid8"
     parser = _CopyParser(dim)
     with conn.cursor() as cur, cur.copy(f"COPY ({_SELECT_ROWS}{where}) TO STDOUT (FORMAT BINARY)") as copy:
         for chunk in copy:
             parser.feed(chunk)
-    rids, codes, times, vecs = parser.finish()
-    comms = [names[c - 1] for c in codes.tolist()]
-    return rids, comms, times, vecs
+    rows = parser.finish()
+    return Rows(
+        rows["rid"].astype(np.int64),
+        [names[c - 1] for c in rows["c"].tolist()],
+        rows["t"].astype(np.float64),
+        rows["v"].astype(np.float32),
+        rows["p"].astype(np.float32),
+    )
 
 
 class IndexSync:
@@ -156,36 +162,51 @@ class IndexSync:
 
     def load(self) -> int:
         """Full load (start-up). Returns the number of posts indexed."""
-        with self._lock, self._connect() as conn:
-            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            xmin = _snapshot_xmin(conn)
-            rids, comms, times, vecs = _fetch(conn, self.index.dim, None)
-            conn.rollback()
-            self.index.clear()
-            self.index.apply(rids, comms, times, vecs)
-            self.watermark = xmin
-            self.last_sync = time.monotonic()
-            self.loaded.set()
-            return len(rids)
+        with self._lock:
+            return self._load_locked()
 
-    def sync(self) -> int:
-        """Apply changes committed since the last sync; returns how many rows were (re)applied."""
-        if self.watermark is None:
-            return self.load()
-        with self._lock, self._connect() as conn:
+    def _load_locked(self) -> int:
+        with self._connect() as conn:
             conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
             xmin = _snapshot_xmin(conn)
-            rids, comms, times, vecs = _fetch(conn, self.index.dim, self.watermark)
-            deleted = conn.execute(
-                "SELECT rid FROM post_deletions WHERE change_xid >= %s::text::xid8", (str(self.watermark),)
-            ).fetchall()
+            rows = _fetch(conn, self.index.dim, None)
             conn.rollback()
+        self.index.clear()
+        self.index.apply(rows.rids, rows.communities, rows.times, rows.vecs, pops=rows.pops)
+        self.watermark = xmin
+        self.last_sync = time.monotonic()
+        self.loaded.set()
+        return len(rows.rids)
+
+    def sync(self, *, blocking: bool = True) -> int:
+        """Apply changes committed since the last sync; returns how many rows were (re)applied.
+
+        With `blocking=False` (the request path) a sync already running elsewhere is not waited
+        for: serving a snapshot a moment old beats stalling a request behind a start-up load."""
+        if not self._lock.acquire(blocking=blocking):
+            return 0
+        try:
+            if self.watermark is None:  # nothing loaded yet (or the start-up load failed)
+                return self._load_locked()
+            with self._connect() as conn:
+                conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                xmin = _snapshot_xmin(conn)
+                rows = _fetch(conn, self.index.dim, self.watermark)
+                deleted = conn.execute(
+                    "SELECT rid FROM post_deletions WHERE change_xid >= %s::text::xid8",
+                    (str(self.watermark),),
+                ).fetchall()
+                conn.rollback()
             dels = np.array([r[0] for r in deleted], dtype=np.int64)
-            if len(rids) or len(dels):
-                self.index.apply(rids, comms, times, vecs, deleted=dels)
+            if len(rows.rids) or len(dels):
+                self.index.apply(
+                    rows.rids, rows.communities, rows.times, rows.vecs, deleted=dels, pops=rows.pops
+                )
             self.watermark = xmin
             self.last_sync = time.monotonic()
-            return len(rids) + len(dels)
+            return len(rows.rids) + len(dels)
+        finally:
+            self._lock.release()
 
 
 class Follower:

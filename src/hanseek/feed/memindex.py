@@ -31,6 +31,7 @@ class Slab:
     rids: I64
     vecs: F32  # [capacity, dim]
     n: int
+    pops: F32  # likes + comments as stored on the post (the popular candidate source)
 
     def window(self, t_from: float | None, t_to: float | None) -> tuple[int, int]:
         t = self.times[: self.n]
@@ -44,10 +45,13 @@ class Candidates:
     rids: I64
     times: F64
     scores: F32  # cosine similarity to the query (empty when no query was given)
+    pops: F32
 
 
 def _empty_slab(dim: int) -> Slab:
-    return Slab(np.zeros(0), np.zeros(0, np.int64), np.zeros((0, dim), np.float32), 0)
+    return Slab(
+        np.zeros(0), np.zeros(0, np.int64), np.zeros((0, dim), np.float32), 0, np.zeros(0, np.float32)
+    )
 
 
 class MemoryIndex:
@@ -84,6 +88,7 @@ class MemoryIndex:
         rids: list[I64] = []
         times: list[F64] = []
         scores: list[F32] = []
+        pops: list[F32] = []
         for c in dict.fromkeys(communities):  # de-duplicated, order kept
             slab = self._slabs.get(c)
             if slab is None:
@@ -93,14 +98,18 @@ class MemoryIndex:
                 continue
             rids.append(slab.rids[lo:hi])
             times.append(slab.times[lo:hi])
+            pops.append(slab.pops[lo:hi])
             if query is not None:
                 scores.append(slab.vecs[lo:hi] @ query)
         if not rids:
-            return Candidates(np.zeros(0, np.int64), np.zeros(0), np.zeros(0, np.float32))
+            return Candidates(
+                np.zeros(0, np.int64), np.zeros(0), np.zeros(0, np.float32), np.zeros(0, np.float32)
+            )
         return Candidates(
             np.concatenate(rids),
             np.concatenate(times),
             np.concatenate(scores) if scores else np.zeros(0, np.float32),
+            np.concatenate(pops),
         )
 
     def search(
@@ -119,7 +128,7 @@ class MemoryIndex:
             ex = np.asarray(exclude, dtype=np.int64)
             if ex.size:
                 keep = ~np.isin(cand.rids, ex)
-                cand = Candidates(cand.rids[keep], cand.times[keep], scores[keep])
+                cand = Candidates(cand.rids[keep], cand.times[keep], scores[keep], cand.pops[keep])
                 scores = cand.scores
         n = len(scores)
         if n == 0:
@@ -161,12 +170,14 @@ class MemoryIndex:
         times: npt.ArrayLike,
         vecs: npt.ArrayLike,
         deleted: npt.ArrayLike = (),
+        pops: npt.ArrayLike | None = None,
     ) -> None:
         """Upsert posts (by rid) and remove `deleted` rids, in one step. Re-applying is harmless."""
         r = np.asarray(rids, dtype=np.int64)
         t = np.asarray(times, dtype=np.float64)
         v = np.asarray(vecs, dtype=np.float32).reshape(len(r), self.dim)
         d = np.asarray(deleted, dtype=np.int64)
+        p = np.zeros(len(r), np.float32) if pops is None else np.asarray(pops, dtype=np.float32)
         with self._write:
             # Anything upserted or deleted leaves its current place first (it may change community).
             remove: dict[str, list[int]] = {}
@@ -179,9 +190,9 @@ class MemoryIndex:
                 add.setdefault(c, []).append(i)
                 self._community_of[int(r[i])] = c
             for c in set(remove) | set(add):
-                self._rewrite(c, remove.get(c, []), add.get(c, []), r, t, v)
+                self._rewrite(c, remove.get(c, []), add.get(c, []), r, t, v, p)
 
-    def _rewrite(self, c: str, remove: list[int], add: list[int], r: I64, t: F64, v: F32) -> None:
+    def _rewrite(self, c: str, remove: list[int], add: list[int], r: I64, t: F64, v: F32, p: F32) -> None:
         slab = self._slabs.get(c) or _empty_slab(self.dim)
         ai = np.asarray(add, dtype=np.int64)
         if not remove and ai.size:
@@ -189,40 +200,44 @@ class MemoryIndex:
             order = np.argsort(at, kind="stable")
             ai, at = ai[order], at[order]
             if slab.n == 0 or at[0] >= slab.times[slab.n - 1]:
-                self._slabs[c] = self._append(slab, r[ai], at, v[ai])
+                self._slabs[c] = self._append(slab, r[ai], at, v[ai], p[ai])
                 return
         keep = slice(0, slab.n)
-        times, rids, vecs = slab.times[keep], slab.rids[keep], slab.vecs[keep]
+        times, rids, vecs, pops = slab.times[keep], slab.rids[keep], slab.vecs[keep], slab.pops[keep]
         if remove:
             mask = ~np.isin(rids, np.asarray(remove, dtype=np.int64))
-            times, rids, vecs = times[mask], rids[mask], vecs[mask]
+            times, rids, vecs, pops = times[mask], rids[mask], vecs[mask], pops[mask]
         if ai.size:
             times = np.concatenate([times, t[ai]])
             rids = np.concatenate([rids, r[ai]])
             vecs = np.concatenate([vecs, v[ai]])
+            pops = np.concatenate([pops, p[ai]])
         order = np.lexsort((rids, times))
         self._slabs[c] = Slab(
             np.ascontiguousarray(times[order]),
             np.ascontiguousarray(rids[order]),
             np.ascontiguousarray(vecs[order]),
             len(order),
+            np.ascontiguousarray(pops[order]),
         )
 
-    def _append(self, slab: Slab, r: I64, t: F64, v: F32) -> Slab:
+    def _append(self, slab: Slab, r: I64, t: F64, v: F32, p: F32) -> Slab:
         n, m = slab.n, len(r)
         if n + m <= len(slab.times):
             # Spare capacity past n is invisible to readers of the old slab; fill it, then publish.
             slab.times[n : n + m] = t
             slab.rids[n : n + m] = r
             slab.vecs[n : n + m] = v
-            return Slab(slab.times, slab.rids, slab.vecs, n + m)
+            slab.pops[n : n + m] = p
+            return Slab(slab.times, slab.rids, slab.vecs, n + m, slab.pops)
         cap = max(16, 2 * (n + m)) if n else m  # an initial bulk load gets no slack
         times = np.empty(cap)
         rids = np.empty(cap, np.int64)
         vecs = np.empty((cap, self.dim), np.float32)
-        times[:n], rids[:n], vecs[:n] = slab.times[:n], slab.rids[:n], slab.vecs[:n]
-        times[n : n + m], rids[n : n + m], vecs[n : n + m] = t, r, v
-        return Slab(times, rids, vecs, n + m)
+        pops = np.empty(cap, np.float32)
+        times[:n], rids[:n], vecs[:n], pops[:n] = slab.times[:n], slab.rids[:n], slab.vecs[:n], slab.pops[:n]
+        times[n : n + m], rids[n : n + m], vecs[n : n + m], pops[n : n + m] = t, r, v, p
+        return Slab(times, rids, vecs, n + m, pops)
 
     def clear(self) -> None:
         with self._write:

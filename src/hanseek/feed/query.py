@@ -22,31 +22,90 @@ I64 = npt.NDArray[np.int64]
 
 
 @dataclass(frozen=True)
+class Interaction:
+    rid: int
+    id: str
+    title: str
+    community: str
+    created_at: float
+
+
+@dataclass(frozen=True)
 class UserContext:
     id: str
     communities: list[str]
     profile: Profile
     created_at: datetime
+    # Filled by load_context (one round trip for everything a feed request needs about the user):
+    read_rids: npt.NDArray[np.int64] | None = None  # interacted posts inside the feed's filter
+    recent: list[Interaction] | None = None  # most recently touched posts, newest first
+    affinity: dict[str, dict[str, float]] | None = None  # dim -> key -> summed event weight
+
+
+_USER = """
+    SELECT u.id, u.created_at,
+      COALESCE((SELECT array_agg(community ORDER BY community) FROM memberships m
+                WHERE m.user_id = u.id), '{}'::text[]),
+      p.vec_sum, p.weight, extract(epoch FROM p.ref_time)::float8, p.n_events
+"""
+
+
+def _profile(vec: Any, weight: Any, ref: Any, n: Any) -> Profile:
+    if vec is None:
+        return Profile.empty(0)
+    return Profile(to_np(vec, np.float64), float(weight), float(ref), int(n))
 
 
 def load_user(conn: Conn, user_id: str) -> UserContext:
     row = conn.execute(
-        "SELECT u.id, u.created_at, "
-        "  COALESCE((SELECT array_agg(community ORDER BY community) FROM memberships m "
-        "            WHERE m.user_id = u.id), '{}'::text[]), "
-        "  p.vec_sum, p.weight, extract(epoch FROM p.ref_time)::float8, p.n_events "
-        "FROM users u LEFT JOIN user_profiles p ON p.user_id = u.id WHERE u.id = %s",
-        (user_id,),
+        _USER + "FROM users u LEFT JOIN user_profiles p ON p.user_id = u.id WHERE u.id = %s", (user_id,)
     ).fetchone()
     if row is None:
         raise NotFoundError(f"unknown user {user_id!r}")
     _, created, comms, vec, weight, ref, n = row
-    profile = (
-        Profile(to_np(vec, np.float64), float(weight), float(ref), int(n))
-        if vec is not None
-        else Profile.empty(0)
+    return UserContext(user_id, list(comms), _profile(vec, weight, ref, n), created)
+
+
+def load_context(
+    conn: Conn, user_id: str, t_from: datetime | None, recent: int, *, affinity: bool = False
+) -> UserContext:
+    """The user, their profile, the posts they already read where the feed looks, their most recent
+    interactions and (optionally) affinities, in one statement: under load every round trip costs."""
+    row = conn.execute(
+        _USER
+        + """,
+      ARRAY(SELECT DISTINCT po.rid FROM events e JOIN posts po ON po.id = e.post_id
+            WHERE e.user_id = u.id
+              AND po.community IN (SELECT m2.community FROM memberships m2 WHERE m2.user_id = u.id)
+              AND (%(t_from)s::timestamptz IS NULL OR po.created_at >= %(t_from)s)),
+      (SELECT json_agg(json_build_array(r.rid, r.id, r.title, r.community, r.t) ORDER BY r.last DESC)
+       FROM (SELECT po.rid, po.id, po.title, po.community,
+                    extract(epoch FROM po.created_at)::float8 AS t, x.last
+             FROM (SELECT post_id, max(at) AS last FROM events WHERE user_id = u.id
+                   GROUP BY post_id ORDER BY last DESC LIMIT %(recent)s) x
+             JOIN posts po ON po.id = x.post_id) r),
+      CASE WHEN %(affinity)s THEN
+        (SELECT json_agg(json_build_array(a.dim, a.key, a.weight)) FROM user_affinity a
+         WHERE a.user_id = u.id)
+      END
+    FROM users u LEFT JOIN user_profiles p ON p.user_id = u.id WHERE u.id = %(user)s""",
+        {"user": user_id, "t_from": t_from, "recent": recent, "affinity": affinity},
+    ).fetchone()
+    if row is None:
+        raise NotFoundError(f"unknown user {user_id!r}")
+    _, created, comms, vec, weight, ref, n, read, rec, aff = row
+    aff_map: dict[str, dict[str, float]] = {}
+    for dim, key, w in aff or []:
+        aff_map.setdefault(dim, {})[key] = float(w)
+    return UserContext(
+        user_id,
+        list(comms),
+        _profile(vec, weight, ref, n),
+        created,
+        read_rids=np.array(read or [], dtype=np.int64),
+        recent=[Interaction(int(r[0]), r[1], r[2], r[3], float(r[4])) for r in rec or []],
+        affinity=aff_map if affinity else None,
     )
-    return UserContext(user_id, list(comms), profile, created)
 
 
 def _not_read(user_id: str | None) -> sql.Composable | None:
@@ -73,15 +132,6 @@ def read_rids(conn: Conn, user_id: str, communities: Sequence[str], t_from: date
         (user_id, list(communities), t_from, t_from),
     ).fetchall()
     return np.array([r[0] for r in rows], dtype=np.int64)
-
-
-@dataclass(frozen=True)
-class Interaction:
-    rid: int
-    id: str
-    title: str
-    community: str
-    created_at: float
 
 
 def recent_interactions(conn: Conn, user_id: str, limit: int) -> list[Interaction]:

@@ -110,7 +110,7 @@ class FeedService:
             and s.loaded.is_set()
             and time.monotonic() - s.last_sync > self.settings.index_poll_seconds
         ):
-            s.sync()
+            s.sync(blocking=False)
 
     # --- writes ------------------------------------------------------------------------------------
     def ingest_posts(self, posts: Sequence[PostIn]) -> IngestResult:
@@ -215,7 +215,9 @@ class FeedService:
         at = at or datetime.now(UTC)
         t_from = _window_start(at, days)
         with self.db.connection() as conn:
-            user = qy.load_user(conn, user_id)
+            user = qy.load_context(
+                conn, user_id, t_from, self.settings.explain_history, affinity=method == "ranked"
+            )
             out = FeedOut(
                 user_id=user_id,
                 kind="personalized",
@@ -236,10 +238,10 @@ class FeedService:
                 out.note = "no interactions yet: popular and latest posts, interleaved"
             else:
                 hits, out.path, out.estimated_candidates = self._similar(
-                    conn, user_id, vec, user.communities, t_from, at, k, path
+                    conn, user_id, vec, user.communities, t_from, at, k, path, user.read_rids
                 )
                 pairs = self._items(conn, hits, "similar", k)
-                self._explain(conn, user_id, pairs, out.path == "exact-memory")
+                self._explain(conn, user, pairs, out.path == "exact-memory")
                 out.items = [it for it, _ in pairs]
         out.took_ms = _ms(started)
         return out
@@ -257,7 +259,7 @@ class FeedService:
             out.cold_start = True
             out.note = "no interactions yet: latest and popular posts, ordered by the ranker"
         pairs = self._items(conn, [(rid, score) for rid, score, _ in r.hits], [s for _, _, s in r.hits], k)
-        self._explain(conn, user.id, pairs, r.path == "exact-memory")
+        self._explain(conn, user, pairs, r.path == "exact-memory")
         out.items = [it for it, _ in pairs]
 
     def _similar(
@@ -270,6 +272,7 @@ class FeedService:
         at: datetime,
         k: int,
         path: str,
+        read: npt.NDArray[np.int64] | None = None,
     ) -> tuple[list[tuple[int, float]], str, int]:
         s = self.settings
         mem = self.index if self.memory_ready else None
@@ -289,7 +292,7 @@ class FeedService:
             path = "exact-sql"
         if path == "exact":
             assert mem is not None
-            exclude = qy.read_rids(conn, user_id, comms, t_from)
+            exclude = read if read is not None else qy.read_rids(conn, user_id, comms, t_from)
             # A few spare rows: a post deleted by another process a moment ago may still be indexed.
             rids, scores = mem.search(vec, comms, f_epoch, at.timestamp(), k + 5, exclude)
             return list(zip(rids.tolist(), scores.tolist(), strict=True)), "exact-memory", estimated
@@ -324,10 +327,12 @@ class FeedService:
         return out[:k] if k is not None else out
 
     def _explain(
-        self, conn: qy.Conn, user_id: str, pairs: list[tuple[FeedItem, qy.PostRow]], memory: bool
+        self, conn: qy.Conn, user: qy.UserContext, pairs: list[tuple[FeedItem, qy.PostRow]], memory: bool
     ) -> None:
         """Attach to each item the user's past interaction most similar to it."""
-        recent = qy.recent_interactions(conn, user_id, self.settings.explain_history)
+        recent = user.recent
+        if recent is None:
+            recent = qy.recent_interactions(conn, user.id, self.settings.explain_history)
         if not recent or not pairs:
             return
         if memory and self.index is not None:

@@ -11,6 +11,7 @@ from hanseek.feed.evaluate import Candidates
 from hanseek.feed.ranker import features as fx
 from hanseek.feed.ranker.candidates import CandidateConfig, Union, merge, top_n
 from hanseek.feed.ranker.model import RankerModel
+from hanseek.feed.scoring import popularity
 
 I64 = npt.NDArray[np.int64]
 
@@ -49,7 +50,12 @@ def build(c: Candidates, cfg: CandidateConfig) -> Built | None:
     if cos is not None:
         lists["similar"] = top_n(cos, c.times, cfg.n_similar).tolist()
     lists["latest"] = top_n(c.times, c.times, cfg.n_latest).tolist()
-    pop_recent = c.popularity(cfg.popular_half_life_days)
+    # The popular source sees the counts stored on the posts (the service keeps those in its index);
+    # likes and comments from the events log enter as features only.
+    q = c.query
+    pop_recent = popularity(
+        q.world.es.popularity_at(q.t, c.posts), 0.0, q.t - c.times, cfg.popular_half_life_days
+    )
     lists["popular"] = top_n(pop_recent, c.times, cfg.n_popular).tolist()
     if sims.shape[1]:
         short: list[int] = []

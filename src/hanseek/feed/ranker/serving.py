@@ -15,7 +15,7 @@ from hanseek.feed.ranker import features as fx
 from hanseek.feed.ranker.candidates import CandidateConfig, merge, top_n
 from hanseek.feed.ranker.model import RankerModel
 from hanseek.feed.replay import TREND_HALF_LIVES_DAYS
-from hanseek.feed.scoring import decay_factor, diversify
+from hanseek.feed.scoring import decay_factor, diversify, popularity
 
 if TYPE_CHECKING:
     from hanseek.feed.service import FeedService
@@ -46,8 +46,10 @@ def rank(
     cfg = cfg or CandidateConfig()
     comms = user.communities
     vec = user.profile.vector()
-    recent = qy.recent_interactions(conn, user.id, cfg.recent_reads)
-    exclude = qy.read_rids(conn, user.id, comms, t_from)
+    recent = (user.recent if user.recent is not None else qy.recent_interactions(conn, user.id, 200))[
+        : cfg.recent_reads
+    ]
+    exclude = user.read_rids if user.read_rids is not None else qy.read_rids(conn, user.id, comms, t_from)
     f_epoch = None if t_from is None else t_from.timestamp()
     mem = svc.index if svc.memory_ready else None
     lists: dict[str, list[int]] = {}
@@ -58,7 +60,7 @@ def rank(
         qmat = np.stack(queries).T if queries else None
         cand = mem.candidates(comms, f_epoch, at.timestamp(), qmat)
         keep = ~np.isin(cand.rids, exclude) if exclude.size else np.ones(len(cand.rids), bool)
-        rids, times = cand.rids[keep], cand.times[keep]
+        rids, times, pops = cand.rids[keep], cand.times[keep], cand.pops[keep]
         scores = cand.scores[keep].reshape(len(rids), -1) if qmat is not None else np.zeros((len(rids), 0))
         n_window = len(rids)
         cos_long_all = scores[:, 0] if vec is not None else None
@@ -71,6 +73,9 @@ def rank(
             short.extend(rids[top_n(recent_scores[:, j], times, cfg.n_short)].tolist())
         if short:
             lists["short"] = short
+        # Popular recently, from the stored counts kept in the index (event likes are features only).
+        decayed = popularity(pops, 0.0, at.timestamp() - times, cfg.popular_half_life_days)
+        lists["popular"] = rids[top_n(decayed, times, cfg.n_popular)].tolist()
         path = "exact-memory"
     else:
         filters = qy.feed_filters(comms, t_from, at, user.id)
@@ -88,13 +93,13 @@ def rank(
             short.extend(r for r, _ in qy.sql_exact(conn, v, filters, cfg.n_short))
         if short:
             lists["short"] = short
+        lists["popular"] = [
+            r
+            for r, _ in qy.baseline(
+                conn, "popular", comms, t_from, at, cfg.n_popular, user.id, cfg.popular_half_life_days
+            )
+        ]
         path = "exact-sql"
-    lists["popular"] = [
-        r
-        for r, _ in qy.baseline(
-            conn, "popular", comms, t_from, at, cfg.n_popular, user.id, cfg.popular_half_life_days
-        )
-    ]
     union = merge(lists)
     rows = qy.post_rows(conn, union.members)
     members = [r for r in union.members if r in rows]
@@ -126,7 +131,7 @@ def rank(
     def trend(r: qy.PostRow, value: float, h: float) -> float:
         return value * decay_factor(now - r.trend_at, h) if r.trend_at is not None else 0.0
 
-    aff = _affinity(conn, user.id)
+    aff = user.affinity if user.affinity is not None else _affinity(conn, user.id)
     arrays = fx.CandidateArrays(
         cos_long=cos_long,
         cos_recent=cos_recent,
