@@ -28,9 +28,12 @@ def test_demo_loads_once_and_serves_a_feed(app_state: Any, text_encoder: Any) ->
 
     svc = FeedService(app_state.db, settings=FeedSettings(), load_in_background=False, follow=False)
     try:
-        out = svc.feed("demo-minji", k=10, days=30)
-        assert out.kind == "personalized" and len(out.items) == 10
+        out = svc.feed("demo-minji", k=10, days=30)  # default method: the re-ranked feed
+        assert out.kind == "ranked" and len(out.items) == 10
         assert all(it.community in {"보건복지", "인권/성평등", "정치개혁"} for it in out.items)
+        similar = svc.feed("demo-minji", k=10, days=30, method="similar")
+        assert similar.kind == "personalized" and len(similar.items) == 10
+        assert all(it.community in {"보건복지", "인권/성평등", "정치개혁"} for it in similar.items)
         assert svc.feed("demo-newbie", k=10, days=30).cold_start
     finally:
         svc.close()
