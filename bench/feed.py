@@ -322,16 +322,22 @@ def http_bench(data_dir: Path, users: list[str], requests: int, concurrency: int
             )
             for _ in range(requests)
         ]
-        asyncio.run(_http_load(base, paths[:50], 4))  # warm-up
-        seq, _, seq_err = asyncio.run(_http_load(base, paths[:300], 1))
-        lat, wall, errors = asyncio.run(_http_load(base, paths, concurrency))
+        out: dict[str, Any] = {}
+        for method in ("similar", "ranked"):
+            mp = [p + f"&method={method}" for p in paths]
+            asyncio.run(_http_load(base, mp[:30], 4))  # warm-up
+            seq, _, seq_err = asyncio.run(_http_load(base, mp[:300], 1))
+            lat, wall, errors = asyncio.run(_http_load(base, mp, concurrency))
+            out[method] = {
+                "sequential": percentiles_ms(seq) | {"errors": seq_err},
+                "concurrent": percentiles_ms(lat)
+                | {"concurrency": concurrency, "errors": errors, "requests_per_s": round(len(mp) / wall, 1)},
+            }
         return {
             "server": "hanseek serve (uvicorn, 1 process) in a subprocess; client: httpx async on loopback, "
             "same machine",
             "start_and_index_load_seconds": round(ready_s, 1),
-            "sequential": percentiles_ms(seq) | {"errors": seq_err},
-            "concurrent": percentiles_ms(lat)
-            | {"concurrency": concurrency, "errors": errors, "requests_per_s": round(len(paths) / wall, 1)},
+            **out,
         }
     finally:
         proc.send_signal(signal.SIGINT)
@@ -422,6 +428,19 @@ def main() -> None:
             )
             ids = [[it.id for it in o.items] for o in outs]
             paths[outs[0].path] = percentiles_ms(lat) | {"recall@20_vs_numpy": recall(ids, refs)}
+        log("service calls, path=approx with a wider HNSW scan")
+        svc.settings.hnsw_ef_search, svc.settings.hnsw_max_scan_tuples = 1000, 400_000
+        lat, outs = timed(
+            lambda u: svc.feed(u, k=K, days=WINDOW, path="approx", at=NOW, method="similar"), sample[:50]
+        )
+        ids = [[it.id for it in o.items] for o in outs]
+        paths["approx-hnsw (ef_search 1000, max_scan_tuples 400k)"] = percentiles_ms(lat) | {
+            "recall@20_vs_numpy": recall(ids, refs[:50])
+        }
+        svc.settings.hnsw_ef_search, svc.settings.hnsw_max_scan_tuples = (
+            FeedSettings().hnsw_ef_search,
+            (FeedSettings().hnsw_max_scan_tuples),
+        )
         log("fetch-all baseline")
         few = sample[: args.fetch_all_queries]
         lat, outs = timed(lambda u: fetch_all(db, u), few)

@@ -243,25 +243,32 @@ def test_serving_features_equal_offline_features(ranked_world: FeedService, tag:
     from hanseek.feed.ranker import serving
 
     with svc.db.connection() as conn:
-        user = qy.load_user(conn, f"{tag}-u0")
-        model = blend_model()
-        seen: dict[str, np.ndarray] = {}
-        orig = model.score
+        t_from = at - timedelta(days=30)
+        # Both ways the service can know the user: the one-round-trip context and the plain user row.
+        for user in (
+            qy.load_context(conn, f"{tag}-u0", t_from, 200, affinity=True),
+            qy.load_user(conn, f"{tag}-u0"),
+        ):
+            model = blend_model()
+            seen: dict[str, np.ndarray] = {}
+            orig = model.score
 
-        def spy(x: np.ndarray) -> np.ndarray:
-            seen["x"] = x
-            return orig(x)
+            def spy(x: np.ndarray, orig: Any = orig, seen: dict[str, np.ndarray] = seen) -> np.ndarray:
+                seen["x"] = x
+                return orig(x)
 
-        model.score = spy  # type: ignore[method-assign]
-        r = serving.rank(svc, conn, user, model, at - timedelta(days=30), at, 20, diversity_share=None)
-        members = [row.id for row in qy.post_rows(conn, [h[0] for h in r.hits]).values()]
-    assert r.union == len(captured["rows"])
-    assert members and set(members) <= set(captured["rows"])
-    # Serving scored the whole union; compare row by row (order of rows follows the union).
-    served = seen["x"]
-    assert served.shape == (len(captured["rows"]), len(fx.FEATURES))
-    offline = np.stack(list(captured["rows"].values()))
-    np.testing.assert_allclose(np.sort(served, axis=0), np.sort(offline, axis=0), rtol=1e-4, atol=1e-4)
+            model.score = spy  # type: ignore[method-assign]
+            r = serving.rank(svc, conn, user, model, t_from, at, 20, diversity_share=None)
+            members = [row.id for row in qy.post_rows(conn, [h[0] for h in r.hits]).values()]
+            assert r.union == len(captured["rows"])
+            assert members and set(members) <= set(captured["rows"])
+            # Serving scored the whole union; compare the feature columns as multisets.
+            served = seen["x"]
+            assert served.shape == (len(captured["rows"]), len(fx.FEATURES))
+            offline = np.stack(list(captured["rows"].values()))
+            np.testing.assert_allclose(
+                np.sort(served, axis=0), np.sort(offline, axis=0), rtol=1e-4, atol=1e-4
+            )
 
 
 def test_blend_fallback_then_a_trained_model_is_swapped_in(ranked_world: FeedService, tag: str) -> None:

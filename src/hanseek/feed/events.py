@@ -133,7 +133,9 @@ def recompute_profile(conn: Conn, user: str, settings: FeedSettings) -> Profile:
 def _count_on_posts(conn: Conn, inserted: list[tuple[Any, ...]]) -> None:
     posts = sorted({r[1] for r in inserted})
     conn.execute(
-        "INSERT INTO post_stats (post_id) SELECT unnest(%s::text[]) ON CONFLICT DO NOTHING", (posts,)
+        "INSERT INTO post_stats (post_id, rid) SELECT id, rid FROM posts WHERE id = ANY(%s) "
+        "ON CONFLICT DO NOTHING",
+        (posts,),
     )
     rows = conn.execute(
         "SELECT post_id, reads, likes, comments, trend_1d, trend_7d, extract(epoch FROM trend_at)::float8 "

@@ -40,7 +40,8 @@ def _snapshot_xmin(conn: psycopg.Connection[Any]) -> int:
 
 
 def _row_dtype(dim: int) -> np.dtype[Any]:
-    # One binary COPY row of (rid int8, community code int4, epoch float8, popularity int4, vector):
+    # One binary COPY row of (rid int8, community code int4, epoch float8, popularity int4,
+    # hashtext(author) int4, hashtext(category) int4, vector):
     # field count, then per field a length and the big-endian value; a vector is (dim, unused, floats).
     return np.dtype(
         [
@@ -53,6 +54,10 @@ def _row_dtype(dim: int) -> np.dtype[Any]:
             ("t", ">f8"),
             ("l_p", ">i4"),
             ("p", ">i4"),
+            ("l_a", ">i4"),
+            ("a", ">i4"),
+            ("l_g", ">i4"),
+            ("g", ">i4"),
             ("l_v", ">i4"),
             ("vdim", ">i2"),
             ("vunused", ">i2"),
@@ -94,11 +99,13 @@ class _CopyParser:
 
     def _check(self, rows: np.ndarray) -> None:
         ok = (
-            (rows["nf"] == 5).all()
+            (rows["nf"] == 7).all()
             and (rows["l_rid"] == 8).all()
             and (rows["l_c"] == 4).all()
             and (rows["l_t"] == 8).all()
             and (rows["l_p"] == 4).all()
+            and (rows["l_a"] == 4).all()
+            and (rows["l_g"] == 4).all()
             and (rows["l_v"] == 4 + 4 * self.dim).all()
             and (rows["vdim"] == self.dim).all()
         )
@@ -115,7 +122,8 @@ class _CopyParser:
 
 _SELECT_ROWS = """
     SELECT p.rid, c.code, extract(epoch FROM p.created_at)::float8,
-           least(p.likes::int8 + p.comments, 2147483647)::int4, p.embedding
+           least(p.likes::int8 + p.comments, 2147483647)::int4,
+           COALESCE(hashtext(p.author), 0), COALESCE(hashtext(p.category), 0), p.embedding
     FROM posts p JOIN (SELECT id, (row_number() OVER (ORDER BY id))::int4 AS code FROM communities) c
       ON c.id = p.community
 """
@@ -128,6 +136,8 @@ class Rows:
     times: np.ndarray
     vecs: np.ndarray
     pops: np.ndarray
+    authors: np.ndarray
+    cats: np.ndarray
 
 
 def _fetch(conn: psycopg.Connection[Any], dim: int, since: int | None) -> Rows:
@@ -145,6 +155,8 @@ def _fetch(conn: psycopg.Connection[Any], dim: int, since: int | None) -> Rows:
         rows["t"].astype(np.float64),
         rows["v"].astype(np.float32),
         rows["p"].astype(np.float32),
+        rows["a"].astype(np.int32),
+        rows["g"].astype(np.int32),
     )
 
 
@@ -172,7 +184,15 @@ class IndexSync:
             rows = _fetch(conn, self.index.dim, None)
             conn.rollback()
         self.index.clear()
-        self.index.apply(rows.rids, rows.communities, rows.times, rows.vecs, pops=rows.pops)
+        self.index.apply(
+            rows.rids,
+            rows.communities,
+            rows.times,
+            rows.vecs,
+            pops=rows.pops,
+            authors=rows.authors,
+            cats=rows.cats,
+        )
         self.watermark = xmin
         self.last_sync = time.monotonic()
         self.loaded.set()
@@ -200,7 +220,14 @@ class IndexSync:
             dels = np.array([r[0] for r in deleted], dtype=np.int64)
             if len(rows.rids) or len(dels):
                 self.index.apply(
-                    rows.rids, rows.communities, rows.times, rows.vecs, deleted=dels, pops=rows.pops
+                    rows.rids,
+                    rows.communities,
+                    rows.times,
+                    rows.vecs,
+                    deleted=dels,
+                    pops=rows.pops,
+                    authors=rows.authors,
+                    cats=rows.cats,
                 )
             self.watermark = xmin
             self.last_sync = time.monotonic()

@@ -40,6 +40,7 @@ class UserContext:
     read_rids: npt.NDArray[np.int64] | None = None  # interacted posts inside the feed's filter
     recent: list[Interaction] | None = None  # most recently touched posts, newest first
     affinity: dict[str, dict[str, float]] | None = None  # dim -> key -> summed event weight
+    affinity_codes: dict[str, dict[int, float]] | None = None  # the same keyed by hashtext(key)
 
 
 _USER = """
@@ -85,8 +86,9 @@ def load_context(
                    GROUP BY post_id ORDER BY last DESC LIMIT %(recent)s) x
              JOIN posts po ON po.id = x.post_id) r),
       CASE WHEN %(affinity)s THEN
-        (SELECT json_agg(json_build_array(a.dim, a.key, a.weight)) FROM user_affinity a
-         WHERE a.user_id = u.id)
+        (SELECT json_agg(json_build_array(a.dim, a.key, a.weight,
+                                          COALESCE(hashtext(a.key), 0)))
+         FROM user_affinity a WHERE a.user_id = u.id)
       END
     FROM users u LEFT JOIN user_profiles p ON p.user_id = u.id WHERE u.id = %(user)s""",
         {"user": user_id, "t_from": t_from, "recent": recent, "affinity": affinity},
@@ -95,8 +97,10 @@ def load_context(
         raise NotFoundError(f"unknown user {user_id!r}")
     _, created, comms, vec, weight, ref, n, read, rec, aff = row
     aff_map: dict[str, dict[str, float]] = {}
-    for dim, key, w in aff or []:
+    aff_codes: dict[str, dict[int, float]] = {}
+    for dim, key, w, code in aff or []:
         aff_map.setdefault(dim, {})[key] = float(w)
+        aff_codes.setdefault(dim, {})[int(code)] = float(w)
     return UserContext(
         user_id,
         list(comms),
@@ -105,6 +109,7 @@ def load_context(
         read_rids=np.array(read or [], dtype=np.int64),
         recent=[Interaction(int(r[0]), r[1], r[2], r[3], float(r[4])) for r in rec or []],
         affinity=aff_map if affinity else None,
+        affinity_codes=aff_codes if affinity else None,
     )
 
 
@@ -243,3 +248,22 @@ def post_rows(conn: Conn, rids: Sequence[int], snippet_chars: int = 160) -> dict
         (snippet_chars, list(rids)),
     ).fetchall()
     return {int(r[0]): PostRow(int(r[0]), *r[1:]) for r in rows}
+
+
+@dataclass(frozen=True)
+class StatsRow:
+    likes: int
+    comments: int
+    trend_1d: float
+    trend_7d: float
+    trend_at: float | None
+
+
+def stats_by_rid(conn: Conn, rids: Sequence[int]) -> dict[int, StatsRow]:
+    """Event counts and trends of posts (a narrow table: no wide post rows are read)."""
+    rows = conn.execute(
+        "SELECT rid, likes, comments, trend_1d, trend_7d, extract(epoch FROM trend_at)::float8 "
+        "FROM post_stats WHERE rid = ANY(%s)",
+        (list(rids),),
+    ).fetchall()
+    return {int(r[0]): StatsRow(int(r[1]), int(r[2]), float(r[3]), float(r[4]), r[5]) for r in rows}

@@ -258,7 +258,9 @@ class FeedService:
         if user.profile.vector() is None:
             out.cold_start = True
             out.note = "no interactions yet: latest and popular posts, ordered by the ranker"
-        pairs = self._items(conn, [(rid, score) for rid, score, _ in r.hits], [s for _, _, s in r.hits], k)
+        pairs = self._items(
+            conn, [(rid, score) for rid, score, _ in r.hits], [s for _, _, s in r.hits], k, rows=r.rows
+        )
         self._explain(conn, user, pairs, r.path == "exact-memory")
         out.items = [it for it, _ in pairs]
 
@@ -302,9 +304,15 @@ class FeedService:
         return hits, "approx-hnsw", estimated
 
     def _items(
-        self, conn: qy.Conn, hits: list[tuple[int, float]], source: str | list[str], k: int | None = None
+        self,
+        conn: qy.Conn,
+        hits: list[tuple[int, float]],
+        source: str | list[str],
+        k: int | None = None,
+        rows: dict[int, qy.PostRow] | None = None,
     ) -> list[tuple[FeedItem, qy.PostRow]]:
-        rows = qy.post_rows(conn, [r for r, _ in hits])
+        if rows is None:
+            rows = qy.post_rows(conn, [r for r, _ in hits])
         out: list[tuple[FeedItem, qy.PostRow]] = []
         for i, (rid, score) in enumerate(hits):
             row = rows.get(rid)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -29,6 +29,7 @@ class Ranked:
     path: str
     n_window: int
     union: int
+    rows: dict[int, qy.PostRow] = field(default_factory=dict)  # details of the union (no second query)
 
 
 def rank(
@@ -61,6 +62,7 @@ def rank(
         cand = mem.candidates(comms, f_epoch, at.timestamp(), qmat)
         keep = ~np.isin(cand.rids, exclude) if exclude.size else np.ones(len(cand.rids), bool)
         rids, times, pops = cand.rids[keep], cand.times[keep], cand.pops[keep]
+        comm_of, authors_of, cats_of = cand.comm[keep], cand.authors[keep], cand.cats[keep]
         scores = cand.scores[keep].reshape(len(rids), -1) if qmat is not None else np.zeros((len(rids), 0))
         n_window = len(rids)
         cos_long_all = scores[:, 0] if vec is not None else None
@@ -101,47 +103,74 @@ def rank(
         ]
         path = "exact-sql"
     union = merge(lists)
-    rows = qy.post_rows(conn, union.members)
-    members = [r for r in union.members if r in rows]
-    if not members:
+    if not union.members:
         return Ranked([], path, n_window, 0)
-    at_pos = {r: i for i, r in enumerate(union.members)}
-    sel = np.array([at_pos[r] for r in members]) if len(members) != len(union.members) else None
-    src = union.sources if sel is None else union.sources[sel]
-    best = union.best_rank if sel is None else union.best_rank[sel]
-
-    # Cosines of the union: from the window's score matrix (memory) or the stored vectors (SQL).
+    now = at.timestamp()
+    h1, h7 = TREND_HALF_LIVES_DAYS
+    rows: dict[int, qy.PostRow] = {}
     if mem is not None:
+        # Everything but the event counts comes from the index: no wide post rows are read for
+        # the ~200 candidates, only for the k that are shown.
+        members = union.members
         pos = {int(r): i for i, r in enumerate(rids.tolist())}
         idx = np.array([pos[r] for r in members])
+        stats = qy.stats_by_rid(conn, members)
         cos_long = cos_long_all[idx].astype(np.float64) if cos_long_all is not None else np.zeros(len(idx))
         cos_recent = recent_scores[idx].astype(np.float64)
         rv_arr = np.asarray(rv, dtype=np.float32).reshape(len(rv), svc.dim)
+        names = list(dict.fromkeys(comms))
+        community = [names[c] for c in comm_of[idx].tolist()]
+        authors: list[object] = [a or None for a in authors_of[idx].tolist()]
+        categories: list[object] = [g or None for g in cats_of[idx].tolist()]
+        st = [stats.get(r) for r in members]
+        age_s = now - times[idx]
+        popular = pops[idx].astype(np.float64) + np.array([x.likes + x.comments if x else 0 for x in st])
+        t1 = np.array([_decayed(x.trend_1d, x.trend_at, now, h1) if x else 0.0 for x in st])
+        t7 = np.array([_decayed(x.trend_7d, x.trend_at, now, h7) if x else 0.0 for x in st])
+        by_key, by_code = (
+            (user.affinity, user.affinity_codes)
+            if user.affinity is not None and user.affinity_codes is not None
+            else _affinity(conn, user.id)
+        )
+        aff_author: dict[Any, float] = dict(by_code.get("author", {}))
+        aff_category: dict[Any, float] = dict(by_code.get("category", {}))
+        aff_community = by_key.get("community", {})
+        src, best = union.sources, union.best_rank
     else:
+        rows = qy.post_rows(conn, union.members)
+        members = [r for r in union.members if r in rows]
+        if not members:
+            return Ranked([], path, n_window, 0)
+        at_pos = {r: i for i, r in enumerate(union.members)}
+        sel = np.array([at_pos[r] for r in members])
+        src, best = union.sources[sel], union.best_rank[sel]
         emb = qy.embeddings(conn, members)
         m = np.stack([emb[r] for r in members])
         cos_long = (m @ vec).astype(np.float64) if vec is not None else np.zeros(len(members))
         rv_arr = np.asarray(rv, dtype=np.float32).reshape(len(rv), svc.dim)
         cos_recent = (m @ rv_arr.T).astype(np.float64) if len(rv_arr) else np.zeros((len(members), 0))
+        prow = [rows[r] for r in members]
+        community = [r.community for r in prow]
+        authors = [r.author for r in prow]
+        categories = [r.category for r in prow]
+        age_s = np.array([now - r.created_at.timestamp() for r in prow])
+        popular = np.array([r.likes + r.comments for r in prow], dtype=np.float64)
+        t1 = np.array([_decayed(r.trend_1d, r.trend_at, now, h1) for r in prow])
+        t7 = np.array([_decayed(r.trend_7d, r.trend_at, now, h7) for r in prow])
+        aff = user.affinity if user.affinity is not None else _affinity(conn, user.id)[0]
+        aff_author, aff_category = dict(aff.get("author", {})), dict(aff.get("category", {}))
+        aff_community = aff.get("community", {})
 
-    now = at.timestamp()
-    prow = [rows[r] for r in members]
-    h1, h7 = TREND_HALF_LIVES_DAYS
-
-    def trend(r: qy.PostRow, value: float, h: float) -> float:
-        return value * decay_factor(now - r.trend_at, h) if r.trend_at is not None else 0.0
-
-    aff = user.affinity if user.affinity is not None else _affinity(conn, user.id)
     arrays = fx.CandidateArrays(
         cos_long=cos_long,
         cos_recent=cos_recent,
-        age_s=np.array([now - r.created_at.timestamp() for r in prow]),
-        popularity=np.array([r.likes + r.comments for r in prow], dtype=np.float64),
-        trend_1d=np.array([trend(r, r.trend_1d, h1) for r in prow]),
-        trend_7d=np.array([trend(r, r.trend_7d, h7) for r in prow]),
-        community=[r.community for r in prow],
-        author=[r.author for r in prow],
-        category=[r.category for r in prow],
+        age_s=age_s,
+        popularity=popular,
+        trend_1d=t1,
+        trend_7d=t7,
+        community=community,
+        author=authors,  # type: ignore[arg-type]
+        category=categories,  # type: ignore[arg-type]
         sources=src,
         best_rank=best,
         n_window=n_window,
@@ -150,28 +179,38 @@ def rank(
         cold=vec is None,
         recent_mean_norm=fx.recent_mean_norm(rv_arr),
         n_events=user.profile.n_events,
-        community=aff.get("community", {}),
-        author=aff.get("author", {}),
-        category=aff.get("category", {}),
+        community=aff_community,
+        author=aff_author,
+        category=aff_category,
     )
     score = model.score(fx.compute(arrays, signals))
-    times = arrays.age_s
-    order = np.lexsort((times, -score)).tolist()  # ties: newer first
+    order = np.lexsort((age_s, -score)).tolist()  # ties: newer first
     if diversity_share is not None and diversity_share < 1.0:
         cap = max(1, math.ceil(diversity_share * k))
-        order = diversify(order, [(prow[i].community, prow[i].author) for i in order], k, cap)
-    names = fx.SOURCES
+        order = diversify(order, [(community[i], authors[i]) for i in order], k + 5, cap)
+    src_names = fx.SOURCES
     hits = [
-        (members[i], float(score[i]), "+".join(n for j, n in enumerate(names) if src[i, j]))
-        for i in order[:k]
+        (members[i], float(score[i]), "+".join(n for j, n in enumerate(src_names) if src[i, j]))
+        for i in order[: k + 5]  # a few spare: a post deleted a moment ago is dropped when shown
     ]
-    return Ranked(hits, path, n_window, len(members))
+    if mem is not None:
+        rows = qy.post_rows(conn, [h[0] for h in hits])
+    hits = [h for h in hits if h[0] in rows][:k]
+    return Ranked(hits, path, n_window, len(members), rows)
 
 
-def _affinity(conn: qy.Conn, user_id: str) -> dict[str, dict[str, float]]:
-    out: dict[str, dict[str, float]] = {}
-    for dim, key, w in conn.execute(
-        "SELECT dim, key, weight FROM user_affinity WHERE user_id = %s", (user_id,)
+def _decayed(value: float, at: float | None, now: float, half_life_days: float) -> float:
+    return value * decay_factor(now - at, half_life_days) if at is not None else 0.0
+
+
+def _affinity(conn: qy.Conn, user_id: str) -> tuple[dict[str, dict[str, float]], dict[str, dict[int, float]]]:
+    """The user's affinities keyed by name and by hashtext code (how the index stores keys)."""
+    by_key: dict[str, dict[str, float]] = {}
+    by_code: dict[str, dict[int, float]] = {}
+    for dim, key, w, code in conn.execute(
+        "SELECT dim, key, weight, COALESCE(hashtext(key), 0) FROM user_affinity WHERE user_id = %s",
+        (user_id,),
     ).fetchall():
-        out.setdefault(dim, {})[key] = float(w)
-    return out
+        by_key.setdefault(dim, {})[key] = float(w)
+        by_code.setdefault(dim, {})[int(code)] = float(w)
+    return by_key, by_code
