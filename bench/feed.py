@@ -283,33 +283,62 @@ async def _http_load(base: str, paths: list[str], concurrency: int) -> tuple[lis
     return lat, wall, errors
 
 
-def http_bench(data_dir: Path, users: list[str], requests: int, concurrency: int) -> dict[str, Any]:
+def app_factory() -> Any:
+    """`uvicorn bench.feed:app_factory --factory --workers N`: the app from HANSEEK_* settings, one
+    database pool and one in-process index per worker process (they follow each other's writes)."""
+    from hanseek.api.app import create_app
+    from hanseek.config import load_settings
+
+    return create_app(load_settings())
+
+
+def http_bench(
+    data_dir: Path, users: list[str], requests: int, concurrency: int, workers: int = 1
+) -> dict[str, Any]:
     import httpx
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = os.environ | {"HANSEEK_DATA_DIR": str(data_dir), "HANSEEK_LOAD_DEMO": "false"}
-    cmd = [
-        sys.executable,
-        "-c",
-        "from hanseek.cli import main; main()",
-        "serve",
-        "--no-demo",
-        "--port",
-        str(port),
-    ]
+    if workers == 1:
+        cmd = [
+            sys.executable,
+            "-c",
+            "from hanseek.cli import main; main()",
+            "serve",
+            "--no-demo",
+            "--port",
+            str(port),
+        ]
+    else:
+        cmd = [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "bench.feed:app_factory",
+            "--factory",
+            "--workers",
+            str(workers),
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
     try:
         t = time.perf_counter()
         deadline = t + 600
         loaded = False
+        ready_pids: set[int] = set()
         while time.perf_counter() < deadline and not loaded:
-            time.sleep(1.0)
+            time.sleep(0.5)
             try:
                 r = httpx.get(f"{base}/feeds-index", timeout=5)
-                loaded = r.status_code == 200 and bool(r.json().get("loaded"))
+                if r.status_code == 200 and r.json().get("loaded"):
+                    ready_pids.add(int(r.json().get("pid", 0)))
+                loaded = len(ready_pids) >= workers  # every worker has its own index to load
             except httpx.HTTPError:
                 pass
         if not loaded:
@@ -334,8 +363,10 @@ def http_bench(data_dir: Path, users: list[str], requests: int, concurrency: int
                 | {"concurrency": concurrency, "errors": errors, "requests_per_s": round(len(mp) / wall, 1)},
             }
         return {
-            "server": "hanseek serve (uvicorn, 1 process) in a subprocess; client: httpx async on loopback, "
-            "same machine",
+            "server": (
+                "hanseek serve (uvicorn, 1 process)" if workers == 1 else f"uvicorn --workers {workers}"
+            )
+            + " in a subprocess; client: httpx async on loopback, same machine",
             "start_and_index_load_seconds": round(ready_s, 1),
             **out,
         }
@@ -357,6 +388,7 @@ def main() -> None:
     ap.add_argument("--keep", type=Path, default=None, help="keep/reuse the loaded database here")
     ap.add_argument("--http-requests", type=int, default=1500)
     ap.add_argument("--concurrency", type=int, default=16)
+    ap.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="HTTP server processes to try")
     ap.add_argument("--shared-data", type=Path, default=Path("../shared/data"))
     args = ap.parse_args()
 
@@ -472,10 +504,12 @@ def main() -> None:
         writer.close()
         if args.http_requests:
             log("HTTP end to end")
-            try:
-                result["http"] = http_bench(root, users, args.http_requests, args.concurrency)
-            except Exception as exc:  # report what was measured so far instead of nothing
-                result["http"] = {"error": f"{type(exc).__name__}: {exc}"}
+            for workers in args.workers:
+                key = f"http_{workers}_process" + ("es" if workers > 1 else "")
+                try:
+                    result[key] = http_bench(root, users, args.http_requests, args.concurrency, workers)
+                except Exception as exc:  # report what was measured so far instead of nothing
+                    result[key] = {"error": f"{type(exc).__name__}: {exc}"}
     finally:
         db.close()
         if args.keep is None:

@@ -93,7 +93,11 @@ def test_filters_never_leak(feed: FeedService, tag: str) -> None:
     user = _setup_user(feed, tag, posts, [(0, "read"), (5, "read"), (10, "like")])
     by_id = {p.id: p for p in posts}
     read = {posts[i].id for i in (0, 5, 10)}
-    for path, method in [(p, "similar") for p in ("exact", "exact-sql", "approx")] + [("exact", "ranked")]:
+    runs = [(p, "similar") for p in ("exact", "exact-sql", "approx")] + [
+        ("exact", "ranked"),
+        ("exact-sql", "ranked"),
+    ]
+    for path, method in runs:
         for days in (3, 14, 45, None):
             for at in (NOW, NOW - timedelta(days=20)):
                 out = feed.feed(user, k=50, days=days, path=path, at=at, method=method)  # type: ignore[arg-type]

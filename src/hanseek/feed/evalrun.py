@@ -181,7 +181,10 @@ class EvalRunner:
             }
             md.append(section(es, result, notes if ranker else None))
         data = {
-            "command": "hanseek feed eval " + shlex.join(sys.argv[2:]) if sys.argv[1:2] == ["feed"] else None,
+            # argv is [hanseek, feed, eval, options…] when run from the CLI
+            "command": "hanseek feed eval " + shlex.join(sys.argv[3:])
+            if sys.argv[1:3] == ["feed", "eval"]
+            else None,
             "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "encoder": self.settings.text_model,
             "k": k,

@@ -7,6 +7,7 @@ thread that follows PostgreSQL's changes into it); everything else is stateless 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -231,7 +232,7 @@ class FeedService:
             if not user.communities:
                 out.note = "the user belongs to no community"
             elif method == "ranked":
-                self._ranked(conn, user, out, t_from, at, k)
+                self._ranked(conn, user, out, t_from, at, k, memory=path in ("auto", "exact"))
             elif (vec := user.profile.vector()) is None:
                 out.kind, out.cold_start = "cold-start", True
                 out.items = self._cold_start(conn, user_id, user.communities, t_from, at, k)
@@ -247,12 +248,30 @@ class FeedService:
         return out
 
     def _ranked(
-        self, conn: qy.Conn, user: qy.UserContext, out: FeedOut, t_from: datetime | None, at: datetime, k: int
+        self,
+        conn: qy.Conn,
+        user: qy.UserContext,
+        out: FeedOut,
+        t_from: datetime | None,
+        at: datetime,
+        k: int,
+        *,
+        memory: bool = True,
     ) -> None:
         from hanseek.feed.ranker.serving import rank
 
         model = self.ranker.get()
-        r = rank(self, conn, user, model, t_from, at, k, diversity_share=self.settings.diversity_share)
+        r = rank(
+            self,
+            conn,
+            user,
+            model,
+            t_from,
+            at,
+            k,
+            diversity_share=self.settings.diversity_share,
+            memory=memory,
+        )
         out.kind, out.path, out.estimated_candidates = "ranked", r.path, r.n_window
         out.ranker = str(model.meta.get("name", model.kind))
         if user.profile.vector() is None:
@@ -434,6 +453,7 @@ class FeedService:
             return {"enabled": False}
         return {
             "enabled": True,
+            "pid": os.getpid(),  # each serving process has its own index
             "loaded": self.sync.loaded.is_set(),
             "posts": len(self.index),
             "communities": len(self.index.communities()),

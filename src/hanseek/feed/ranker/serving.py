@@ -43,7 +43,10 @@ def rank(
     *,
     diversity_share: float | None,
     cfg: CandidateConfig | None = None,
+    memory: bool = True,
 ) -> Ranked:
+    """The ranked top-k. Candidate sources run on the in-process index when it is loaded and
+    `memory` (path auto/exact), otherwise in SQL (exact)."""
     cfg = cfg or CandidateConfig()
     comms = user.communities
     vec = user.profile.vector()
@@ -52,7 +55,7 @@ def rank(
     ]
     exclude = user.read_rids if user.read_rids is not None else qy.read_rids(conn, user.id, comms, t_from)
     f_epoch = None if t_from is None else t_from.timestamp()
-    mem = svc.index if svc.memory_ready else None
+    mem = svc.index if memory and svc.memory_ready else None
     lists: dict[str, list[int]] = {}
     if mem is not None:
         svc._maybe_poll()
