@@ -90,6 +90,25 @@ class Personalized:
         return np.lexsort((-c.posts, -c.times, -cos)).astype(np.int64)
 
 
+class ReaderOracle:
+    """Upper-bound reference, not a method: ranks by the simulated reader's own base utility (its
+    true recency scale, popularity and interest coefficients, board shares and the popularity it
+    saw; no within-session term). Only the simulation knows these; no ranker may use them."""
+
+    name = "oracle (reader model's utility)"
+
+    def order(self, c: Candidates) -> I64:
+        q = c.query
+        es = q.world.es
+        rp = es.reader_params
+        if rp is None:
+            raise ValueError(f"set {es.name} has no recorded reader parameters")
+        u = rp.base_utility(
+            q.user, c.posts, q.t - c.times, es.popularity_at(q.t, c.posts), es.post_community[c.posts]
+        )
+        return np.lexsort((-c.times, -u)).astype(np.int64)
+
+
 @dataclass
 class EvalResult:
     set_name: str
@@ -181,11 +200,16 @@ def markdown_table(result: EvalResult, metrics: Sequence[str] = ("hr", "ndcg", "
         "|---|---|" + "---|" * len(metrics),
     ]
     for wname, per_method in result.windows.items():
-        best = {m: max(v[keys[m]] for v in per_method.values()) for m in metrics}
+        # Bold the best method; the oracle is a reference, not a contender.
+        rivals = [v for name, v in per_method.items() if name != ReaderOracle.name] or list(
+            per_method.values()
+        )
+        best = {m: max(v[keys[m]] for v in rivals) for m in metrics}
         for method, vals in per_method.items():
             cells = []
             for m in metrics:
                 x = vals[keys[m]]
-                cells.append(f"**{x:.3f}**" if x == best[m] and m != "coverage" else f"{x:.3f}")
+                top = x == best[m] and m != "coverage" and method != ReaderOracle.name
+                cells.append(f"**{x:.3f}**" if top else f"{x:.3f}")
             lines.append(f"| {wname} | {method} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

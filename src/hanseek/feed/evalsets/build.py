@@ -180,16 +180,46 @@ def build_set(spec: SetSpec, shared_data: Path) -> EvalSet:
         accrual_days=spec.accrual_days,
         open_days=spec.open_days,
         meta=meta,
+        reader_params=log.params,
     )
 
 
 def load_or_build(spec: SetSpec, shared_data: Path, data_dir: Path, *, rebuild: bool = False) -> EvalSet:
     folder = data_dir / "feed" / "evalsets" / spec.name
     if not rebuild and (folder / "set.json").is_file():
-        return EvalSet.load(folder)
+        cached = EvalSet.load(folder)
+        if cached.reader_params is not None:
+            return cached
+        # A set cached before the reader's parameters were recorded: simulate again (same seed, same
+        # draws) and keep the parameters only if the log comes out identical.
+        es = build_set(spec, shared_data)
+        if not same_log(cached, es):
+            raise RuntimeError(
+                f"rebuilding {spec.name} to record the reader parameters gave a different log; "
+                "pass --rebuild to replace the cached set"
+            )
+        cached.reader_params = es.reader_params
+        cached.save(folder)
+        return cached
     es = build_set(spec, shared_data)
     es.save(folder)
     return es
+
+
+def same_log(a: EvalSet, b: EvalSet) -> bool:
+    """The posts, users and events of two sets are identical (bit for bit)."""
+    arrays = ("post_community", "created_at", "popularity_final", "ev_user", "ev_post", "ev_kind", "ev_at")
+    return (
+        a.post_ids == b.post_ids
+        and a.texts == b.texts
+        and a.communities == b.communities
+        and all(np.array_equal(getattr(a, n), getattr(b, n)) for n in arrays)
+        and np.array_equal(a.ev_session, b.ev_session)
+        and len(a.user_communities) == len(b.user_communities)
+        and all(np.array_equal(x, y) for x, y in zip(a.user_communities, b.user_communities, strict=True))
+        and a.t_train_end == b.t_train_end
+        and a.t_val_end == b.t_val_end
+    )
 
 
 def set_vectors(

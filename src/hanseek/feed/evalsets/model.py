@@ -28,6 +28,67 @@ def accrued_popularity(
 
 
 @dataclass
+class ReaderParams:
+    """The per-user coefficients `simulate` drew, recorded (not used by any ranking method) so the
+    evaluation can report the reader model's own utility as an upper-bound reference. NaN / zero
+    rows for a user who had no posts to read."""
+
+    tau_days: npt.NDArray[np.float64]  # [users]
+    b_pop: npt.NDArray[np.float64]
+    b_int: npt.NDArray[np.float64]
+    b_st: npt.NDArray[np.float64]
+    log_share: npt.NDArray[np.float64]  # [users, communities], -inf outside the user's boards
+    interest: npt.NDArray[np.float32]  # [users, lexical dims]
+    lexical: npt.NDArray[np.float32]  # [posts, lexical dims]
+    max_age_days: float
+
+    def base_utility(
+        self,
+        user: int,
+        posts: npt.NDArray[np.int64],
+        age_s: npt.NDArray[np.float64],
+        visible_popularity: npt.NDArray[np.float64],
+        community: npt.NDArray[np.int32],
+    ) -> npt.NDArray[np.float64]:
+        """The session-independent part of the reader's utility (no short-term term), -inf for
+        posts older than the reader ever looks at."""
+        u: npt.NDArray[np.float64] = (
+            -age_s / (self.tau_days[user] * SECONDS_PER_DAY)
+            + self.b_pop[user] * np.log1p(visible_popularity)
+            + self.b_int[user] * (self.lexical[posts] @ self.interest[user]).astype(np.float64)
+            + self.log_share[user, community]
+        )
+        return np.where(age_s <= self.max_age_days * SECONDS_PER_DAY, u, -np.inf)
+
+    def save(self, path: Path) -> None:
+        np.savez_compressed(
+            path,
+            tau_days=self.tau_days,
+            b_pop=self.b_pop,
+            b_int=self.b_int,
+            b_st=self.b_st,
+            log_share=self.log_share,
+            interest=self.interest,
+            lexical=self.lexical,
+            max_age_days=np.float64(self.max_age_days),
+        )
+
+    @staticmethod
+    def load(path: Path) -> ReaderParams:
+        z = np.load(path)
+        return ReaderParams(
+            z["tau_days"],
+            z["b_pop"],
+            z["b_int"],
+            z["b_st"],
+            z["log_share"],
+            z["interest"],
+            z["lexical"],
+            float(z["max_age_days"]),
+        )
+
+
+@dataclass
 class EvalSet:
     name: str
     post_ids: list[str]
@@ -48,6 +109,8 @@ class EvalSet:
     accrual_days: float = 3.0
     open_days: float = 30.0
     meta: dict[str, Any] = field(default_factory=dict)
+    # The simulated readers' own parameters: for the oracle reference row only, never for a method.
+    reader_params: ReaderParams | None = None
 
     @property
     def n_posts(self) -> int:
@@ -94,11 +157,14 @@ class EvalSet:
             "meta": self.meta,
         }
         (folder / "set.json").write_text(json.dumps(doc, ensure_ascii=False), encoding="utf-8")
+        if self.reader_params is not None:
+            self.reader_params.save(folder / "reader.npz")
 
     @staticmethod
     def load(folder: Path) -> EvalSet:
         doc = json.loads((folder / "set.json").read_text(encoding="utf-8"))
         a = np.load(folder / "arrays.npz")
+        rp = folder / "reader.npz"
         off = a["uc_offsets"]
         flat = a["uc_flat"]
         return EvalSet(
@@ -121,4 +187,5 @@ class EvalSet:
             accrual_days=float(doc["accrual_days"]),
             open_days=float(doc["open_days"]),
             meta=doc["meta"],
+            reader_params=ReaderParams.load(rp) if rp.is_file() else None,
         )

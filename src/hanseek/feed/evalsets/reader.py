@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from hanseek.feed.evalsets.model import SECONDS_PER_DAY, accrued_popularity
+from hanseek.feed.evalsets.model import SECONDS_PER_DAY, ReaderParams, accrued_popularity
 
 
 @dataclass(frozen=True)
@@ -66,6 +66,7 @@ class SimulatedLog:
     ev_kind: npt.NDArray[np.int8]
     ev_at: npt.NDArray[np.float64]
     ev_session: npt.NDArray[np.int32]
+    params: ReaderParams | None = None
 
 
 def lexical_vectors(texts: list[str], dims: int, seed: int) -> npt.NDArray[np.float32]:
@@ -102,6 +103,17 @@ def simulate(
     board_p = np.sqrt(sizes) / np.sqrt(sizes).sum()
 
     users: list[npt.NDArray[np.int32]] = []
+    n_users = model.n_users
+    params = ReaderParams(
+        tau_days=np.full(n_users, np.nan),
+        b_pop=np.full(n_users, np.nan),
+        b_int=np.full(n_users, np.nan),
+        b_st=np.full(n_users, np.nan),
+        log_share=np.full((n_users, n_communities), -np.inf),
+        interest=np.zeros((n_users, lexical.shape[1]), np.float32),
+        lexical=lexical,
+        max_age_days=model.max_age_days,
+    )
     ev: list[tuple[int, int, int, float, int]] = []
     session_id = 0
     for u in range(model.n_users):
@@ -112,6 +124,7 @@ def simulate(
         share = rng.dirichlet(np.ones(m))
         log_share = np.full(n_communities, -np.inf)
         log_share[comms] = np.log(share)
+        params.log_share[u] = log_share
         mine = np.flatnonzero(np.isin(community, comms))
         if len(mine) == 0:
             continue
@@ -125,6 +138,9 @@ def simulate(
         b_pop = float(rng.uniform(*model.pop_coef))
         b_int = float(rng.uniform(*model.interest_coef))
         b_st = float(rng.uniform(*model.short_term_coef))
+        # Recorded only: no extra draws, so the events are those of the unrecorded simulation.
+        params.interest[u] = interest
+        params.tau_days[u], params.b_pop[u], params.b_int[u], params.b_st[u] = tau, b_pop, b_int, b_st
         rate = model.sessions_per_week_median * float(np.exp(rng.normal(0.0, model.sessions_sigma)))
         join = t0 + float(rng.uniform(0.0, model.join_until)) * span
         n_sessions = int(rng.poisson(rate * (t1 - join) / (7 * SECONDS_PER_DAY)))
@@ -176,4 +192,5 @@ def simulate(
         ev_kind=arr[:, 2].astype(np.int8),
         ev_at=arr[:, 3],
         ev_session=arr[:, 4].astype(np.int32),
+        params=params,
     )
