@@ -9,7 +9,9 @@ lock and `add_user_words` an exclusive one. Batched calls use Kiwi's own worker 
 from __future__ import annotations
 
 import functools
+import itertools
 import os
+import re
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -55,6 +57,12 @@ class Morpheme:
 
 
 UserWord = tuple[str, str, float]
+
+# A page shorter than this is analysed in one call: handing pieces to Kiwi's pool costs more than
+# it saves.
+SPLIT_MIN_CHARS = 600
+# Where a page may be cut without changing the analysis: after a sentence end or a line break.
+_SENTENCE_GAP = re.compile(r"(?<=[.!?。…\n])\s+")
 
 
 class _SharedExclusiveLock:
@@ -188,9 +196,22 @@ class KoreanAnalyzer:
         norm = normalize_with_map(text)
         if not norm.text:
             return []
+        cuts = _cut_points(norm.text, self.num_workers) if len(norm.text) >= SPLIT_MIN_CHARS else []
+        if not cuts:
+            with self._lock.shared():
+                tokens = self._kiwi.tokenize(norm.text)
+            return _to_morphemes(tokens, norm)
+        # A long page is cut at sentence ends and its pieces analysed on Kiwi's worker threads, so
+        # one request uses every core. Kiwi analyses sentence by sentence, so only function tags right at
+        # a cut can differ (tests/text: 3 of ~12,700 morphemes on the study notes, no content word).
+        bounds = [0, *cuts, len(norm.text)]
+        pieces = [norm.text[a:b] for a, b in itertools.pairwise(bounds)]
         with self._lock.shared():
-            tokens = self._kiwi.tokenize(norm.text)
-        return _to_morphemes(tokens, norm)
+            results = list(self._kiwi.tokenize(pieces))
+        out: list[Morpheme] = []
+        for offset, tokens in zip(bounds, results, strict=False):
+            out.extend(_to_morphemes(tokens, norm, offset=offset))
+        return out
 
     def morphemes_batch(self, texts: Sequence[str]) -> list[list[Morpheme]]:
         """`morphemes` for many texts at once on Kiwi's worker threads; order is kept."""
@@ -232,13 +253,24 @@ class KoreanAnalyzer:
         return self.content_words_batch(texts, with_da=False, foreign=True)
 
 
-def _to_morphemes(tokens: Iterable[Any], norm: NormalizedText) -> list[Morpheme]:
+def _cut_points(text: str, parts: int) -> list[int]:
+    """Up to `parts - 1` cut positions at sentence gaps, each nearest an equal share of the text."""
+    if parts < 2:
+        return []
+    gaps = [m.end() for m in _SENTENCE_GAP.finditer(text) if 0 < m.end() < len(text)]
+    if not gaps:
+        return []
+    cuts = {min(gaps, key=lambda g: abs(g - len(text) * i / parts)) for i in range(1, parts)}
+    return sorted(cuts)
+
+
+def _to_morphemes(tokens: Iterable[Any], norm: NormalizedText, offset: int = 0) -> list[Morpheme]:
     if norm.identity:
         # Clean input (the common case): Kiwi's offsets are already offsets into the caller's text.
-        return [Morpheme(t.form, _base_tag(t.tag), t.start, t.len) for t in tokens]
+        return [Morpheme(t.form, _base_tag(t.tag), t.start + offset, t.len) for t in tokens]
     out = []
     for t in tokens:
-        start, end = norm.span(int(t.start), int(t.len))
+        start, end = norm.span(int(t.start) + offset, int(t.len))
         out.append(Morpheme(form=str(t.form), tag=_base_tag(str(t.tag)), start=start, length=end - start))
     return out
 

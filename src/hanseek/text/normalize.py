@@ -21,7 +21,7 @@ _DROP_FORMAT = {"\u200b", "\u200c", "\u200d", "\u2060", "\ufeff", "\u00ad"}
 # Anything the slow path would change; text without these (and already NFC) is returned as is.
 _NEEDS_WORK = re.compile(
     "[\x00-\x09\x0b-\x1f\x7f-\x9f\u00a0\u00ad\u1680\u2000-\u200d\u2028-\u202f\u205f\u2060"
-    "\u3000\ufeff\uff01-\uff5e]|  | \n|\n |\n\n\n"
+    "\u3000\ud800-\udfff\ufeff\uff01-\uff5e]|  | \n|\n |\n\n\n"
 )
 _LINE_BREAKS = {"\r", "\u2028", "\u2029", "\x85"}
 
@@ -46,7 +46,10 @@ class NormalizedText:
 
 
 def _is_control(ch: str) -> bool:
-    return ch in _DROP_FORMAT or (unicodedata.category(ch) == "Cc" and ch not in "\n\t\r\v\f")
+    # Lone surrogates (Cs) reach Python from JSON escapes or surrogateescape decoding; Kiwi cannot
+    # encode them, so they are dropped like control characters.
+    category = unicodedata.category(ch)
+    return ch in _DROP_FORMAT or category == "Cs" or (category == "Cc" and ch not in "\n\t\r\v\f")
 
 
 def _fold_fullwidth(ch: str) -> str:
