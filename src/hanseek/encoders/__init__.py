@@ -1,10 +1,5 @@
-"""Text encoders: the TextEncoder protocol, backends (PyTorch, ONNX Runtime), the e5-small converter and
-the model registry."""
+"""Text encoders: the TextEncoder protocol, backends (PyTorch, ONNX Runtime), the e5-small converter,
+the model registry and re-embedding after a model switch.
 
-import os
-
-# PyTorch's CPU kernels run on GNU OpenMP, whose idle threads spin-wait by default. On a shared 2-core
-# machine that made e5-small inference 3.5x and small training steps ~50x slower than passive waiting,
-# which costs nothing measurable for batched work. libgomp reads this when it is loaded, so it must be
-# set before torch is imported; an explicit setting in the environment wins.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+OMP_WAIT_POLICY=PASSIVE (unless set) is applied by the `hanseek` package itself, so that it also
+precedes torch imports outside this package (sentiment, training)."""
