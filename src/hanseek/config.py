@@ -33,6 +33,9 @@ class Settings(BaseSettings):
         default="e5-small", description="'e5-small' (bundled), a registered model name, a path or hub id"
     )
     text_backend: str = Field(default="torch", description="torch | onnx | onnx-int8")
+    model_poll_seconds: float = Field(
+        default=5.0, ge=0.0, description="How often a server checks the active text model (`models use`)"
+    )
     embed_dim: int = 384
     encode_batch_size: int = 32
     max_text_chars: int = 20_000

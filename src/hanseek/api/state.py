@@ -6,7 +6,9 @@ image model; everything is torn down with the app (no module-level mutable state
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -19,6 +21,7 @@ if TYPE_CHECKING:
     from hanseek.store.db import Database
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 class AppState:
@@ -28,6 +31,10 @@ class AppState:
         self._lock = threading.Lock()
         self._services: dict[str, Any] = {}
         self.ready = False
+        # Following `hanseek models use`: only for an encoder this state built from the registry.
+        self._follows_registry = False
+        self._model_checked = 0.0
+        self._model_loading: threading.Thread | None = None
 
     def service(self, name: str, factory: Callable[[AppState], T]) -> T:
         """The named service, built once by `factory(state)` (thread-safe)."""
@@ -42,9 +49,60 @@ class AppState:
 
     @property
     def text_encoder(self) -> TextEncoder:
+        """The active text model. A switch (`hanseek models use`) is picked up without a restart:
+        at most every `model_poll_seconds` the catalogue's active model is compared with the loaded
+        one, and a different one is loaded in the background; requests use the current encoder
+        until the new one is ready. An explicit HANSEEK_TEXT_MODEL pins the model."""
+        enc = self.service("text_encoder", self._build_text_encoder)
+        if self._follows_registry:
+            self._maybe_follow_active_model(enc)
+        return enc
+
+    def _build_text_encoder(self, st: AppState) -> TextEncoder:
         from hanseek.encoders.registry import load_text_encoder
 
-        return self.service("text_encoder", lambda st: load_text_encoder(st.settings))
+        enc = load_text_encoder(st.settings)
+        self._follows_registry = "text_model" not in st.settings.model_fields_set
+        self._model_checked = time.monotonic()
+        return enc
+
+    def _maybe_follow_active_model(self, current: TextEncoder) -> None:
+        now = time.monotonic()
+        if now - self._model_checked < self.settings.model_poll_seconds or self._model_loading is not None:
+            return
+        self._model_checked = now
+        try:
+            with self.db.connection() as conn:
+                row = conn.execute("SELECT name FROM models WHERE active").fetchone()
+        except Exception as exc:  # the catalogue is advisory here: keep serving with what is loaded
+            log.warning("active text model check failed: %s", exc)
+            return
+        if row is None or row[0] == current.name:
+            return
+        name = str(row[0])
+        thread = threading.Thread(target=self._load_active, args=(name,), name="text-model-load", daemon=True)
+        self._model_loading = thread
+        thread.start()
+
+    def _load_active(self, name: str) -> None:
+        from hanseek.encoders.registry import load_text_encoder
+
+        try:
+            enc = load_text_encoder(self.settings, name)
+            with self._lock:
+                self._services["text_encoder"] = enc
+                # Wrappers built over the previous encoder are rebuilt on their next use; the old
+                # batcher stops once requests that already hold it are surely done.
+                old = self._services.pop("text_encoder_batched", None)
+            if old is not None and callable(getattr(old, "close", None)):
+                timer = threading.Timer(30.0, old.close)
+                timer.daemon = True
+                timer.start()
+            log.info("text model switched to %s", name)
+        except Exception:
+            log.exception("loading the active text model %s failed; keeping the current one", name)
+        finally:
+            self._model_loading = None
 
     def close_services(self) -> None:
         """Release services (models, caches) built for this app; the database stays open."""

@@ -1,13 +1,23 @@
-"""`hanseek models`: text encoder models: prepare, list, use, export-onnx."""
+"""`hanseek models`: text encoder models: prepare, list, use (with re-embedding), reembed, export-onnx."""
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
 
-from hanseek.cli.common import console, err_console, open_db, settings
+from hanseek.cli.common import console, err_console, open_db, progress, settings
 
-app = typer.Typer(help="Text encoder models: prepare, list, use.", no_args_is_help=True)
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from rich.progress import TaskID
+
+    from hanseek.config import Settings
+    from hanseek.store.db import Database
+
+app = typer.Typer(help="Text encoder models: prepare, list, use, reembed.", no_args_is_help=True)
 
 
 @app.command("prepare")
@@ -109,28 +119,166 @@ def list_models(
         )
     console.print(table)
     console.print(f"active: {active} (backend {s.text_backend})")
+    if db:
+        _print_pending(s)
+
+
+def _print_pending(s: Settings) -> None:
+    from hanseek.encoders.reembed import pending_job
+
+    try:
+        with open_db(s) as database:
+            job = pending_job(database)
+    except Exception:  # reported above already when the database is unavailable
+        return
+    if job is None:
+        return
+    pct = 100.0 * job.staged / job.posts if job.posts else 100.0
+    console.print(
+        f"pending re-embedding to {job.model} (from {job.from_model}, started "
+        f"{job.started_at:%Y-%m-%d %H:%M:%S %Z}): {job.staged}/{job.posts} posts staged ({pct:.1f}%), "
+        f"{job.images_todo} image texts to encode; the service still uses {job.from_model}. "
+        f"Resume with `hanseek models reembed {job.model}`."
+    )
+
+
+def _resolve_local(s: Settings, name: str) -> Path:
+    """The directory of a model under the models dir (the only kind `use`/`reembed` accept)."""
+    from hanseek.encoders.base import EncoderError
+    from hanseek.encoders.registry import resolve_model
+
+    info = resolve_model(s, name)
+    if info.path is None or info.kind not in ("bundled", "local"):
+        raise EncoderError(f"{name!r} is not a model under {s.models_dir}")
+    return info.path
+
+
+def _run_reembed(database: Database, s: Settings, name: str, batch_size: int) -> None:
+    from hanseek.encoders.reembed import run
+    from hanseek.encoders.registry import load_text_encoder
+
+    with err_console.status(f"Loading {name}…"):
+        encoder = load_text_encoder(s, name)
+    with progress() as bar:
+        tasks: dict[str, TaskID] = {}
+
+        def report(phase: str, done: int, total: int) -> None:
+            if phase not in tasks:
+                tasks[phase] = bar.add_task(f"re-embedding {phase}", total=total, info="")
+            bar.update(tasks[phase], completed=done, total=total)
+
+        result = run(database, s, name, encoder=encoder, batch_size=batch_size, progress=report)
+    for note in result.notes:
+        err_console.print(f"[yellow]note:[/yellow] {note}")
+    console.print(
+        f"re-embedded with {name}: {result.posts_encoded} posts encoded, {result.posts_skipped} already "
+        f"staged by an earlier run, {result.images_encoded} image texts; swapped {result.posts_swapped} "
+        f"post vectors and {result.profiles} user profiles in one transaction ({result.seconds:.1f}s)"
+    )
+
+
+BATCH = typer.Option(64, "--batch-size", min=1, max=4096, help="Posts encoded (and committed) per batch")
 
 
 @app.command("use")
-def use(name: str = typer.Argument(..., help="Registered model name (see `hanseek models list`)")) -> None:
-    """Make NAME the service's text encoder (restart `hanseek serve` to load it)."""
+def use(
+    name: str = typer.Argument(..., help="Model name (see `hanseek models list`)"),
+    no_reembed: bool = typer.Option(
+        False,
+        "--no-reembed",
+        help="Only switch; leave stored vectors as the previous model made them (they no longer "
+        "compare with new ones)",
+    ),
+    batch_size: int = BATCH,
+) -> None:
+    """Make NAME the service's text encoder, re-embedding stored posts and image texts first.
+
+    The re-embedding runs in committed batches with a progress bar; if it stops, run the command
+    again (or `hanseek models reembed`) and it resumes. The service keeps the previous model and
+    vectors until everything is ready, then switches in one transaction; running servers follow
+    within `model_poll_seconds`."""
     from hanseek.encoders.base import EncoderError
     from hanseek.encoders.model_registry import register_dir, set_active
-    from hanseek.encoders.registry import DEFAULT_MODEL, resolve_model
+    from hanseek.encoders.reembed import active_model, check_dim, drop_jobs, has_content, pending_job
+    from hanseek.encoders.registry import DEFAULT_MODEL, configured_model
 
     s = settings()
     try:
-        info = resolve_model(s, name)
-        if info.path is None or info.kind not in ("bundled", "local"):
-            raise EncoderError(f"{name!r} is not a model under {s.models_dir}")
+        path = _resolve_local(s, name)
         with open_db(s) as db:
-            register_dir(db, name, info.path, default_kind="bundled" if name == DEFAULT_MODEL else "imported")
-            set_active(db, s, name)
+            register_dir(
+                db,
+                name,
+                path,
+                default_kind="bundled" if name == DEFAULT_MODEL else "imported",
+            )
+            if "text_model" in s.model_fields_set and s.text_model != name:
+                err_console.print(
+                    f"[yellow]note:[/yellow] HANSEEK_TEXT_MODEL={s.text_model} is set and takes precedence "
+                    "in processes that see it"
+                )
+            with db.connection() as conn:
+                # Never switched yet: the stored vectors come from the configured default.
+                current = active_model(conn) or configured_model(s)
+                row = conn.execute("SELECT dim FROM models WHERE name = %s", (name,)).fetchone()
+                posts = conn.execute("SELECT EXISTS (SELECT 1 FROM posts)").fetchone()
+                if row is not None and posts is not None and posts[0]:
+                    check_dim(conn, s, name, int(row[0]))
+            job = pending_job(db)
+            if current == name and (job is None or job.model != name):
+                set_active(db, s, name)  # rewrites the pointer file too
+                console.print(f"{name} is already the active text model")
+                return
+            if no_reembed or not has_content(db):
+                for dropped in drop_jobs(db):
+                    err_console.print(f"[yellow]note:[/yellow] dropped the pending re-embedding to {dropped}")
+                set_active(db, s, name)
+                if no_reembed and has_content(db):
+                    err_console.print(
+                        "[yellow]warning:[/yellow] stored posts and image texts keep the previous model's "
+                        f"vectors, which do not compare with {name}'s; run `hanseek models reembed {name}`"
+                    )
+                console.print(f"active text model: {name}")
+                return
+            _run_reembed(db, s, name, batch_size)
     except EncoderError as e:
         err_console.print(f"[red]error:[/red] {e}")
         raise typer.Exit(2) from e
-    if "text_model" in s.model_fields_set and s.text_model != name:
-        err_console.print(
-            f"[yellow]note:[/yellow] HANSEEK_TEXT_MODEL={s.text_model} is set and takes precedence"
-        )
+    console.print(f"active text model: {name}")
+
+
+@app.command("reembed")
+def reembed(
+    name: str | None = typer.Argument(
+        None, help="Model to re-embed with (default: resume the pending re-embedding)"
+    ),
+    batch_size: int = BATCH,
+) -> None:
+    """Re-embed stored posts and image texts with NAME (start, or resume where it stopped), then make
+    NAME active. With NAME already active, every stored vector is made again with it."""
+    from hanseek.encoders.base import EncoderError
+    from hanseek.encoders.model_registry import register_dir
+    from hanseek.encoders.reembed import pending_job
+    from hanseek.encoders.registry import DEFAULT_MODEL
+
+    s = settings()
+    try:
+        with open_db(s) as db:
+            if name is None:
+                job = pending_job(db)
+                if job is None:
+                    console.print("no re-embedding is pending (start one with `hanseek models reembed NAME`)")
+                    return
+                name = job.model
+            path = _resolve_local(s, name)
+            register_dir(
+                db,
+                name,
+                path,
+                default_kind="bundled" if name == DEFAULT_MODEL else "imported",
+            )
+            _run_reembed(db, s, name, batch_size)
+    except EncoderError as e:
+        err_console.print(f"[red]error:[/red] {e}")
+        raise typer.Exit(2) from e
     console.print(f"active text model: {name}")

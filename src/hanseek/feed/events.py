@@ -130,6 +130,16 @@ def recompute_profile(conn: Conn, user: str, settings: FeedSettings) -> Profile:
     )
 
 
+def rebuild_profiles(conn: Conn, settings: FeedSettings) -> int:
+    """Recompute every user's profile from the stored events and the posts' current vectors, in the
+    caller's transaction (profiles locked in one order). Returns the number of users."""
+    users = [r[0] for r in conn.execute("SELECT id FROM users ORDER BY id").fetchall()]
+    load_profiles_for_update(conn, users)
+    profiles = {u: recompute_profile(conn, u, settings) for u in users}
+    save_profiles(conn, profiles, settings.decay_half_life_days)
+    return len(users)
+
+
 def _count_on_posts(conn: Conn, inserted: list[tuple[Any, ...]]) -> None:
     posts = sorted({r[1] for r in inserted})
     conn.execute(

@@ -162,11 +162,7 @@ class FeedService:
     def rebuild_profiles(self) -> int:
         """Recompute every profile from its events (after changing weights' half-life)."""
         with self.db.connection() as conn:
-            users = [r[0] for r in conn.execute("SELECT id FROM users ORDER BY id").fetchall()]
-            po.load_profiles_for_update(conn, users)
-            profiles = {u: ev.recompute_profile(conn, u, self.settings) for u in users}
-            po.save_profiles(conn, profiles, self.settings.decay_half_life_days)
-        return len(users)
+            return ev.rebuild_profiles(conn, self.settings)
 
     # --- reads -------------------------------------------------------------------------------------
     def get_user(self, user_id: str) -> UserOut:

@@ -51,6 +51,7 @@ def encode(body: EncodeRequest, request: Request) -> EncodeResponse:
     from hanseek.encoders.batching import BatchingEncoder
 
     try:
+        state.text_encoder  # noqa: B018 - follows a model switch (`hanseek models use`)
         # Requests that arrive together are encoded as one batch.
         encoder = state.service("text_encoder_batched", lambda st: BatchingEncoder(st.text_encoder))
     except EncoderError as e:
