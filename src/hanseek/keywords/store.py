@@ -9,7 +9,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 import psycopg
 
@@ -96,6 +96,17 @@ def _subject(row: Sequence[Any]) -> Subject:
         dictionary_size=row[6],
         keyword_count=row[7],
     )
+
+
+def _subject_row(
+    conn: psycopg.Connection[Any], subject: str, columns: str = "id", *, for_update: bool = False
+) -> tuple[Any, ...]:
+    """The subject's row (the given columns of kw_subjects); UnknownSubject when there is none."""
+    lock = " FOR UPDATE" if for_update else ""
+    row = conn.execute(f"SELECT {columns} FROM kw_subjects WHERE name = %s{lock}", (subject,)).fetchone()
+    if row is None:
+        raise UnknownSubject(subject)
+    return tuple(row)
 
 
 class CorpusStore:
@@ -208,11 +219,7 @@ class CorpusStore:
     def remove_document(self, subject: str, doc_id: int) -> bool:
         """Remove a document and subtract its counts; False if it is not in the subject."""
         with self.db.connection() as conn:
-            srow = conn.execute(
-                "SELECT id FROM kw_subjects WHERE name = %s FOR UPDATE", (subject,)
-            ).fetchone()
-            if srow is None:
-                raise UnknownSubject(subject)
+            srow = _subject_row(conn, subject, for_update=True)
             sid = srow[0]
             drow = conn.execute(
                 "SELECT n_terms FROM kw_documents WHERE id = %s AND subject_id = %s", (doc_id, sid)
@@ -240,9 +247,7 @@ class CorpusStore:
 
     def documents(self, subject: str, *, limit: int = 100, offset: int = 0) -> list[DocumentInfo]:
         with self.db.connection() as conn:
-            srow = conn.execute("SELECT id FROM kw_subjects WHERE name = %s", (subject,)).fetchone()
-            if srow is None:
-                raise UnknownSubject(subject)
+            srow = _subject_row(conn, subject)
             rows = conn.execute(
                 "SELECT id, title, source, n_terms, length(body), created_at FROM kw_documents "
                 "WHERE subject_id = %s ORDER BY id LIMIT %s OFFSET %s",
@@ -257,11 +262,7 @@ class CorpusStore:
         of a single connection: N, total length, df, dictionary weights, keywords, floor."""
         wanted = sorted(set(terms))
         with self.db.connection() as conn:
-            srow = conn.execute(
-                "SELECT id, n_docs, total_terms, floor FROM kw_subjects WHERE name = %s", (subject,)
-            ).fetchone()
-            if srow is None:
-                raise UnknownSubject(subject)
+            srow = _subject_row(conn, subject, "id, n_docs, total_terms, floor")
             sid = srow[0]
             rows = conn.execute(
                 "SELECT t.term, df.df, d.weight, k.term IS NOT NULL "
@@ -282,11 +283,7 @@ class CorpusStore:
     def all_stats(self, subject: str) -> CorpusStats:
         """The subject's complete document-frequency table (for exports and checks)."""
         with self.db.connection() as conn:
-            srow = conn.execute(
-                "SELECT id, n_docs, total_terms FROM kw_subjects WHERE name = %s", (subject,)
-            ).fetchone()
-            if srow is None:
-                raise UnknownSubject(subject)
+            srow = _subject_row(conn, subject, "id, n_docs, total_terms")
             rows = conn.execute(
                 "SELECT term, df FROM kw_term_df WHERE subject_id = %s", (srow[0],)
             ).fetchall()
@@ -308,21 +305,21 @@ class CorpusStore:
             conn.execute("UPDATE kw_subjects SET updated_at = now() WHERE id = %s", (sid,))
         return len(weights)
 
-    def dictionary(self, subject: str, terms: Iterable[str] | None = None) -> dict[str, float]:
+    def _subject_terms(
+        self, table: Literal["kw_dictionary", "kw_keywords"], subject: str, terms: Iterable[str] | None
+    ) -> list[tuple[Any, ...]]:
+        """(term, …) rows of a per-subject term table (`kw_dictionary`, `kw_keywords`), all or the
+        given terms only."""
+        select = "SELECT term, weight" if table == "kw_dictionary" else "SELECT term"
         with self.db.connection() as conn:
-            srow = conn.execute("SELECT id FROM kw_subjects WHERE name = %s", (subject,)).fetchone()
-            if srow is None:
-                raise UnknownSubject(subject)
+            srow = _subject_row(conn, subject)
+            query = f"{select} FROM {table} WHERE subject_id = %s"
             if terms is None:
-                rows = conn.execute(
-                    "SELECT term, weight FROM kw_dictionary WHERE subject_id = %s", (srow[0],)
-                ).fetchall()
-            else:
-                rows = conn.execute(
-                    "SELECT term, weight FROM kw_dictionary WHERE subject_id = %s AND term = ANY(%s)",
-                    (srow[0], sorted(set(terms))),
-                ).fetchall()
-        return {t: float(w) for t, w in rows}
+                return conn.execute(query, (srow[0],)).fetchall()
+            return conn.execute(query + " AND term = ANY(%s)", (srow[0], sorted(set(terms)))).fetchall()
+
+    def dictionary(self, subject: str, terms: Iterable[str] | None = None) -> dict[str, float]:
+        return {t: float(w) for t, w in self._subject_terms("kw_dictionary", subject, terms)}
 
     def set_keywords(self, subject: str, words: Iterable[str], *, replace: bool = True) -> int:
         unique = sorted(set(words))
@@ -339,17 +336,4 @@ class CorpusStore:
         return len(unique)
 
     def keywords(self, subject: str, terms: Iterable[str] | None = None) -> frozenset[str]:
-        with self.db.connection() as conn:
-            srow = conn.execute("SELECT id FROM kw_subjects WHERE name = %s", (subject,)).fetchone()
-            if srow is None:
-                raise UnknownSubject(subject)
-            if terms is None:
-                rows = conn.execute(
-                    "SELECT term FROM kw_keywords WHERE subject_id = %s", (srow[0],)
-                ).fetchall()
-            else:
-                rows = conn.execute(
-                    "SELECT term FROM kw_keywords WHERE subject_id = %s AND term = ANY(%s)",
-                    (srow[0], sorted(set(terms))),
-                ).fetchall()
-        return frozenset(r[0] for r in rows)
+        return frozenset(r[0] for r in self._subject_terms("kw_keywords", subject, terms))
