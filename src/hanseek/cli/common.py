@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
+import typer
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -54,3 +55,16 @@ def progress() -> Progress:
         TextColumn("{task.fields[info]}"),
         console=err_console,
     )
+
+
+def parse_range(value: str | None) -> tuple[int, int] | None:
+    """A `START:END` option (e.g. which ParaKQC sets to use) as a half-open range; None if unset."""
+    if not value:
+        return None
+    try:
+        a, b = (int(x) for x in value.split(":"))
+    except ValueError as e:
+        raise typer.BadParameter("use START:END, e.g. 600:700") from e
+    if not 0 <= a < b:
+        raise typer.BadParameter("need 0 <= START < END")
+    return a, b

@@ -7,22 +7,10 @@ from pathlib import Path
 
 import typer
 
-from hanseek.cli.common import console, err_console, progress, settings
+from hanseek.cli.common import console, err_console, parse_range, progress, settings
 from hanseek.encoders.base import TextEncoder
 
 app = typer.Typer(help="Evaluate models (STS, retrieval).", no_args_is_help=True)
-
-
-def _range(value: str | None) -> tuple[int, int] | None:
-    if not value:
-        return None
-    try:
-        a, b = (int(x) for x in value.split(":"))
-    except ValueError as e:
-        raise typer.BadParameter("use START:END, e.g. 700:1000") from e
-    if not 0 <= a < b:
-        raise typer.BadParameter("need 0 <= START < END")
-    return a, b
 
 
 def _baseline(kind: str, fit_texts: Path | None) -> TextEncoder:
@@ -75,7 +63,7 @@ def sts(
                     pairs.first[:limit_pairs], pairs.second[:limit_pairs], pairs.scores[:limit_pairs]
                 )
         if not skip_parakqc:
-            groups = load_parakqc(parakqc or root / "parakqc" / "paraKQC_v1.txt", _range(parakqc_sets))
+            groups = load_parakqc(parakqc or root / "parakqc" / "paraKQC_v1.txt", parse_range(parakqc_sets))
     except OSError as e:
         err_console.print(f"[red]error:[/red] cannot read evaluation data: {e}")
         raise typer.Exit(2) from e
@@ -97,7 +85,7 @@ def sts(
     if pairs is not None:
         result["korsts"]["file"] = str(korsts or root / "korsts" / "sts-dev.tsv")
     if groups is not None:
-        result["parakqc"]["set_range"] = list(_range(parakqc_sets) or (0, len(groups)))
+        result["parakqc"]["set_range"] = list(parse_range(parakqc_sets) or (0, len(groups)))
     text = json.dumps(result, ensure_ascii=False, indent=2)
     if out:
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -7,21 +7,9 @@ from pathlib import Path
 
 import typer
 
-from hanseek.cli.common import console, err_console, open_db, progress, settings
+from hanseek.cli.common import console, err_console, open_db, parse_range, progress, settings
 
 app = typer.Typer(help="Train models (SimCSE, classifiers).", no_args_is_help=True)
-
-
-def _range(value: str | None) -> tuple[int, int] | None:
-    if not value:
-        return None
-    try:
-        a, b = (int(x) for x in value.split(":"))
-    except ValueError as e:
-        raise typer.BadParameter("use START:END, e.g. 600:700") from e
-    if not 0 <= a < b:
-        raise typer.BadParameter("need 0 <= START < END")
-    return a, b
 
 
 @app.command("simcse")
@@ -67,7 +55,7 @@ def simcse(
         val_sts = StsPairs(
             p.first[:eval_korsts_pairs], p.second[:eval_korsts_pairs], p.scores[:eval_korsts_pairs]
         )
-    val_pk = load_parakqc(eval_parakqc, _range(eval_parakqc_sets)) if eval_parakqc is not None else None
+    val_pk = load_parakqc(eval_parakqc, parse_range(eval_parakqc_sets)) if eval_parakqc is not None else None
     job = SimCSEJob(
         name=name,
         config=SimCSEConfig(
