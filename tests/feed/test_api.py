@@ -166,3 +166,20 @@ def test_text_is_encoded_and_similar_posts_rank_first(
     with app_state.db.connection() as conn:
         row = conn.execute("SELECT embedding FROM posts WHERE id = %s", (f"{tag}-t0",)).fetchone()
     np.testing.assert_allclose(to_np(row[0]), v, atol=1e-5)
+
+
+def test_ranked_feed_with_an_empty_window_is_empty_not_500(client: TestClient, tag: str) -> None:
+    """A user with a profile whose window holds no unread post: every path answers 200, no items."""
+    posts, user = _setup(client, tag)
+    r = client.post(
+        "/events",
+        json={"events": [{"user_id": user, "post_id": posts[0].id, "kind": "read", "at": NOW.isoformat()}]},
+    )
+    assert r.status_code == 200
+    later = (NOW + timedelta(days=400)).isoformat()  # nothing was posted in the year before this
+    for path in ("auto", "exact", "exact-sql", "approx"):
+        for method in ("ranked", "similar"):
+            params = {"k": 5, "days": 7, "path": path, "at": later, "method": method}
+            r = client.get(f"/users/{user}/feed", params=params)
+            assert r.status_code == 200, (path, method, r.text)
+            assert r.json()["items"] == []

@@ -39,7 +39,14 @@ def test_features_match_a_hand_written_reference() -> None:
         sources=np.array([[True, False, False, True], [False, True, True, False]]),
         best_rank=np.array([1.0, 4.0]),
         n_window=120,
+        # similar, latest, popular, short; 0 = not produced by that source
+        source_ranks=np.array([[1.0, 0.0, 0.0, 2.0], [0.0, 4.0, 7.0, 0.0]]),
     )
+    prefs = fx.ReadPrefs()
+    prefs.add(0.0, 0.0)  # read the moment it was posted, nobody had liked it
+    prefs.add(20 * 3600.0, math.e**3 - 1)  # 20 hours old, e³-1 likes + comments
+    assert prefs.n == 2 and prefs.sum_age_h == pytest.approx(20.0)
+    assert prefs.sum_log_age == pytest.approx(math.log1p(20)) and prefs.sum_log_pop == pytest.approx(3.0)
     u = fx.UserSignals(
         cold=False,
         recent_mean_norm=0.8,
@@ -47,6 +54,7 @@ def test_features_match_a_hand_written_reference() -> None:
         community={"a": 3.0, "b": 1.0},
         author={"x": 2.0},
         category={"a": 4.0},
+        prefs=prefs,
     )
     x = fx.compute(c, u)
     row = dict(zip(fx.FEATURES, x[0].tolist(), strict=True))
@@ -67,6 +75,16 @@ def test_features_match_a_hand_written_reference() -> None:
         "src_popular": 0,
         "src_short": 1,
         "log_best_rank": 0.0,
+        "log_rank_latest": math.log(5),  # not in latest's list: one past its last rank (4)
+        "log_rank_similar": 0.0,
+        "log_rank_popular": math.log(8),
+        "log_rank_short": math.log(2),
+        "pref_log_reads": math.log1p(2),
+        "pref_log_age": math.log1p(20) / 2,
+        "rel_log_age": math.log1p(2.0) - math.log1p(20) / 2,
+        "age_over_pref": 2.0 / (10.0 + 1.0),
+        "pref_log_pop": 1.5,
+        "rel_log_pop": math.log1p(10) - 1.5,
         "log_user_events": math.log1p(9),
         "cold": 0,
         "log_candidates": math.log1p(120),
@@ -80,10 +98,16 @@ def test_features_match_a_hand_written_reference() -> None:
         and second["category_share"] == 0
         and second["cos_short_max"] == pytest.approx(0.1)
     )
+    assert second["log_rank_latest"] == pytest.approx(math.log(4))
+    assert second["log_rank_similar"] == pytest.approx(math.log(2))
+    assert second["log_rank_short"] == pytest.approx(math.log(3))
     cold = fx.compute(c, fx.UserSignals(cold=True, recent_mean_norm=1.0, n_events=0))
     assert (cold[:, fx.FEATURES.index("cos_long")] == 0).all() and (
         cold[:, fx.FEATURES.index("cold")] == 1
     ).all()
+    # No reads yet: the preference features are zero, not relative to anything.
+    for f in fx.GROUPS["preferences"]:
+        assert (cold[:, fx.FEATURES.index(f)] == 0).all(), f
 
 
 def test_union_keeps_sources_and_best_rank() -> None:
@@ -91,6 +115,13 @@ def test_union_keeps_sources_and_best_rank() -> None:
     assert u.members == [5, 6, 7, 8, 9]
     assert u.sources[u.members.index(7)].tolist() == [True, True, False, False]
     assert u.best_rank.tolist() == [1.0, 2.0, 1.0, 2.0, 1.0]
+    assert u.ranks is not None and u.ranks.tolist() == [
+        [1.0, 0.0, 0.0, 2.0],
+        [2.0, 0.0, 0.0, 0.0],
+        [3.0, 1.0, 0.0, 0.0],
+        [0.0, 2.0, 0.0, 0.0],
+        [0.0, 0.0, 0.0, 1.0],
+    ]
     assert top_n([0.1, 0.5, 0.5, 0.2], [1, 2, 3, 4], 2).tolist() == [2, 1]  # tie: newer first
 
 
@@ -147,6 +178,9 @@ def test_time_split_never_leaks_future_events() -> None:
         assert q.state.profile.n_events == 0 or q.state.profile.ref_time < q.t
         assert all(counter.at.max() < q.t for counter in q.world.trends.values())
         assert not (q.relevant & q.state.read)
+        # The read preferences count exactly the user's reads before the session.
+        before = (es.ev_user == q.user) & (es.ev_kind == 0) & (es.ev_at < q.t)
+        assert q.state.prefs.n == int(before.sum())
 
     replay(
         es, vecs, FeedSettings(), query_from=float(es.ev_at.min()), query_to=es.t_train_end, on_query=check
@@ -173,8 +207,24 @@ def test_training_beats_chance_and_validation_is_later() -> None:
     )  # type: ignore[arg-type]
     assert trained.model.kind == "logistic" and trained.train_rows > 0
     assert trained.model.meta["train_until"] < trained.model.meta["validate_until"]
-    # Users read recent posts: a trained model must find them far better than chance in its union.
-    assert trained.candidates["logistic"]["hr@20"] > 0.5
+    # Users read recent posts: a trained model must find them far better than chance in its union
+    # (chance: a random order of each validation union, HR@20 = 1 - C(n-p, 20) / C(n, 20)).
+    va = collect(
+        es,
+        vecs,
+        FeedSettings(),
+        CandidateConfig(),
+        start=es.t_train_end,
+        end=es.t_val_end,
+        max_queries=None,
+        neg_per_query=None,
+        seed=1,
+    )
+    sizes = [(int((va.qid == q).sum()), int(va.y[va.qid == q].sum())) for q in np.unique(va.qid)]
+    chance = float(
+        np.mean([1 - math.comb(n - p, 20) / math.comb(n, 20) if n > 20 else 1.0 for n, p in sizes])
+    )
+    assert trained.candidates["logistic"]["hr@20"] > chance + 0.1
 
 
 @pytest.fixture()
@@ -309,3 +359,43 @@ def test_blend_fallback_then_a_trained_model_is_swapped_in(ranked_world: FeedSer
         assert out.ranker == f"{tag}-m" and len(out.items) == 10
     finally:
         registry.activate(svc.db, None)
+
+
+def test_ranked_feed_survives_posts_deleted_behind_the_index(db: Any, tag: str) -> None:
+    """Posts deleted by another process after the in-process index last synced are still candidates
+    here, but their details are gone: the feed leaves them out instead of failing."""
+    svc = FeedService(
+        db,
+        settings=FeedSettings(index_poll_seconds=3600.0, ranker_poll_seconds=0.0),
+        load_in_background=False,
+        follow=False,
+    )
+    try:
+        rng = np.random.default_rng(5)
+        vecs = unit(rng, 40)
+        now = datetime(2024, 3, 1, tzinfo=UTC)
+        svc.ingest_posts(
+            [
+                PostIn(
+                    id=f"{tag}-{i}",
+                    community=f"{tag}-c",
+                    title=f"p{i}",
+                    created_at=now - timedelta(hours=i),
+                    embedding=vecs[i].tolist(),
+                )
+                for i in range(40)
+            ]
+        )
+        svc.set_memberships(f"{tag}-u", [f"{tag}-c"])
+        svc.record_events([EventIn(user_id=f"{tag}-u", post_id=f"{tag}-39", kind="read", at=now)])
+        assert svc.memory_ready
+        gone = [f"{tag}-{i}" for i in range(12)]  # the newest: all in the union, more than the spares
+        with db.connection() as conn:  # straight to the database, as another process would
+            conn.execute("DELETE FROM posts WHERE id = ANY(%s)", (gone,))
+        assert svc.index is not None and svc.index.count([f"{tag}-c"], None, now.timestamp()) == 40  # stale
+        out = svc.feed(f"{tag}-u", k=10, days=30, at=now)
+        assert out.kind == "ranked" and out.path == "exact-memory"
+        ids = [it.id for it in out.items]
+        assert ids and not set(ids) & set(gone)
+    finally:
+        svc.close()

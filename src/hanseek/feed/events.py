@@ -19,6 +19,7 @@ from hanseek.feed.models import EventIn, EventsResult
 from hanseek.feed.pgvec import to_np
 from hanseek.feed.posts import ensure_communities, load_profiles_for_update, save_profiles
 from hanseek.feed.profile import Profile, add_event, decay_rate, recompute
+from hanseek.feed.ranker.features import ReadPrefs
 from hanseek.feed.replay import TREND_HALF_LIVES_DAYS
 from hanseek.feed.scoring import decay_factor
 from hanseek.feed.settings import FeedSettings
@@ -73,6 +74,7 @@ def record_events(
     ).fetchall()
     if inserted:
         _fold_into_profiles(conn, inserted, settings)
+        _read_prefs(conn, inserted)  # before the batch's own counts move, as the replay does
         _count_on_posts(conn, inserted)
         update_affinity(conn, [(r[0], r[1], float(r[4])) for r in inserted])
     return EventsResult(accepted=len(inserted), duplicates=len(events) - len(inserted), users_created=created)
@@ -138,6 +140,38 @@ def rebuild_profiles(conn: Conn, settings: FeedSettings) -> int:
     profiles = {u: recompute_profile(conn, u, settings) for u in users}
     save_profiles(conn, profiles, settings.decay_half_life_days)
     return len(users)
+
+
+def _read_prefs(conn: Conn, inserted: list[tuple[Any, ...]]) -> None:
+    """Fold the batch's reads into feed_user_prefs: each read's post age and the likes + comments the
+    post showed at that moment (stored counts + counted events, plus this batch's earlier ones)."""
+    if not any(r[2] == "read" for r in inserted):
+        return
+    posts = sorted({r[1] for r in inserted})
+    info = {
+        r[0]: (float(r[1]), float(r[2]))
+        for r in conn.execute(
+            "SELECT p.id, extract(epoch FROM p.created_at)::float8, "
+            "p.likes + p.comments + COALESCE(s.likes, 0) + COALESCE(s.comments, 0) "
+            "FROM posts p LEFT JOIN post_stats s ON s.post_id = p.id WHERE p.id = ANY(%s)",
+            (posts,),
+        ).fetchall()
+    }
+    pop = {p: info[p][1] for p in info}
+    acc: dict[str, ReadPrefs] = {}
+    order = {"read": 0, "like": 1, "comment": 2}
+    for user, post, kind, at, _w in sorted(inserted, key=lambda r: (r[3], r[0], order[r[2]])):
+        if kind == "read":
+            acc.setdefault(user, ReadPrefs()).add(float(at) - info[post][0], pop[post])
+        else:
+            pop[post] += 1.0
+    conn.cursor().executemany(
+        "INSERT INTO feed_user_prefs AS f (user_id, reads, sum_log_age, sum_age_h, sum_log_pop) "
+        "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (user_id) DO UPDATE SET "
+        "reads = f.reads + EXCLUDED.reads, sum_log_age = f.sum_log_age + EXCLUDED.sum_log_age, "
+        "sum_age_h = f.sum_age_h + EXCLUDED.sum_age_h, sum_log_pop = f.sum_log_pop + EXCLUDED.sum_log_pop",
+        [(u, p.n, p.sum_log_age, p.sum_age_h, p.sum_log_pop) for u, p in sorted(acc.items())],
+    )
 
 
 def _count_on_posts(conn: Conn, inserted: list[tuple[Any, ...]]) -> None:

@@ -15,6 +15,7 @@ from psycopg import sql
 from hanseek.feed.errors import NotFoundError
 from hanseek.feed.pgvec import to_np
 from hanseek.feed.profile import Profile
+from hanseek.feed.ranker.features import ReadPrefs
 from hanseek.store import vectors as sv
 
 Conn = psycopg.Connection[Any]
@@ -41,6 +42,7 @@ class UserContext:
     recent: list[Interaction] | None = None  # most recently touched posts, newest first
     affinity: dict[str, dict[str, float]] | None = None  # dim -> key -> summed event weight
     affinity_codes: dict[str, dict[int, float]] | None = None  # the same keyed by hashtext(key)
+    prefs: ReadPrefs | None = None  # running sums over the user's reads (feed_user_prefs)
 
 
 _USER = """
@@ -89,13 +91,17 @@ def load_context(
         (SELECT json_agg(json_build_array(a.dim, a.key, a.weight,
                                           COALESCE(hashtext(a.key), 0)))
          FROM user_affinity a WHERE a.user_id = u.id)
+      END,
+      CASE WHEN %(affinity)s THEN
+        (SELECT json_build_array(f.reads, f.sum_log_age, f.sum_age_h, f.sum_log_pop)
+         FROM feed_user_prefs f WHERE f.user_id = u.id)
       END
     FROM users u LEFT JOIN user_profiles p ON p.user_id = u.id WHERE u.id = %(user)s""",
         {"user": user_id, "t_from": t_from, "recent": recent, "affinity": affinity},
     ).fetchone()
     if row is None:
         raise NotFoundError(f"unknown user {user_id!r}")
-    _, created, comms, vec, weight, ref, n, read, rec, aff = row
+    _, created, comms, vec, weight, ref, n, read, rec, aff, prefs = row
     aff_map: dict[str, dict[str, float]] = {}
     aff_codes: dict[str, dict[int, float]] = {}
     for dim, key, w, code in aff or []:
@@ -110,7 +116,22 @@ def load_context(
         recent=[Interaction(int(r[0]), r[1], r[2], r[3], float(r[4])) for r in rec or []],
         affinity=aff_map if affinity else None,
         affinity_codes=aff_codes if affinity else None,
+        prefs=_prefs(prefs) if affinity else None,
     )
+
+
+def _prefs(row: Any) -> ReadPrefs:
+    if not row:
+        return ReadPrefs()
+    return ReadPrefs(int(row[0]), float(row[1]), float(row[2]), float(row[3]))
+
+
+def user_prefs(conn: Conn, user_id: str) -> ReadPrefs:
+    row = conn.execute(
+        "SELECT reads, sum_log_age, sum_age_h, sum_log_pop FROM feed_user_prefs WHERE user_id = %s",
+        (user_id,),
+    ).fetchone()
+    return _prefs(row)
 
 
 def _not_read(user_id: str | None) -> sql.Composable | None:

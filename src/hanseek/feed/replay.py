@@ -18,6 +18,7 @@ import numpy.typing as npt
 from hanseek.feed.evalsets.model import KINDS, EvalSet
 from hanseek.feed.memindex import MemoryIndex
 from hanseek.feed.profile import Profile, add_event, decay_rate
+from hanseek.feed.ranker.features import ReadPrefs
 from hanseek.feed.settings import FeedSettings
 
 SECONDS_PER_DAY = 86_400.0
@@ -51,6 +52,7 @@ class UserState:
     recent: deque[int] = field(default_factory=lambda: deque(maxlen=5))
     community_counts: dict[int, float] = field(default_factory=dict)
     events: int = 0
+    prefs: ReadPrefs = field(default_factory=ReadPrefs)
 
 
 @dataclass
@@ -165,6 +167,11 @@ def replay(
             st.read.add(p)
             st.read_arr = np.append(st.read_arr, p)
         if k == 0:
+            # Age and shown popularity at read time, before this read's own counters move.
+            one = np.array([p], dtype=np.int64)
+            st.prefs.add(
+                t - float(es.created_at[p]), float(world.likes_at(one, t)[0] + world.log_comments[p])
+            )
             st.recent.append(p)
             world.log_reads[p] += 1
         elif k == 1:

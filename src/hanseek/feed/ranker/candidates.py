@@ -48,6 +48,8 @@ class Union:
     members: list[int]  # candidate keys (post index or rid), first-seen order
     sources: npt.NDArray[np.bool_]  # [n, len(SOURCES)]
     best_rank: npt.NDArray[np.float64]
+    # [n, len(SOURCES)]: 1-based rank in each source's list, 0 where that source did not produce it
+    ranks: npt.NDArray[np.float64] | None = None
 
 
 def merge(lists: Mapping[str, Sequence[int]]) -> Union:
@@ -57,6 +59,7 @@ def merge(lists: Mapping[str, Sequence[int]]) -> Union:
     members: list[int] = []
     flags: list[list[bool]] = []
     ranks: list[float] = []
+    per: list[list[float]] = []
     for j, name in enumerate(SOURCES):
         for r, key in enumerate(lists.get(name, ()), 1):
             i = pos.get(key)
@@ -64,11 +67,15 @@ def merge(lists: Mapping[str, Sequence[int]]) -> Union:
                 pos[key] = i = len(members)
                 members.append(key)
                 flags.append([False] * len(SOURCES))
+                per.append([0.0] * len(SOURCES))
                 ranks.append(float(r))
             flags[i][j] = True
             ranks[i] = min(ranks[i], float(r))
+            if per[i][j] == 0.0:  # "short" lists one run per recent read: keep the first rank
+                per[i][j] = float(r)
     return Union(
         members,
         np.array(flags, dtype=bool).reshape(len(members), len(SOURCES)),
         np.array(ranks, dtype=np.float64),
+        np.array(per, dtype=np.float64).reshape(len(members), len(SOURCES)),
     )

@@ -18,13 +18,47 @@ SOURCES = ("similar", "latest", "popular", "short")
 
 GROUPS: dict[str, tuple[str, ...]] = {
     "similarity": ("cos_long", "cos_short_max", "cos_short_mean"),
-    "recency": ("log_age_h",),
+    "recency": ("log_age_h", "log_rank_latest"),
     "popularity": ("log_pop", "log_pop_rate", "trend_1d", "trend_7d"),
     "affinity": ("community_share", "author_share", "category_share"),
-    "sources": (*(f"src_{s}" for s in SOURCES), "log_best_rank"),
+    # What the user's own reads say about how new and how popular the posts they pick are.
+    "preferences": (
+        "pref_log_reads",
+        "pref_log_age",
+        "rel_log_age",
+        "age_over_pref",
+        "pref_log_pop",
+        "rel_log_pop",
+    ),
+    "sources": (
+        *(f"src_{s}" for s in SOURCES),
+        "log_best_rank",
+        "log_rank_similar",
+        "log_rank_popular",
+        "log_rank_short",
+    ),
     "context": ("log_user_events", "cold", "log_candidates"),
 }
 FEATURES: tuple[str, ...] = tuple(f for g in GROUPS.values() for f in g)
+
+
+@dataclass
+class ReadPrefs:
+    """Running sums over the user's reads of how old (hours) and how popular (likes + comments shown)
+    each post was when they read it. Kept incrementally: by the replay per read event, by the service
+    in feed_user_prefs per recorded read."""
+
+    n: int = 0
+    sum_log_age: float = 0.0  # Σ log1p(age_h)
+    sum_age_h: float = 0.0
+    sum_log_pop: float = 0.0  # Σ log1p(popularity)
+
+    def add(self, age_s: float, popularity: float) -> None:
+        age_h = max(age_s, 0.0) / HOURS
+        self.n += 1
+        self.sum_log_age += float(np.log1p(age_h))
+        self.sum_age_h += age_h
+        self.sum_log_pop += float(np.log1p(max(popularity, 0.0)))
 
 
 @dataclass
@@ -37,6 +71,7 @@ class UserSignals:
     community: dict[str, float] = field(default_factory=dict)  # key -> summed event weight
     author: dict[str, float] = field(default_factory=dict)
     category: dict[str, float] = field(default_factory=dict)
+    prefs: ReadPrefs = field(default_factory=ReadPrefs)
 
 
 @dataclass
@@ -55,6 +90,7 @@ class CandidateArrays:
     sources: npt.NDArray[np.bool_]  # [n, len(SOURCES)]
     best_rank: F64  # best (smallest) 1-based rank over the sources that produced it
     n_window: int  # how many posts the window held (context for the model)
+    source_ranks: F64 | None = None  # [n, len(SOURCES)] 1-based rank per source, 0: not produced by it
 
 
 def recent_mean_norm(recent: F32) -> float:
@@ -92,6 +128,24 @@ def compute(c: CandidateArrays, u: UserSignals) -> F32:
     for j, src in enumerate(SOURCES):
         cols[f"src_{src}"] = c.sources[:, j].astype(np.float64) if n else np.zeros(0)
     cols["log_best_rank"] = np.log(np.maximum(c.best_rank, 1.0))
+    ranks = c.source_ranks if c.source_ranks is not None else np.zeros((n, len(SOURCES)))
+    for j, src in enumerate(SOURCES):
+        r = ranks[:, j] if n else np.zeros(0)
+        # Not in that source's list: one past the last rank it gave (its list's length + 1).
+        missing = (r.max() if len(r) else 0.0) + 1.0
+        cols[f"log_rank_{src}"] = np.log(np.where(r > 0, r, missing))
+    p = u.prefs
+    cols["pref_log_reads"] = np.full(n, np.log1p(p.n))
+    if p.n:
+        mean_log_age, mean_age_h, mean_log_pop = p.sum_log_age / p.n, p.sum_age_h / p.n, p.sum_log_pop / p.n
+        cols["pref_log_age"] = np.full(n, mean_log_age)
+        cols["rel_log_age"] = np.asarray(cols["log_age_h"]) - mean_log_age
+        cols["age_over_pref"] = age_h / (mean_age_h + 1.0)
+        cols["pref_log_pop"] = np.full(n, mean_log_pop)
+        cols["rel_log_pop"] = np.asarray(cols["log_pop"]) - mean_log_pop
+    else:  # no reads yet: nothing to be relative to
+        for f in ("pref_log_age", "rel_log_age", "age_over_pref", "pref_log_pop", "rel_log_pop"):
+            cols[f] = np.zeros(n)
     cols["log_user_events"] = np.full(n, np.log1p(u.n_events))
     cols["cold"] = np.full(n, 1.0 if u.cold else 0.0)
     cols["log_candidates"] = np.full(n, np.log1p(c.n_window))

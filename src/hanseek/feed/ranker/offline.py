@@ -34,6 +34,7 @@ def user_signals(c: Candidates, recent: npt.NDArray[np.float32]) -> fx.UserSigna
         community=comm,
         author={},
         category=comm,  # in the petition sets a post's category is its board
+        prefs=q.state.prefs,
     )
 
 
@@ -81,6 +82,7 @@ def build(c: Candidates, cfg: CandidateConfig) -> Built | None:
         sources=union.sources,
         best_rank=union.best_rank,
         n_window=n,
+        source_ranks=union.ranks,
     )
     return Built(union, pos, fx.compute(arrays, u))
 

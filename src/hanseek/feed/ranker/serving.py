@@ -66,7 +66,9 @@ def rank(
         keep = ~np.isin(cand.rids, exclude) if exclude.size else np.ones(len(cand.rids), bool)
         rids, times, pops = cand.rids[keep], cand.times[keep], cand.pops[keep]
         comm_of, authors_of, cats_of = cand.comm[keep], cand.authors[keep], cand.cats[keep]
-        scores = cand.scores[keep].reshape(len(rids), -1) if qmat is not None else np.zeros((len(rids), 0))
+        # Explicit width: reshape(0, -1) fails on an empty window.
+        width = qmat.shape[1] if qmat is not None else 0
+        scores = cand.scores[keep].reshape(len(rids), width) if width else np.zeros((len(rids), 0))
         n_window = len(rids)
         cos_long_all = scores[:, 0] if vec is not None else None
         recent_scores = scores[:, 1:] if vec is not None else scores
@@ -138,7 +140,7 @@ def rank(
         aff_author: dict[Any, float] = dict(by_code.get("author", {}))
         aff_category: dict[Any, float] = dict(by_code.get("category", {}))
         aff_community = by_key.get("community", {})
-        src, best = union.sources, union.best_rank
+        src, best, ranks = union.sources, union.best_rank, union.ranks
     else:
         rows = qy.post_rows(conn, union.members)
         members = [r for r in union.members if r in rows]
@@ -147,6 +149,7 @@ def rank(
         at_pos = {r: i for i, r in enumerate(union.members)}
         sel = np.array([at_pos[r] for r in members])
         src, best = union.sources[sel], union.best_rank[sel]
+        ranks = union.ranks[sel] if union.ranks is not None else None
         emb = qy.embeddings(conn, members)
         m = np.stack([emb[r] for r in members])
         cos_long = (m @ vec).astype(np.float64) if vec is not None else np.zeros(len(members))
@@ -177,6 +180,7 @@ def rank(
         sources=src,
         best_rank=best,
         n_window=n_window,
+        source_ranks=ranks,
     )
     signals = fx.UserSignals(
         cold=vec is None,
@@ -185,6 +189,7 @@ def rank(
         community=aff_community,
         author=aff_author,
         category=aff_category,
+        prefs=user.prefs if user.prefs is not None else qy.user_prefs(conn, user.id),
     )
     score = model.score(fx.compute(arrays, signals))
     order = np.lexsort((age_s, -score)).tolist()  # ties: newer first
