@@ -369,3 +369,28 @@ def test_app_state_follows_the_active_model(sdb: Database, settings: Settings) -
     assert pinned.text_encoder.name == "tiny-a"
     time.sleep(0.05)
     assert pinned.text_encoder.name == "tiny-a"  # HANSEEK_TEXT_MODEL pins the model
+
+
+def test_a_server_that_has_not_switched_yet_ingests_with_the_new_model(
+    sdb: Database, settings: Settings, encoders: dict[str, TextEncoder]
+) -> None:
+    from hanseek.api.state import AppState
+
+    # A server whose periodic check has not come round yet (poll interval of an hour).
+    state = AppState(settings.model_copy(update={"model_poll_seconds": 3600.0}), sdb)
+    svc = FeedService(
+        sdb,
+        settings=FS,
+        encoder=lambda: state.text_encoder,
+        encoder_is_active=state.text_encoder_is_active,
+        follow=False,
+        load_in_background=False,
+    )
+    svc.ingest_posts(_posts(6))
+    assert state.text_encoder.name == "tiny-a"
+    run(sdb, settings, "tiny-b", encoder=encoders["tiny-b"], feed_settings=FS)
+    assert state.text_encoder.name == "tiny-a"  # not polled yet
+    # Its next write finds the switch in its own transaction, loads tiny-b and encodes again.
+    svc.ingest_posts(_posts(2, start=50))
+    assert state.text_encoder.name == "tiny-b"
+    _assert_vectors_from(sdb, encoders["tiny-b"])

@@ -58,6 +58,25 @@ class AppState:
             self._maybe_follow_active_model(enc)
         return enc
 
+    def text_encoder_is_active(self, conn: Any, encoder: TextEncoder) -> bool:
+        """In a writer's transaction, before it stores vectors made by `encoder`: whether `encoder`
+        is still the active model. The catalogue rows are share-locked, so a model switch (which
+        locks them first) either committed before — then the new model is loaded now, synchronously,
+        and False tells the writer to encode again — or waits until this write commits and then
+        re-embeds what it wrote. Always True for a pinned or injected encoder."""
+        if not self._follows_registry:
+            return True
+        rows = conn.execute("SELECT name, active FROM models FOR SHARE").fetchall()
+        active = next((str(r[0]) for r in rows if r[1]), None)
+        if active is None or active == encoder.name:
+            return True
+        self._model_checked = time.monotonic()
+        if not self._load_active(active):
+            from hanseek.encoders.base import EncoderError
+
+            raise EncoderError(f"the active text model {active} could not be loaded (see the server log)")
+        return False
+
     def _build_text_encoder(self, st: AppState) -> TextEncoder:
         from hanseek.encoders.registry import load_text_encoder
 
@@ -84,10 +103,13 @@ class AppState:
         self._model_loading = thread
         thread.start()
 
-    def _load_active(self, name: str) -> None:
+    def _load_active(self, name: str) -> bool:
         from hanseek.encoders.registry import load_text_encoder
 
         try:
+            current = self._services.get("text_encoder")
+            if current is not None and current.name == name:
+                return True  # loaded meanwhile (the background poll and a writer can both ask)
             enc = load_text_encoder(self.settings, name)
             with self._lock:
                 self._services["text_encoder"] = enc
@@ -99,8 +121,10 @@ class AppState:
                 timer.daemon = True
                 timer.start()
             log.info("text model switched to %s", name)
+            return True
         except Exception:
             log.exception("loading the active text model %s failed; keeping the current one", name)
+            return False
         finally:
             self._model_loading = None
 

@@ -56,6 +56,7 @@ class FeedService:
         dim: int = 384,
         settings: FeedSettings | None = None,
         encoder: Callable[[], TextEncoder] | None = None,
+        encoder_is_active: Callable[[qy.Conn, TextEncoder], bool] | None = None,
         follow: bool = True,
         load_in_background: bool = True,
     ) -> None:
@@ -63,6 +64,9 @@ class FeedService:
         self.dim = dim
         self.settings = settings or FeedSettings()
         self._encoder = encoder
+        # Checked in the ingest transaction (see AppState.text_encoder_is_active): False when the
+        # active text model changed since `encoder()` was loaded, and the batch is encoded again.
+        self._encoder_is_active = encoder_is_active
         if self.settings.single_thread_blas:
             single_threaded_blas()
         self.ranker = ActiveRanker(db, self.settings.ranker_poll_seconds)
@@ -115,16 +119,23 @@ class FeedService:
 
     # --- writes ------------------------------------------------------------------------------------
     def ingest_posts(self, posts: Sequence[PostIn]) -> IngestResult:
-        encoder = None
-        if any(p.embedding is None for p in posts):
-            if self._encoder is None:
-                raise InvalidInput("posts without an embedding need a text encoder")
-            encoder = self._encoder()
-        vecs, encoded = po.post_vectors(posts, encoder, self.settings, self.dim)
-        with self.db.connection() as conn:
-            result = po.upsert_posts(conn, posts, vecs, encoded)
-        self.refresh_index()
-        return result
+        for _attempt in range(3):
+            encoder = None
+            if any(p.embedding is None for p in posts):
+                if self._encoder is None:
+                    raise InvalidInput("posts without an embedding need a text encoder")
+                encoder = self._encoder()
+            vecs, encoded = po.post_vectors(posts, encoder, self.settings, self.dim)
+            with self.db.connection() as conn:
+                check = self._encoder_is_active
+                if encoder is not None and check is not None and not check(conn, encoder):
+                    continue  # the text model was switched meanwhile: encode with the new one
+                result = po.upsert_posts(conn, posts, vecs, encoded)
+            self.refresh_index()
+            return result
+        from hanseek.encoders.base import EncoderError
+
+        raise EncoderError("the active text model kept changing while the posts were encoded; retry")
 
     def bulk_insert_posts(self, posts: Sequence[PostIn], vecs: F32) -> int:
         with self.db.connection() as conn:

@@ -13,6 +13,7 @@ from fastapi.responses import HTMLResponse
 from hanseek.api.errors import BadRequest, NotFound, ProblemError
 from hanseek.api.security import require_read_key, require_write_key
 from hanseek.api.state import AppState, get_state
+from hanseek.encoders.base import EncoderError
 from hanseek.feed.errors import InvalidInput, NotFoundError
 from hanseek.feed.models import (
     EventsBatch,
@@ -48,6 +49,7 @@ def build_service(state: AppState) -> FeedService:
         dim=state.settings.embed_dim,
         settings=load_feed_settings(),
         encoder=lambda: state.text_encoder,
+        encoder_is_active=state.text_encoder_is_active,
     )
 
 
@@ -66,6 +68,8 @@ def _errors() -> Iterator[None]:
         raise NotFound(str(e)) from e
     except InvalidInput as e:
         raise BadRequest(str(e)) from e
+    except EncoderError as e:  # the text model could not be loaded (posts without an embedding)
+        raise ProblemError(503, "Model unavailable", str(e)) from e
 
 
 def _days(days: str) -> int | None:
