@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 from urllib.parse import quote
@@ -43,8 +44,16 @@ def free_port() -> int:
 class ServeProcess:
     """`hanseek serve --no-demo` on 127.0.0.1 with its own data dir (and any extra HANSEEK_* env)."""
 
-    def __init__(self, data_dir: Path, *, env: dict[str, str] | None = None, port: int | None = None) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        env: dict[str, str] | None = None,
+        port: int | None = None,
+        args: Sequence[str] = (),
+    ) -> None:
         self.data_dir = data_dir
+        self.args = list(args)  # extra `hanseek serve` options, e.g. ["--workers", "2"]
         self.port = port or free_port()
         self.extra_env = dict(env or {})
         self.log_path = data_dir.parent / f"{data_dir.name}.serve.log"
@@ -86,7 +95,7 @@ class ServeProcess:
         log = open(self.log_path, "ab")  # noqa: SIM115 - the child owns it until it exits
         try:
             self.proc = subprocess.Popen(
-                [str(HANSEEK), "serve", "--no-demo"],
+                [str(HANSEEK), "serve", "--no-demo", *self.args],
                 env=self.env(),
                 stdout=log,
                 stderr=subprocess.STDOUT,

@@ -290,10 +290,24 @@ async def run_stage(
     return stage
 
 
+def _server_processes(pid: int) -> list[psutil.Process]:
+    """`hanseek serve` and, with --workers, its worker processes (never the database's)."""
+    root = psutil.Process(pid)
+    out = [root]
+    for child in root.children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            if "postgres" not in child.name():
+                out.append(child)
+    return out
+
+
 def _rss_mb(pid: int) -> dict[str, float]:
-    """The hanseek process, and the embedded PostgreSQL's processes together."""
-    app = psutil.Process(pid).memory_info().rss
-    return {"hanseek_mb": round(app / 2**20, 1)}
+    """The hanseek process(es), summed."""
+    total = 0
+    for p in _server_processes(pid):
+        with contextlib.suppress(psutil.Error):
+            total += p.memory_info().rss
+    return {"hanseek_mb": round(total / 2**20, 1)}
 
 
 def _cpu_seconds(srv: ServeProcess) -> dict[str, float]:
@@ -313,7 +327,11 @@ def _cpu_seconds(srv: ServeProcess) -> dict[str, float]:
         for p in [root, *root.children()]:
             with contextlib.suppress(psutil.Error):
                 pg += used(p)
-    return {"hanseek": used(psutil.Process(srv.pid)), "postgres": pg, "client": used(psutil.Process())}
+    app = 0.0
+    for p in _server_processes(srv.pid):
+        with contextlib.suppress(psutil.Error):
+            app += used(p)
+    return {"hanseek": app, "postgres": pg, "client": used(psutil.Process())}
 
 
 def _pg_rss_mb(pgdata: Path) -> float:
@@ -441,6 +459,7 @@ def main() -> None:
         help="Request kinds and their shares, e.g. feed=1 (one kind alone) or feed=0.7,events=0.3",
     )
     ap.add_argument("--keep", action="store_true", help="Keep the temp data dir")
+    ap.add_argument("--workers", type=int, default=1, help="`hanseek serve --workers N` server processes")
     args = ap.parse_args()
 
     rng = np.random.default_rng(0)
@@ -448,7 +467,7 @@ def main() -> None:
     data_dir = root / "data"
     try:
         seed_s = seed_database(data_dir, args.posts, args.users, args.communities, rng)
-        with ServeProcess(data_dir) as srv:
+        with ServeProcess(data_dir, args=("--workers", str(args.workers))) as srv:
             mix = parse_mix(args.mix)
             search = mix.get("search", 0) > 0 and seed_images(srv.base_url)
             if not search:
@@ -471,6 +490,7 @@ def main() -> None:
                 "images": 24 if search else 0,
                 "seed_seconds": round(seed_s, 1),
             },
+            "server_processes": args.workers,
             "mix": wl.mix,
             "hold_rule": f">=95% of schedule on time, 0 errors, p99 <= {args.hold_p99_ms} ms",
             **result,

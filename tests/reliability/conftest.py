@@ -64,8 +64,10 @@ def serve_process(store_tmp_root: Path) -> Iterator[Callable[..., ServeProcess]]
     """Factory for `hanseek serve` children (not started); every one is stopped at teardown."""
     made: list[ServeProcess] = []
 
-    def make(data_dir: Path | None = None, env: dict[str, str] | None = None) -> ServeProcess:
-        proc = ServeProcess(data_dir or store_tmp_root / f"serve-{uuid.uuid4().hex[:8]}", env=env)
+    def make(
+        data_dir: Path | None = None, env: dict[str, str] | None = None, args: tuple[str, ...] = ()
+    ) -> ServeProcess:
+        proc = ServeProcess(data_dir or store_tmp_root / f"serve-{uuid.uuid4().hex[:8]}", env=env, args=args)
         made.append(proc)
         return proc
 

@@ -75,3 +75,14 @@ def _include_feature_routers(app: FastAPI) -> None:
 
     for module in (encode, feed, images, keywords, sentiment):
         app.include_router(module.router)
+
+
+def app_from_env() -> FastAPI:
+    """The app from HANSEEK_* settings, for `uvicorn --factory` worker processes (`hanseek serve
+    --workers N`): each worker opens its own pool and services on the shared database."""
+    from hanseek.api.logging import configure_logging, secrets_of
+    from hanseek.config import load_settings
+
+    settings = load_settings()
+    configure_logging(secrets=secrets_of(settings))
+    return create_app(settings)
