@@ -311,6 +311,8 @@ def test_cli_use_reembed_and_list(
     assert r.exit_code == 2 and "unknown text model 'no-such-model'" in r.output
     r = runner.invoke(app, ["models", "use", "tiny-32"])
     assert r.exit_code == 2 and "not supported" in " ".join(r.output.split())
+    r = runner.invoke(app, ["models", "reembed", "../elsewhere"])
+    assert r.exit_code == 2 and "does not exist" in " ".join(r.output.split())
     r = runner.invoke(app, ["models", "reembed"])
     assert r.exit_code == 0 and "no re-embedding is pending" in r.output
 

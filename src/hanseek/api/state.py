@@ -60,14 +60,17 @@ class AppState:
 
     def text_encoder_is_active(self, conn: Any, encoder: TextEncoder) -> bool:
         """In a writer's transaction, before it stores vectors made by `encoder`: whether `encoder`
-        is still the active model. The catalogue rows are share-locked, so a model switch (which
-        locks them first) either committed before — then the new model is loaded now, synchronously,
-        and False tells the writer to encode again — or waits until this write commits and then
-        re-embeds what it wrote. Always True for a pinned or injected encoder."""
+        is still the active model. The switch lock is taken shared, so a re-embedding's swap (which
+        takes it exclusively, first) either committed before — then the new model is loaded now,
+        synchronously, and False tells the writer to encode again — or waits until this write
+        commits and then re-embeds what it wrote. Always True for a pinned or injected encoder."""
+        from hanseek.encoders.reembed import SWITCH_LOCK
+
         if not self._follows_registry:
             return True
-        rows = conn.execute("SELECT name, active FROM models FOR SHARE").fetchall()
-        active = next((str(r[0]) for r in rows if r[1]), None)
+        conn.execute("SELECT pg_advisory_xact_lock_shared(%s)", (SWITCH_LOCK,))
+        row = conn.execute("SELECT name FROM models WHERE active").fetchone()
+        active = str(row[0]) if row else None
         if active is None or active == encoder.name:
             return True
         self._model_checked = time.monotonic()

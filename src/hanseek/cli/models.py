@@ -173,7 +173,8 @@ def _run_reembed(database: Database, s: Settings, name: str, batch_size: int) ->
     console.print(
         f"re-embedded with {name}: {result.posts_encoded} posts encoded, {result.posts_skipped} already "
         f"staged by an earlier run, {result.images_encoded} image texts; swapped {result.posts_swapped} "
-        f"post vectors and {result.profiles} user profiles in one transaction ({result.seconds:.1f}s)"
+        f"post vectors and {result.profiles} user profiles in one transaction of {result.swap_seconds:.1f}s "
+        f"({result.seconds:.1f}s in all)"
     )
 
 

@@ -56,6 +56,9 @@ _TODO_FROM = f"""
     FROM posts p LEFT JOIN reembed_staging s ON s.model = %(model)s AND s.post_id = p.id
     WHERE (s.post_id IS NULL OR s.source_md5 <> {_SOURCE_MD5})
 """
+# Held (exclusive) by the swap transaction and (shared) by writers that check their encoder is the
+# active model in their own transaction (AppState.text_encoder_is_active); "hsmodsw".
+SWITCH_LOCK = 0x68736D6F647377
 _MAX_PASSES = 5  # staging passes before the swap (each re-stages what changed during the previous)
 
 
@@ -87,7 +90,9 @@ class ReembedResult:
     posts_swapped: int = 0  # posts whose vector the swap replaced
     profiles: int = 0
     swapped: bool = False
-    seconds: float = 0.0
+    seconds: float = 0.0  # the whole run
+    swap_seconds: float = 0.0  # the swap transaction (post and image writers wait this long)
+    swap_phases: dict[str, float] = field(default_factory=dict)  # catch-up, vectors, profiles, commit
     notes: list[str] = field(default_factory=list)
 
 
@@ -317,7 +322,9 @@ def run(
 
     for attempt in range(3):
         try:
+            t_swap = time.perf_counter()
             _swap(db, enc, model, fs, result)
+            result.swap_seconds = round(time.perf_counter() - t_swap, 3)
             break
         except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure) as exc:
             if attempt == 2:
@@ -333,12 +340,21 @@ def _swap(db: Database, enc: TextEncoder, model: str, fs: FeedSettings, result: 
     from hanseek.feed.events import rebuild_profiles
 
     with db.connection() as conn:
-        # Lock order: the catalogue, then posts and images. Writers of posts and images wait until
-        # the commit; readers (the feed, search) and event recording go on.
+        # Lock order: the switch lock, the catalogue, then posts and images. Writers of posts and
+        # images wait until the commit; readers (the feed, search) and event recording go on.
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (SWITCH_LOCK,))
         conn.execute("SELECT name FROM models ORDER BY name FOR UPDATE")
         conn.execute("LOCK TABLE posts, images IN SHARE ROW EXCLUSIVE MODE")
         if conn.execute("SELECT 1 FROM reembed_jobs WHERE model = %s", (model,)).fetchone() is None:
             raise ReembedError(f"the re-embedding to {model} was dropped by another command")
+        phases, t = result.swap_phases, time.perf_counter()
+
+        def lap(name: str) -> None:
+            nonlocal t
+            now = time.perf_counter()
+            phases[name] = round(now - t, 3)
+            t = now
+
         after = ""
         while True:  # whatever was written since the last staging pass
             n, last = _stage_posts_batch(conn, enc, model, fs, after, 256)
@@ -353,13 +369,18 @@ def _swap(db: Database, enc: TextEncoder, model: str, fs: FeedSettings, result: 
         ).fetchone()
         if missing and int(missing[0]):
             raise ReembedError(f"{missing[0]} posts are still not staged under the lock")
+        lap("catch_up")
         swapped = conn.execute(
             "UPDATE posts p SET embedding = s.embedding FROM reembed_staging s "
             "WHERE s.model = %s AND s.post_id = p.id AND p.embedding IS DISTINCT FROM s.embedding",
             (model,),
         )
         result.posts_swapped = swapped.rowcount
+        lap("post_vectors")
         result.profiles = rebuild_profiles(conn, fs)
+        lap("profiles")
         conn.execute("UPDATE models SET active = false WHERE active AND name <> %s", (model,))
         conn.execute("UPDATE models SET active = true WHERE name = %s", (model,))
         conn.execute("DELETE FROM reembed_jobs WHERE model = %s", (model,))
+        conn.commit()
+        lap("commit")
