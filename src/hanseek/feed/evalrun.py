@@ -139,7 +139,16 @@ class EvalRunner:
             for group in GROUPS:
                 if group == "context":
                     continue
-                m = train(es, vecs, fs, cfg, kinds=(trained.model.kind,), drop_group=group, examples=examples)
+                m = train(
+                    es,
+                    vecs,
+                    fs,
+                    cfg,
+                    kinds=(trained.model.kind,),
+                    drop_group=group,
+                    examples=examples,
+                    hgb_params=trained.model.meta.get("params"),  # the full model's setting
+                )
                 methods.append(offline.CachedRankerMethod(m.model, cache, f"ranker − {group}"))
         if bar is not None and task is not None:
             bar.update(task, total=1, completed=1, info=f"{trained.model.kind}, {trained.train_rows} rows")

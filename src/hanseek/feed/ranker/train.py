@@ -20,7 +20,7 @@ from hanseek.feed.evaluate import WINDOWS, window_candidates
 from hanseek.feed.metrics import hit_at_k, ndcg_at_k
 from hanseek.feed.ranker.candidates import CandidateConfig
 from hanseek.feed.ranker.features import FEATURES, group_columns
-from hanseek.feed.ranker.model import RankerModel, fit
+from hanseek.feed.ranker.model import HGB_GRID, RankerModel, fit
 from hanseek.feed.ranker.offline import build
 from hanseek.feed.replay import Query, replay
 from hanseek.feed.settings import FeedSettings
@@ -111,7 +111,7 @@ def union_metrics(model: RankerModel, ex: Examples, k: int = 20) -> dict[str, fl
 @dataclass
 class Trained:
     model: RankerModel
-    candidates: dict[str, dict[str, float]]  # kind -> validation metrics
+    candidates: dict[str, dict[str, Any]]  # kind -> validation metrics (and, for hgb, its setting)
     train_rows: int
     seconds: float
 
@@ -129,6 +129,7 @@ def train(
     neg_per_query: int = 40,
     seed: int = 0,
     examples: tuple[Examples, Examples] | None = None,
+    hgb_params: dict[str, Any] | None = None,
 ) -> Trained:
     """Fit each kind on the training period, keep the one with the best validation nDCG@20."""
     settings = settings or FeedSettings()
@@ -163,10 +164,21 @@ def train(
         raise ValueError("no usable training sessions in the training period")
     features = [FEATURES[i] for i in group_columns(drop_group)]
     best: RankerModel | None = None
-    scores: dict[str, dict[str, float]] = {}
+    scores: dict[str, dict[str, Any]] = {}
+    per_kind: dict[str, RankerModel] = {}
     for kind in kinds:
-        m = fit(kind, tr.x, tr.y, features, seed)
-        scores[kind] = union_metrics(m, va)
+        # hgb: each setting of the grid (or the one given); the best on validation represents it.
+        grid: tuple[dict[str, Any] | None, ...] = (
+            (hgb_params,) if hgb_params is not None else HGB_GRID if kind == "hgb" else (None,)
+        )
+        for params in grid:
+            m = fit(kind, tr.x, tr.y, features, seed, params)
+            got: dict[str, Any] = union_metrics(m, va)
+            if params is not None:
+                got["params"] = dict(params)
+            if kind not in scores or got["ndcg@20"] > scores[kind]["ndcg@20"]:
+                scores[kind], per_kind[kind] = got, m
+    for kind, m in per_kind.items():
         if best is None or scores[kind]["ndcg@20"] > scores[best.kind]["ndcg@20"]:
             best = m
     assert best is not None
