@@ -43,7 +43,7 @@ lint: install-dev
 	$(BIN)/mypy
 
 # Each benchmark prints one JSON object; run one alone with `.venv/bin/python -m bench.NAME`.
-BENCHES := encoder store feed images keywords sentiment load
+BENCHES := encoder reembed store feed images keywords sentiment load
 
 bench: install
 	for b in $(BENCHES); do $(BIN)/python -m bench.$$b || exit 1; done
