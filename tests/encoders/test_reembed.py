@@ -396,3 +396,28 @@ def test_a_server_that_has_not_switched_yet_ingests_with_the_new_model(
     svc.ingest_posts(_posts(2, start=50))
     assert state.text_encoder.name == "tiny-b"
     _assert_vectors_from(sdb, encoders["tiny-b"])
+
+
+def test_a_job_dropped_by_another_command_stops_with_a_message(
+    sdb: Database, settings: Settings, encoders: dict[str, TextEncoder]
+) -> None:
+    from hanseek.encoders.reembed import drop_jobs
+
+    _seed(sdb, encoders["tiny-a"], n=12)
+
+    def drop(batch: int) -> None:
+        if batch == 1:
+            assert drop_jobs(sdb) == ["tiny-b"]  # e.g. `models use tiny-a --no-reembed` meanwhile
+
+    with pytest.raises(ReembedError, match="dropped by another command"):
+        run(
+            sdb,
+            settings,
+            "tiny-b",
+            encoder=encoders["tiny-b"],
+            batch_size=4,
+            after_batch=drop,
+            feed_settings=FS,
+        )
+    assert pending_job(sdb) is None
+    _assert_vectors_from(sdb, encoders["tiny-a"])

@@ -29,7 +29,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -184,7 +185,7 @@ def _stage_posts_batch(
     keys = ("title", "body", "category", "community", "author")
     texts = [post_text(dict(zip(keys, r[1:6], strict=True)), fs.text_fields, fs.max_body_chars) for r in rows]
     vecs = np.asarray(encoder.encode(texts, kind="passage"), dtype=np.float32)
-    with conn.cursor() as cur:
+    with conn.cursor() as cur, _job_still_there(model):
         # INSERT … SELECT: a post deleted since it was read is skipped instead of failing the batch.
         cur.executemany(
             "INSERT INTO reembed_staging (model, post_id, source_md5, embedding) "
@@ -195,6 +196,19 @@ def _stage_posts_batch(
         )
     conn.execute("UPDATE reembed_jobs SET updated_at = now() WHERE model = %s", (model,))
     return len(rows), str(rows[-1][0])
+
+
+@contextmanager
+def _job_still_there(model: str) -> Iterator[None]:
+    try:
+        yield
+    except psycopg.errors.ForeignKeyViolation as exc:  # reembed_staging.model -> reembed_jobs
+        if "reembed_staging_model_fkey" not in str(exc):
+            raise
+        raise ReembedError(
+            f"the re-embedding to {model} was dropped by another command (`models use` or `models "
+            "reembed` for another model, or `--no-reembed`)"
+        ) from exc
 
 
 def _image_todo(conn: Conn, kind: str, model: str) -> list[int]:
