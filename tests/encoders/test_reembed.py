@@ -373,28 +373,29 @@ def test_app_state_follows_the_active_model(sdb: Database, settings: Settings) -
     assert pinned.text_encoder.name == "tiny-a"  # HANSEEK_TEXT_MODEL pins the model
 
 
-def test_a_server_that_has_not_switched_yet_ingests_with_the_new_model(
-    sdb: Database, settings: Settings, encoders: dict[str, TextEncoder]
+@pytest.mark.parametrize("writer", ["server", "cli"])
+def test_a_writer_that_has_not_switched_yet_ingests_with_the_new_model(
+    sdb: Database, settings: Settings, encoders: dict[str, TextEncoder], writer: str
 ) -> None:
     from hanseek.api.state import AppState
+    from hanseek.encoders.reembed import ActiveEncoder
 
-    # A server whose periodic check has not come round yet (poll interval of an hour).
-    state = AppState(settings.model_copy(update={"model_poll_seconds": 3600.0}), sdb)
+    if writer == "server":  # a server whose periodic check has not come round yet
+        state = AppState(settings.model_copy(update={"model_poll_seconds": 3600.0}), sdb)
+        current, check = (lambda: state.text_encoder), state.text_encoder_is_active
+    else:  # a CLI command (`hanseek feed ingest`) that loaded its encoder before the switch
+        active = ActiveEncoder(settings)
+        current, check = active.get, active.is_active
     svc = FeedService(
-        sdb,
-        settings=FS,
-        encoder=lambda: state.text_encoder,
-        encoder_is_active=state.text_encoder_is_active,
-        follow=False,
-        load_in_background=False,
+        sdb, settings=FS, encoder=current, encoder_is_active=check, follow=False, load_in_background=False
     )
     svc.ingest_posts(_posts(6))
-    assert state.text_encoder.name == "tiny-a"
+    assert current().name == "tiny-a"
     run(sdb, settings, "tiny-b", encoder=encoders["tiny-b"], feed_settings=FS)
-    assert state.text_encoder.name == "tiny-a"  # not polled yet
+    assert current().name == "tiny-a"  # not noticed yet
     # Its next write finds the switch in its own transaction, loads tiny-b and encodes again.
     svc.ingest_posts(_posts(2, start=50))
-    assert state.text_encoder.name == "tiny-b"
+    assert current().name == "tiny-b"
     _assert_vectors_from(sdb, encoders["tiny-b"])
 
 

@@ -64,13 +64,11 @@ class AppState:
         takes it exclusively, first) either committed before — then the new model is loaded now,
         synchronously, and False tells the writer to encode again — or waits until this write
         commits and then re-embeds what it wrote. Always True for a pinned or injected encoder."""
-        from hanseek.encoders.reembed import SWITCH_LOCK
+        from hanseek.encoders.reembed import locked_active_model
 
         if not self._follows_registry:
             return True
-        conn.execute("SELECT pg_advisory_xact_lock_shared(%s)", (SWITCH_LOCK,))
-        row = conn.execute("SELECT name FROM models WHERE active").fetchone()
-        active = str(row[0]) if row else None
+        active = locked_active_model(conn)
         if active is None or active == encoder.name:
             return True
         self._model_checked = time.monotonic()

@@ -28,12 +28,16 @@ def _service(db: Database, with_encoder: bool = False) -> FeedService:
 
     s = settings()
     fs = load_feed_settings(memory_index=False)  # a one-shot command does not need the index
-    encoder = None
-    if with_encoder:
-        from hanseek.encoders.registry import load_text_encoder
+    if not with_encoder:
+        return FeedService(db, dim=s.embed_dim, settings=fs)
+    from hanseek.encoders.reembed import ActiveEncoder
 
-        encoder = load_text_encoder(s)
-    return FeedService(db, dim=s.embed_dim, settings=fs, encoder=(lambda: encoder) if encoder else None)
+    active = ActiveEncoder(s)
+    active.get()  # load now: a missing model fails before anything is read or written
+    # A model switch that commits while this command runs: the next batch is encoded with the new one.
+    return FeedService(
+        db, dim=s.embed_dim, settings=fs, encoder=active.get, encoder_is_active=active.is_active
+    )
 
 
 @app.command("ingest")

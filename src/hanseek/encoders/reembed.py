@@ -131,6 +131,42 @@ def active_model(conn: Conn) -> str | None:
     return str(row[0]) if row else None
 
 
+def locked_active_model(conn: Conn) -> str | None:
+    """The active model, read under the switch lock (shared) in the caller's transaction: a swap
+    either committed before this read or waits until the caller's transaction ends."""
+    conn.execute("SELECT pg_advisory_xact_lock_shared(%s)", (SWITCH_LOCK,))
+    return active_model(conn)
+
+
+class ActiveEncoder:
+    """The active text model for a writer without an `AppState` (CLI commands): `get()` for
+    FeedService's `encoder`, `is_active` for its `encoder_is_active` (switches to the new active
+    model when a swap committed since it was loaded). An explicit HANSEEK_TEXT_MODEL pins it."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.follows = "text_model" not in settings.model_fields_set
+        self._encoder: TextEncoder | None = None
+
+    def get(self) -> TextEncoder:
+        from hanseek.encoders.registry import load_text_encoder
+
+        if self._encoder is None:
+            self._encoder = load_text_encoder(self.settings)
+        return self._encoder
+
+    def is_active(self, conn: Conn, encoder: TextEncoder) -> bool:
+        from hanseek.encoders.registry import load_text_encoder
+
+        if not self.follows:
+            return True
+        active = locked_active_model(conn)
+        if active is None or active == encoder.name:
+            return True
+        self._encoder = load_text_encoder(self.settings, active)
+        return False
+
+
 def pending_job(db: Database) -> JobStatus | None:
     """The pending re-embedding (at most one) and how far it got; None when there is none."""
     with db.connection() as conn:
