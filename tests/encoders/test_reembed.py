@@ -422,3 +422,42 @@ def test_a_job_dropped_by_another_command_stops_with_a_message(
         )
     assert pending_job(sdb) is None
     _assert_vectors_from(sdb, encoders["tiny-a"])
+
+
+@pytest.mark.parametrize("writer", ["server", "cli"])
+def test_an_image_upload_after_a_switch_uses_the_new_models_spaces(
+    sdb: Database, settings: Settings, encoders: dict[str, TextEncoder], writer: str
+) -> None:
+    import io
+
+    from PIL import Image
+
+    from hanseek.api.state import AppState
+    from hanseek.encoders.image_descriptor import DescriptorEncoder
+    from hanseek.encoders.reembed import ActiveEncoder
+    from hanseek.images import repo
+    from hanseek.images.config import ImageSettings
+    from hanseek.images.service import ImageService, Upload
+
+    if writer == "server":
+        state = AppState(settings.model_copy(update={"model_poll_seconds": 3600.0}), sdb)
+        current, check = (lambda: state.text_encoder), state.text_encoder_is_active
+    else:
+        active = ActiveEncoder(settings)
+        current, check = active.get, active.is_active
+    svc = ImageService(sdb, settings.media_dir, ImageSettings(), DescriptorEncoder(), current, check)
+    assert current().name == "tiny-a"
+    run(sdb, settings, "tiny-b", encoder=encoders["tiny-b"], feed_settings=FS)
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 48), (200, 30, 30)).save(buf, format="PNG")
+    [res] = svc.add([Upload(buf.getvalue(), "red.png", caption="서울에서 맛있는 냉면집")])
+    assert res.status == "added" and res.id is not None
+    assert current().name == "tiny-b"
+    with sdb.connection() as conn:
+        new_space = repo.find_space(conn, "caption", "tiny-b")
+        old_space = repo.find_space(conn, "caption", "tiny-a")
+        assert new_space is not None
+        got = repo.get_vector(conn, new_space, res.id)
+        assert old_space is None or repo.get_vector(conn, old_space, res.id) is None
+    assert got is not None
+    np.testing.assert_allclose(got, encoders["tiny-b"].encode(["서울에서 맛있는 냉면집"])[0], atol=1e-5)

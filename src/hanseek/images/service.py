@@ -128,11 +128,15 @@ class ImageService:
         config: ImageSettings,
         encoder: ImageEncoder,
         text_encoder: Callable[[], TextEncoder] | None,
+        text_encoder_is_active: Callable[[Any, TextEncoder], bool] | None = None,
     ) -> None:
         self.db = db
         self.config = config
         self.encoder = encoder
         self._text_encoder_factory = text_encoder
+        # Checked in the upload's transaction (AppState.text_encoder_is_active): False when the
+        # text model was switched since the captions were encoded; they are encoded again.
+        self._text_encoder_is_active = text_encoder_is_active
         self.media = MediaStore(media_dir, config.thumbnail_px)
         configure_pillow(config.max_pixels)
         with db.connection() as conn:
@@ -141,7 +145,12 @@ class ImageService:
 
     @classmethod
     def from_state(cls, state: AppState) -> ImageService:
-        return cls.build(state.db, state.settings, text_encoder=lambda: state.text_encoder)
+        return cls.build(
+            state.db,
+            state.settings,
+            text_encoder=lambda: state.text_encoder,
+            text_encoder_is_active=state.text_encoder_is_active,
+        )
 
     @classmethod
     def build(
@@ -150,6 +159,7 @@ class ImageService:
         settings: Settings,
         *,
         text_encoder: Callable[[], TextEncoder] | None = None,
+        text_encoder_is_active: Callable[[Any, TextEncoder], bool] | None = None,
         config: ImageSettings | None = None,
         encoder: ImageEncoder | None = None,
     ) -> ImageService:
@@ -158,12 +168,13 @@ class ImageService:
         cfg = config or ImageSettings()
         enc = encoder or load_image_encoder(cfg.model, text_tower=cfg.text_tower)
         if text_encoder is None:
-            from hanseek.encoders.registry import load_text_encoder
+            # Loaded once, on first use; follows a `hanseek models use` switch like the server does.
+            from hanseek.encoders.reembed import ActiveEncoder
 
-            def text_encoder() -> TextEncoder:
-                return load_text_encoder(settings)
+            active = ActiveEncoder(settings)
+            text_encoder, text_encoder_is_active = active.get, active.is_active
 
-        return cls(db, settings.media_dir, cfg, enc, text_encoder)
+        return cls(db, settings.media_dir, cfg, enc, text_encoder, text_encoder_is_active)
 
     # -- helpers -------------------------------------------------------------------------------
     @property
@@ -264,6 +275,12 @@ class ImageService:
             self.media.save_thumbnail(d.sha256, d.image)
 
         with self.db.connection() as conn:
+            te, check = self.text_encoder, self._text_encoder_is_active
+            if (cap_space or lab_space) and te is not None and check is not None and not check(conn, te):
+                # `hanseek models use` switched the text model since: its spaces, its vectors.
+                cap_space, lab_space = self._text_space("caption"), self._text_space("labels")
+                cap_vecs = self._encode_docs(cap_docs) if cap_space else {}
+                lab_vecs = self._encode_docs(lab_docs) if lab_space else {}
             ids: list[int | None] = []
             for (res, d, up, tags), lab in zip(items, labels, strict=True):
                 new_id = repo.insert_image(
