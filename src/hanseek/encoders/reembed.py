@@ -19,7 +19,10 @@ caption and label vectors (spaces `caption:<model>` / `labels:<model>`). The job
 
 Serving processes follow: the changed `posts.embedding` rows mark `change_xid` and NOTIFY, so the
 in-process feed indexes re-read them like any other post change, and `AppState` checks the active
-model on a poll and loads the new encoder (see `api/state.py`).
+model on a poll and loads the new encoder (see `api/state.py`). Writers that encode (post ingest,
+image uploads) also check, in their own transaction and under the switch lock that the swap holds
+exclusively, that their encoder is still the active model (`locked_active_model`; `ActiveEncoder`
+for CLI commands), so no vector from the previous model is stored after the swap.
 
 A target whose dimension differs from the posts' vector columns is refused: the columns, the
 in-process index and the profile arithmetic are all sized from `Settings.embed_dim`.
