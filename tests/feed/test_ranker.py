@@ -399,3 +399,48 @@ def test_ranked_feed_survives_posts_deleted_behind_the_index(db: Any, tag: str) 
         assert ids and not set(ids) & set(gone)
     finally:
         svc.close()
+
+
+def test_read_prefs_are_kept_incrementally_by_the_events_writer(feed: FeedService, tag: str) -> None:
+    """feed_user_prefs after two batches equals ReadPrefs folded by hand over the same reads, with the
+    likes + comments each post showed at the moment of its read (stored counts + earlier events)."""
+    rng = np.random.default_rng(4)
+    vecs = unit(rng, 3)
+    now = datetime(2024, 5, 1, tzinfo=UTC)
+    feed.ingest_posts(
+        [
+            PostIn(
+                id=f"{tag}-{i}",
+                community=f"{tag}-c",
+                title=f"p{i}",
+                created_at=now - timedelta(hours=10 * (i + 1)),
+                likes=5 * i,
+                comments=i,
+                embedding=vecs[i].tolist(),
+            )
+            for i in range(3)
+        ]
+    )
+    u, other = f"{tag}-u", f"{tag}-o"
+    feed.record_events(
+        [
+            EventIn(user_id=other, post_id=f"{tag}-1", kind="like", at=now),
+            EventIn(user_id=u, post_id=f"{tag}-0", kind="read", at=now + timedelta(hours=1)),
+            EventIn(user_id=u, post_id=f"{tag}-1", kind="read", at=now + timedelta(hours=2)),
+            EventIn(user_id=u, post_id=f"{tag}-1", kind="like", at=now + timedelta(hours=2, seconds=20)),
+        ]
+    )
+    feed.record_events([EventIn(user_id=u, post_id=f"{tag}-2", kind="read", at=now + timedelta(hours=3))])
+    want = fx.ReadPrefs()
+    want.add(11 * 3600.0, 0.0)  # post 0: 10 h old + 1 h, no likes
+    want.add(22 * 3600.0, 5 + 1 + 1)  # post 1: stored 5 likes + 1 comment, the other user's like
+    want.add(33 * 3600.0, 10 + 2)  # post 2: stored counts only
+    with feed.db.connection() as conn:
+        from hanseek.feed import query as qy
+
+        got = qy.user_prefs(conn, u)
+        assert qy.user_prefs(conn, other).n == 0  # a like is not a read
+    assert got.n == 3
+    assert got.sum_age_h == pytest.approx(want.sum_age_h)
+    assert got.sum_log_age == pytest.approx(want.sum_log_age)
+    assert got.sum_log_pop == pytest.approx(want.sum_log_pop)
