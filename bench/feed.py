@@ -38,7 +38,7 @@ import numpy as np
 
 from bench._util import emit, percentiles_ms
 from hanseek.config import Settings
-from hanseek.feed.models import EventIn, PostIn
+from hanseek.feed.models import EventIn, PathName, PostIn
 from hanseek.feed.posts import POST_COLUMNS, ensure_communities
 from hanseek.feed.service import FeedService
 from hanseek.feed.settings import FeedSettings
@@ -51,6 +51,9 @@ NOW = datetime(2025, 1, 1, tzinfo=UTC)
 TOPICS = 2000
 TOPIC_NOISE = float(np.sqrt((1 / 0.6**2 - 1) / DIM))  # cos(vector, its topic centre) ≈ 0.6
 HNSW_INDEX = "posts_embedding_hnsw_idx"
+# Broad filters: about 60% of the posts are candidates, above the in-process index's memory_max_rows,
+# so `auto` takes the approximate path.
+BROAD_COMMUNITIES, BROAD_DAYS = 120, 365
 
 
 def log(msg: str) -> None:
@@ -126,15 +129,25 @@ def load_posts(db: Database, data: Data, chunk: int = 50_000) -> dict[str, float
     }
 
 
-def make_users(svc: FeedService, data: Data, n_users: int, reads: int = 20) -> list[str]:
-    rng = np.random.default_rng(7)
+def make_users(
+    svc: FeedService,
+    data: Data,
+    n_users: int,
+    reads: int = 20,
+    *,
+    prefix: str = "u",
+    communities: tuple[int, int] = (3, 11),
+    seed: int = 7,
+) -> list[str]:
+    """Users in `communities` (low, high) communities each, with `reads` recent reads (every 5th a like)."""
+    rng = np.random.default_rng(seed)
     recent = data.seconds <= WINDOW * 86400
     by_comm = {c: np.flatnonzero(recent & (data.community == c)) for c in range(COMMUNITIES)}
     users = []
     events: list[EventIn] = []
     for u in range(n_users):
-        comms = rng.choice(COMMUNITIES, size=int(rng.integers(3, 11)), replace=False)
-        user = f"u{u}"
+        comms = rng.choice(COMMUNITIES, size=int(rng.integers(*communities)), replace=False)
+        user = f"{prefix}{u}"
         svc.set_memberships(user, [f"c{c:03d}" for c in comms])
         pool = np.concatenate([by_comm[int(c)] for c in comms])
         for j, i in enumerate(rng.choice(pool, size=min(reads, len(pool)), replace=False)):
@@ -149,7 +162,7 @@ def make_users(svc: FeedService, data: Data, n_users: int, reads: int = 20) -> l
     return users
 
 
-def brute_force(db: Database, data: Data, user: str) -> list[str]:
+def brute_force(db: Database, data: Data, user: str, days: int = WINDOW) -> list[str]:
     """numpy over the generator's own arrays, independent of every query path."""
     with db.connection() as conn:
         comms = [r[0] for r in conn.execute("SELECT community FROM memberships WHERE user_id = %s", (user,))]
@@ -164,7 +177,7 @@ def brute_force(db: Database, data: Data, user: str) -> list[str]:
     q = (weights[:, None] * data.vecs[read_idx]).sum(0)
     q /= np.linalg.norm(q)
     idx = np.flatnonzero(
-        np.isin(data.community, [int(c[1:]) for c in comms]) & (data.seconds <= WINDOW * 86400)
+        np.isin(data.community, [int(c[1:]) for c in comms]) & (data.seconds <= days * 86400)
     )
     idx = idx[~np.isin(idx, read_idx)]
     scores = data.vecs[idx] @ q
@@ -283,15 +296,6 @@ async def _http_load(base: str, paths: list[str], concurrency: int) -> tuple[lis
     return lat, wall, errors
 
 
-def app_factory() -> Any:
-    """`uvicorn bench.feed:app_factory --factory --workers N`: the app from HANSEEK_* settings, one
-    database pool and one in-process index per worker process (they follow each other's writes)."""
-    from hanseek.api.app import create_app
-    from hanseek.config import load_settings
-
-    return create_app(load_settings())
-
-
 def http_bench(
     data_dir: Path, users: list[str], requests: int, concurrency: int, workers: int = 1
 ) -> dict[str, Any]:
@@ -301,31 +305,11 @@ def http_bench(
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = os.environ | {"HANSEEK_DATA_DIR": str(data_dir), "HANSEEK_LOAD_DEMO": "false"}
-    if workers == 1:
-        cmd = [
-            sys.executable,
-            "-c",
-            "from hanseek.cli import main; main()",
-            "serve",
-            "--no-demo",
-            "--port",
-            str(port),
-        ]
-    else:
-        cmd = [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "bench.feed:app_factory",
-            "--factory",
-            "--workers",
-            str(workers),
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-        ]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    cmd = [sys.executable, "-c", "from hanseek.cli import main; main()", "serve", "--no-demo"]
+    cmd += ["--port", str(port), "--workers", str(workers)]
+    log_path = data_dir / f"serve-{workers}.log"
+    with open(log_path, "wb") as log_file:
+        proc = subprocess.Popen(cmd, env=env, stdout=log_file, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
         t = time.perf_counter()
@@ -342,7 +326,8 @@ def http_bench(
             except httpx.HTTPError:
                 pass
         if not loaded:
-            raise RuntimeError("the HTTP server did not load its index in time")
+            tail = log_path.read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"the HTTP server did not load its index in time; its log ends:\n{tail}")
         ready_s = time.perf_counter() - t
         rng = np.random.default_rng(11)
         paths = [
@@ -363,10 +348,8 @@ def http_bench(
                 | {"concurrency": concurrency, "errors": errors, "requests_per_s": round(len(mp) / wall, 1)},
             }
         return {
-            "server": (
-                "hanseek serve (uvicorn, 1 process)" if workers == 1 else f"uvicorn --workers {workers}"
-            )
-            + " in a subprocess; client: httpx async on loopback, same machine",
+            "server": f"hanseek serve --workers {workers} in a subprocess; client: httpx async on loopback, "
+            "same machine",
             "start_and_index_load_seconds": round(ready_s, 1),
             **out,
         }
@@ -384,6 +367,8 @@ def main() -> None:
     ap.add_argument("--users", type=int, default=400)
     ap.add_argument("--queries", type=int, default=200)
     ap.add_argument("--fetch-all-queries", type=int, default=30)
+    ap.add_argument("--broad-users", type=int, default=20, help="users with broad filters (approximate path)")
+    ap.add_argument("--broad-queries", type=int, default=60)
     ap.add_argument("--data", choices=["clustered", "uniform"], default="clustered")
     ap.add_argument("--keep", type=Path, default=None, help="keep/reuse the loaded database here")
     ap.add_argument("--http-requests", type=int, default=1500)
@@ -483,6 +468,46 @@ def main() -> None:
         for v in paths.values():
             v["speedup_vs_fetch_all_p50"] = round(base / v["p50_ms"], 1)
         result["feed_service_call"] = paths
+
+        # The approximate path is what `auto` picks for broad filters only (more candidates than the
+        # in-process index scans, `memory_max_rows`; without it, more than `exact_max_candidates`):
+        # measure it there, against numpy and against the exact paths forced on the same queries.
+        log(f"broad filters: users in {BROAD_COMMUNITIES} communities, {BROAD_DAYS}-day window")
+        broad_marker = root / f"broad-{args.posts}-{args.data}-{args.broad_users}"
+        if not broad_marker.exists():
+            make_users(
+                writer,
+                data,
+                args.broad_users,
+                prefix="broad",
+                communities=(BROAD_COMMUNITIES, BROAD_COMMUNITIES + 1),
+                seed=17,
+            )
+            broad_marker.write_text("ok")
+        broad_users = [f"broad{u}" for u in range(args.broad_users)]
+        bref = {u: brute_force(db, data, u, days=BROAD_DAYS) for u in broad_users}
+        bsample = [broad_users[i % len(broad_users)] for i in range(args.broad_queries)]
+        brefs = [bref[u] for u in bsample]
+        bpaths: dict[str, Any] = {}
+        broad_paths: tuple[PathName, ...] = ("auto", "exact", "exact-sql", "approx")
+        for path in broad_paths:
+            log(f"broad: path={path}")
+            first = svc.feed(bsample[0], k=K, days=BROAD_DAYS, path=path, at=NOW, method="similar")
+            lat, outs = timed(
+                lambda u, p=path: svc.feed(u, k=K, days=BROAD_DAYS, path=p, at=NOW, method="similar"),
+                bsample,
+            )
+            ids = [[it.id for it in o.items] for o in outs]
+            name = f"{path} -> {first.path}" if path == "auto" else str(first.path)
+            bpaths[name] = percentiles_ms(lat) | {"recall@20_vs_numpy": recall(ids, brefs)}
+        result["broad_filters"] = {
+            "communities_per_user": BROAD_COMMUNITIES,
+            "window_days": BROAD_DAYS,
+            "candidates_per_query": int(np.median([o.estimated_candidates or 0 for o in outs])),
+            "hnsw_ef_search": svc.settings.hnsw_ef_search,
+            "hnsw_max_scan_tuples": svc.settings.hnsw_max_scan_tuples,
+            "paths": bpaths,
+        }
 
         log("ranked feed (hand-tuned blend: no trained model in this database)")
         svc.feed(sample[0], k=K, days=WINDOW, at=NOW, method="ranked")
