@@ -9,6 +9,8 @@ from typing import Any
 
 import typer
 
+WORKER_HEALTHCHECK_SECONDS = 120
+
 
 def _absorb(signum: int, frame: FrameType | None) -> None:
     """The signal uvicorn re-raises after its graceful shutdown: already handled, nothing to do."""
@@ -84,6 +86,9 @@ def serve(
                         port=s.port,
                         log_level="warning",
                         timeout_graceful_shutdown=10,
+                        # uvicorn kills a worker that misses a 5 s health ping; loading a large feed
+                        # index holds the interpreter for longer than that (measured: 1M posts).
+                        timeout_worker_healthcheck=WORKER_HEALTHCHECK_SECONDS,
                     )
                 else:
                     uvicorn.run(
