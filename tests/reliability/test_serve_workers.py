@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import socket
 import time
 from collections.abc import Callable
 
@@ -10,11 +11,11 @@ import httpx
 import pytest
 from bench._serve import ServeProcess
 
+from hanseek.cli.serve import TcpConfig
 from hanseek.store.server import running_pid
 
-pytestmark = pytest.mark.slow
 
-
+@pytest.mark.slow
 def test_two_workers_share_the_port_and_the_database(serve_process: Callable[..., ServeProcess]) -> None:
     srv = serve_process(args=("--workers", "2")).start()
     pids: set[int] = set()
@@ -36,3 +37,19 @@ def test_two_workers_share_the_port_and_the_database(serve_process: Callable[...
     assert srv.proc.wait(timeout=90) == 0
     assert "hanseek stopped." in srv.log_text()
     assert running_pid(srv.pgdata) is None  # the database stops with the last process
+
+
+def test_worker_listener_is_tcp_so_connections_get_nodelay() -> None:
+    # asyncio sets TCP_NODELAY only on accepted sockets whose proto is IPPROTO_TCP; they inherit it
+    # from the listener (uvicorn issue #3149: 44 ms per keep-alive request with --workers).
+    config = TcpConfig("hanseek.api.app:app_from_env", factory=True, host="127.0.0.1", port=0, workers=2)
+    sock = config.bind_socket()
+    try:
+        assert sock.proto == socket.IPPROTO_TCP and sock.get_inheritable()
+        sock.listen()
+        with socket.create_connection(sock.getsockname()[:2]):
+            conn, _ = sock.accept()
+            with conn:
+                assert conn.proto == socket.IPPROTO_TCP
+    finally:
+        sock.close()
