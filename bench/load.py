@@ -460,6 +460,12 @@ def main() -> None:
     )
     ap.add_argument("--keep", action="store_true", help="Keep the temp data dir")
     ap.add_argument("--workers", type=int, default=1, help="`hanseek serve --workers N` server processes")
+    ap.add_argument(
+        "--text-backend",
+        default=None,
+        choices=["torch", "onnx", "onnx-int8"],
+        help="HANSEEK_TEXT_BACKEND of the server (search queries are encoded by it); default: the server's",
+    )
     args = ap.parse_args()
 
     rng = np.random.default_rng(0)
@@ -467,7 +473,8 @@ def main() -> None:
     data_dir = root / "data"
     try:
         seed_s = seed_database(data_dir, args.posts, args.users, args.communities, rng)
-        with ServeProcess(data_dir, args=("--workers", str(args.workers))) as srv:
+        env = {"HANSEEK_TEXT_BACKEND": args.text_backend} if args.text_backend else None
+        with ServeProcess(data_dir, env=env, args=("--workers", str(args.workers))) as srv:
             mix = parse_mix(args.mix)
             search = mix.get("search", 0) > 0 and seed_images(srv.base_url)
             if not search:
@@ -491,6 +498,7 @@ def main() -> None:
                 "seed_seconds": round(seed_s, 1),
             },
             "server_processes": args.workers,
+            "text_backend": args.text_backend or "default (torch)",
             "mix": wl.mix,
             "hold_rule": f">=95% of schedule on time, 0 errors, p99 <= {args.hold_p99_ms} ms",
             **result,
