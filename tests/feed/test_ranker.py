@@ -321,13 +321,9 @@ def test_serving_features_equal_offline_features(ranked_world: FeedService, tag:
             )
 
 
-def test_blend_fallback_then_a_trained_model_is_swapped_in(ranked_world: FeedService, tag: str) -> None:
-    from hanseek.feed.ranker import registry
-
-    svc = ranked_world
-    rng = np.random.default_rng(9)
-    vecs = unit(rng, 80)
-    now = datetime(2024, 3, 1, tzinfo=UTC)
+def _hourly_posts(svc: FeedService, tag: str, n: int, now: datetime, *, seed: int) -> None:
+    """n posts `{tag}-0..n-1` in community `{tag}-c`, one an hour back from `now`, random unit vectors."""
+    vecs = unit(np.random.default_rng(seed), n)
     svc.ingest_posts(
         [
             PostIn(
@@ -337,9 +333,17 @@ def test_blend_fallback_then_a_trained_model_is_swapped_in(ranked_world: FeedSer
                 created_at=now - timedelta(hours=i),
                 embedding=vecs[i].tolist(),
             )
-            for i in range(80)
+            for i in range(n)
         ]
     )
+
+
+def test_blend_fallback_then_a_trained_model_is_swapped_in(ranked_world: FeedService, tag: str) -> None:
+    from hanseek.feed.ranker import registry
+
+    svc = ranked_world
+    now = datetime(2024, 3, 1, tzinfo=UTC)
+    _hourly_posts(svc, tag, 80, now, seed=9)
     svc.set_memberships(f"{tag}-u", [f"{tag}-c"])
     svc.record_events([EventIn(user_id=f"{tag}-u", post_id=f"{tag}-3", kind="like", at=now)])
     registry.activate(svc.db, None)
@@ -371,21 +375,8 @@ def test_ranked_feed_survives_posts_deleted_behind_the_index(db: Any, tag: str) 
         follow=False,
     )
     try:
-        rng = np.random.default_rng(5)
-        vecs = unit(rng, 40)
         now = datetime(2024, 3, 1, tzinfo=UTC)
-        svc.ingest_posts(
-            [
-                PostIn(
-                    id=f"{tag}-{i}",
-                    community=f"{tag}-c",
-                    title=f"p{i}",
-                    created_at=now - timedelta(hours=i),
-                    embedding=vecs[i].tolist(),
-                )
-                for i in range(40)
-            ]
-        )
+        _hourly_posts(svc, tag, 40, now, seed=5)
         svc.set_memberships(f"{tag}-u", [f"{tag}-c"])
         svc.record_events([EventIn(user_id=f"{tag}-u", post_id=f"{tag}-39", kind="read", at=now)])
         assert svc.memory_ready

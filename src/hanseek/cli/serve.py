@@ -98,7 +98,6 @@ def serve(
                 with console.status("loading demo data…"):
                     for feature, counts in load_all(state).items():
                         console.print(f"demo {feature}: " + ", ".join(f"{k}={v}" for k, v in counts.items()))
-            app = create_app(s, state=state)
             console.print(
                 f"hanseek serving on [bold]http://{s.host}:{s.port}[/]"
                 + (f" with {workers} worker processes" if workers > 1 else "")
@@ -115,6 +114,8 @@ def serve(
                     _export_cli_overrides(s, host, port)
                     _run_workers(s.host, s.port, workers)
                 else:
+                    # One process serves with the state built here (demo already loaded into it).
+                    app = create_app(s, state=state)
                     uvicorn.run(
                         app, host=s.host, port=s.port, log_level="warning", timeout_graceful_shutdown=10
                     )
