@@ -39,6 +39,7 @@ from hanseek.feed.models import (
 from hanseek.feed.ranker.registry import ActiveRanker
 from hanseek.feed.scoring import blend
 from hanseek.feed.settings import FeedSettings
+from hanseek.feed.warm import WarmResult, warm_feed_cache
 
 if TYPE_CHECKING:
     from hanseek.encoders.base import TextEncoder
@@ -76,13 +77,33 @@ class FeedService:
         if self.settings.memory_index:
             self.index = MemoryIndex(dim)
             self.sync = IndexSync(db.connection, self.index)
+        self.warmed: WarmResult | None = None
+        if self.settings.memory_index or self.settings.warm_cache_days:
             if load_in_background:
-                threading.Thread(target=self._load_index, name="feed-index-load", daemon=True).start()
+                threading.Thread(target=self._start_up, name="feed-start-up", daemon=True).start()
             else:
-                self._load_index()
-            if follow:
-                self._follower = Follower(db.url, self.sync)
-                self._follower.start()
+                self._start_up()
+        if self.sync is not None and follow:
+            self._follower = Follower(db.url, self.sync)
+            self._follower.start()
+
+    def _start_up(self) -> None:
+        if self.sync is not None:
+            self._load_index()
+        if self.settings.warm_cache_days:
+            try:
+                with self.db.connection() as conn:
+                    self.warmed = warm_feed_cache(conn, self.settings.warm_cache_days)
+            except Exception:  # warming only saves disk reads; serving goes on without it
+                log.exception("feed cache warming failed")
+                return
+            w = self.warmed
+            log.info(
+                "feed cache warmed: %d recent posts, %d index blocks in %.1fs",
+                w.recent_posts,
+                w.prewarmed_blocks,
+                w.seconds,
+            )
 
     def _load_index(self) -> None:
         assert self.sync is not None

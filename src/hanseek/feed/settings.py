@@ -38,6 +38,9 @@ class FeedSettings(BaseSettings):
     memory_index: bool = True
     # numpy BLAS with one thread (see hanseek/feed/blas.py for the measurements behind this).
     single_thread_blas: bool = True
+    # At start-up, read the posts of this many recent days (and the feed's indexes) into
+    # PostgreSQL's buffers, so the first requests after a restart do not wait on disk; 0 turns it off.
+    warm_cache_days: int = Field(default=30, ge=0)
     # How long a process may serve from its index before checking PostgreSQL for other writers'
     # changes when no NOTIFY arrived (a safety net for dropped notifications).
     index_poll_seconds: float = Field(default=2.0, ge=0.0)
