@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import os
 import shutil
 import signal
@@ -138,10 +139,17 @@ def make_users(
     prefix: str = "u",
     communities: tuple[int, int] = (3, 11),
     seed: int = 7,
+    focus_topics: int = 0,
+    read_days: int = WINDOW,
 ) -> list[str]:
-    """Users in `communities` (low, high) communities each, with `reads` recent reads (every 5th a like)."""
+    """Users in `communities` (low, high) communities each, with `reads` reads (every 5th a like) of
+    posts from their communities in the last `read_days`.
+
+    `focus_topics` 0: the reads are drawn at random, so a user's vector is the mean of ~20 unrelated
+    topics (a nearly flat query: the hardest case for a graph index). n > 0: every read is from one of
+    the user's n topics of interest where the communities have such posts (focused readers)."""
     rng = np.random.default_rng(seed)
-    recent = data.seconds <= WINDOW * 86400
+    recent = data.seconds <= read_days * 86400
     by_comm = {c: np.flatnonzero(recent & (data.community == c)) for c in range(COMMUNITIES)}
     users = []
     events: list[EventIn] = []
@@ -150,6 +158,10 @@ def make_users(
         user = f"{prefix}{u}"
         svc.set_memberships(user, [f"c{c:03d}" for c in comms])
         pool = np.concatenate([by_comm[int(c)] for c in comms])
+        if focus_topics:
+            liked = rng.choice(TOPICS, size=focus_topics, replace=False)
+            focused = pool[np.isin(data.topic[pool], liked)]
+            pool = focused if len(focused) >= 5 else pool
         for j, i in enumerate(rng.choice(pool, size=min(reads, len(pool)), replace=False)):
             kind = "like" if j % 5 == 0 else "read"
             events.append(EventIn(user_id=user, post_id=f"p{i}", kind=kind, at=NOW - timedelta(hours=j)))  # type: ignore[arg-type]
@@ -182,6 +194,80 @@ def brute_force(db: Database, data: Data, user: str, days: int = WINDOW) -> list
     idx = idx[~np.isin(idx, read_idx)]
     scores = data.vecs[idx] @ q
     return [f"p{i}" for i in idx[np.argsort(-scores, kind="stable")[:K]]]
+
+
+def focused_readers(
+    writer: FeedService, svc: FeedService, data: Data, root: Path, n_users: int, n_queries: int
+) -> dict[str, Any]:
+    """Recall of every path for users whose 20 reads (from the past year) share 2 topics, with narrow
+    (3–10 communities, 30 days) and broad (120 communities, 365 days) filters."""
+    out: dict[str, Any] = {
+        "users": "20 reads each from the past year, all from 2 topics of interest (of 2,000)",
+    }
+    scenarios = (
+        ("narrow", (3, 11), WINDOW, 23),
+        ("broad", (BROAD_COMMUNITIES, BROAD_COMMUNITIES + 1), BROAD_DAYS, 29),
+    )
+    for name, comms, days, seed in scenarios:
+        prefix = f"focus-{name}-"
+        marker = root / f"focused-{name}-{data.n}-{data.kind}-{n_users}"
+        if not marker.exists():
+            make_users(
+                writer,
+                data,
+                n_users,
+                prefix=prefix,
+                communities=comms,
+                seed=seed,
+                focus_topics=2,
+                read_days=DAYS,
+            )
+            marker.write_text("ok")
+        users = [f"{prefix}{u}" for u in range(n_users)]
+        ref = {u: brute_force(svc.db, data, u, days=days) for u in users}
+        sample = [users[i % len(users)] for i in range(n_queries)]
+        refs = [ref[u] for u in sample]
+        paths: dict[str, Any] = {}
+        candidates = 0
+        scenario_paths: tuple[PathName, ...] = ("auto", "exact", "approx")
+        for path in scenario_paths:
+            log(f"focused {name}: path={path}")
+            first = svc.feed(sample[0], k=K, days=days, path=path, at=NOW, method="similar")
+            lat, outs = timed(
+                lambda u, p=path, d=days: svc.feed(u, k=K, days=d, path=p, at=NOW, method="similar"), sample
+            )
+            ids = [[it.id for it in o.items] for o in outs]
+            label = f"{path} -> {first.path}" if path == "auto" else str(first.path)
+            paths[label] = percentiles_ms(lat) | {"recall@20_vs_numpy": recall(ids, refs)}
+            candidates = int(np.median([o.estimated_candidates or 0 for o in outs]))
+        if name == "broad":
+            paths |= ef_sweep(svc, sample, refs, days)
+        out[name] = {
+            "communities_per_user": f"{comms[0]}-{comms[1] - 1}" if comms[1] - comms[0] > 1 else comms[0],
+            "window_days": days,
+            "candidates_per_query": candidates,
+            "paths": paths,
+        }
+    return out
+
+
+def ef_sweep(svc: FeedService, sample: list[str], refs: list[list[str]], days: int) -> dict[str, Any]:
+    """The HNSW path with wider scans (ef_search up to pgvector's maximum, 1000)."""
+    out: dict[str, Any] = {}
+    saved = svc.settings.hnsw_ef_search, svc.settings.hnsw_max_scan_tuples
+    try:
+        for ef in (400, 1000):
+            svc.settings.hnsw_ef_search, svc.settings.hnsw_max_scan_tuples = ef, 100 * ef
+            lat, outs = timed(
+                lambda u: svc.feed(u, k=K, days=days, path="approx", at=NOW, method="similar"), sample
+            )
+            ids = [[it.id for it in o.items] for o in outs]
+            out[f"approx-hnsw (ef_search {ef}, max_scan_tuples {100 * ef})"] = percentiles_ms(lat) | {
+                "recall@20_vs_numpy": recall(ids, refs)
+            }
+    finally:
+        svc.settings.hnsw_ef_search, svc.settings.hnsw_max_scan_tuples = saved
+    return out
 
 
 def fetch_all(db: Database, user: str) -> list[str]:
@@ -427,6 +513,8 @@ def main() -> None:
         t = time.perf_counter()
         svc = FeedService(db, settings=FeedSettings(), load_in_background=False, follow=False)
         result["index_load_seconds"] = round(time.perf_counter() - t, 1)
+        if svc.warmed is not None:  # part of the start-up above (FeedSettings.warm_cache_days)
+            result["cache_warm"] = dataclasses.asdict(svc.warmed)
         rng = np.random.default_rng(5)
         sample = [users[int(rng.integers(len(users)))] for _ in range(args.queries)]
         ref = {u: brute_force(db, data, u) for u in set(sample)}
@@ -500,6 +588,7 @@ def main() -> None:
             ids = [[it.id for it in o.items] for o in outs]
             name = f"{path} -> {first.path}" if path == "auto" else str(first.path)
             bpaths[name] = percentiles_ms(lat) | {"recall@20_vs_numpy": recall(ids, brefs)}
+        bpaths |= ef_sweep(svc, bsample, brefs, BROAD_DAYS)
         result["broad_filters"] = {
             "communities_per_user": BROAD_COMMUNITIES,
             "window_days": BROAD_DAYS,
@@ -508,6 +597,11 @@ def main() -> None:
             "hnsw_max_scan_tuples": svc.settings.hnsw_max_scan_tuples,
             "paths": bpaths,
         }
+
+        log("focused readers (users whose reads share 2 topics)")
+        result["focused_readers"] = focused_readers(
+            writer, svc, data, root, args.broad_users, args.broad_queries
+        )
 
         log("ranked feed (hand-tuned blend: no trained model in this database)")
         svc.feed(sample[0], k=K, days=WINDOW, at=NOW, method="ranked")
