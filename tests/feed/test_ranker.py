@@ -125,6 +125,48 @@ def test_union_keeps_sources_and_best_rank() -> None:
     assert top_n([0.1, 0.5, 0.5, 0.2], [1, 2, 3, 4], 2).tolist() == [2, 1]  # tie: newer first
 
 
+def _merge_reference(
+    lists: dict[str, list[int]],
+) -> tuple[list[int], list[list[bool]], list[float], list[list[float]]]:
+    """The loop the vectorised merge replaced: one pass over the lists in SOURCES order."""
+    pos: dict[int, int] = {}
+    members: list[int] = []
+    flags: list[list[bool]] = []
+    best: list[float] = []
+    per: list[list[float]] = []
+    for j, name in enumerate(fx.SOURCES):
+        for r, key in enumerate(lists.get(name, ()), 1):
+            i = pos.get(key)
+            if i is None:
+                pos[key] = i = len(members)
+                members.append(key)
+                flags.append([False] * len(fx.SOURCES))
+                per.append([0.0] * len(fx.SOURCES))
+                best.append(float(r))
+            flags[i][j] = True
+            best[i] = min(best[i], float(r))
+            if per[i][j] == 0.0:
+                per[i][j] = float(r)
+    return members, flags, best, per
+
+
+def test_union_matches_the_reference_loop_on_random_lists() -> None:
+    rng = np.random.default_rng(3)
+    for _ in range(200):
+        lists = {
+            name: rng.integers(0, 40, int(rng.integers(0, 30))).tolist()
+            for name in fx.SOURCES
+            if rng.random() < 0.8
+        }
+        u = merge(lists)
+        members, flags, best, per = _merge_reference(lists)
+        assert u.members == members
+        assert u.sources.tolist() == flags and u.best_rank.tolist() == best
+        assert u.ranks is not None and u.ranks.tolist() == per
+    empty = merge({})
+    assert empty.members == [] and empty.sources.shape == (0, len(fx.SOURCES))
+
+
 def _tiny_set(seed: int = 0, n_posts: int = 400, n_users: int = 30) -> tuple[EvalSet, np.ndarray]:
     """A small synthetic log with users who like one topic and read recent posts."""
     rng = np.random.default_rng(seed)

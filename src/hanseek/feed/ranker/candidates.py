@@ -54,28 +54,22 @@ class Union:
 
 def merge(lists: Mapping[str, Sequence[int]]) -> Union:
     """Union of ranked lists keyed by source name; remembers which sources found each key and the
-    best rank any of them gave it."""
-    pos: dict[int, int] = {}
-    members: list[int] = []
-    flags: list[list[bool]] = []
-    ranks: list[float] = []
-    per: list[list[float]] = []
-    for j, name in enumerate(SOURCES):
-        for r, key in enumerate(lists.get(name, ()), 1):
-            i = pos.get(key)
-            if i is None:
-                pos[key] = i = len(members)
-                members.append(key)
-                flags.append([False] * len(SOURCES))
-                per.append([0.0] * len(SOURCES))
-                ranks.append(float(r))
-            flags[i][j] = True
-            ranks[i] = min(ranks[i], float(r))
-            if per[i][j] == 0.0:  # "short" lists one run per recent read: keep the first rank
-                per[i][j] = float(r)
-    return Union(
-        members,
-        np.array(flags, dtype=bool).reshape(len(members), len(SOURCES)),
-        np.array(ranks, dtype=np.float64),
-        np.array(per, dtype=np.float64).reshape(len(members), len(SOURCES)),
-    )
+    best rank any of them gave it. ("short" holds one run per recent read, concatenated: a key's
+    rank there is its first position.) Vectorised: it runs on every ranked feed request."""
+    parts = [(j, lists.get(name, ())) for j, name in enumerate(SOURCES)]
+    parts = [(j, keys) for j, keys in parts if len(keys)]
+    n_src = len(SOURCES)
+    if not parts:
+        return Union([], np.zeros((0, n_src), bool), np.zeros(0), np.zeros((0, n_src)))
+    keys = np.concatenate([np.asarray(k, dtype=np.int64) for _, k in parts])
+    src = np.concatenate([np.full(len(k), j, dtype=np.intp) for j, k in parts])
+    rank = np.concatenate([np.arange(1, len(k) + 1, dtype=np.float64) for _, k in parts])
+    uniq, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+    order = np.argsort(first, kind="stable")  # first-seen order, as the sources list them
+    member_of = np.empty(len(uniq), dtype=np.intp)
+    member_of[order] = np.arange(len(uniq))
+    m = member_of[inverse.reshape(-1)]
+    per = np.full((len(uniq), n_src), np.inf)
+    np.minimum.at(per, (m, src), rank)
+    flags = np.isfinite(per)
+    return Union(uniq[order].tolist(), flags, per.min(axis=1), np.where(flags, per, 0.0))
