@@ -27,7 +27,8 @@ def _service(db: Database, with_encoder: bool = False) -> FeedService:
     from hanseek.feed.settings import load_feed_settings
 
     s = settings()
-    fs = load_feed_settings(memory_index=False)  # a one-shot command does not need the index
+    # A one-shot command needs neither the in-process index nor warm buffers.
+    fs = load_feed_settings(memory_index=False, warm_cache_days=0)
     if not with_encoder:
         return FeedService(db, dim=s.embed_dim, settings=fs)
     from hanseek.encoders.reembed import ActiveEncoder
@@ -159,6 +160,44 @@ def rebuild_profiles() -> None:
     with open_db(settings()) as db:
         n = _service(db).rebuild_profiles()
     console.print(f"{n} profiles rebuilt")
+
+
+@app.command("hnsw-index")
+def hnsw_index(
+    m: Annotated[int | None, typer.Option(help="Neighbours per node (pgvector default 16)")] = None,
+    ef_construction: Annotated[
+        int | None, typer.Option(help="Build-time candidate list (pgvector default 64)")
+    ] = None,
+    maintenance_work_mem: Annotated[str, typer.Option(help="Memory for the build")] = "2GB",
+) -> None:
+    """Show the posts' HNSW graph parameters, or rebuild it with new ones (concurrently: the
+    service keeps reading and writing; the new graph replaces the old one when it is complete)."""
+    import psycopg
+
+    from hanseek.feed import hnsw
+
+    with open_db(settings()) as db:
+        with db.connection() as conn:
+            now = hnsw.current_params(conn)
+        if m is None and ef_construction is None:
+            console.print(
+                "no HNSW index on posts"
+                if now is None
+                else f"m={now.m} ef_construction={now.ef_construction}"
+            )
+            return
+        base = now or hnsw.HnswParams(16, 64)
+        want = hnsw.HnswParams(m or base.m, ef_construction or base.ef_construction)
+        console.print(
+            f"building m={want.m} ef_construction={want.ef_construction} (this can take a while) ..."
+        )
+        try:
+            seconds = hnsw.rebuild(db.url, want, maintenance_work_mem=maintenance_work_mem)
+        except ValueError as exc:
+            _fail(str(exc))
+        except psycopg.Error as exc:  # the old index still serves
+            _fail(f"the rebuild failed, the old index is unchanged: {exc}")
+        console.print(f"HNSW index rebuilt in {seconds:.0f} s")
 
 
 @app.command("eval")

@@ -54,7 +54,10 @@ def load_demo(db: Database, settings: Settings, encoder: TextEncoder) -> dict[st
         return datetime.fromisoformat(ts) + shift
 
     svc = FeedService(
-        db, dim=settings.embed_dim, settings=FeedSettings(memory_index=False), encoder=lambda: encoder
+        db,
+        dim=settings.embed_dim,
+        settings=FeedSettings(memory_index=False, warm_cache_days=0),
+        encoder=lambda: encoder,
     )
     post_models = [PostIn.model_validate(p | {"created_at": moved(p["created_at"])}) for p in posts]
     for start in range(0, len(post_models), 64):

@@ -94,8 +94,8 @@ class FeedService:
             try:
                 with self.db.connection() as conn:
                     self.warmed = warm_feed_cache(conn, self.settings.warm_cache_days)
-            except Exception:  # warming only saves disk reads; serving goes on without it
-                log.exception("feed cache warming failed")
+            except Exception as exc:  # warming only saves disk reads; serving goes on without it
+                log.warning("feed cache warming failed: %s", exc)
                 return
             w = self.warmed
             log.info(
