@@ -10,10 +10,13 @@ Reports, measured in one run on one machine:
   into Python and score there;
 - HTTP end to end (uvicorn in a subprocess, async httpx client on loopback): sequential p50/p99 and
   requests/s under concurrency;
-- the re-ranker's added latency (ranked vs similar-only feed).
+- the re-ranker's added latency (ranked vs similar-only feed);
+- recall of every path for "focused" readers (reads from 2 topics) as well as random ones, and an
+  ef_search sweep of the HNSW path where `auto` uses it (broad filters);
+- the first requests after a database restart, without and with start-up cache warming.
 
     python -m bench.feed [--posts 1000000] [--users 400] [--queries 200] [--data clustered|uniform]
-                         [--keep DIR] [--http-requests 1500] [--concurrency 16]
+                         [--keep DIR] [--http-requests 1500] [--concurrency 16] [--hnsw-m 16]
 
 `--keep DIR` keeps (and on the next run reuses) the loaded database in DIR.
 """
@@ -84,7 +87,7 @@ class Data:
         return NOW - timedelta(seconds=int(self.seconds[i]))
 
 
-def load_posts(db: Database, data: Data, chunk: int = 50_000) -> dict[str, float]:
+def load_posts(db: Database, data: Data, chunk: int = 50_000, hnsw_m: int = 16) -> dict[str, float]:
     with db.connection() as conn:
         conn.execute(f"DROP INDEX IF EXISTS {HNSW_INDEX}")
         ensure_communities(conn, [f"c{c:03d}" for c in range(COMMUNITIES)])
@@ -120,7 +123,7 @@ def load_posts(db: Database, data: Data, chunk: int = 50_000) -> dict[str, float
     with db.connection() as conn:
         conn.execute("SET max_parallel_maintenance_workers = 2")
         conn.commit()
-        create_hnsw_index(conn, "posts", name=HNSW_INDEX, maintenance_work_mem="3GB")
+        create_hnsw_index(conn, "posts", name=HNSW_INDEX, m=hnsw_m, maintenance_work_mem="6GB")
     hnsw_s = time.perf_counter() - t
     log(f"HNSW built in {hnsw_s:.0f}s")
     return {
@@ -252,11 +255,11 @@ def focused_readers(
 
 
 def ef_sweep(svc: FeedService, sample: list[str], refs: list[list[str]], days: int) -> dict[str, Any]:
-    """The HNSW path with wider scans (ef_search up to pgvector's maximum, 1000)."""
+    """The HNSW path with other scan widths than the configured one (up to pgvector's maximum)."""
     out: dict[str, Any] = {}
     saved = svc.settings.hnsw_ef_search, svc.settings.hnsw_max_scan_tuples
     try:
-        for ef in (400, 1000):
+        for ef in (e for e in (200, 400, 1000) if e != saved[0]):
             svc.settings.hnsw_ef_search, svc.settings.hnsw_max_scan_tuples = ef, 100 * ef
             lat, outs = timed(
                 lambda u: svc.feed(u, k=K, days=days, path="approx", at=NOW, method="similar"), sample
@@ -267,6 +270,31 @@ def ef_sweep(svc: FeedService, sample: list[str], refs: list[list[str]], days: i
             }
     finally:
         svc.settings.hnsw_ef_search, svc.settings.hnsw_max_scan_tuples = saved
+    return out
+
+
+def restart_figures(settings: Settings, sample: list[str]) -> dict[str, Any]:
+    """One pass over the sampled users right after a database restart (empty buffers), without and
+    with the service's start-up cache warming (FeedSettings.warm_cache_days)."""
+    from hanseek.store.server import stop_server
+
+    out: dict[str, Any] = {}
+    for label, days in (("not warmed", 0), ("warmed", FeedSettings().warm_cache_days)):
+        stop_server(settings.pgdata_dir)
+        db = Database.open(settings)
+        try:
+            t = time.perf_counter()
+            svc = FeedService(
+                db, settings=FeedSettings(warm_cache_days=days), load_in_background=False, follow=False
+            )
+            started = time.perf_counter() - t
+            lat, _ = timed(
+                lambda u, s=svc: s.feed(u, k=K, days=WINDOW, path="exact", at=NOW, method="similar"), sample
+            )
+            out[label] = percentiles_ms(lat) | {"start_up_seconds": round(started, 1)}
+            svc.close()
+        finally:
+            db.close()
     return out
 
 
@@ -425,7 +453,9 @@ def http_bench(
         out: dict[str, Any] = {}
         for method in ("similar", "ranked"):
             mp = [p + f"&method={method}" for p in paths]
-            asyncio.run(_http_load(base, mp[:30], 4))  # warm-up
+            # Warm-up at full concurrency: the first concurrent burst after start-up was measured
+            # slower than a later one (each worker's caches, connections, first ranker poll).
+            asyncio.run(_http_load(base, mp[:300], concurrency))
             seq, _, seq_err = asyncio.run(_http_load(base, mp[:300], 1))
             lat, wall, errors = asyncio.run(_http_load(base, mp, concurrency))
             out[method] = {
@@ -456,6 +486,9 @@ def main() -> None:
     ap.add_argument("--broad-users", type=int, default=20, help="users with broad filters (approximate path)")
     ap.add_argument("--broad-queries", type=int, default=60)
     ap.add_argument("--data", choices=["clustered", "uniform"], default="clustered")
+    ap.add_argument(
+        "--hnsw-m", type=int, default=16, help="HNSW m for a fresh load (a kept database: feed hnsw-index)"
+    )
     ap.add_argument("--keep", type=Path, default=None, help="keep/reuse the loaded database here")
     ap.add_argument("--http-requests", type=int, default=1500)
     ap.add_argument("--concurrency", type=int, default=16)
@@ -494,7 +527,7 @@ def main() -> None:
             db, settings=fs, follow=False, encoder=cache(lambda: load_text_encoder(Settings()))
         )
         if not marker.exists():
-            result["load"] = load_posts(db, data)
+            result["load"] = load_posts(db, data, hnsw_m=args.hnsw_m)
             t = time.perf_counter()
             users = make_users(writer, data, args.users)
             result["load"]["users_and_events_seconds"] = round(time.perf_counter() - t, 1)
@@ -508,6 +541,11 @@ def main() -> None:
                 "SELECT count(*), pg_size_pretty(pg_total_relation_size('posts')) FROM posts"
             ).fetchone()
         result["table"] = {"rows": row[0], "size": row[1]} if row else {}
+        from hanseek.feed.hnsw import current_params
+
+        with db.connection() as conn:
+            graph = current_params(conn)
+        result["hnsw_graph"] = dataclasses.asdict(graph) if graph else None  # `hanseek feed hnsw-index`
 
         log("loading the in-process index")
         t = time.perf_counter()
@@ -523,6 +561,17 @@ def main() -> None:
             svc.feed(u, k=K, days=WINDOW, path="exact", at=NOW).estimated_candidates or 0 for u in sample[:50]
         ]
         result["candidates_per_query"] = {"median": int(np.median(est)), "max": int(max(est))}
+
+        # First, in the cache state the start-up warming leaves (as the exact similarity feed just
+        # after it): the SQL and HNSW paths below read other pages into the buffers.
+        log("ranked feed (hand-tuned blend: no trained model in this database)")
+        svc.feed(sample[0], k=K, days=WINDOW, at=NOW, method="ranked")
+        lat_r, outs_r = timed(lambda u: svc.feed(u, k=K, days=WINDOW, at=NOW, method="ranked"), sample)
+        ranked = percentiles_ms(lat_r)
+        result["ranked_feed"] = ranked | {
+            "ranker": outs_r[0].ranker,
+            "union_sources": "similar 60 + latest 60 + popular 40 + 3 recent reads x 20",
+        }
 
         paths: dict[str, Any] = {}
         for path in ("exact", "exact-sql", "approx"):
@@ -556,6 +605,9 @@ def main() -> None:
         for v in paths.values():
             v["speedup_vs_fetch_all_p50"] = round(base / v["p50_ms"], 1)
         result["feed_service_call"] = paths
+        result["ranked_feed"]["added_p50_ms_vs_exact_similar"] = round(
+            ranked["p50_ms"] - paths["exact-memory"]["p50_ms"], 3
+        )
 
         # The approximate path is what `auto` picks for broad filters only (more candidates than the
         # in-process index scans, `memory_max_rows`; without it, more than `exact_max_candidates`):
@@ -603,15 +655,6 @@ def main() -> None:
             writer, svc, data, root, args.broad_users, args.broad_queries
         )
 
-        log("ranked feed (hand-tuned blend: no trained model in this database)")
-        svc.feed(sample[0], k=K, days=WINDOW, at=NOW, method="ranked")
-        lat_r, outs_r = timed(lambda u: svc.feed(u, k=K, days=WINDOW, at=NOW, method="ranked"), sample)
-        ranked = percentiles_ms(lat_r)
-        result["ranked_feed"] = ranked | {
-            "ranker": outs_r[0].ranker,
-            "union_sources": "similar 60 + latest 60 + popular 40 + 3 recent reads x 20",
-            "added_p50_ms_vs_exact_similar": round(ranked["p50_ms"] - paths["exact-memory"]["p50_ms"], 3),
-        }
         svc.close()
 
         log("ingest paths")
@@ -629,6 +672,9 @@ def main() -> None:
                     result[key] = http_bench(root, users, args.http_requests, args.concurrency, workers)
                 except Exception as exc:  # report what was measured so far instead of nothing
                     result[key] = {"error": f"{type(exc).__name__}: {exc}"}
+        log("first requests after a restart, with and without cache warming")
+        db.close()
+        result["after_restart"] = restart_figures(settings, sample)
     finally:
         db.close()
         if args.keep is None:
