@@ -457,11 +457,21 @@ def http_bench(
             # slower than a later one (each worker's caches, connections, first ranker poll).
             asyncio.run(_http_load(base, mp[:300], concurrency))
             seq, _, seq_err = asyncio.run(_http_load(base, mp[:300], 1))
-            lat, wall, errors = asyncio.run(_http_load(base, mp, concurrency))
+            # Three runs, the median one reported: with the client on the same two cores, one run's
+            # requests/s varied by ±40% between otherwise identical benchmark runs.
+            runs = [asyncio.run(_http_load(base, mp, concurrency)) for _ in range(3)]
+            rps = [len(mp) / wall for _, wall, _ in runs]
+            mid = int(np.argsort(rps)[1])
+            lat = runs[mid][0]
             out[method] = {
                 "sequential": percentiles_ms(seq) | {"errors": seq_err},
                 "concurrent": percentiles_ms(lat)
-                | {"concurrency": concurrency, "errors": errors, "requests_per_s": round(len(mp) / wall, 1)},
+                | {
+                    "concurrency": concurrency,
+                    "errors": sum(e for _, _, e in runs),
+                    "requests_per_s": round(rps[mid], 1),
+                    "requests_per_s_runs": [round(r, 1) for r in rps],
+                },
             }
         return {
             "server": f"hanseek serve --workers {workers} in a subprocess; client: httpx async on loopback, "
