@@ -5,13 +5,18 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shutil
 import statistics
 import sys
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psutil
+
+if TYPE_CHECKING:
+    from hanseek.config import Settings
+    from hanseek.store.db import Database
 
 
 def machine() -> dict[str, Any]:
@@ -53,3 +58,14 @@ def emit(result: dict[str, Any]) -> None:
     result.setdefault("machine", machine())
     json.dump(result, sys.stdout, ensure_ascii=False, indent=2)
     sys.stdout.write("\n")
+
+
+def close_db(db: Database, settings: Settings, *, discard: bool) -> None:
+    """Close a benchmark's database; with `discard`, stop its embedded server (skipping the shutdown
+    checkpoint: the data is thrown away) and delete the data dir."""
+    db.close()
+    if discard:
+        from hanseek.store.server import stop_server
+
+        stop_server(settings.pgdata_dir, immediate=True)
+        shutil.rmtree(settings.data_dir, ignore_errors=True)

@@ -27,7 +27,6 @@ import argparse
 import asyncio
 import dataclasses
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -40,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from bench._util import emit, percentiles_ms
+from bench._util import close_db, emit, percentiles_ms
 from hanseek.config import Settings
 from hanseek.feed.models import EventIn, PathName, PostIn
 from hanseek.feed.posts import POST_COLUMNS, ensure_communities
@@ -686,12 +685,7 @@ def main() -> None:
         db.close()
         result["after_restart"] = restart_figures(settings, sample)
     finally:
-        db.close()
-        if args.keep is None:
-            from hanseek.store.server import stop_server
-
-            stop_server(settings.pgdata_dir, immediate=True)
-            shutil.rmtree(root, ignore_errors=True)
+        close_db(db, settings, discard=args.keep is None)
     emit(result)
 
 
