@@ -43,7 +43,9 @@ def main() -> None:
         return v / np.linalg.norm(v)
 
     def focused() -> np.ndarray:
-        pool = np.flatnonzero(np.isin(topic, rng.choice(TOPICS, 2, replace=False)))
+        pool = np.zeros(0, dtype=np.int64)
+        while len(pool) < 2:  # a small --posts can leave a topic empty
+            pool = np.flatnonzero(np.isin(topic, rng.choice(TOPICS, 2, replace=False)))
         return mean_of(rng.choice(pool, min(20, len(pool)), replace=False))
 
     queries = {
