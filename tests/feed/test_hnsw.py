@@ -54,3 +54,14 @@ def test_bad_parameters_are_refused_before_anything_is_built(db: Database) -> No
         hnsw.rebuild(db.url, hnsw.HnswParams(16, 20))
     with pytest.raises(ValueError, match="m must be"):
         hnsw.rebuild(db.url, hnsw.HnswParams(1, 64))
+
+
+def test_the_command_refuses_bad_parameters_with_a_message(db: Database, db_settings: Settings) -> None:
+    env = {"HANSEEK_DATA_DIR": str(db_settings.data_dir), "HANSEEK_DATABASE_URL": db_settings.database_url}
+    before = _params(db)
+    for argv in (["--m", "0"], ["--m", "16", "--ef-construction", "10"]):
+        res = runner.invoke(app, ["feed", "hnsw-index", *argv], env=env)
+        assert res.exit_code == 1 and "error" in res.output and "Traceback" not in res.output, res.output
+    res = runner.invoke(app, ["feed", "hnsw-index", "--m", "16", "--maintenance-work-mem", "lots"], env=env)
+    assert res.exit_code == 1 and "old index is unchanged" in res.output, res.output
+    assert _params(db) == before

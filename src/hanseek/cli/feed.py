@@ -187,7 +187,9 @@ def hnsw_index(
             )
             return
         base = now or hnsw.HnswParams(16, 64)
-        want = hnsw.HnswParams(m or base.m, ef_construction or base.ef_construction)
+        want = hnsw.HnswParams(
+            base.m if m is None else m, base.ef_construction if ef_construction is None else ef_construction
+        )
         console.print(
             f"building m={want.m} ef_construction={want.ef_construction} (this can take a while) ..."
         )
