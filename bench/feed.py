@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import os
 import signal
@@ -33,6 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -41,7 +43,8 @@ import numpy as np
 
 from bench._util import close_db, emit, percentiles_ms
 from hanseek.config import Settings
-from hanseek.feed.models import EventIn, PathName, PostIn
+from hanseek.feed.hnsw import INDEX as HNSW_INDEX
+from hanseek.feed.models import EventIn, FeedOut, PathName, PostIn
 from hanseek.feed.posts import POST_COLUMNS, ensure_communities
 from hanseek.feed.service import FeedService
 from hanseek.feed.settings import FeedSettings
@@ -53,7 +56,6 @@ DIM, COMMUNITIES, DAYS, K, WINDOW = 384, 200, 365, 20, 30
 NOW = datetime(2025, 1, 1, tzinfo=UTC)
 TOPICS = 2000
 TOPIC_NOISE = float(np.sqrt((1 / 0.6**2 - 1) / DIM))  # cos(vector, its topic centre) ≈ 0.6
-HNSW_INDEX = "posts_embedding_hnsw_idx"
 # Broad filters: about 60% of the posts are candidates, above the in-process index's memory_max_rows,
 # so `auto` takes the approximate path.
 BROAD_COMMUNITIES, BROAD_DAYS = 120, 365
@@ -198,6 +200,35 @@ def brute_force(db: Database, data: Data, user: str, days: int = WINDOW) -> list
     return [f"p{i}" for i in idx[np.argsort(-scores, kind="stable")[:K]]]
 
 
+def similar_figures(
+    svc: FeedService,
+    sample: list[str],
+    refs: list[list[str]],
+    days: int,
+    path: PathName,
+    *,
+    warm_up: bool = True,
+) -> tuple[dict[str, Any], list[FeedOut]]:
+    """The similarity feed on `path` for every sampled user (after one untimed call when `warm_up`):
+    latency percentiles and recall@20 against numpy's `refs`; the feeds too (their path, candidates)."""
+    if warm_up:
+        svc.feed(sample[0], k=K, days=days, path=path, at=NOW, method="similar")
+    lat, outs = timed(lambda u: svc.feed(u, k=K, days=days, path=path, at=NOW, method="similar"), sample)
+    ids = [[it.id for it in o.items] for o in outs]
+    return percentiles_ms(lat) | {"recall@20_vs_numpy": recall(ids, refs)}, outs
+
+
+@contextlib.contextmanager
+def scan_width(svc: FeedService, ef_search: int, max_scan_tuples: int) -> Iterator[None]:
+    """The HNSW path's scan settings changed for a block, restored after it."""
+    saved = svc.settings.hnsw_ef_search, svc.settings.hnsw_max_scan_tuples
+    svc.settings.hnsw_ef_search, svc.settings.hnsw_max_scan_tuples = ef_search, max_scan_tuples
+    try:
+        yield
+    finally:
+        svc.settings.hnsw_ef_search, svc.settings.hnsw_max_scan_tuples = saved
+
+
 def focused_readers(
     writer: FeedService, svc: FeedService, data: Data, root: Path, n_users: int, n_queries: int
 ) -> dict[str, Any]:
@@ -234,13 +265,8 @@ def focused_readers(
         scenario_paths: tuple[PathName, ...] = ("auto", "exact", "approx")
         for path in scenario_paths:
             log(f"focused {name}: path={path}")
-            first = svc.feed(sample[0], k=K, days=days, path=path, at=NOW, method="similar")
-            lat, outs = timed(
-                lambda u, p=path, d=days: svc.feed(u, k=K, days=d, path=p, at=NOW, method="similar"), sample
-            )
-            ids = [[it.id for it in o.items] for o in outs]
-            label = f"{path} -> {first.path}" if path == "auto" else str(first.path)
-            paths[label] = percentiles_ms(lat) | {"recall@20_vs_numpy": recall(ids, refs)}
+            figures, outs = similar_figures(svc, sample, refs, days, path)
+            paths[f"{path} -> {outs[0].path}" if path == "auto" else str(outs[0].path)] = figures
             candidates = int(np.median([o.estimated_candidates or 0 for o in outs]))
         if name == "broad":
             paths |= ef_sweep(svc, sample, refs, days)
@@ -256,19 +282,10 @@ def focused_readers(
 def ef_sweep(svc: FeedService, sample: list[str], refs: list[list[str]], days: int) -> dict[str, Any]:
     """The HNSW path with other scan widths than the configured one (up to pgvector's maximum)."""
     out: dict[str, Any] = {}
-    saved = svc.settings.hnsw_ef_search, svc.settings.hnsw_max_scan_tuples
-    try:
-        for ef in (e for e in (200, 400, 1000) if e != saved[0]):
-            svc.settings.hnsw_ef_search, svc.settings.hnsw_max_scan_tuples = ef, 100 * ef
-            lat, outs = timed(
-                lambda u: svc.feed(u, k=K, days=days, path="approx", at=NOW, method="similar"), sample
-            )
-            ids = [[it.id for it in o.items] for o in outs]
-            out[f"approx-hnsw (ef_search {ef}, max_scan_tuples {100 * ef})"] = percentiles_ms(lat) | {
-                "recall@20_vs_numpy": recall(ids, refs)
-            }
-    finally:
-        svc.settings.hnsw_ef_search, svc.settings.hnsw_max_scan_tuples = saved
+    for ef in (e for e in (200, 400, 1000) if e != svc.settings.hnsw_ef_search):
+        with scan_width(svc, ef, 100 * ef):
+            figures, _ = similar_figures(svc, sample, refs, days, "approx", warm_up=False)
+        out[f"approx-hnsw (ef_search {ef}, max_scan_tuples {100 * ef})"] = figures
     return out
 
 
@@ -583,27 +600,16 @@ def main() -> None:
         }
 
         paths: dict[str, Any] = {}
-        for path in ("exact", "exact-sql", "approx"):
+        narrow_paths: tuple[PathName, ...] = ("exact", "exact-sql", "approx")
+        for path in narrow_paths:
             log(f"service calls, path={path}")
-            svc.feed(sample[0], k=K, days=WINDOW, path=path, at=NOW, method="similar")
-            lat, outs = timed(
-                lambda u, p=path: svc.feed(u, k=K, days=WINDOW, path=p, at=NOW, method="similar"), sample
-            )
-            ids = [[it.id for it in o.items] for o in outs]
-            paths[outs[0].path] = percentiles_ms(lat) | {"recall@20_vs_numpy": recall(ids, refs)}
+            figures, outs = similar_figures(svc, sample, refs, WINDOW, path)
+            paths[str(outs[0].path)] = figures
         log("service calls, path=approx with a wider HNSW scan")
-        svc.settings.hnsw_ef_search, svc.settings.hnsw_max_scan_tuples = 1000, 400_000
-        lat, outs = timed(
-            lambda u: svc.feed(u, k=K, days=WINDOW, path="approx", at=NOW, method="similar"), sample[:50]
-        )
-        ids = [[it.id for it in o.items] for o in outs]
-        paths["approx-hnsw (ef_search 1000, max_scan_tuples 400k)"] = percentiles_ms(lat) | {
-            "recall@20_vs_numpy": recall(ids, refs[:50])
-        }
-        svc.settings.hnsw_ef_search, svc.settings.hnsw_max_scan_tuples = (
-            FeedSettings().hnsw_ef_search,
-            (FeedSettings().hnsw_max_scan_tuples),
-        )
+        with scan_width(svc, 1000, 400_000):
+            paths["approx-hnsw (ef_search 1000, max_scan_tuples 400k)"], _ = similar_figures(
+                svc, sample[:50], refs[:50], WINDOW, "approx", warm_up=False
+            )
         log("fetch-all baseline")
         few = sample[: args.fetch_all_queries]
         lat, outs = timed(lambda u: fetch_all(db, u), few)
@@ -641,14 +647,8 @@ def main() -> None:
         broad_paths: tuple[PathName, ...] = ("auto", "exact", "exact-sql", "approx")
         for path in broad_paths:
             log(f"broad: path={path}")
-            first = svc.feed(bsample[0], k=K, days=BROAD_DAYS, path=path, at=NOW, method="similar")
-            lat, outs = timed(
-                lambda u, p=path: svc.feed(u, k=K, days=BROAD_DAYS, path=p, at=NOW, method="similar"),
-                bsample,
-            )
-            ids = [[it.id for it in o.items] for o in outs]
-            name = f"{path} -> {first.path}" if path == "auto" else str(first.path)
-            bpaths[name] = percentiles_ms(lat) | {"recall@20_vs_numpy": recall(ids, brefs)}
+            figures, outs = similar_figures(svc, bsample, brefs, BROAD_DAYS, path)
+            bpaths[f"{path} -> {outs[0].path}" if path == "auto" else str(outs[0].path)] = figures
         bpaths |= ef_sweep(svc, bsample, brefs, BROAD_DAYS)
         result["broad_filters"] = {
             "communities_per_user": BROAD_COMMUNITIES,
