@@ -186,7 +186,7 @@ def hnsw_index(
                 else f"m={now.m} ef_construction={now.ef_construction}"
             )
             return
-        base = now or hnsw.HnswParams(16, 64)
+        base = now or hnsw.PGVECTOR_DEFAULT
         want = hnsw.HnswParams(
             base.m if m is None else m, base.ef_construction if ef_construction is None else ef_construction
         )

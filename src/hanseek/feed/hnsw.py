@@ -24,6 +24,9 @@ class HnswParams:
     ef_construction: int
 
 
+PGVECTOR_DEFAULT = HnswParams(16, 64)  # what an index built without WITH (...) has
+
+
 def current_params(conn: psycopg.Connection[Any]) -> HnswParams | None:
     """The posts index's build parameters (pgvector's defaults where the index does not set them)."""
     row = conn.execute(
@@ -32,7 +35,8 @@ def current_params(conn: psycopg.Connection[Any]) -> HnswParams | None:
     if row is None:
         return None
     opts = dict(o.split("=", 1) for o in (row[0] or []))
-    return HnswParams(int(opts.get("m", 16)), int(opts.get("ef_construction", 64)))
+    d = PGVECTOR_DEFAULT
+    return HnswParams(int(opts.get("m", d.m)), int(opts.get("ef_construction", d.ef_construction)))
 
 
 def rebuild(
