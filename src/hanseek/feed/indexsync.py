@@ -1,4 +1,4 @@
-"""Keep a `MemoryIndex` in step with the posts table.
+"""Keep a `MemoryIndex` in step with the posts table (and a `PostStats` with post_stats).
 
 Change tracking uses the writing transaction's id (`posts.change_xid`, `post_deletions.change_xid`)
 and PostgreSQL snapshots, not a sequence: a sequence number is taken when a row is written, not when
@@ -8,9 +8,10 @@ snapshot — every transaction below it had finished when the snapshot was taken
 seen — and the next sync re-reads rows from transactions at or above it. Applying a row twice is
 harmless (upserts by rid).
 
-A follower thread LISTENs on `hanseek_posts` (a statement trigger NOTIFYs on every write to posts)
-and syncs when woken; the service also syncs after its own writes (read-your-writes) and at most
-every `index_poll_seconds` on the request path, in case a notification was lost.
+A follower thread LISTENs on `hanseek_posts` (statement triggers NOTIFY on every write to posts and
+every update of post_stats) and syncs when woken; the service also syncs after its own writes
+(read-your-writes) and at most every `index_poll_seconds` on the request path, in case a
+notification was lost.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import numpy as np
 import psycopg
 
 from hanseek.feed.memindex import MemoryIndex
+from hanseek.feed.poststats import PostStats
 
 log = logging.getLogger(__name__)
 CHANNEL = "hanseek_posts"
@@ -66,12 +68,44 @@ def _row_dtype(dim: int) -> np.dtype[Any]:
     )
 
 
+def _check_post_rows(rows: np.ndarray, dim: int) -> bool:
+    return bool(
+        (rows["nf"] == 7).all()
+        and (rows["l_rid"] == 8).all()
+        and (rows["l_c"] == 4).all()
+        and (rows["l_t"] == 8).all()
+        and (rows["l_p"] == 4).all()
+        and (rows["l_a"] == 4).all()
+        and (rows["l_g"] == 4).all()
+        and (rows["l_v"] == 4 + 4 * dim).all()
+        and (rows["vdim"] == dim).all()
+    )
+
+
+# One binary COPY row of post_stats: (rid int8, counted likes + comments int8, trend_1d, trend_7d,
+# epoch of trend_at or NaN: float8), every field 8 bytes.
+_STATS_FIELDS = ("rid", "counted", "t1", "t7", "at")
+_STATS_DTYPE = np.dtype(
+    [("nf", ">i2")]
+    + [
+        x
+        for f in _STATS_FIELDS
+        for x in ((f"l_{f}", ">i4"), (f, ">i8" if f in ("rid", "counted") else ">f8"))
+    ]
+)
+
+
+def _check_stats_rows(rows: np.ndarray) -> bool:
+    lengths = all((rows[f"l_{f}"] == 8).all() for f in _STATS_FIELDS)
+    return bool((rows["nf"] == len(_STATS_FIELDS)).all() and lengths)
+
+
 class _CopyParser:
     """Parses binary COPY output of fixed-width rows chunk by chunk into numpy arrays."""
 
-    def __init__(self, dim: int) -> None:
-        self.dtype = _row_dtype(dim)
-        self.dim = dim
+    def __init__(self, dtype: np.dtype[Any], check: Callable[[np.ndarray], bool]) -> None:
+        self.dtype = dtype
+        self.check = check
         self.buf = bytearray()
         self.header_done = False
         self.parts: list[np.ndarray] = []
@@ -93,24 +127,10 @@ class _CopyParser:
         if n:
             # The 2-byte trailer is shorter than a row, so it is never taken for one.
             rows = np.frombuffer(bytes(self.buf[: n * size]), dtype=self.dtype)
-            self._check(rows)
+            if not self.check(rows):
+                raise ValueError("unexpected row layout in binary COPY (vector dimension mismatch?)")
             self.parts.append(rows)
             del self.buf[: n * size]
-
-    def _check(self, rows: np.ndarray) -> None:
-        ok = (
-            (rows["nf"] == 7).all()
-            and (rows["l_rid"] == 8).all()
-            and (rows["l_c"] == 4).all()
-            and (rows["l_t"] == 8).all()
-            and (rows["l_p"] == 4).all()
-            and (rows["l_a"] == 4).all()
-            and (rows["l_g"] == 4).all()
-            and (rows["l_v"] == 4 + 4 * self.dim).all()
-            and (rows["vdim"] == self.dim).all()
-        )
-        if not ok:
-            raise ValueError("unexpected row layout in binary COPY (vector dimension mismatch?)")
 
     def finish(self) -> np.ndarray:
         if bytes(self.buf) not in (b"", b"\xff\xff"):
@@ -140,15 +160,38 @@ class Rows:
     cats: np.ndarray
 
 
+def _copy(conn: psycopg.Connection[Any], select: str, parser: _CopyParser) -> np.ndarray:
+    with conn.cursor() as cur, cur.copy(f"COPY ({select}) TO STDOUT (FORMAT BINARY)") as copy:
+        for chunk in copy:
+            parser.feed(chunk)
+    return parser.finish()
+
+
+def _fetch_stats(conn: psycopg.Connection[Any], stats: PostStats, since: int | None) -> int:
+    """Apply the post_stats rows changed by transactions at/after xid `since` (all when None)."""
+    where = "" if since is None else f" AND change_xid >= '{int(since)}'::xid8"
+    select = (
+        "SELECT rid, likes::int8 + comments, trend_1d, trend_7d, "
+        "COALESCE(extract(epoch FROM trend_at)::float8, 'NaN') "
+        f"FROM post_stats WHERE rid IS NOT NULL{where}"
+    )
+    rows = _copy(conn, select, _CopyParser(_STATS_DTYPE, _check_stats_rows))
+    stats.apply(
+        rows["rid"].astype(np.int64),
+        rows["counted"].astype(np.float64),
+        rows["t1"].astype(np.float64),
+        rows["t7"].astype(np.float64),
+        rows["at"].astype(np.float64),
+    )
+    return len(rows)
+
+
 def _fetch(conn: psycopg.Connection[Any], dim: int, since: int | None) -> Rows:
     """Index rows of the posts changed by transactions at/after xid `since` (all when None)."""
     names = [r[0] for r in conn.execute("SELECT id FROM communities ORDER BY id").fetchall()]
     where = "" if since is None else f" WHERE p.change_xid >= '{int(since)}'::xid8"
-    parser = _CopyParser(dim)
-    with conn.cursor() as cur, cur.copy(f"COPY ({_SELECT_ROWS}{where}) TO STDOUT (FORMAT BINARY)") as copy:
-        for chunk in copy:
-            parser.feed(chunk)
-    rows = parser.finish()
+    parser = _CopyParser(_row_dtype(dim), lambda r: _check_post_rows(r, dim))
+    rows = _copy(conn, f"{_SELECT_ROWS}{where}", parser)
     return Rows(
         rows["rid"].astype(np.int64),
         [names[c - 1] for c in rows["c"].tolist()],
@@ -161,12 +204,15 @@ def _fetch(conn: psycopg.Connection[Any], dim: int, since: int | None) -> Rows:
 
 
 class IndexSync:
-    """Loads and follows the posts table into a MemoryIndex."""
+    """Loads and follows the posts table into a MemoryIndex, and post_stats into a PostStats."""
 
-    def __init__(self, connect: Callable[[], Any], index: MemoryIndex) -> None:
+    def __init__(
+        self, connect: Callable[[], Any], index: MemoryIndex, stats: PostStats | None = None
+    ) -> None:
         # `connect()` is a context manager yielding a connection (Database.connection).
         self._connect = connect
         self.index = index
+        self.stats = stats
         self.watermark: int | None = None
         self.last_sync = 0.0
         self.loaded = threading.Event()
@@ -182,6 +228,9 @@ class IndexSync:
             conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
             xmin = _snapshot_xmin(conn)
             rows = _fetch(conn, self.index.dim, None)
+            if self.stats is not None:
+                self.stats.clear()
+                _fetch_stats(conn, self.stats, None)
             conn.rollback()
         self.index.clear()
         self.index.apply(
@@ -216,6 +265,7 @@ class IndexSync:
                     "SELECT rid FROM post_deletions WHERE change_xid >= %s::text::xid8",
                     (str(self.watermark),),
                 ).fetchall()
+                n_stats = 0 if self.stats is None else _fetch_stats(conn, self.stats, self.watermark)
                 conn.rollback()
             dels = np.array([r[0] for r in deleted], dtype=np.int64)
             if len(rows.rids) or len(dels):
@@ -231,13 +281,13 @@ class IndexSync:
                 )
             self.watermark = xmin
             self.last_sync = time.monotonic()
-            return len(rows.rids) + len(dels)
+            return len(rows.rids) + len(dels) + n_stats
         finally:
             self._lock.release()
 
 
 class Follower:
-    """Background thread: LISTEN for post changes and sync the index when notified."""
+    """Background thread: LISTEN for post (and post_stats) changes and sync the index when notified."""
 
     def __init__(self, url: str, sync: IndexSync, *, reconnect_s: float = 2.0) -> None:
         self.url = url

@@ -269,22 +269,3 @@ def post_rows(conn: Conn, rids: Sequence[int], snippet_chars: int = 160) -> dict
         (snippet_chars, list(rids)),
     ).fetchall()
     return {int(r[0]): PostRow(int(r[0]), *r[1:]) for r in rows}
-
-
-@dataclass(frozen=True)
-class StatsRow:
-    likes: int
-    comments: int
-    trend_1d: float
-    trend_7d: float
-    trend_at: float | None
-
-
-def stats_by_rid(conn: Conn, rids: Sequence[int]) -> dict[int, StatsRow]:
-    """Event counts and trends of posts (a narrow table: no wide post rows are read)."""
-    rows = conn.execute(
-        "SELECT rid, likes, comments, trend_1d, trend_7d, extract(epoch FROM trend_at)::float8 "
-        "FROM post_stats WHERE rid = ANY(%s)",
-        (list(rids),),
-    ).fetchall()
-    return {int(r[0]): StatsRow(int(r[1]), int(r[2]), float(r[3]), float(r[4]), r[5]) for r in rows}

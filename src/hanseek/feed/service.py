@@ -36,6 +36,7 @@ from hanseek.feed.models import (
     UserOut,
     Why,
 )
+from hanseek.feed.poststats import PostStats
 from hanseek.feed.ranker.registry import ActiveRanker
 from hanseek.feed.scoring import blend
 from hanseek.feed.settings import FeedSettings
@@ -72,11 +73,13 @@ class FeedService:
             single_threaded_blas()
         self.ranker = ActiveRanker(db, self.settings.ranker_poll_seconds)
         self.index: MemoryIndex | None = None
+        self.stats: PostStats | None = None
         self.sync: IndexSync | None = None
         self._follower: Follower | None = None
         if self.settings.memory_index:
             self.index = MemoryIndex(dim)
-            self.sync = IndexSync(db.connection, self.index)
+            self.stats = PostStats()
+            self.sync = IndexSync(db.connection, self.index, self.stats)
         self.warmed: WarmResult | None = None
         if self.settings.memory_index or self.settings.warm_cache_days:
             if load_in_background:

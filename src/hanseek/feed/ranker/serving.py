@@ -120,7 +120,8 @@ def rank(
         # Row of each member among the window's rids (a dict over all ~3k rids cost ~2 ms a request).
         sorter = np.argsort(rids, kind="stable")
         idx = sorter[np.searchsorted(rids, np.asarray(members, dtype=rids.dtype), sorter=sorter)]
-        stats = qy.stats_by_rid(conn, members)
+        assert svc.stats is not None  # loaded with the index
+        stats = svc.stats.lookup(rids[idx], now, TREND_HALF_LIVES_DAYS)
         cos_long = cos_long_all[idx].astype(np.float64) if cos_long_all is not None else np.zeros(len(idx))
         cos_recent = recent_scores[idx].astype(np.float64)
         rv_arr = np.asarray(rv, dtype=np.float32).reshape(len(rv), svc.dim)
@@ -128,11 +129,9 @@ def rank(
         community = [names[c] for c in comm_of[idx].tolist()]
         authors: list[object] = [a or None for a in authors_of[idx].tolist()]
         categories: list[object] = [g or None for g in cats_of[idx].tolist()]
-        st = [stats.get(r) for r in members]
         age_s = now - times[idx]
-        popular = pops[idx].astype(np.float64) + np.array([x.likes + x.comments if x else 0 for x in st])
-        t1 = np.array([_decayed(x.trend_1d, x.trend_at, now, h1) if x else 0.0 for x in st])
-        t7 = np.array([_decayed(x.trend_7d, x.trend_at, now, h7) if x else 0.0 for x in st])
+        popular = pops[idx].astype(np.float64) + stats.counted
+        t1, t7 = stats.trend_1d, stats.trend_7d
         by_key, by_code = (
             (user.affinity, user.affinity_codes)
             if user.affinity is not None and user.affinity_codes is not None
