@@ -46,6 +46,7 @@ lint: install-dev
 BENCHES := encoder reembed store feed images keywords sentiment load
 
 bench: install
+	bash scripts/system-deps.sh wrk || echo "wrk unavailable: bench.feed measures HTTP load with httpx only" >&2
 	for b in $(BENCHES); do $(BIN)/python -m bench.$$b || exit 1; done
 
 clean:

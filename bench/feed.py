@@ -8,9 +8,9 @@ Reports, measured in one run on one machine:
   and the HNSW path; recall@20 of each against numpy brute force;
 - the original system's first design as the baseline: fetch every candidate vector out of PostgreSQL
   into Python and score there;
-- HTTP end to end (uvicorn in a subprocess, async httpx client on loopback): sequential p50/p99 and
-  requests/s under concurrency;
-- the re-ranker's added latency (ranked vs similar-only feed);
+- HTTP end to end (`hanseek serve` in a subprocess, clients on loopback): sequential p50/p99 (httpx)
+  and requests/s under concurrency (wrk when installed — `scripts/system-deps.sh wrk` — and httpx);
+- the re-ranker's added latency (ranked vs similar-only feed, also timed interleaved);
 - recall of every path for "focused" readers (reads from 2 topics) as well as random ones, and an
   ef_search sweep of the HNSW path where `auto` uses it (broad filters);
 - the first requests after a database restart, without and with start-up cache warming.
@@ -27,7 +27,9 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
+import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -440,6 +442,29 @@ async def _http_load(base: str, paths: list[str], concurrency: int) -> tuple[lis
     return lat, wall, errors
 
 
+WRK_SCRIPT = Path(__file__).with_name("wrk_paths.lua")
+
+
+def _wrk(base: str, paths: list[str], concurrency: int, seconds: int) -> dict[str, Any]:
+    """One closed-loop wrk run (C, one thread: it leaves the cores to the server) over `paths`."""
+    with tempfile.NamedTemporaryFile("w", suffix=".txt") as f:
+        f.write("\n".join(paths) + "\n")
+        f.flush()
+        cmd = ["wrk", "-t1", f"-c{concurrency}", f"-d{seconds}s", "-s", str(WRK_SCRIPT), base]
+        out = subprocess.run(cmd, env=os.environ | {"WRK_PATHS": f.name}, capture_output=True, text=True)
+    if out.returncode:
+        raise RuntimeError(f"wrk failed: {out.stderr.strip()}")
+    j = json.loads(out.stdout.strip().splitlines()[-1])
+    return {
+        "p50_ms": j["p50_us"] / 1000,
+        "p95_ms": j["p95_us"] / 1000,
+        "p99_ms": j["p99_us"] / 1000,
+        "n": j["requests"],
+        "errors": j["socket_errors"] + j["non_2xx"],
+        "requests_per_s": round(j["requests"] / j["duration_us"] * 1e6, 1),
+    }
+
+
 def http_bench(
     data_dir: Path, users: list[str], requests: int, concurrency: int, workers: int = 1
 ) -> dict[str, Any]:
@@ -481,6 +506,7 @@ def http_bench(
             for _ in range(requests)
         ]
         out: dict[str, Any] = {}
+        wrk = shutil.which("wrk") is not None  # a C load generator: far less of the two cores than httpx
         for method in ("similar", "ranked"):
             mp = [p + f"&method={method}" for p in paths]
             # Warm-up at full concurrency: the first concurrent burst after start-up was measured
@@ -493,9 +519,10 @@ def http_bench(
             rps = [len(mp) / wall for _, wall, _ in runs]
             mid = int(np.argsort(rps)[1])
             lat = runs[mid][0]
+            key = "concurrent_httpx" if wrk else "concurrent"
             out[method] = {
                 "sequential": percentiles_ms(seq) | {"errors": seq_err},
-                "concurrent": percentiles_ms(lat)
+                key: percentiles_ms(lat)
                 | {
                     "concurrency": concurrency,
                     "errors": sum(e for _, _, e in runs),
@@ -503,9 +530,19 @@ def http_bench(
                     "requests_per_s_runs": [round(r, 1) for r in rps],
                 },
             }
+            if wrk:
+                wruns = [_wrk(base, mp, concurrency, 10) for _ in range(3)]
+                wmid = wruns[int(np.argsort([r["requests_per_s"] for r in wruns])[1])]
+                out[method]["concurrent"] = wmid | {
+                    "concurrency": concurrency,
+                    "client": "wrk, 1 thread, 10 s a run, median of 3 runs",
+                    "requests_per_s_runs": [r["requests_per_s"] for r in wruns],
+                    "errors": sum(r["errors"] for r in wruns),
+                }
         return {
-            "server": f"hanseek serve --workers {workers} in a subprocess; client: httpx async on loopback, "
-            "same machine",
+            "server": f"hanseek serve --workers {workers} in a subprocess (one SO_REUSEPORT listener per "
+            "worker); clients on loopback, same machine: httpx async (sequential"
+            + (", concurrent_httpx), wrk (concurrent)" if wrk else ", concurrent)"),
             "start_and_index_load_seconds": round(ready_s, 1),
             **out,
         }

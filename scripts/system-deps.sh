@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Installs the Debian packages hanseek needs outside Python, only when missing:
-#   chromium (browser tests), tesseract-ocr + Korean data (page-photo OCR).
-# Usage: scripts/system-deps.sh [chromium] [ocr]
+#   chromium (browser tests), tesseract-ocr + Korean data (page-photo OCR), wrk (HTTP load in bench.feed).
+# Usage: scripts/system-deps.sh [chromium] [ocr] [wrk]
 set -euo pipefail
 want=()
 for what in "$@"; do
   case "$what" in
     chromium) command -v chromium >/dev/null 2>&1 || want+=(chromium) ;;
+    wrk) command -v wrk >/dev/null 2>&1 || want+=(wrk) ;;
     ocr)
       command -v tesseract >/dev/null 2>&1 || want+=(tesseract-ocr)
       if ! (tesseract --list-langs 2>/dev/null | grep -qx kor); then want+=(tesseract-ocr-kor); fi ;;

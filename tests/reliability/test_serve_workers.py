@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import socket
 import time
@@ -11,7 +12,7 @@ import httpx
 import pytest
 from bench._serve import ServeProcess
 
-from hanseek.cli.serve import TcpConfig
+from hanseek.cli.serve import ReusePortMultiprocess, TcpConfig, check_port_free
 from hanseek.store.server import running_pid
 
 
@@ -30,6 +31,22 @@ def test_two_workers_share_the_port_and_the_database(serve_process: Callable[...
                 pids.add(int(status["pid"]))
                 assert fresh.get("/users/w-user").json()["communities"] == ["c1"]
     assert len(pids) == 2 and srv.pid not in pids
+    # Keep-alive connections opened together spread over the workers (each worker has its own
+    # SO_REUSEPORT listener; one shared listener handed them all to whichever worker woke first).
+    # The kernel's hash leaves a worker fewer than 2 of 16 with probability 17/32768.
+    conns = [socket.create_connection(("127.0.0.1", srv.port)) for _ in range(16)]
+    try:
+        per_worker: dict[int, int] = {}
+        for c in conns:
+            c.sendall(b"GET /feeds-index HTTP/1.1\r\nHost: x\r\n\r\n")
+        for c in conns:
+            body = _read_response(c)
+            pid = int(json.loads(body)["pid"])
+            per_worker[pid] = per_worker.get(pid, 0) + 1
+    finally:
+        for c in conns:
+            c.close()
+    assert set(per_worker) == pids and min(per_worker.values()) >= 2, per_worker
     assert running_pid(srv.pgdata) is not None
 
     assert srv.proc is not None
@@ -37,6 +54,38 @@ def test_two_workers_share_the_port_and_the_database(serve_process: Callable[...
     assert srv.proc.wait(timeout=90) == 0
     assert "hanseek stopped." in srv.log_text()
     assert running_pid(srv.pgdata) is None  # the database stops with the last process
+
+
+def _read_response(conn: socket.socket) -> bytes:
+    """The body of one HTTP/1.1 response with a Content-Length."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += conn.recv(65536)
+    head, body = data.split(b"\r\n\r\n", 1)
+    lines = head.split(b"\r\n")
+    length = next(int(x.split(b":", 1)[1]) for x in lines if x.lower().startswith(b"content-length:"))
+    while len(body) < length:
+        body += conn.recv(65536)
+    return body
+
+
+def test_each_worker_gets_a_listener_on_the_same_port_and_a_second_server_is_refused() -> None:
+    config = TcpConfig("hanseek.api.app:app_from_env", factory=True, host="127.0.0.1", port=0, workers=2)
+    first = config.bind_socket()
+    second = config.bind_socket()
+    try:
+        port = first.getsockname()[1]
+        assert port != 0 and second.getsockname()[1] == port and config.port == port
+        first.listen()  # a worker serving
+        second.listen()
+        with pytest.raises(OSError, match=f"cannot listen on 127.0.0.1:{port}"):
+            check_port_free("127.0.0.1", port)
+    finally:
+        first.close()
+        second.close()
+    check_port_free("127.0.0.1", port)  # free again once the workers' listeners are gone
+    with pytest.raises(ValueError, match="binds its own socket"):
+        ReusePortMultiprocess(config, sockets=[socket.socket()])
 
 
 def test_worker_listener_is_tcp_so_connections_get_nodelay() -> None:
