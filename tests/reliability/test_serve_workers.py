@@ -7,6 +7,7 @@ import signal
 import socket
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx
 import pytest
@@ -102,3 +103,19 @@ def test_worker_listener_is_tcp_so_connections_get_nodelay() -> None:
                 assert conn.proto == socket.IPPROTO_TCP
     finally:
         sock.close()
+
+
+def test_serve_refuses_a_port_something_listens_on(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from hanseek.cli import app
+
+    monkeypatch.setenv("HANSEEK_DATA_DIR", str(tmp_path))
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = CliRunner().invoke(app, ["serve", "--port", str(port), "--no-demo", "--workers", "2"])
+    assert result.exit_code == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in " ".join(result.output.split())
+    assert not (tmp_path / "pgdata").exists()  # refused before the database was started
