@@ -540,8 +540,9 @@ def http_bench(
                     "errors": sum(r["errors"] for r in wruns),
                 }
         return {
-            "server": f"hanseek serve --workers {workers} in a subprocess (one SO_REUSEPORT listener per "
-            "worker); clients on loopback, same machine: httpx async (sequential"
+            "server": f"hanseek serve --workers {workers} in a subprocess"
+            + (" (one SO_REUSEPORT listener per worker)" if workers > 1 else "")
+            + "; clients on loopback, same machine: httpx async (sequential"
             + (", concurrent_httpx), wrk (concurrent)" if wrk else ", concurrent)"),
             "start_and_index_load_seconds": round(ready_s, 1),
             **out,
