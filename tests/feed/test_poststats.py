@@ -106,3 +106,51 @@ def test_another_process_follows_event_counts(db: Database, feed: FeedService, t
             fresh.close()
     finally:
         other.close()
+
+
+def test_event_batches_wake_other_processes_at_most_every_stats_sync_seconds(
+    db: Database, feed: FeedService, tag: str
+) -> None:
+    """Each events batch notifies post_stats' channel; a follower syncs for them once per
+    `stats_sync_seconds`, not once per batch, and still ends with every count."""
+    other = FeedService(
+        db, settings=FeedSettings(index_poll_seconds=3600, stats_sync_seconds=1.0), load_in_background=False
+    )
+    try:
+        posts, _ = make_posts(tag, 1, 1, 2, seed=12)
+        feed.ingest_posts(posts)
+        feed.set_memberships(f"{tag}-u", [f"{tag}-c0"])
+        assert other.sync is not None and other.stats is not None
+        time.sleep(0.5)  # let the post's own notification be handled first
+        syncs = 0
+        orig = other.sync.sync
+
+        def counting(*, blocking: bool = True) -> int:
+            nonlocal syncs
+            syncs += 1
+            return orig(blocking=blocking)
+
+        other.sync.sync = counting  # type: ignore[method-assign]
+        started = time.monotonic()
+        for i in range(30):
+            feed.record_events(
+                [EventIn(user_id=f"{tag}-u", post_id=posts[0].id, kind="like", at=NOW, id=f"{tag}-e{i}")]
+            )
+        elapsed = time.monotonic() - started
+        with db.connection() as conn:
+            row = conn.execute("SELECT rid FROM posts WHERE id = %s", (posts[0].id,)).fetchone()
+        assert row is not None
+        ask = np.array([row[0]], dtype=np.int64)
+        stats = other.stats
+
+        def likes() -> float:
+            return float(stats.lookup(ask, 0.0, TREND_HALF_LIVES_DAYS).counted[0])
+
+        deadline = time.monotonic() + 10
+        while likes() < 30 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert likes() == 30
+        # One sync per started second of batches, plus the one that catches the last of them.
+        assert 1 <= syncs <= math.ceil(elapsed) + 2, (syncs, elapsed)
+    finally:
+        other.close()

@@ -8,8 +8,9 @@ snapshot — every transaction below it had finished when the snapshot was taken
 seen — and the next sync re-reads rows from transactions at or above it. Applying a row twice is
 harmless (upserts by rid).
 
-A follower thread LISTENs on `hanseek_posts` (statement triggers NOTIFY on every write to posts and
-every update of post_stats) and syncs when woken; the service also syncs after its own writes
+A follower thread LISTENs on `hanseek_posts` (a statement trigger NOTIFYs on every write to posts)
+and `hanseek_post_stats` (every update of post_stats; synced at most every `stats_sync_seconds`)
+and syncs when woken; the service also syncs after its own writes
 (read-your-writes) and at most every `index_poll_seconds` on the request path, in case a
 notification was lost.
 """
@@ -32,6 +33,7 @@ from hanseek.feed.poststats import PostStats
 
 log = logging.getLogger(__name__)
 CHANNEL = "hanseek_posts"
+STATS_CHANNEL = "hanseek_post_stats"
 _SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
 
 
@@ -287,12 +289,20 @@ class IndexSync:
 
 
 class Follower:
-    """Background thread: LISTEN for post (and post_stats) changes and sync the index when notified."""
+    """Background thread: LISTEN for post and post_stats changes and sync the index when notified.
 
-    def __init__(self, url: str, sync: IndexSync, *, reconnect_s: float = 2.0) -> None:
+    A post change syncs at once. post_stats changes with every events batch, so a notification on
+    its channel syncs only when `stats_sync_seconds` have passed since the last sync (otherwise at
+    that moment): event counts are ranking features, a second old is fresh enough, and a sync per
+    batch in every process cost more than the counts are worth under load."""
+
+    def __init__(
+        self, url: str, sync: IndexSync, *, reconnect_s: float = 2.0, stats_sync_seconds: float = 1.0
+    ) -> None:
         self.url = url
         self.sync = sync
         self.reconnect_s = reconnect_s
+        self.stats_sync_seconds = stats_sync_seconds
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="feed-index-follower", daemon=True)
 
@@ -308,13 +318,21 @@ class Follower:
             try:
                 with psycopg.connect(self.url, autocommit=True) as conn:
                     conn.execute(f"LISTEN {CHANNEL}")
+                    conn.execute(f"LISTEN {STATS_CHANNEL}")
                     self.sync.sync()  # catch up on anything missed while not listening
+                    stats_due: float | None = None  # when a noticed post_stats change gets synced
                     while not self._stop.is_set():
-                        woke = False
-                        for _ in conn.notifies(timeout=1.0, stop_after=1):
-                            woke = True
-                        if woke:
-                            self.sync.sync()
+                        now = time.monotonic()
+                        wait = 1.0 if stats_due is None else min(1.0, max(stats_due - now, 0.0))
+                        posts = False
+                        for n in conn.notifies(timeout=wait, stop_after=1):
+                            if n.channel == CHANNEL:
+                                posts = True
+                            elif stats_due is None:
+                                stats_due = max(now, self.sync.last_sync + self.stats_sync_seconds)
+                        if posts or (stats_due is not None and time.monotonic() >= stats_due):
+                            self.sync.sync()  # applies posts and post_stats alike
+                            stats_due = None
             except Exception as exc:  # keep following: a restart of PostgreSQL must not kill the index
                 if self._stop.is_set():
                     return

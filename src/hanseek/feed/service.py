@@ -87,7 +87,7 @@ class FeedService:
             else:
                 self._start_up()
         if self.sync is not None and follow:
-            self._follower = Follower(db.url, self.sync)
+            self._follower = Follower(db.url, self.sync, stats_sync_seconds=self.settings.stats_sync_seconds)
             self._follower.start()
 
     def _start_up(self) -> None:

@@ -47,6 +47,9 @@ class FeedSettings(BaseSettings):
     # How long a process may serve from its index before checking PostgreSQL for other writers'
     # changes when no NOTIFY arrived (a safety net for dropped notifications).
     index_poll_seconds: float = Field(default=2.0, ge=0.0)
+    # Event counts (post_stats) change with every events batch; other processes pick them up at
+    # most this often (a sync per batch in every process cost more than fresher counts are worth).
+    stats_sync_seconds: float = Field(default=1.0, ge=0.0)
 
     # Cold start: the share of the page taken from the popular list (the rest is latest).
     cold_start_popular_share: float = Field(default=0.5, ge=0.0, le=1.0)
