@@ -130,7 +130,7 @@ class _CopyParser:
             # The 2-byte trailer is shorter than a row, so it is never taken for one.
             rows = np.frombuffer(bytes(self.buf[: n * size]), dtype=self.dtype)
             if not self.check(rows):
-                raise ValueError("unexpected row layout in binary COPY (vector dimension mismatch?)")
+                raise ValueError("unexpected row layout in binary COPY (column types or vector dimension?)")
             self.parts.append(rows)
             del self.buf[: n * size]
 

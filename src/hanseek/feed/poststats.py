@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from hanseek.feed.profile import SECONDS_PER_DAY
+from hanseek.feed.scoring import decay_factors
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
@@ -83,16 +83,16 @@ class PostStats:
         """Counted likes + comments and trends decayed to `now` (zeros for rids without stats)."""
         cols = self._cols
         inside = rids < len(cols.counted)
-        at = np.full(len(rids), np.nan)
-        at[inside] = cols.trend_at[rids[inside]]
-        has = ~np.isnan(at)
-        pick = rids[has]
+        known = rids[inside]
         counted = np.zeros(len(rids))
-        counted[inside] = cols.counted[rids[inside]]
+        counted[inside] = cols.counted[known]
+        at = np.full(len(rids), np.nan)
+        at[inside] = cols.trend_at[known]
+        has = ~np.isnan(at)
+        pick, elapsed = rids[has], now - at[has]
         trends = []
         for col, half_life in zip((cols.trend_1d, cols.trend_7d), half_lives_days, strict=True):
             out = np.zeros(len(rids))
-            dt = np.maximum(now - at[has], 0.0)
-            out[has] = col[pick] * np.exp2(-dt / (half_life * SECONDS_PER_DAY))
+            out[has] = col[pick] * decay_factors(elapsed, half_life)
             trends.append(out)
         return StatsLookup(counted, trends[0], trends[1])

@@ -21,8 +21,7 @@ def popularity(
     """likes + comments, optionally halved every `half_life_days` of the post's age."""
     score = np.asarray(likes, dtype=np.float64) + np.asarray(comments, dtype=np.float64)
     if half_life_days > 0:
-        age = np.maximum(np.asarray(age_s, dtype=np.float64), 0.0)
-        score = score * np.exp2(-age / (half_life_days * SECONDS_PER_DAY))
+        score = score * decay_factors(age_s, half_life_days)
     return score
 
 
@@ -63,6 +62,13 @@ def blend(first: Sequence[T], second: Sequence[T], first_share: float, k: int) -
 
 def decay_factor(dt_s: float, half_life_days: float) -> float:
     return math.exp2(-max(dt_s, 0.0) / (half_life_days * SECONDS_PER_DAY))
+
+
+def decay_factors(dt_s: npt.ArrayLike, half_life_days: float) -> F64:
+    """`decay_factor` over an array of elapsed seconds."""
+    dt = np.maximum(np.asarray(dt_s, dtype=np.float64), 0.0)
+    out: F64 = np.exp2(-dt / (half_life_days * SECONDS_PER_DAY))
+    return out
 
 
 def diversify(items: Sequence[T], keys: Sequence[Sequence[object]], k: int, max_per_key: int) -> list[T]:

@@ -118,10 +118,11 @@ def rank(
         # the ~200 candidates, only for the k that are shown.
         members = union.members
         # Row of each member among the window's rids (a dict over all ~3k rids cost ~2 ms a request).
+        member_rids = np.asarray(members, dtype=rids.dtype)
         sorter = np.argsort(rids, kind="stable")
-        idx = sorter[np.searchsorted(rids, np.asarray(members, dtype=rids.dtype), sorter=sorter)]
+        idx = sorter[np.searchsorted(rids, member_rids, sorter=sorter)]
         assert svc.stats is not None  # loaded with the index
-        stats = svc.stats.lookup(rids[idx], now, TREND_HALF_LIVES_DAYS)
+        stats = svc.stats.lookup(member_rids, now, TREND_HALF_LIVES_DAYS)
         cos_long = cos_long_all[idx].astype(np.float64) if cos_long_all is not None else np.zeros(len(idx))
         cos_recent = recent_scores[idx].astype(np.float64)
         rv_arr = np.asarray(rv, dtype=np.float32).reshape(len(rv), svc.dim)
