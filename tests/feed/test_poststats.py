@@ -16,7 +16,7 @@ from hanseek.feed.service import FeedService
 from hanseek.feed.settings import FeedSettings
 from hanseek.store.db import Database
 
-from .conftest import NOW, make_posts
+from .conftest import NOW, make_posts, wait_until
 
 
 def _reference(rows: dict[int, tuple[float, float, float, float]], rids: list[int], now: float) -> np.ndarray:
@@ -84,11 +84,8 @@ def test_another_process_follows_event_counts(db: Database, feed: FeedService, t
             ]
         assert other.stats is not None
         ask = np.array(rids, dtype=np.int64)
-        deadline = time.monotonic() + 10
-        while (
-            other.stats.lookup(ask, 0.0, TREND_HALF_LIVES_DAYS).counted[0] < 2 and time.monotonic() < deadline
-        ):
-            time.sleep(0.05)
+        stats = other.stats
+        wait_until(lambda: stats.lookup(ask, 0.0, TREND_HALF_LIVES_DAYS).counted[0] >= 2)
         now = NOW.timestamp()
         followed = other.stats.lookup(ask, now, TREND_HALF_LIVES_DAYS)
         assert followed.counted.tolist() == [2.0, 0.0, 0.0]  # a like and a comment; reads are not counted
@@ -146,9 +143,7 @@ def test_event_batches_wake_other_processes_at_most_every_stats_sync_seconds(
         def likes() -> float:
             return float(stats.lookup(ask, 0.0, TREND_HALF_LIVES_DAYS).counted[0])
 
-        deadline = time.monotonic() + 10
-        while likes() < 30 and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until(lambda: likes() >= 30)
         assert likes() == 30
         # One sync per started second of batches, plus the one that catches the last of them.
         assert 1 <= syncs <= math.ceil(elapsed) + 2, (syncs, elapsed)

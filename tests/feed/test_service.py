@@ -13,7 +13,7 @@ from hanseek.feed.pgvec import to_np
 from hanseek.feed.service import FeedService
 from hanseek.store.db import Database
 
-from .conftest import NOW, make_posts
+from .conftest import NOW, make_posts, wait_until
 
 WEIGHTS = {"read": 1.0, "like": 3.0, "comment": 4.0}
 
@@ -256,16 +256,11 @@ def test_other_processes_follow_writes(db: Database, feed: FeedService, tag: str
         posts, _ = make_posts(tag, 30, 1, 5, seed=7)
         feed.ingest_posts(posts)
         assert other.index is not None
-        import time
-
-        deadline = time.monotonic() + 10
-        while other.index.count([f"{tag}-c0"], None, None) < 30 and time.monotonic() < deadline:
-            time.sleep(0.05)
+        index = other.index
+        wait_until(lambda: index.count([f"{tag}-c0"], None, None) >= 30)
         assert other.index.count([f"{tag}-c0"], None, None) == 30
         feed.delete_posts([p.id for p in posts[:10]])
-        deadline = time.monotonic() + 10
-        while other.index.count([f"{tag}-c0"], None, None) > 20 and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until(lambda: index.count([f"{tag}-c0"], None, None) <= 20)
         assert other.index.count([f"{tag}-c0"], None, None) == 20
     finally:
         other.close()
