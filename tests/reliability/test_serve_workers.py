@@ -85,8 +85,8 @@ def test_each_worker_gets_a_listener_on_the_same_port_and_a_second_server_is_ref
         first.close()
         second.close()
     check_port_free("127.0.0.1", port)  # free again once the workers' listeners are gone
-    with pytest.raises(ValueError, match="binds its own socket"):
-        ReusePortMultiprocess(config, sockets=[socket.socket()])
+    with socket.socket() as shared, pytest.raises(ValueError, match="binds its own socket"):
+        ReusePortMultiprocess(config, sockets=[shared])
 
 
 def test_worker_listener_is_tcp_so_connections_get_nodelay() -> None:
