@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, cast
 
 import typer
 
@@ -207,7 +207,15 @@ def evaluate(
     sets: Annotated[list[str] | None, typer.Option("--set", help="Evaluation set(s); default: all")] = None,
     shared_data: Annotated[Path, typer.Option(help="The shared data folder")] = Path("../shared/data"),
     out: Annotated[Path | None, typer.Option(help="Folder for the JSON + Markdown report")] = None,
-    max_queries: Annotated[int, typer.Option(min=10, help="Held-out sessions per set (sampled)")] = 3000,
+    max_queries: Annotated[
+        int,
+        typer.Option(
+            min=10, help="Held-out sessions per set (sampled; with --unit read, each read is a query)"
+        ),
+    ] = 3000,
+    unit: Annotated[
+        str, typer.Option(help="read: a query before each held-out read (default) | session: one per session")
+    ] = "read",
     k: Annotated[int, typer.Option(min=1, max=200)] = 20,
     rebuild: Annotated[bool, typer.Option(help="Rebuild the sets (users/events) from the data")] = False,
     ranker: Annotated[bool, typer.Option(help="Train and evaluate the re-ranker (and the blend)")] = True,
@@ -216,11 +224,14 @@ def evaluate(
 ) -> None:
     """Offline replay evaluation of the feed methods on evaluation sets built from ../shared/data."""
     from hanseek.feed.evalrun import EvalRunner
+    from hanseek.feed.replay import QUERY_UNITS, QueryUnit
 
+    if unit not in QUERY_UNITS:
+        _fail(f"unknown --unit {unit!r}; known: {', '.join(QUERY_UNITS)}")
     s = settings()
     if not shared_data.is_dir():
         _fail(f"{shared_data} not found (pass --shared-data)")
-    runner = EvalRunner(s, shared_data, train_queries=train_queries)
+    runner = EvalRunner(s, shared_data, train_queries=train_queries, unit=cast(QueryUnit, unit))
     names = sets or runner.set_names()
     unknown = [n for n in names if n not in runner.set_names()]
     if unknown:

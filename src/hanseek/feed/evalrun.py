@@ -17,6 +17,7 @@ from hanseek.config import Settings
 from hanseek.feed import evaluate as ev
 from hanseek.feed.evalsets import build
 from hanseek.feed.evalsets.model import EvalSet
+from hanseek.feed.replay import QueryUnit
 from hanseek.feed.settings import FeedSettings
 
 
@@ -39,12 +40,14 @@ class EvalRunner:
         *,
         train_queries: int = 5000,
         val_queries: int = 1500,
+        unit: QueryUnit = "read",
     ) -> None:
         self.settings = settings
         self.shared_data = shared_data
         self.feed_settings = feed_settings or FeedSettings()
         self.train_queries = train_queries
         self.val_queries = val_queries
+        self.unit = unit
         self._encoder: Any = None
 
     @staticmethod
@@ -106,6 +109,7 @@ class EvalRunner:
                 max_queries=self.train_queries,
                 neg_per_query=40,
                 seed=0,
+                unit=self.unit,
             ),
             collect(
                 es,
@@ -117,6 +121,7 @@ class EvalRunner:
                 max_queries=self.val_queries,
                 neg_per_query=None,
                 seed=1,
+                unit=self.unit,
             ),
         )
         trained = train(es, vecs, fs, cfg, examples=examples)
@@ -131,9 +136,9 @@ class EvalRunner:
             "chosen": trained.model.kind,
             "validation": trained.candidates,
             "train_rows": trained.train_rows,
-            "train_sessions_with_a_read_in_the_union": examples[0].with_positive,
-            "train_sessions": examples[0].queries,
-            "val_sessions": examples[1].queries,
+            "train_queries_with_a_read_in_the_union": examples[0].with_positive,
+            "train_queries": examples[0].queries,
+            "val_queries": examples[1].queries,
         }
         if ablation:
             for group in GROUPS:
@@ -180,7 +185,9 @@ class EvalRunner:
             if es.reader_params is not None:
                 methods.append(ev.ReaderOracle())  # reference row: the simulation's own utility
             task = bar.add_task(f"{name}: replay", total=None, info="") if bar else None
-            result = ev.evaluate(es, vecs, methods, settings=self.feed_settings, k=k, max_queries=max_queries)
+            result = ev.evaluate(
+                es, vecs, methods, settings=self.feed_settings, k=k, max_queries=max_queries, unit=self.unit
+            )
             if bar is not None and task is not None:
                 bar.update(task, total=1, completed=1, info=f"{result.queries} queries")
             sets[name] = describe(es) | {
@@ -199,6 +206,7 @@ class EvalRunner:
             "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "encoder": self.settings.text_model,
             "k": k,
+            "query_unit": self.unit,
             "max_queries": max_queries,
             "feed_settings": {
                 "weights": {
@@ -210,9 +218,14 @@ class EvalRunner:
             },
             "sets": sets,
         }
+        unit_text = (
+            "a query before each read of up to {n} held-out sessions per set, the read post relevant"
+            if self.unit == "read"
+            else "a query at the start of each of up to {n} held-out sessions per set, its reads relevant"
+        ).format(n=max_queries)
         header = (
             f"# Feed replay evaluation\n\nGenerated {data['generated_at']} with `{data['command']}` "
-            f"(encoder {data['encoder']}, K={k}, up to {max_queries} held-out sessions per set).\n"
+            f"(encoder {data['encoder']}, K={k}; {unit_text}).\n"
         )
         return Report(data, header + "\n" + "\n\n".join(md) + "\n")
 
@@ -265,7 +278,9 @@ def section(es: EvalSet, result: ev.EvalResult, notes: dict[str, Any] | None = N
         f"{st.get('events')} events ({st.get('reads')} reads, {st.get('likes')} likes, "
         f"{st.get('comments')} comments) in {st.get('sessions')} sessions; read posts were "
         f"{st.get('read_age_days_p10_p50_p90')} days old (p10/p50/p90). Test sessions start after "
-        f"{_day(es.t_val_end)}; {result.queries} were replayed ({result.seconds}s).",
+        f"{_day(es.t_val_end)}; {result.queries} "
+        f"{'reads of held-out sessions' if result.unit == 'read' else 'held-out sessions'} were replayed as "
+        f"queries ({result.seconds}s).",
         "",
         ev.markdown_table(result),
     ]
@@ -274,15 +289,16 @@ def section(es: EvalSet, result: ev.EvalResult, notes: dict[str, Any] | None = N
         lines += [
             "",
             f"The **{ORACLE}** row is an upper-bound reference, not a method: it ranks by the simulated "
-            "reader's own base utility for that user at that moment (their true recency scale, popularity "
-            "and interest coefficients, board shares, the popularity they saw; no within-session term), "
-            "which only the simulation knows. No method can use it; it shows how much of the target the "
+            "reader's own utility for that user at that moment (their true recency scale, popularity "
+            "and interest coefficients, board shares, the popularity they saw, and the within-session term "
+            "when the query follows an earlier read of the same session), which only the simulation "
+            "knows. No method can use it; it shows how much of the target the "
             "simulation leaves reachable.",
             "",
             f"Ranker: {notes['chosen']} chosen on validation nDCG@20 "
             f"({', '.join(f'{kind}: {v}' for kind, v in notes['validation'].items())}); "
-            f"{notes['train_rows']} training rows from {notes['train_sessions_with_a_read_in_the_union']} of "
-            f"{notes['train_sessions']} training sessions.",
+            f"{notes['train_rows']} training rows from {notes['train_queries_with_a_read_in_the_union']} of "
+            f"{notes['train_queries']} training queries.",
             "",
             f"| window | ranker HR@{k} ÷ best baseline | target ≥ 1.1 | oracle HR@{k} ÷ best baseline "
             f"| ranker nDCG@{k} ÷ best baseline | target ≥ 1.1 | oracle nDCG@{k} ÷ best baseline |",

@@ -1,8 +1,10 @@
 """Replay evaluation of feed rankers on an evaluation set, per date window.
 
-For every held-out session (sessions starting in the test period) and every window, each method
-ranks the posts the user could have been shown at that moment — their communities, published in the
-window, not yet read — and is scored against the posts the user actually read in the session.
+For every held-out interaction (each read in a sample of the sessions of the test period) and every
+window, each method ranks the posts the user could have been shown at that moment — their
+communities, published in the window, not yet read — and is scored against the post the user read
+next. With unit "session" a query is asked once per held-out session and scored against all of its
+reads.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import numpy.typing as npt
 
 from hanseek.feed.evalsets.model import EvalSet
 from hanseek.feed.metrics import MetricAccumulator
-from hanseek.feed.replay import SECONDS_PER_DAY, Query, replay
+from hanseek.feed.replay import SECONDS_PER_DAY, Query, QueryUnit, replay
 from hanseek.feed.scoring import blend, order_latest, order_popular, popularity
 from hanseek.feed.settings import FeedSettings
 
@@ -91,9 +93,10 @@ class Personalized:
 
 
 class ReaderOracle:
-    """Upper-bound reference, not a method: ranks by the simulated reader's own base utility (its
-    true recency scale, popularity and interest coefficients, board shares and the popularity it
-    saw; no within-session term). Only the simulation knows these; no ranker may use them."""
+    """Upper-bound reference, not a method: ranks by the simulated reader's own utility (its true
+    recency scale, popularity and interest coefficients, board shares and the popularity it saw,
+    plus the within-session term when an earlier read of the same session is known, as it is to
+    every query but a session's first). Only the simulation knows these; no ranker may use them."""
 
     name = "oracle (reader model's utility)"
 
@@ -106,6 +109,8 @@ class ReaderOracle:
         u = rp.base_utility(
             q.user, c.posts, q.t - c.times, es.popularity_at(q.t, c.posts), es.post_community[c.posts]
         )
+        if q.state.recent and q.state.last_read_session == q.session:
+            u = u + rp.within_session(q.user, c.posts, q.state.recent[-1])
         return np.lexsort((-c.times, -u)).astype(np.int64)
 
 
@@ -116,6 +121,7 @@ class EvalResult:
     windows: dict[str, dict[str, dict[str, float]]]  # window -> method -> metrics
     queries: int
     seconds: float
+    unit: QueryUnit = "read"
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -157,8 +163,10 @@ def evaluate(
     seed: int = 0,
     period: tuple[float, float] | None = None,
     on_query: Callable[[Query], None] | None = None,
+    unit: QueryUnit = "read",
 ) -> EvalResult:
-    """Metrics per window and method over the test period (sessions after `es.t_val_end`)."""
+    """Metrics per window and method over the test period (sessions after `es.t_val_end`); at most
+    `max_queries` sessions are sampled, and with unit "read" each of their reads is a query."""
     settings = settings or FeedSettings()
     windows = windows if windows is not None else WINDOWS
     start, end = period or (es.t_val_end, float("inf"))
@@ -178,7 +186,15 @@ def evaluate(
             on_query(q)
 
     n = replay(
-        es, vecs, settings, query_from=start, query_to=end, on_query=ask, max_queries=max_queries, seed=seed
+        es,
+        vecs,
+        settings,
+        query_from=start,
+        query_to=end,
+        on_query=ask,
+        max_queries=max_queries,
+        seed=seed,
+        unit=unit,
     )
     out: dict[str, dict[str, dict[str, float]]] = {}
     for wname in windows:
@@ -187,7 +203,7 @@ def evaluate(
             a = acc[wname][m.name]
             a.catalogue_size = len(eligible[wname])
             out[wname][m.name] = a.result()
-    return EvalResult(es.name, k, out, n, round(time.perf_counter() - started, 1))
+    return EvalResult(es.name, k, out, n, round(time.perf_counter() - started, 1), unit)
 
 
 def markdown_table(result: EvalResult, metrics: Sequence[str] = ("hr", "ndcg", "mrr", "coverage")) -> str:

@@ -1,9 +1,11 @@
 """Offline replay: walk an events log in time order and ask rankers what they would have shown.
 
-At the first event of each chosen session, everything known *before* that moment — the user's
-profile built incrementally from earlier events, their read posts, post counters — is handed to a
-callback; only then are the session's own events applied. Nothing from the session or later can
-leak into what a ranker sees.
+A query is asked either at each read of the chosen sessions (unit "read": the read post is the one
+relevant item, and the session's earlier reads are already known, as they would be to a feed
+requested between two reads) or once at each chosen session's first event (unit "session": all of
+the session's reads are relevant). Everything known *before* that moment — the user's profile built
+incrementally from earlier events, their read posts, post counters — is handed to a callback; only
+then is the event applied. Nothing from that moment or later can leak into what a ranker sees.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -22,6 +25,8 @@ from hanseek.feed.ranker.features import ReadPrefs
 from hanseek.feed.settings import FeedSettings
 
 SECONDS_PER_DAY = 86_400.0
+QueryUnit = Literal["read", "session"]
+QUERY_UNITS: tuple[QueryUnit, ...] = ("read", "session")
 TREND_HALF_LIVES_DAYS = (1.0, 7.0)
 
 
@@ -53,6 +58,7 @@ class UserState:
     community_counts: dict[int, float] = field(default_factory=dict)
     events: int = 0
     prefs: ReadPrefs = field(default_factory=ReadPrefs)
+    last_read_session: int = -1  # session of the newest read in `recent`
 
 
 @dataclass
@@ -122,9 +128,13 @@ def replay(
     on_query: Callable[[Query], None],
     max_queries: int | None = None,
     seed: int = 0,
+    unit: QueryUnit = "read",
 ) -> int:
-    """Replay the whole log; call `on_query` for sessions starting in [query_from, query_to).
-    Returns the number of queries asked."""
+    """Replay the whole log; call `on_query` for sessions starting in [query_from, query_to) (a
+    sample of `max_queries` of them): before each of their reads (unit "read") or before their first
+    event ("session"). Returns the number of queries asked."""
+    if unit not in QUERY_UNITS:
+        raise ValueError(f"unknown query unit {unit!r}; known: {', '.join(QUERY_UNITS)}")
     world = build_world(es, vecs)
     lam = decay_rate(settings.decay_half_life_days)
     weights = np.array([settings.event_weight(k) for k in KINDS])
@@ -152,11 +162,15 @@ def replay(
         strict=True,
     ):
         st = users[u]
-        if s in ask:
-            ask.discard(s)
+        if s in ask and (unit == "session" or k == 0):
             comms = [es.communities[c] for c in es.user_communities[u]]
-            on_query(Query(u, t, s, comms, reads_of.get(s, set()), st, world))
-            asked += 1
+            if unit == "session":
+                ask.discard(s)
+                on_query(Query(u, t, s, comms, reads_of.get(s, set()), st, world))
+                asked += 1
+            elif p not in st.read:  # a re-read of a post already read is nothing a feed could show
+                on_query(Query(u, t, s, comms, {p}, st, world))
+                asked += 1
         # Apply the event.
         st.profile = add_event(st.profile, vecs[p], float(weights[k]), t, lam)
         st.events += 1
@@ -173,6 +187,7 @@ def replay(
                 t - float(es.created_at[p]), float(world.likes_at(one, t)[0] + world.log_comments[p])
             )
             st.recent.append(p)
+            st.last_read_session = s
             world.log_reads[p] += 1
         elif k == 1:
             world.log_likes[p] += 1

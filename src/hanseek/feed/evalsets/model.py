@@ -60,6 +60,15 @@ class ReaderParams:
         )
         return np.where(age_s <= self.max_age_days * SECONDS_PER_DAY, u, -np.inf)
 
+    def within_session(
+        self, user: int, posts: npt.NDArray[np.int64], last_read: int
+    ) -> npt.NDArray[np.float64]:
+        """The short-term term the reader adds within a session: b_st · cos(last read, post)."""
+        out: npt.NDArray[np.float64] = self.b_st[user] * (
+            self.lexical[posts] @ self.lexical[last_read]
+        ).astype(np.float64)
+        return out
+
     def save(self, path: Path) -> None:
         np.savez_compressed(
             path,

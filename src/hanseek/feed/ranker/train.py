@@ -1,9 +1,9 @@
 """Training the re-ranker from an events log with a time split.
 
 Training examples come from sessions before `t_train_end`, validation from sessions between
-`t_train_end` and `t_val_end`; the replay hands each session only what was known before it started,
-so neither features nor labels can see the future. The test period (after `t_val_end`) is left to
-the evaluation.
+`t_train_end` and `t_val_end`; the replay hands each query (a read, or a session's start) only what
+was known before that moment, so neither features nor labels can see the future. The test period
+(after `t_val_end`) is left to the evaluation.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from hanseek.feed.ranker.candidates import CandidateConfig
 from hanseek.feed.ranker.features import FEATURES, group_columns
 from hanseek.feed.ranker.model import HGB_GRID, RankerModel, fit
 from hanseek.feed.ranker.offline import build
-from hanseek.feed.replay import Query, replay
+from hanseek.feed.replay import Query, QueryUnit, replay
 from hanseek.feed.settings import FeedSettings
 
 
@@ -47,8 +47,10 @@ def collect(
     max_queries: int | None,
     neg_per_query: int | None,
     seed: int,
+    unit: QueryUnit = "read",
 ) -> Examples:
-    """Feature rows of candidate unions for sessions starting in [start, end), one random window each."""
+    """Feature rows of candidate unions for the queries of sessions starting in [start, end) (each
+    read, or each session with unit "session"), one random window each."""
     rng = np.random.default_rng(seed)
     names = list(WINDOWS)
     xs: list[npt.NDArray[np.float32]] = []
@@ -86,6 +88,7 @@ def collect(
         on_query=on_query,
         max_queries=max_queries,
         seed=seed,
+        unit=unit,
     )
     if xs:
         ex.x, ex.y, ex.qid = np.concatenate(xs), np.concatenate(ys), np.concatenate(qs)
@@ -130,6 +133,7 @@ def train(
     seed: int = 0,
     examples: tuple[Examples, Examples] | None = None,
     hgb_params: dict[str, Any] | None = None,
+    unit: QueryUnit = "read",
 ) -> Trained:
     """Fit each kind on the training period, keep the one with the best validation nDCG@20."""
     settings = settings or FeedSettings()
@@ -147,6 +151,7 @@ def train(
             max_queries=max_train_queries,
             neg_per_query=neg_per_query,
             seed=seed,
+            unit=unit,
         ),
         collect(
             es,
@@ -158,10 +163,11 @@ def train(
             max_queries=max_val_queries,
             neg_per_query=None,
             seed=seed + 1,
+            unit=unit,
         ),
     )
     if tr.y.sum() == 0 or (tr.y == 0).sum() == 0:
-        raise ValueError("no usable training sessions in the training period")
+        raise ValueError("no usable training queries in the training period")
     features = [FEATURES[i] for i in group_columns(drop_group)]
     best: RankerModel | None = None
     scores: dict[str, dict[str, Any]] = {}
@@ -187,8 +193,9 @@ def train(
         "drop_group": drop_group,
         "validation": scores,
         "train_rows": len(tr.y),
-        "train_sessions": tr.with_positive,
-        "val_sessions": va.with_positive,
+        "query_unit": unit,
+        "train_queries": tr.with_positive,
+        "val_queries": va.with_positive,
         "train_until": es.t_train_end,
         "validate_until": es.t_val_end,
         "candidates": cfg.__dict__,
