@@ -210,9 +210,10 @@ def evaluate(
     max_queries: Annotated[
         int,
         typer.Option(
-            min=10, help="Held-out sessions per set (sampled; with --unit read, each read is a query)"
+            min=10,
+            help="Held-out sessions per set (sampled; with --unit read, each of their reads is a query)",
         ),
-    ] = 3000,
+    ] = 1000,
     unit: Annotated[
         str, typer.Option(help="read: a query before each held-out read (default) | session: one per session")
     ] = "read",
