@@ -146,10 +146,11 @@ def replay(
         rng = np.random.default_rng(seed)
         chosen = rng.choice(np.array(chosen), size=max_queries, replace=False).tolist()
     ask = set(chosen)
-    reads_of: dict[int, set[int]] = {}
-    for s, p, k in zip(es.ev_session.tolist(), es.ev_post.tolist(), es.ev_kind.tolist(), strict=True):
-        if s in ask and k == 0:
-            reads_of.setdefault(s, set()).add(p)
+    reads_of: dict[int, set[int]] = {}  # a session query's relevant posts (a read query has its own)
+    if unit == "session":
+        for s, p, k in zip(es.ev_session.tolist(), es.ev_post.tolist(), es.ev_kind.tolist(), strict=True):
+            if s in ask and k == 0:
+                reads_of.setdefault(s, set()).add(p)
 
     users = [UserState(Profile.empty(vecs.shape[1])) for _ in range(es.n_users)]
     asked = 0
