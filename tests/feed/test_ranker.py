@@ -12,12 +12,13 @@ import pytest
 
 from hanseek.feed.evalsets.model import ReaderParams
 from hanseek.feed.evaluate import WINDOWS, ReaderOracle, window_candidates
+from hanseek.feed.metrics import hit_at_k, ndcg_at_k
 from hanseek.feed.models import EventIn, PostIn
 from hanseek.feed.ranker import features as fx
 from hanseek.feed.ranker.candidates import CandidateConfig, merge, top_n
 from hanseek.feed.ranker.model import blend_model
 from hanseek.feed.ranker.offline import build
-from hanseek.feed.ranker.train import collect, train
+from hanseek.feed.ranker.train import Examples, collect, train, union_metrics
 from hanseek.feed.replay import Query, QueryUnit, replay
 from hanseek.feed.service import FeedService
 from hanseek.feed.settings import FeedSettings
@@ -165,6 +166,28 @@ def test_union_matches_the_reference_loop_on_random_lists() -> None:
         assert u.ranks is not None and u.ranks.tolist() == per
     empty = merge({})
     assert empty.members == [] and empty.sources.shape == (0, len(fx.SOURCES))
+
+
+def test_union_metrics_match_a_per_query_loop_with_interleaved_queries() -> None:
+    """Validation metrics group rows by query however they are stored; ties keep the stored order."""
+    rng = np.random.default_rng(3)
+    n = 600
+    x = rng.normal(size=(n, len(fx.FEATURES))).astype(np.float32)
+    x[::7] = x[0]  # ties
+    qid = rng.integers(1, 31, size=n).astype(np.int32)
+    y = (rng.random(n) < 0.1).astype(np.int8)
+    model = blend_model()
+    got = union_metrics(model, Examples(x, y, qid), k=5)
+    hr = nd = 0.0
+    queries = sorted(set(qid.tolist()))
+    for q in queries:
+        rows = [i for i in range(n) if qid[i] == q]
+        s = model.score(x[rows])
+        ranked = [rows[j] for j in sorted(range(len(rows)), key=lambda j: -s[j])]
+        rel = {i for i in rows if y[i] == 1}
+        hr += hit_at_k(ranked, rel, 5)
+        nd += ndcg_at_k(ranked, rel, 5)
+    assert got == {"hr@5": round(hr / len(queries), 4), "ndcg@5": round(nd / len(queries), 4), "queries": 30}
 
 
 def test_time_split_never_leaks_future_events() -> None:
