@@ -299,6 +299,49 @@ def test_oracle_adds_the_within_session_term_after_a_read_of_the_same_session() 
     assert checked["within"] > 20 and checked["first"] > 20
 
 
+def test_oracle_variants_leave_out_the_hidden_taste_terms() -> None:
+    """With only interest and the within-session term in the utility, the full oracle follows them;
+    the variant without both has a flat utility left and falls back to newest first."""
+    es, vecs = tiny_eval_set(6)
+    users, comms = es.n_users, len(es.communities)
+    interest = np.tile(vecs[0], (users, 1)).astype(np.float32)
+    es.reader_params = ReaderParams(
+        tau_days=np.full(users, 1e9),
+        b_pop=np.zeros(users),
+        b_int=np.full(users, 5.0),
+        b_st=np.full(users, 5.0),
+        log_share=np.zeros((users, comms)),
+        interest=interest,
+        lexical=vecs,
+        max_age_days=1e9,
+    )
+    full, no_session = ReaderOracle(), ReaderOracle(session=False)
+    no_interest, visible = ReaderOracle(interest=False), ReaderOracle(interest=False, session=False)
+    assert full.name == "oracle (reader model's utility)"
+    assert visible.name == "oracle − interest − within-session"
+    assert len({full.name, no_session.name, no_interest.name, visible.name}) == 4
+    seen = {"within": 0, "first": 0}
+
+    def on_query(q: Query) -> None:
+        c = window_candidates(q, None)
+        if len(c.posts) < 2:
+            return
+        by_interest = vecs[c.posts] @ vecs[0]
+        assert visible.order(c)[0] == int(np.argmax(c.times))
+        assert no_session.order(c)[0] == int(np.argmax(by_interest))
+        if q.state.last_read_session == q.session:
+            by_last = vecs[c.posts] @ vecs[q.state.recent[-1]]
+            assert no_interest.order(c)[0] == int(np.argmax(by_last))
+            assert full.order(c)[0] == int(np.argmax(by_interest + by_last))
+            seen["within"] += 1
+        else:
+            assert no_interest.order(c)[0] == int(np.argmax(c.times))
+            seen["first"] += 1
+
+    replay(es, vecs, FeedSettings(), query_from=0, query_to=float("inf"), on_query=on_query, unit="read")
+    assert seen["within"] > 20 and seen["first"] > 20
+
+
 @pytest.mark.parametrize("query_unit", ["read", "session"])
 def test_training_beats_chance_and_validation_is_later(query_unit: QueryUnit) -> None:
     es, vecs = tiny_eval_set(1, n_users=60)

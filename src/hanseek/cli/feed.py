@@ -222,6 +222,10 @@ def evaluate(
     ranker: Annotated[bool, typer.Option(help="Train and evaluate the re-ranker (and the blend)")] = True,
     ablation: Annotated[bool, typer.Option(help="Also one ranker per left-out feature group")] = False,
     train_queries: Annotated[int, typer.Option(min=50, help="Training sessions sampled per set")] = 5000,
+    oracle_parts: Annotated[
+        bool,
+        typer.Option(help="Also the oracle without its interest / within-session terms (hidden taste)"),
+    ] = False,
 ) -> None:
     """Offline replay evaluation of the feed methods on evaluation sets built from ../shared/data."""
     from hanseek.feed.evalrun import EvalRunner
@@ -232,7 +236,9 @@ def evaluate(
     s = settings()
     if not shared_data.is_dir():
         _fail(f"{shared_data} not found (pass --shared-data)")
-    runner = EvalRunner(s, shared_data, train_queries=train_queries, unit=cast(QueryUnit, unit))
+    runner = EvalRunner(
+        s, shared_data, train_queries=train_queries, unit=cast(QueryUnit, unit), oracle_parts=oracle_parts
+    )
     names = sets or runner.set_names()
     unknown = [n for n in names if n not in runner.set_names()]
     if unknown:

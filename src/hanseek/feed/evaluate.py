@@ -96,9 +96,21 @@ class ReaderOracle:
     """Upper-bound reference, not a method: ranks by the simulated reader's own utility (its true
     recency scale, popularity and interest coefficients, board shares and the popularity it saw,
     plus the within-session term when an earlier read of the same session is known, as it is to
-    every query but a session's first). Only the simulation knows these; no ranker may use them."""
+    every query but a session's first). Only the simulation knows these; no ranker may use them.
+
+    `interest=False` / `session=False` leave out the terms that live in the readers' hidden lexical
+    space: what remains (recency, popularity, board shares) is built from quantities the service
+    observes, with the reader's true coefficients. The gap between the variants says how much of
+    the oracle's lead comes from taste no method can see."""
 
     name = "oracle (reader model's utility)"
+
+    def __init__(self, *, interest: bool = True, session: bool = True) -> None:
+        self.interest = interest
+        self.session = session
+        gone = [t for t, kept in (("interest", interest), ("within-session", session)) if not kept]
+        if gone:
+            self.name = "oracle − " + " − ".join(gone)
 
     def order(self, c: Candidates) -> I64:
         q = c.query
@@ -107,9 +119,14 @@ class ReaderOracle:
         if rp is None:
             raise ValueError(f"set {es.name} has no recorded reader parameters")
         u = rp.base_utility(
-            q.user, c.posts, q.t - c.times, es.popularity_at(q.t, c.posts), es.post_community[c.posts]
+            q.user,
+            c.posts,
+            q.t - c.times,
+            es.popularity_at(q.t, c.posts),
+            es.post_community[c.posts],
+            interest=self.interest,
         )
-        if q.state.recent and q.state.last_read_session == q.session:
+        if self.session and q.state.recent and q.state.last_read_session == q.session:
             u = u + rp.within_session(q.user, c.posts, q.state.recent[-1])
         return np.lexsort((-c.times, -u)).astype(np.int64)
 

@@ -49,15 +49,19 @@ class ReaderParams:
         age_s: npt.NDArray[np.float64],
         visible_popularity: npt.NDArray[np.float64],
         community: npt.NDArray[np.int32],
+        *,
+        interest: bool = True,
     ) -> npt.NDArray[np.float64]:
         """The session-independent part of the reader's utility (no short-term term), -inf for
-        posts older than the reader ever looks at."""
+        posts older than the reader ever looks at. `interest=False` leaves out the long-term interest
+        term, the one that lives in the lexical space no ranking method sees."""
         u: npt.NDArray[np.float64] = (
             -age_s / (self.tau_days[user] * SECONDS_PER_DAY)
             + self.b_pop[user] * np.log1p(visible_popularity)
-            + self.b_int[user] * (self.lexical[posts] @ self.interest[user]).astype(np.float64)
             + self.log_share[user, community]
         )
+        if interest:
+            u = u + self.b_int[user] * (self.lexical[posts] @ self.interest[user]).astype(np.float64)
         return np.where(age_s <= self.max_age_days * SECONDS_PER_DAY, u, -np.inf)
 
     def within_session(
