@@ -223,6 +223,11 @@ def evaluate(
     return EvalResult(es.name, k, out, n, round(time.perf_counter() - started, 1), unit)
 
 
+def is_oracle(method: str) -> bool:
+    """The oracle reference row or one of its variants (`ReaderOracle` names them all so)."""
+    return method.startswith("oracle ")
+
+
 def markdown_table(result: EvalResult, metrics: Sequence[str] = ("hr", "ndcg", "mrr", "coverage")) -> str:
     k = result.k
     names = {"hr": f"HR@{k}", "recall": f"recall@{k}", "ndcg": f"nDCG@{k}", "mrr": "MRR"}
@@ -233,16 +238,14 @@ def markdown_table(result: EvalResult, metrics: Sequence[str] = ("hr", "ndcg", "
         "|---|---|" + "---|" * len(metrics),
     ]
     for wname, per_method in result.windows.items():
-        # Bold the best method; the oracle is a reference, not a contender.
-        rivals = [v for name, v in per_method.items() if name != ReaderOracle.name] or list(
-            per_method.values()
-        )
+        # Bold the best method; the oracle and its variants are references, not contenders.
+        rivals = [v for name, v in per_method.items() if not is_oracle(name)] or list(per_method.values())
         best = {m: max(v[keys[m]] for v in rivals) for m in metrics}
         for method, vals in per_method.items():
             cells = []
             for m in metrics:
                 x = vals[keys[m]]
-                top = x == best[m] and m != "coverage" and method != ReaderOracle.name
+                top = x == best[m] and m != "coverage" and not is_oracle(method)
                 cells.append(f"**{x:.3f}**" if top else f"{x:.3f}")
             lines.append(f"| {wname} | {method} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
