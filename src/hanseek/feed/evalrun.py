@@ -297,6 +297,8 @@ def section(es: EvalSet, result: ev.EvalResult, notes: dict[str, Any] | None = N
     ]
     if notes:
         k = result.k
+        checks = target_check(result)
+        visible = any(f"hr@{k}_visible_oracle_ratio" in row for row in checks.values())
         lines += [
             "",
             f"The **{ORACLE}** row is an upper-bound reference, not a method: it ranks by the simulated "
@@ -305,17 +307,16 @@ def section(es: EvalSet, result: ev.EvalResult, notes: dict[str, Any] | None = N
             "when the query follows an earlier read of the same session), which only the simulation "
             "knows. No method can use it; it shows how much of the target the "
             "simulation leaves reachable.",
-            *(
-                [
-                    "",
-                    "The **oracle − …** rows leave terms out of that utility. Interest and the "
-                    "within-session term live in the readers' lexical space, which no method sees; "
-                    f"**{VISIBLE_ORACLE}** keeps only recency, popularity and board shares, which are "
-                    "built from what the service observes, but with each reader's true coefficients.",
-                ]
-                if any(VISIBLE_ORACLE in per for per in result.windows.values())
-                else []
-            ),
+        ]
+        if visible:
+            lines += [
+                "",
+                "The **oracle − …** rows leave terms out of that utility. Interest and the "
+                "within-session term live in the readers' lexical space, which no method sees; "
+                f"**{VISIBLE_ORACLE}** keeps only recency, popularity and board shares, which are "
+                "built from what the service observes, but with each reader's true coefficients.",
+            ]
+        lines += [
             "",
             f"Ranker: {notes['chosen']} chosen on validation nDCG@20 "
             f"({', '.join(f'{kind}: {v}' for kind, v in notes['validation'].items())}); "
@@ -323,8 +324,6 @@ def section(es: EvalSet, result: ev.EvalResult, notes: dict[str, Any] | None = N
             f"{notes['train_queries']} training queries.",
             "",
         ]
-        checks = target_check(result)
-        visible = any(f"hr@{k}_visible_oracle_ratio" in row for row in checks.values())
         head = ["window"]
         for m in (f"HR@{k}", f"nDCG@{k}"):
             head += [f"ranker {m} ÷ best baseline", "target ≥ 1.1", f"oracle {m} ÷ best baseline"]
