@@ -8,9 +8,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 
-from hanseek.feed.evalsets.model import ReaderParams
+from hanseek.feed.evalsets.model import EvalSet, ReaderParams
 from hanseek.feed.evaluate import WINDOWS, ReaderOracle, window_candidates
 from hanseek.feed.metrics import hit_at_k, ndcg_at_k
 from hanseek.feed.models import EventIn, PostIn
@@ -264,21 +265,29 @@ def test_read_queries_come_before_each_read_and_session_queries_before_the_first
         replay(es, vecs, FeedSettings(), query_from=0, query_to=1, on_query=got.append, unit="day")  # type: ignore[arg-type]
 
 
+def _taste_only_params(
+    es: EvalSet, vecs: npt.NDArray[np.float32], *, b_int: float, interest: npt.NDArray[np.float32]
+) -> ReaderParams:
+    """Reader parameters whose utility is flat but for interest (b_int, every user the same interest
+    vector) and the within-session term (b_st 5), with the e5 vectors standing in as the lexical space."""
+    users, comms = es.n_users, len(es.communities)
+    return ReaderParams(
+        tau_days=np.full(users, 1e9),
+        b_pop=np.zeros(users),
+        b_int=np.full(users, b_int),
+        b_st=np.full(users, 5.0),
+        log_share=np.zeros((users, comms)),
+        interest=np.tile(interest, (users, 1)).astype(np.float32),
+        lexical=vecs,
+        max_age_days=1e9,
+    )
+
+
 def test_oracle_adds_the_within_session_term_after_a_read_of_the_same_session() -> None:
     """With every other term flat, the oracle ranks by similarity to the session's last read — and
     only when there is one; a session's first query has no such term."""
     es, vecs = tiny_eval_set(5)
-    users, comms = es.n_users, len(es.communities)
-    es.reader_params = ReaderParams(
-        tau_days=np.full(users, 1e9),
-        b_pop=np.zeros(users),
-        b_int=np.zeros(users),
-        b_st=np.full(users, 5.0),
-        log_share=np.zeros((users, comms)),
-        interest=np.zeros((users, vecs.shape[1]), np.float32),
-        lexical=vecs,
-        max_age_days=1e9,
-    )
+    es.reader_params = _taste_only_params(es, vecs, b_int=0.0, interest=np.zeros(vecs.shape[1], np.float32))
     oracle = ReaderOracle()
     checked = {"within": 0, "first": 0}
 
@@ -303,18 +312,7 @@ def test_oracle_variants_leave_out_the_hidden_taste_terms() -> None:
     """With only interest and the within-session term in the utility, the full oracle follows them;
     the variant without both has a flat utility left and falls back to newest first."""
     es, vecs = tiny_eval_set(6)
-    users, comms = es.n_users, len(es.communities)
-    interest = np.tile(vecs[0], (users, 1)).astype(np.float32)
-    es.reader_params = ReaderParams(
-        tau_days=np.full(users, 1e9),
-        b_pop=np.zeros(users),
-        b_int=np.full(users, 5.0),
-        b_st=np.full(users, 5.0),
-        log_share=np.zeros((users, comms)),
-        interest=interest,
-        lexical=vecs,
-        max_age_days=1e9,
-    )
+    es.reader_params = _taste_only_params(es, vecs, b_int=5.0, interest=vecs[0])
     full, no_session = ReaderOracle(), ReaderOracle(session=False)
     no_interest, visible = ReaderOracle(interest=False), ReaderOracle(interest=False, session=False)
     assert full.name == "oracle (reader model's utility)"
