@@ -59,9 +59,12 @@ def test_search_equals_brute_force_with_filters_and_exclusions() -> None:
         # The filter never leaks: every result is in the communities and the window.
         for r in got.tolist():
             assert comms[pos[r]] in want and t_from <= times[pos[r]] <= t_to
-        assert idx.count(sorted(want), t_from, t_to) == sum(
-            1 for i in range(len(rids)) if comms[i] in want and t_from <= times[i] <= t_to
-        )
+        per = idx.counts([*sorted(want), "nowhere"], t_from, t_to)
+        assert per == {
+            c: sum(1 for i in range(len(rids)) if comms[i] == c and t_from <= times[i] <= t_to)
+            for c in [*sorted(want), "nowhere"]
+        }
+        assert idx.count(sorted(want), t_from, t_to) == sum(per.values())
 
 
 def test_incremental_writes_equal_a_fresh_build() -> None:

@@ -102,13 +102,19 @@ class MemoryIndex:
         return sorted(c for c, s in self._slabs.items() if s.n)
 
     def count(self, communities: Iterable[str], t_from: float | None, t_to: float | None) -> int:
-        total = 0
-        for c in communities:
+        return sum(self.counts(communities, t_from, t_to).values())
+
+    def counts(self, communities: Iterable[str], t_from: float | None, t_to: float | None) -> dict[str, int]:
+        """Posts per community in [t_from, t_to] (two binary searches each)."""
+        out: dict[str, int] = {}
+        for c in dict.fromkeys(communities):
             slab = self._slabs.get(c)
-            if slab is not None:
+            if slab is None:
+                out[c] = 0
+            else:
                 lo, hi = slab.window(t_from, t_to)
-                total += hi - lo
-        return total
+                out[c] = hi - lo
+        return out
 
     def candidates(
         self,

@@ -197,6 +197,19 @@ def sql_approx(
     return [(int(h.id), h.similarity) for h in hits]
 
 
+def community_volume(
+    conn: Conn, communities: Sequence[str], t_from: datetime, t_to: datetime
+) -> dict[str, int]:
+    """Posts per community published in [t_from, t_to] (0 for a community with none)."""
+    rows = conn.execute(
+        "SELECT community, count(*) FROM posts WHERE community = ANY(%s) AND created_at >= %s "
+        "AND created_at <= %s GROUP BY community",
+        (list(communities), t_from, t_to),
+    ).fetchall()
+    got = {str(r[0]): int(r[1]) for r in rows}
+    return {c: got.get(c, 0) for c in dict.fromkeys(communities)}
+
+
 def estimate_candidates(conn: Conn, filters: sv.Filters) -> int:
     return sv.estimate_count(conn, "posts", filters)
 

@@ -11,6 +11,7 @@ from hanseek.feed.evaluate import Candidates
 from hanseek.feed.ranker import features as fx
 from hanseek.feed.ranker.candidates import CandidateConfig, Union, merge, top_n
 from hanseek.feed.ranker.model import RankerModel
+from hanseek.feed.replay import SECONDS_PER_DAY
 from hanseek.feed.scoring import popularity
 
 I64 = npt.NDArray[np.int64]
@@ -27,6 +28,7 @@ def user_signals(c: Candidates, recent: npt.NDArray[np.float32]) -> fx.UserSigna
     q = c.query
     es = q.world.es
     comm = {es.communities[k]: float(v) for k, v in q.state.community_counts.items()}
+    since = q.t - fx.VOLUME_DAYS * SECONDS_PER_DAY
     return fx.UserSignals(
         cold=q.user_vector() is None,
         recent_mean_norm=fx.recent_mean_norm(recent),
@@ -35,6 +37,7 @@ def user_signals(c: Candidates, recent: npt.NDArray[np.float32]) -> fx.UserSigna
         author={},
         category=comm,  # in the petition sets a post's category is its board
         prefs=q.state.prefs,
+        community_volume={k: float(v) for k, v in q.world.index.counts(q.communities, since, q.t).items()},
     )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -18,6 +18,7 @@ from hanseek.feed.replay import TREND_HALF_LIVES_DAYS
 from hanseek.feed.scoring import decay_factor, diversify, popularity
 
 if TYPE_CHECKING:
+    from hanseek.feed.memindex import MemoryIndex
     from hanseek.feed.service import FeedService
 
 F32 = npt.NDArray[np.float32]
@@ -191,6 +192,7 @@ def rank(
         author=aff_author,
         category=aff_category,
         prefs=user.prefs if user.prefs is not None else qy.user_prefs(conn, user.id),
+        community_volume=_volume(mem, conn, comms, at),
     )
     score = model.score(fx.compute(arrays, signals))
     order = np.lexsort((age_s, -score)).tolist()  # ties: newer first
@@ -206,6 +208,17 @@ def rank(
         rows = qy.post_rows(conn, [h[0] for h in hits])
     hits = [h for h in hits if h[0] in rows][:k]
     return Ranked(hits, path, n_window, len(members), rows)
+
+
+def _volume(mem: MemoryIndex | None, conn: qy.Conn, comms: list[str], at: datetime) -> dict[str, float]:
+    """Posts per community of the user in the VOLUME_DAYS before `at`: index or SQL, as the sources."""
+    since = at - timedelta(days=fx.VOLUME_DAYS)
+    got = (
+        mem.counts(comms, since.timestamp(), at.timestamp())
+        if mem is not None
+        else qy.community_volume(conn, comms, since, at)
+    )
+    return {c: float(n) for c, n in got.items()}
 
 
 def _decayed(value: float, at: float | None, now: float, half_life_days: float) -> float:
