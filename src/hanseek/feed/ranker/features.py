@@ -121,12 +121,13 @@ def _lift(keys: list[str], counts: dict[str, float], volume: dict[str, float]) -
     if vol_total <= 0:
         return np.zeros(len(keys))
     total = sum(counts.get(k, 0.0) for k in volume)
-    out = np.zeros(len(keys))
-    for i, k in enumerate(keys):
-        v = volume.get(k, 0.0) / vol_total
+    # Once per community (a user has a handful), then looked up per candidate.
+    per: dict[str, float] = {}
+    for k, n in volume.items():
+        v = n / vol_total
         if v > 0:
-            out[i] = np.log((counts.get(k, 0.0) + LIFT_PRIOR * v) / (total + LIFT_PRIOR) / v)
-    return out
+            per[k] = float(np.log((counts.get(k, 0.0) + LIFT_PRIOR * v) / (total + LIFT_PRIOR) / v))
+    return np.array([per.get(k, 0.0) for k in keys], dtype=np.float64)
 
 
 def compute(c: CandidateArrays, u: UserSignals) -> F32:
