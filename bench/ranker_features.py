@@ -9,7 +9,7 @@ never touch them) and a 200-post candidate union of a user in 3-10 communities:
 - `compute`: the whole feature matrix with the volumes given, against the same call without them
   (then the lift column is zeros at once), so their difference is the column's cost.
 
-    python -m bench.ranker_features [--posts 1000000] [--reps 2000]
+    python -m bench.ranker_features [--posts 1000000] [--users 20] [--reps 100]
 
 Prints JSON: medians in microseconds.
 """
