@@ -26,8 +26,8 @@ import numpy as np
 from bench._util import emit
 from hanseek.feed.memindex import MemoryIndex
 from hanseek.feed.ranker import features as fx
+from hanseek.feed.replay import SECONDS_PER_DAY as DAY
 
-DAY = 86_400.0
 COMMUNITIES = 200
 UNION = 200
 

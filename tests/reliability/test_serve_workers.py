@@ -38,10 +38,11 @@ def test_two_workers_share_the_port_and_the_database(serve_process: Callable[...
     # connections opened together to whichever worker woke first). Checked on the sockets
     # themselves: how the kernel's hash spreads a handful of test connections is the kernel's
     # business, and an earlier assertion on it failed once in CI (15 of 16 on one worker).
-    listeners = {pid: _listening_inodes(pid, srv.port) for pid in pids}
+    listening = _listening_on(srv.port)
+    listeners = {pid: _sockets_held(pid) & listening for pid in pids}
     assert all(len(inodes) == 1 for inodes in listeners.values()), listeners
     assert len(set().union(*listeners.values())) == len(pids), listeners
-    assert _listening_inodes(srv.pid, srv.port) == set()  # the supervisor accepts nothing itself
+    assert _sockets_held(srv.pid) & listening == set()  # the supervisor accepts nothing itself
     conns = [socket.create_connection(("127.0.0.1", srv.port)) for _ in range(16)]
     try:
         for c in conns:
@@ -60,8 +61,8 @@ def test_two_workers_share_the_port_and_the_database(serve_process: Callable[...
     assert running_pid(srv.pgdata) is None  # the database stops with the last process
 
 
-def _listening_inodes(pid: int, port: int) -> set[int]:
-    """The inodes of the TCP sockets in LISTEN state on `port` that process `pid` holds open."""
+def _sockets_held(pid: int) -> set[int]:
+    """The inodes of the sockets process `pid` holds open."""
     held: set[int] = set()
     for fd in Path(f"/proc/{pid}/fd").iterdir():
         try:
@@ -70,6 +71,11 @@ def _listening_inodes(pid: int, port: int) -> set[int]:
             continue
         if target.startswith("socket:["):
             held.add(int(target[len("socket:[") : -1]))
+    return held
+
+
+def _listening_on(port: int) -> set[int]:
+    """The inodes of the TCP sockets in LISTEN state on `port`."""
     listening: set[int] = set()
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         if not Path(table).exists():
@@ -79,7 +85,7 @@ def _listening_inodes(pid: int, port: int) -> set[int]:
             local_port = int(cols[1].rsplit(":", 1)[1], 16)
             if local_port == port and cols[3] == "0A":  # 0A: TCP_LISTEN
                 listening.add(int(cols[9]))
-    return held & listening
+    return listening
 
 
 def _read_response(conn: socket.socket) -> bytes:
