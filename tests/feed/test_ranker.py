@@ -17,7 +17,7 @@ from hanseek.feed.metrics import hit_at_k, ndcg_at_k
 from hanseek.feed.models import EventIn, PostIn
 from hanseek.feed.ranker import features as fx
 from hanseek.feed.ranker.candidates import CandidateConfig, merge, top_n
-from hanseek.feed.ranker.model import blend_model
+from hanseek.feed.ranker.model import RankerModel, blend_model
 from hanseek.feed.ranker.offline import build
 from hanseek.feed.ranker.train import Examples, collect, train, union_metrics
 from hanseek.feed.replay import Query, QueryUnit, replay
@@ -461,6 +461,7 @@ def test_serving_features_equal_offline_features(ranked_world: FeedService, tag:
             (qy.load_user(conn, f"{tag}-u0"), False),
         ):
             model = blend_model()
+            model.weights["community_lift"] = 1.0  # the plain blend skips the volumes (below)
             seen: dict[str, np.ndarray] = {}
             orig = model.score
 
@@ -487,6 +488,44 @@ def test_serving_features_equal_offline_features(ranked_world: FeedService, tag:
             np.testing.assert_allclose(
                 np.sort(served, axis=0), np.sort(offline, axis=0), rtol=1e-4, atol=1e-4
             )
+
+
+def test_volumes_are_counted_only_for_a_model_that_reads_the_lift(
+    ranked_world: FeedService, tag: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hanseek.feed import query as qy
+    from hanseek.feed.ranker import serving
+
+    plain = blend_model()
+    lifted = blend_model()
+    lifted.weights["community_lift"] = 1.0
+    pruned = RankerModel(
+        "blend", ["cos_long", "community_lift"], None, {"cos_long": 1.0, "community_lift": 1.0}
+    )
+    assert not plain.uses("community_lift") and plain.uses("cos_long") and lifted.uses("community_lift")
+    assert pruned.uses("community_lift") and not pruned.uses("log_age_h")
+
+    svc = ranked_world
+    now = datetime(2024, 3, 1, tzinfo=UTC)
+    _hourly_posts(svc, tag, 40, now, seed=4)
+    svc.set_memberships(f"{tag}-u", [f"{tag}-c"])
+    svc.record_events([EventIn(user_id=f"{tag}-u", post_id=f"{tag}-5", kind="read", at=now)])
+    calls: list[list[str]] = []
+    real = qy.community_volume
+
+    def counting(conn: Any, comms: list[str], since: datetime, until: datetime) -> dict[str, int]:
+        calls.append(list(comms))
+        return real(conn, comms, since, until)
+
+    monkeypatch.setattr(qy, "community_volume", counting)
+    with svc.db.connection() as conn:
+        for model, want in ((plain, 0), (lifted, 1), (pruned, 2)):
+            user = qy.load_user(conn, f"{tag}-u")
+            r = serving.rank(
+                svc, conn, user, model, now - timedelta(days=30), now, 10, diversity_share=None, memory=False
+            )
+            assert len(r.hits) == 10 and len(calls) == want
+    assert calls[-1] == [f"{tag}-c"]
 
 
 def _hourly_posts(svc: FeedService, tag: str, n: int, now: datetime, *, seed: int) -> None:

@@ -44,6 +44,13 @@ class RankerModel:
             raise ValueError(f"unknown features {unknown}")
         self._cols = [FEATURES.index(f) for f in self.features]
 
+    def uses(self, feature: str) -> bool:
+        """Whether the feature can change this model's scores, so serving may skip work for the
+        ones that cannot (a blend reads only its non-zero weights; a trained model its columns)."""
+        if feature not in self.features:
+            return False
+        return self.kind != "blend" or self.weights.get(feature, 0.0) != 0.0
+
     def score(self, x_full: F32) -> npt.NDArray[np.float64]:
         """Higher is better; `x_full` has every column of FEATURES."""
         if len(x_full) == 0:

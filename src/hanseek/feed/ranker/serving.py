@@ -192,7 +192,8 @@ def rank(
         author=aff_author,
         category=aff_category,
         prefs=user.prefs if user.prefs is not None else qy.user_prefs(conn, user.id),
-        community_volume=_volume(mem, conn, comms, at),
+        # The volumes cost a GROUP BY on the SQL path; only the lift column reads them.
+        community_volume=_volume(mem, conn, comms, at) if model.uses("community_lift") else {},
     )
     score = model.score(fx.compute(arrays, signals))
     order = np.lexsort((age_s, -score)).tolist()  # ties: newer first
