@@ -2,7 +2,10 @@
 the first N of bench.feed's synthetic posts, for "random reader" queries (the mean of 20 posts of
 unrelated topics: a nearly flat vector) and "focused" ones (the mean of 20 posts from 2 topics).
 
-    python -m bench.hnsw_graph [--posts 200000] [--queries 40] [--data-dir DIR]
+    python -m bench.hnsw_graph [--posts 200000] [--queries 40] [--data-dir DIR] [--data clustered|real]
+
+`--data real`: the encoder's vectors of real texts (bench/_realvecs.py; at most ~275k) instead, with
+k-means clusters as the topics; the two kinds behave very differently under a graph search.
 
 Prints JSON: per (m, ef_construction) the build seconds and recall@20 at ef_search 200 and 1000.
 """
@@ -31,9 +34,12 @@ def main() -> None:
     ap.add_argument("--posts", type=int, default=200_000)
     ap.add_argument("--queries", type=int, default=40)
     ap.add_argument("--data-dir", type=Path, default=None, help="embedded database here (default: temp)")
+    ap.add_argument("--data", choices=["clustered", "real"], default="clustered")
+    ap.add_argument("--shared-data", type=Path, default=Path("../shared/data"))
     args = ap.parse_args()
     n = args.posts
-    data = Data(1_000_000, "clustered")  # bench.feed's posts: the first `n` of them
+    # bench.feed's posts: the first `n` of them
+    data = Data(1_000_000 if args.data == "clustered" else n, args.data, shared=args.shared_data)
     data.materialize()
     vecs, topic = data.vecs[:n], data.topic[:n]
     rng = np.random.default_rng(1)
@@ -56,7 +62,18 @@ def main() -> None:
     root = args.data_dir or Path(tempfile.mkdtemp(prefix="hanseek-bench-hnsw-"))
     settings = Settings(data_dir=root, database_url=None, pool_min_size=1, pool_max_size=2)
     db = Database.open(settings)
-    out: dict[str, Any] = {"bench": "hnsw_graph", "posts": n, "queries_per_kind": args.queries, "graphs": []}
+    sample = vecs[rng.choice(n, 2000)] @ vecs[rng.choice(n, 2000)].T
+    out: dict[str, Any] = {
+        "bench": "hnsw_graph",
+        "data": args.data,
+        "posts": n,
+        "cosine_between_random_posts": {
+            "mean": round(float(sample.mean()), 4),
+            "std": round(float(sample.std()), 4),
+        },
+        "queries_per_kind": args.queries,
+        "graphs": [],
+    }
     try:
         db.migrate()
         with db.connection() as conn:
