@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from hanseek.keywords.background import tsv_column
+
 F32 = npt.NDArray[np.float32]
 
 
@@ -26,23 +28,19 @@ def texts(shared: Path) -> list[str]:
     with (shared / "petitions_titles" / "petition_data.csv").open(encoding="utf-8-sig", newline="") as f:
         out.extend(t for row in csv.DictReader(f) if (t := (row["title"] or "").strip()))
     for name in ("ratings_train.txt", "ratings_test.txt"):
-        with (shared / "nsmc" / name).open(encoding="utf-8") as f:
-            next(f)  # header
-            for line in f:
-                parts = line.rstrip("\n").split("\t")
-                if len(parts) == 3 and parts[1].strip():
-                    out.append(parts[1].strip())
+        out.extend(tsv_column(shared / "nsmc" / name, "document"))
     return list(dict.fromkeys(out))
 
 
-def real_vectors(shared: Path, n: int, batch: int = 512) -> F32:
-    """The first `n` texts' unit vectors, [n, dim]; encoded once (≈150 texts/s on 2 cores), then
-    read from the cache. The cache is keyed by the encoder and a hash of the texts."""
+def real_vectors(shared: Path, n: int | None = None, batch: int = 512) -> F32:
+    """The first `n` texts' unit vectors (all of them when None), [n, dim]; encoded once (≈150 texts/s
+    on 2 cores), then read from the cache. The cache is keyed by the encoder and a hash of the texts."""
     from hanseek.config import Settings
     from hanseek.encoders.registry import load_text_encoder
 
     settings = Settings()
     all_texts = texts(shared)
+    n = len(all_texts) if n is None else n
     if n > len(all_texts):
         raise SystemExit(f"only {len(all_texts):,} distinct real texts available, asked for {n:,}")
     chosen = all_texts[:n]
@@ -66,10 +64,6 @@ def real_vectors(shared: Path, n: int, batch: int = 512) -> F32:
     np.save(tmp, out)
     tmp.replace(cache)  # a crash mid-write leaves no half cache behind
     return out
-
-
-def all_real_vectors(shared: Path) -> F32:
-    return real_vectors(shared, len(texts(shared)))
 
 
 def pairs(real: F32, n: int, seed: int = 11) -> tuple[F32, npt.NDArray[np.int64], npt.NDArray[np.int64]]:

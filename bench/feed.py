@@ -94,9 +94,9 @@ class Data:
             self.topic = topics(self.vecs, TOPICS)
             return
         if self.kind == "real-pairs":
-            from bench._realvecs import all_real_vectors, pairs, topics
+            from bench._realvecs import pairs, real_vectors, topics
 
-            real = all_real_vectors(self.shared)
+            real = real_vectors(self.shared)
             self.vecs, first, _ = pairs(real, self.n)
             self.topic = topics(real, TOPICS)[first]
             return
@@ -232,9 +232,9 @@ def brute_force(db: Database, data: Data, user: str, days: int = WINDOW) -> Ref:
     )
     idx = idx[~np.isin(idx, read_idx)]
     scores = data.vecs[idx].astype(np.float64) @ q
-    top = idx[np.argsort(-scores, kind="stable")[:K]]
-    kth = np.sort(scores)[-K] if len(scores) >= K else -np.inf
-    return Ref([f"p{i}" for i in top], frozenset(f"p{i}" for i in idx[scores >= kth - TIE]))
+    order = np.argsort(-scores, kind="stable")
+    kth = scores[order[K - 1]] if len(scores) >= K else -np.inf
+    return Ref([f"p{i}" for i in idx[order[:K]]], frozenset(f"p{i}" for i in idx[scores >= kth - TIE]))
 
 
 def similar_figures(

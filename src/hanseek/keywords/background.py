@@ -107,7 +107,7 @@ def write_background(bg: BackgroundCorpus, path: Path, *, min_df: int, sources: 
 # -- readers for the public corpora the shipped file was built from ------------------------------
 
 
-def _tsv_column(path: Path, column: str) -> Iterator[str]:
+def tsv_column(path: Path, column: str) -> Iterator[str]:
     with path.open(encoding="utf-8", newline="") as fh:
         reader = csv.DictReader(fh, delimiter="\t", quoting=csv.QUOTE_NONE)
         for row in reader:
@@ -134,19 +134,19 @@ def shared_corpus_docs(shared_data: Path) -> tuple[list[str], list[str]]:
 
     nsmc = shared_data / "nsmc"
     if nsmc.is_dir():
-        n = sum(take(_tsv_column(nsmc / f, "document")) for f in ("ratings_train.txt", "ratings_test.txt"))
+        n = sum(take(tsv_column(nsmc / f, "document")) for f in ("ratings_train.txt", "ratings_test.txt"))
         sources.append(f"NSMC (github.com/e9t/nsmc, CC0 1.0): {n} reviews")
     korsts = shared_data / "korsts"
     if korsts.is_dir():
         n = 0
         for f in ("sts-train.tsv", "sts-dev.tsv"):
-            n += take(_tsv_column(korsts / f, "sentence1")) + take(_tsv_column(korsts / f, "sentence2"))
+            n += take(tsv_column(korsts / f, "sentence1")) + take(tsv_column(korsts / f, "sentence2"))
         sources.append(f"KorSTS (github.com/kakaobrain/kor-nlu-datasets, CC BY-SA 4.0): {n} sentences")
     kornli = shared_data / "kornli"
     if kornli.is_dir():
         n = 0
         for f in ("xnli.dev.ko.tsv", "xnli.test.ko.tsv"):
-            n += take(_tsv_column(kornli / f, "sentence1")) + take(_tsv_column(kornli / f, "sentence2"))
+            n += take(tsv_column(kornli / f, "sentence1")) + take(tsv_column(kornli / f, "sentence2"))
         sources.append(
             f"KorNLI XNLI dev/test (github.com/kakaobrain/kor-nlu-datasets, CC BY-SA 4.0): {n} sentences"
         )
