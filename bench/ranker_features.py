@@ -1,4 +1,4 @@
-"""What the re-ranker's community_lift feature costs a ranked feed request.
+"""What the re-ranker's community_lift and exposure_lift features cost a ranked feed request.
 
 It needs the user's communities' post counts over the last 30 days (`MemoryIndex.counts`: two binary
 searches per community) and one more column in `features.compute`. Measured here, interleaved, on a
@@ -7,7 +7,10 @@ never touch them) and a 200-post candidate union of a user in 3-10 communities:
 
 - `counts`: the per-community counts for the 30-day volume;
 - `compute`: the whole feature matrix with the volumes given, against the same call without them
-  (then the lift column is zeros at once), so their difference is the column's cost.
+  (then the lift column is zeros at once), so their difference is the column's cost;
+- the same with the user's read exposure (40 reads over their communities) given as well, against
+  the volumes alone: the exposure_lift column's cost. Its data arrive with the user's other
+  per-user rows in the request's one context statement, and are written by the events writer.
 
     python -m bench.ranker_features [--posts 1000000] [--users 20] [--reps 100]
 
@@ -53,6 +56,7 @@ def main() -> None:
     t_counts: list[float] = []
     t_with: list[float] = []
     t_without: list[float] = []
+    t_exposure: list[float] = []
     for _ in range(args.users):
         comms = [names[c] for c in rng.choice(COMMUNITIES, size=int(rng.integers(3, 11)), replace=False)]
         c = fx.CandidateArrays(
@@ -82,6 +86,10 @@ def main() -> None:
         )
         volume = {k: float(v) for k, v in index.counts(comms, now - fx.VOLUME_DAYS * DAY, now).items()}
         with_volume = replace(without, community_volume=volume)
+        exposure = fx.ReadExposure()
+        for _ in range(40):
+            exposure.add(comms[int(rng.integers(len(comms)))], volume)
+        with_exposure = replace(with_volume, exposure=exposure)
         for _ in range(args.reps):  # interleaved, so both variants see the same machine state
             t = time.perf_counter()
             index.counts(comms, now - fx.VOLUME_DAYS * DAY, now)
@@ -92,6 +100,9 @@ def main() -> None:
             t = time.perf_counter()
             fx.compute(c, without)
             t_without.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            fx.compute(c, with_exposure)
+            t_exposure.append(time.perf_counter() - t)
 
     def us(xs: list[float]) -> float:
         return round(float(np.median(xs)) * 1e6, 1)
@@ -109,6 +120,8 @@ def main() -> None:
         "lift_column_p50_us": round(us(t_with) - us(t_without), 1),
         "lift_total_p50_us": round(us(t_counts) + us(t_with) - us(t_without), 1),
         "compute_ratio_with_over_without": round(float(np.median(t_with) / np.median(t_without)), 3),
+        "compute_with_lift_and_exposure_p50_us": us(t_exposure),
+        "exposure_column_p50_us": round(us(t_exposure) - us(t_with), 1),
     }
     emit(out)
 

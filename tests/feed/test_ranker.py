@@ -49,6 +49,12 @@ def test_features_match_a_hand_written_reference() -> None:
     prefs.add(20 * 3600.0, math.e**3 - 1)  # 20 hours old, e³-1 likes + comments
     assert prefs.n == 2 and prefs.sum_age_h == pytest.approx(20.0)
     assert prefs.sum_log_age == pytest.approx(math.log1p(20)) and prefs.sum_log_pop == pytest.approx(3.0)
+    exposure = fx.ReadExposure()
+    exposure.add("a", {"a": 30, "b": 10})  # a read of a when a posted 3/4 of the user's posts
+    exposure.add("a", {"a": 10, "b": 10, "c": 0})
+    exposure.add("b", {"a": 0, "b": 0})  # nothing posted lately: not counted
+    assert exposure.reads == {"a": 2.0}
+    assert exposure.exposure == pytest.approx({"a": 1.25, "b": 0.75, "c": 0.0})
     u = fx.UserSignals(
         cold=False,
         recent_mean_norm=0.8,
@@ -59,6 +65,7 @@ def test_features_match_a_hand_written_reference() -> None:
         prefs=prefs,
         # "c": a community of the user's with posts but no interactions yet
         community_volume={"a": 30.0, "b": 20.0, "c": 60.0},
+        exposure=exposure,
     )
     x = fx.compute(c, u)
     row = dict(zip(fx.FEATURES, x[0].tolist(), strict=True))
@@ -76,6 +83,8 @@ def test_features_match_a_hand_written_reference() -> None:
         "category_share": 4 / 5,
         # (events in a + 2 pseudo-events x a's volume share) / (4 events + 2), over that share
         "community_lift": math.log((3 + 2 * 30 / 110) / 6 / (30 / 110)),
+        # (reads of a + 1) / (a's exposure + 1)
+        "exposure_lift": math.log(3 / 2.25),
         "src_similar": 1,
         "src_latest": 0,
         "src_popular": 0,
@@ -105,6 +114,7 @@ def test_features_match_a_hand_written_reference() -> None:
         and second["cos_short_max"] == pytest.approx(0.1)
     )
     assert second["community_lift"] == pytest.approx(math.log((1 + 2 * 20 / 110) / 6 / (20 / 110)))
+    assert second["exposure_lift"] == pytest.approx(math.log(1 / 1.75))  # b: read less than it posted
     assert second["log_rank_latest"] == pytest.approx(math.log(4))
     assert second["log_rank_similar"] == pytest.approx(math.log(2))
     assert second["log_rank_short"] == pytest.approx(math.log(3))
@@ -118,6 +128,7 @@ def test_features_match_a_hand_written_reference() -> None:
     # No interactions: the prior alone, spread by volume, is no lift anywhere.
     new = fx.UserSignals(cold=True, recent_mean_norm=1.0, n_events=0, community_volume={"a": 5.0, "b": 1.0})
     assert fx.compute(c, new)[:, fx.FEATURES.index("community_lift")] == pytest.approx([0.0, 0.0], abs=1e-6)
+    assert fx.compute(c, new)[:, fx.FEATURES.index("exposure_lift")] == pytest.approx([0.0, 0.0], abs=1e-6)
 
 
 def test_union_keeps_sources_and_best_rank() -> None:
@@ -461,7 +472,8 @@ def test_serving_features_equal_offline_features(ranked_world: FeedService, tag:
             (qy.load_user(conn, f"{tag}-u0"), False),
         ):
             model = blend_model()
-            model.weights["community_lift"] = 1.0  # the plain blend skips the volumes (below)
+            # The plain blend skips the volumes and the exposure (below).
+            model.weights["community_lift"] = model.weights["exposure_lift"] = 1.0
             seen: dict[str, np.ndarray] = {}
             orig = model.score
 
@@ -472,11 +484,12 @@ def test_serving_features_equal_offline_features(ranked_world: FeedService, tag:
             model.score = spy  # type: ignore[method-assign]
             r = serving.rank(svc, conn, user, model, t_from, at, 20, diversity_share=None, memory=memory)
             if not memory:
-                lift = fx.FEATURES.index("community_lift")
-                offline_lift = np.stack(list(captured["rows"].values()))[:, lift]
-                # One value per community: the same values both ways.
-                values = set(np.round(offline_lift, 5).tolist())
-                assert set(np.round(seen["x"][:, lift], 5).tolist()) == values and len(values) > 1
+                for name in ("community_lift", "exposure_lift"):
+                    lift = fx.FEATURES.index(name)
+                    offline_lift = np.stack(list(captured["rows"].values()))[:, lift]
+                    # One value per community: the same values both ways.
+                    values = set(np.round(offline_lift, 5).tolist())
+                    assert set(np.round(seen["x"][:, lift], 5).tolist()) == values and len(values) > 1, name
                 continue
             members = [row.id for row in qy.post_rows(conn, [h[0] for h in r.hits]).values()]
             assert r.union == len(captured["rows"])
@@ -642,3 +655,66 @@ def test_read_prefs_are_kept_incrementally_by_the_events_writer(feed: FeedServic
     assert got.sum_age_h == pytest.approx(want.sum_age_h)
     assert got.sum_log_age == pytest.approx(want.sum_log_age)
     assert got.sum_log_pop == pytest.approx(want.sum_log_pop)
+
+
+def test_read_exposure_is_kept_incrementally_and_the_backfill_agrees(feed: FeedService, tag: str) -> None:
+    """feed_user_exposure after two batches equals ReadExposure folded by hand over the same reads
+    (each community's share of the user's communities' posts of the 30 days before each read), and
+    migration 0014's backfill computes the same rows from the stored events."""
+    from hanseek.feed import query as qy
+    from hanseek.store.migrations import load_migrations
+
+    now = datetime(2024, 5, 1, tzinfo=UTC)
+    c1, c2, c3 = (f"{tag}-c{i}" for i in (1, 2, 3))
+    ages = {"a": (c1, 1), "b": (c1, 2), "old": (c1, 40), "d": (c2, 5)}  # post -> community, days old
+    vecs = unit(np.random.default_rng(8), len(ages))
+    feed.ingest_posts(
+        [
+            PostIn(
+                id=f"{tag}-{name}",
+                community=comm,
+                title=name,
+                created_at=now - timedelta(days=days),
+                embedding=vecs[i].tolist(),
+            )
+            for i, (name, (comm, days)) in enumerate(ages.items())
+        ]
+    )
+    u, loner = f"{tag}-u", f"{tag}-loner"
+    feed.set_memberships(u, [c1, c2, c3])  # c3 never posts
+    feed.record_events(
+        [
+            EventIn(user_id=u, post_id=f"{tag}-a", kind="read", at=now),
+            EventIn(user_id=u, post_id=f"{tag}-a", kind="like", at=now + timedelta(minutes=1)),
+            EventIn(user_id=loner, post_id=f"{tag}-a", kind="read", at=now),  # in no community
+        ]
+    )
+    feed.record_events(
+        [
+            EventIn(user_id=u, post_id=f"{tag}-d", kind="read", at=now + timedelta(days=27)),
+            EventIn(user_id=u, post_id=f"{tag}-b", kind="read", at=now + timedelta(days=40)),
+        ]
+    )
+    want = fx.ReadExposure()
+    want.add(c1, {c1: 2, c2: 1, c3: 0})  # at now: a and b, d; "old" is 40 days old
+    want.add(c2, {c1: 2, c2: 0, c3: 0})  # 27 days on: d (5 days old at first) has left the window
+    want.add(c1, {c1: 0, c2: 0, c3: 0})  # 40 days on: nothing posted in 30 days, not counted
+    assert want.reads == {c1: 1.0, c2: 1.0}
+    with feed.db.connection() as conn:
+        got = qy.user_exposure(conn, u)
+        assert got.reads == want.reads
+        assert got.exposure == pytest.approx(want.exposure)
+        assert got.exposure[c1] == pytest.approx(2 / 3 + 1) and got.exposure[c2] == pytest.approx(1 / 3)
+        assert qy.user_exposure(conn, loner).reads == {}
+        context = qy.load_context(conn, u, None, 5, affinity=True)
+        assert context.exposure is not None and context.exposure.exposure == pytest.approx(want.exposure)
+
+        # The backfill, rerun over the stored events in a transaction that is rolled back.
+        sql = next(m.sql for m in load_migrations() if m.version == 14)
+        backfill = sql[sql.index("INSERT INTO feed_user_exposure") :]
+        with conn.transaction(force_rollback=True):
+            conn.execute("DELETE FROM feed_user_exposure")
+            conn.execute(backfill)  # type: ignore[arg-type]
+            again = qy.user_exposure(conn, u)
+        assert again.reads == want.reads and again.exposure == pytest.approx(want.exposure)
+        assert qy.user_exposure(conn, u).reads == want.reads  # rolled back: the rows are as they were

@@ -19,7 +19,7 @@ from hanseek.feed.models import EventIn, EventsResult
 from hanseek.feed.pgvec import to_np
 from hanseek.feed.posts import ensure_communities, load_profiles_for_update, save_profiles
 from hanseek.feed.profile import Profile, add_event, decay_rate, recompute
-from hanseek.feed.ranker.features import ReadPrefs
+from hanseek.feed.ranker.features import VOLUME_DAYS, ReadExposure, ReadPrefs
 from hanseek.feed.replay import TREND_HALF_LIVES_DAYS
 from hanseek.feed.scoring import decay_factor
 from hanseek.feed.settings import FeedSettings
@@ -75,6 +75,7 @@ def record_events(
     if inserted:
         _fold_into_profiles(conn, inserted, settings)
         _read_prefs(conn, inserted)  # before the batch's own counts move, as the replay does
+        _read_exposure(conn, inserted)
         _count_on_posts(conn, inserted)
         update_affinity(conn, [(r[0], r[1], float(r[4])) for r in inserted])
     return EventsResult(accepted=len(inserted), duplicates=len(events) - len(inserted), users_created=created)
@@ -171,6 +172,46 @@ def _read_prefs(conn: Conn, inserted: list[tuple[Any, ...]]) -> None:
         "reads = f.reads + EXCLUDED.reads, sum_log_age = f.sum_log_age + EXCLUDED.sum_log_age, "
         "sum_age_h = f.sum_age_h + EXCLUDED.sum_age_h, sum_log_pop = f.sum_log_pop + EXCLUDED.sum_log_pop",
         [(u, p.n, p.sum_log_age, p.sum_age_h, p.sum_log_pop) for u, p in sorted(acc.items())],
+    )
+
+
+def _read_exposure(conn: Conn, inserted: list[tuple[Any, ...]]) -> None:
+    """Fold the batch's reads into feed_user_exposure (ReadExposure per read): the volume of each of
+    the user's communities in the VOLUME_DAYS before the read, from one statement for the batch."""
+    reads = [(r[0], r[1], float(r[3])) for r in inserted if r[2] == "read"]
+    if not reads:
+        return
+    # Per read: the read post's community, and each of the user's communities with its post count.
+    volume: dict[int, tuple[str, str, dict[str, float]]] = {}
+    for i, user, read_community, community, n in conn.execute(
+        # LATERAL: one index-only range count per (read, community); as a join the planner read
+        # every post of the community and filtered by time (370 ms against 5 ms for 10 reads at 1M).
+        "SELECT r.i, r.u, rp.community, m.community, c.n "
+        "FROM unnest(%s::text[], %s::text[], %s::timestamptz[]) WITH ORDINALITY AS r(u, p, at, i) "
+        "JOIN posts rp ON rp.id = r.p JOIN memberships m ON m.user_id = r.u "
+        "CROSS JOIN LATERAL (SELECT count(*) AS n FROM posts q WHERE q.community = m.community "
+        "AND q.created_at >= r.at - %s * interval '1 second' AND q.created_at <= r.at) c",
+        (
+            [u for u, _, _ in reads],
+            [p for _, p, _ in reads],
+            [datetime.fromtimestamp(at, UTC) for _, _, at in reads],
+            VOLUME_DAYS * 86_400.0,
+        ),
+    ).fetchall():
+        volume.setdefault(int(i), (user, read_community, {}))[2][community] = float(n)
+    acc: dict[str, ReadExposure] = {}
+    for user, read_community, counts in volume.values():
+        acc.setdefault(user, ReadExposure()).add(read_community, counts)
+    rows = sorted(
+        (user, k, e.reads.get(k, 0.0), e.exposure.get(k, 0.0))
+        for user, e in acc.items()
+        for k in e.reads.keys() | e.exposure.keys()
+    )  # one lock order for concurrent writers
+    conn.cursor().executemany(
+        "INSERT INTO feed_user_exposure AS f (user_id, community, reads, exposure) "
+        "VALUES (%s, %s, %s, %s) ON CONFLICT (user_id, community) DO UPDATE SET "
+        "reads = f.reads + EXCLUDED.reads, exposure = f.exposure + EXCLUDED.exposure",
+        rows,
     )
 
 

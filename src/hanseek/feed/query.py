@@ -15,7 +15,7 @@ from psycopg import sql
 from hanseek.feed.errors import NotFoundError
 from hanseek.feed.pgvec import to_np
 from hanseek.feed.profile import Profile
-from hanseek.feed.ranker.features import ReadPrefs
+from hanseek.feed.ranker.features import ReadExposure, ReadPrefs
 from hanseek.store import vectors as sv
 
 Conn = psycopg.Connection[Any]
@@ -43,6 +43,7 @@ class UserContext:
     affinity: dict[str, dict[str, float]] | None = None  # dim -> key -> summed event weight
     affinity_codes: dict[str, dict[int, float]] | None = None  # the same keyed by hashtext(key)
     prefs: ReadPrefs | None = None  # running sums over the user's reads (feed_user_prefs)
+    exposure: ReadExposure | None = None  # reads and exposure per community (feed_user_exposure)
 
 
 _USER = """
@@ -95,13 +96,17 @@ def load_context(
       CASE WHEN %(affinity)s THEN
         (SELECT json_build_array(f.reads, f.sum_log_age, f.sum_age_h, f.sum_log_pop)
          FROM feed_user_prefs f WHERE f.user_id = u.id)
+      END,
+      CASE WHEN %(affinity)s THEN
+        (SELECT json_agg(json_build_array(x.community, x.reads, x.exposure))
+         FROM feed_user_exposure x WHERE x.user_id = u.id)
       END
     FROM users u LEFT JOIN user_profiles p ON p.user_id = u.id WHERE u.id = %(user)s""",
         {"user": user_id, "t_from": t_from, "recent": recent, "affinity": affinity},
     ).fetchone()
     if row is None:
         raise NotFoundError(f"unknown user {user_id!r}")
-    _, created, comms, vec, weight, ref, n, read, rec, aff, prefs = row
+    _, created, comms, vec, weight, ref, n, read, rec, aff, prefs, exposure = row
     aff_map: dict[str, dict[str, float]] = {}
     aff_codes: dict[str, dict[int, float]] = {}
     for dim, key, w, code in aff or []:
@@ -117,6 +122,7 @@ def load_context(
         affinity=aff_map if affinity else None,
         affinity_codes=aff_codes if affinity else None,
         prefs=_prefs(prefs) if affinity else None,
+        exposure=_exposure(exposure) if affinity else None,
     )
 
 
@@ -132,6 +138,22 @@ def user_prefs(conn: Conn, user_id: str) -> ReadPrefs:
         (user_id,),
     ).fetchone()
     return _prefs(row)
+
+
+def _exposure(rows: Any) -> ReadExposure:
+    out = ReadExposure()
+    for community, reads, exposure in rows or []:
+        if reads:  # a row may hold only exposure, as ReadExposure keeps it
+            out.reads[community] = float(reads)
+        out.exposure[community] = float(exposure)
+    return out
+
+
+def user_exposure(conn: Conn, user_id: str) -> ReadExposure:
+    rows = conn.execute(
+        "SELECT community, reads, exposure FROM feed_user_exposure WHERE user_id = %s", (user_id,)
+    ).fetchall()
+    return _exposure(rows)
 
 
 def _not_read(user_id: str | None) -> sql.Composable | None:

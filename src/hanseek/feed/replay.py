@@ -21,7 +21,7 @@ import numpy.typing as npt
 from hanseek.feed.evalsets.model import KINDS, EvalSet
 from hanseek.feed.memindex import MemoryIndex
 from hanseek.feed.profile import Profile, add_event, decay_rate
-from hanseek.feed.ranker.features import ReadPrefs
+from hanseek.feed.ranker.features import VOLUME_DAYS, ReadExposure, ReadPrefs
 from hanseek.feed.settings import FeedSettings
 
 SECONDS_PER_DAY = 86_400.0
@@ -59,6 +59,7 @@ class UserState:
     events: int = 0
     prefs: ReadPrefs = field(default_factory=ReadPrefs)
     last_read_session: int = -1  # session of the newest read in `recent`
+    exposure: ReadExposure = field(default_factory=ReadExposure)
 
 
 @dataclass
@@ -182,6 +183,9 @@ def replay(
             st.read.add(p)
             st.read_arr = np.append(st.read_arr, p)
         if k == 0:
+            comms = [es.communities[x] for x in es.user_communities[u]]
+            volume = world.index.counts(comms, t - VOLUME_DAYS * SECONDS_PER_DAY, t)
+            st.exposure.add(es.communities[c], volume)
             # Age and shown popularity at read time, before this read's own counters move.
             one = np.array([p], dtype=np.int64)
             st.prefs.add(

@@ -21,7 +21,17 @@ from hanseek.feed.query import Conn
 log = logging.getLogger(__name__)
 
 # Tables whose B-tree indexes and (when small enough) heaps a feed request reads.
-_TABLES = ("posts", "events", "memberships", "users", "user_profiles", "post_stats", "user_affinity")
+_TABLES = (
+    "posts",
+    "events",
+    "memberships",
+    "users",
+    "user_profiles",
+    "post_stats",
+    "user_affinity",
+    "feed_user_prefs",
+    "feed_user_exposure",
+)
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ service (serving) cannot drift apart: they only differ in where the arrays come 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -24,7 +25,13 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "similarity": ("cos_long", "cos_short_max", "cos_short_mean"),
     "recency": ("log_age_h", "log_rank_latest"),
     "popularity": ("log_pop", "log_pop_rate", "trend_1d", "trend_7d"),
-    "affinity": ("community_share", "author_share", "category_share", "community_lift"),
+    "affinity": (
+        "community_share",
+        "author_share",
+        "category_share",
+        "community_lift",
+        "exposure_lift",
+    ),
     # What the user's own reads say about how new and how popular the posts they pick are.
     "preferences": (
         "pref_log_reads",
@@ -66,6 +73,26 @@ class ReadPrefs:
 
 
 @dataclass
+class ReadExposure:
+    """Per community: the user's reads, and their exposure — the community's share of the posts of
+    the user's communities in the VOLUME_DAYS before each read, summed over the reads. Kept
+    incrementally: by the replay per read event, in feed_user_exposure by the events writer."""
+
+    reads: dict[str, float] = field(default_factory=dict)
+    exposure: dict[str, float] = field(default_factory=dict)
+
+    def add(self, community: str, volume: Mapping[str, float]) -> None:
+        """One read of a post of `community`; `volume`: posts per community of the user in the
+        VOLUME_DAYS before the read."""
+        total = sum(volume.values())
+        if total <= 0:
+            return  # the user's communities posted nothing lately: no exposure to compare with
+        for k, n in volume.items():
+            self.exposure[k] = self.exposure.get(k, 0.0) + n / total
+        self.reads[community] = self.reads.get(community, 0.0) + 1.0
+
+
+@dataclass
 class UserSignals:
     """What is known about the user at ranking time (vectors enter through the cosines below)."""
 
@@ -78,6 +105,7 @@ class UserSignals:
     prefs: ReadPrefs = field(default_factory=ReadPrefs)
     # Posts per community of the user in the VOLUME_DAYS before now (all of the user's communities).
     community_volume: dict[str, float] = field(default_factory=dict)
+    exposure: ReadExposure = field(default_factory=ReadExposure)
 
 
 @dataclass
@@ -131,6 +159,16 @@ def _lift(keys: list[str], counts: dict[str, float], volume: dict[str, float]) -
     return np.array([per.get(k, 0.0) for k in keys], dtype=np.float64)
 
 
+def _exposure_lift(keys: list[str], reads: dict[str, float], exposure: dict[str, float]) -> F64:
+    """log((reads + 1) / (exposure + 1)) per key. A reader with no preference among their
+    communities reads each in proportion to how much it posts, so their expected reads of a
+    community are its exposure (its volume share at each read, summed over the reads): the ratio
+    is the preference itself, estimated at the moment of each read rather than from today's
+    volumes as the lift does, and shrunk towards 1 (log 0) by one pseudo-read."""
+    per = {k: float(np.log((reads.get(k, 0.0) + 1.0) / (exposure.get(k, 0.0) + 1.0))) for k in set(keys)}
+    return np.array([per[k] for k in keys], dtype=np.float64)
+
+
 def compute(c: CandidateArrays, u: UserSignals) -> F32:
     """Feature matrix [n, len(FEATURES)] in FEATURES order."""
     n = len(c.age_s)
@@ -152,6 +190,7 @@ def compute(c: CandidateArrays, u: UserSignals) -> F32:
     cols["author_share"] = _share(c.author, u.author)
     cols["category_share"] = _share(c.category, u.category)
     cols["community_lift"] = _lift(c.community, u.community, u.community_volume)
+    cols["exposure_lift"] = _exposure_lift(c.community, u.exposure.reads, u.exposure.exposure)
     for j, src in enumerate(SOURCES):
         cols[f"src_{src}"] = c.sources[:, j].astype(np.float64) if n else np.zeros(0)
     cols["log_best_rank"] = np.log(np.maximum(c.best_rank, 1.0))

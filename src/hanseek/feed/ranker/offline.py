@@ -38,6 +38,7 @@ def user_signals(c: Candidates, recent: npt.NDArray[np.float32]) -> fx.UserSigna
         category=comm,  # in the petition sets a post's category is its board
         prefs=q.state.prefs,
         community_volume={k: float(v) for k, v in q.world.index.counts(q.communities, since, q.t).items()},
+        exposure=q.state.exposure,
     )
 
 

@@ -194,6 +194,11 @@ def rank(
         prefs=user.prefs if user.prefs is not None else qy.user_prefs(conn, user.id),
         # The volumes cost a GROUP BY on the SQL path; only the lift column reads them.
         community_volume=_volume(mem, conn, comms, at) if model.uses("community_lift") else {},
+        exposure=(
+            (user.exposure if user.exposure is not None else qy.user_exposure(conn, user.id))
+            if model.uses("exposure_lift")
+            else fx.ReadExposure()
+        ),
     )
     score = model.score(fx.compute(arrays, signals))
     order = np.lexsort((age_s, -score)).tolist()  # ties: newer first
