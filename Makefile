@@ -43,7 +43,7 @@ lint: install-dev
 	$(BIN)/mypy
 
 # Each benchmark prints one JSON object; run one alone with `.venv/bin/python -m bench.NAME`.
-BENCHES := encoder reembed store feed ranker_features images keywords sentiment load
+BENCHES := encoder reembed store feed ranker_features events_write images keywords sentiment load
 
 bench: install
 	bash scripts/system-deps.sh wrk || echo "wrk unavailable: bench.feed measures HTTP load with httpx only" >&2
