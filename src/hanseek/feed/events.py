@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -190,12 +190,12 @@ def _read_exposure(conn: Conn, inserted: list[tuple[Any, ...]]) -> None:
         "FROM unnest(%s::text[], %s::text[], %s::timestamptz[]) WITH ORDINALITY AS r(u, p, at, i) "
         "JOIN posts rp ON rp.id = r.p JOIN memberships m ON m.user_id = r.u "
         "CROSS JOIN LATERAL (SELECT count(*) AS n FROM posts q WHERE q.community = m.community "
-        "AND q.created_at >= r.at - %s * interval '1 second' AND q.created_at <= r.at) c",
+        "AND q.created_at >= r.at - %s AND q.created_at <= r.at) c",
         (
             [u for u, _, _ in reads],
             [p for _, p, _ in reads],
             [datetime.fromtimestamp(at, UTC) for _, _, at in reads],
-            VOLUME_DAYS * 86_400.0,
+            timedelta(days=VOLUME_DAYS),  # as serving and the replay count the volumes
         ),
     ).fetchall():
         volume.setdefault(int(i), (user, read_community, {}))[2][community] = float(n)

@@ -154,6 +154,8 @@ def replay(
                 reads_of.setdefault(s, set()).add(p)
 
     users = [UserState(Profile.empty(vecs.shape[1])) for _ in range(es.n_users)]
+    # Each user's communities by name, once: queries and every read's exposure need them.
+    names_of = [[es.communities[c] for c in cs] for cs in es.user_communities]
     asked = 0
     for u, p, k, t, s in zip(
         es.ev_user.tolist(),
@@ -165,13 +167,12 @@ def replay(
     ):
         st = users[u]
         if s in ask and (unit == "session" or k == 0):
-            comms = [es.communities[c] for c in es.user_communities[u]]
             if unit == "session":
                 ask.discard(s)
-                on_query(Query(u, t, s, comms, reads_of.get(s, set()), st, world))
+                on_query(Query(u, t, s, names_of[u], reads_of.get(s, set()), st, world))
                 asked += 1
             elif p not in st.read:  # a re-read of a post already read is nothing a feed could show
-                on_query(Query(u, t, s, comms, {p}, st, world))
+                on_query(Query(u, t, s, names_of[u], {p}, st, world))
                 asked += 1
         # Apply the event.
         st.profile = add_event(st.profile, vecs[p], float(weights[k]), t, lam)
@@ -183,8 +184,7 @@ def replay(
             st.read.add(p)
             st.read_arr = np.append(st.read_arr, p)
         if k == 0:
-            comms = [es.communities[x] for x in es.user_communities[u]]
-            volume = world.index.counts(comms, t - VOLUME_DAYS * SECONDS_PER_DAY, t)
+            volume = world.index.counts(names_of[u], t - VOLUME_DAYS * SECONDS_PER_DAY, t)
             st.exposure.add(es.communities[c], volume)
             # Age and shown popularity at read time, before this read's own counters move.
             one = np.array([p], dtype=np.int64)
