@@ -44,7 +44,22 @@ def _baselines_with_a_stand_in_ranker() -> tuple[EvalSet, EvalResult]:
     )
     # The report reads a method called "ranker": let the popular feed stand in for it.
     got.windows["7d"]["ranker"] = got.windows["7d"]["popular"]
+    got.per_query["7d"]["ranker"] = got.per_query["7d"]["popular"]
     return es, got
+
+
+def test_per_query_values_are_kept_with_their_sessions() -> None:
+    es, got = _baselines_with_a_stand_in_ranker()
+    per = got.per_query["7d"]["latest"]
+    assert len(per["hr"]) == len(per["ndcg"]) == len(got.groups) == got.queries
+    assert float(np.mean(per["hr"])) == pytest.approx(got.windows["7d"]["latest"]["hr@20"], abs=1e-4)
+    assert float(np.mean(per["ndcg"])) == pytest.approx(got.windows["7d"]["latest"]["ndcg@20"], abs=1e-4)
+    # One query per held-out read, each tagged with that read's session.
+    first: dict[int, float] = {}
+    for session, t in zip(es.ev_session.tolist(), es.ev_at.tolist(), strict=True):
+        first.setdefault(session, t)
+    reads = [s for s, k in zip(es.ev_session.tolist(), es.ev_kind.tolist(), strict=True) if k == 0]
+    assert sorted(got.groups) == sorted(s for s in reads if first[s] >= es.t_val_end)
 
 
 def test_target_ratio_is_against_the_better_baseline() -> None:
@@ -54,6 +69,8 @@ def test_target_ratio_is_against_the_better_baseline() -> None:
     best = max(per["latest"]["hr@20"], per["popular"]["hr@20"])
     assert row["hr@20_ratio"] == pytest.approx(per["popular"]["hr@20"] / best, abs=1e-3)
     assert row["hr@20_met"] is (row["hr@20_ratio"] >= 1.1)
+    lo, hi = row["hr@20_ratio_ci95"]
+    assert lo <= row["hr@20_ratio"] <= hi and hi <= 1.0 + 1e-9  # the stand-in never beats the better one
 
 
 def test_report_shows_the_visible_oracle_only_when_it_was_run() -> None:

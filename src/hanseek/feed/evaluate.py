@@ -140,6 +140,10 @@ class EvalResult:
     seconds: float
     unit: QueryUnit = "read"
     extra: dict[str, Any] = field(default_factory=dict)
+    # Per query, in replay order (the same queries for every window and method): window -> method
+    # -> {"hr": [...], "ndcg": [...]}, and the held-out session each query belongs to.
+    per_query: dict[str, dict[str, dict[str, list[float]]]] = field(default_factory=dict)
+    groups: list[int] = field(default_factory=list)
 
 
 def window_candidates(q: Query, window_days: float | None, recent_reads: int = 3) -> Candidates:
@@ -189,9 +193,11 @@ def evaluate(
     start, end = period or (es.t_val_end, float("inf"))
     acc = {w: {m.name: MetricAccumulator(k, 0) for m in methods} for w in windows}
     eligible: dict[str, set[int]] = {w: set() for w in windows}
+    groups: list[int] = []
     started = time.perf_counter()
 
     def ask(q: Query) -> None:
+        groups.append(q.session)
         for wname, wdays in windows.items():
             c = window_candidates(q, wdays)
             eligible[wname].update(c.posts.tolist())
@@ -214,13 +220,17 @@ def evaluate(
         unit=unit,
     )
     out: dict[str, dict[str, dict[str, float]]] = {}
+    per_query: dict[str, dict[str, dict[str, list[float]]]] = {}
     for wname in windows:
-        out[wname] = {}
+        out[wname], per_query[wname] = {}, {}
         for m in methods:
             a = acc[wname][m.name]
             a.catalogue_size = len(eligible[wname])
             out[wname][m.name] = a.result()
-    return EvalResult(es.name, k, out, n, round(time.perf_counter() - started, 1), unit)
+            per_query[wname][m.name] = {"hr": a.hits, "ndcg": a.ndcgs}
+    return EvalResult(
+        es.name, k, out, n, round(time.perf_counter() - started, 1), unit, per_query=per_query, groups=groups
+    )
 
 
 def is_oracle(method: str) -> bool:
