@@ -22,3 +22,9 @@ def test_eval_refuses_an_unknown_query_unit(tmp_path: Path) -> None:
 def test_eval_refuses_a_missing_data_folder(tmp_path: Path) -> None:
     r = runner.invoke(app, ["feed", "eval", "--shared-data", str(tmp_path / "nope"), "--out", str(tmp_path)])
     assert r.exit_code == 1 and "not found (pass --shared-data)" in " ".join(r.output.split())
+
+
+def test_eval_refuses_a_negative_sample(tmp_path: Path) -> None:
+    r = runner.invoke(app, ["feed", "eval", "--max-queries", "-1", "--out", str(tmp_path)])
+    assert r.exit_code == 2 and "--max-queries" in " ".join(r.output.split())
+    assert not list(tmp_path.iterdir())

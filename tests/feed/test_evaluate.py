@@ -3,10 +3,13 @@ hit rate and reciprocal rank, and the target ratio built on them."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
-from hanseek.feed.evalrun import VISIBLE_ORACLE, section, target_check
+from hanseek.config import Settings
+from hanseek.feed.evalrun import VISIBLE_ORACLE, EvalRunner, section, target_check
 from hanseek.feed.evalsets.model import EvalSet
 from hanseek.feed.evaluate import EvalResult, Latest, Popular, evaluate
 
@@ -92,3 +95,17 @@ def test_report_shows_the_visible_oracle_only_when_it_was_run() -> None:
     header = next(line for line in md.splitlines() if line.startswith("| window | ranker HR@20"))
     table_row = next(line for line in md.splitlines() if line.startswith("| 7d | ") and "met" in line)
     assert header.count("|") == table_row.count("|") == 10
+
+
+def test_runner_can_replay_every_held_out_session(tmp_path: Path) -> None:
+    es, vecs = tiny_eval_set(4)
+    runner = EvalRunner(Settings(data_dir=tmp_path), tmp_path)
+    runner.load = lambda name, **_: (es, vecs)  # type: ignore[method-assign]
+    report = runner.run([es.name], max_queries=None, ranker=False)
+    first: dict[int, float] = {}
+    for session, t in zip(es.ev_session.tolist(), es.ev_at.tolist(), strict=True):
+        first.setdefault(session, t)
+    reads = [s for s, k in zip(es.ev_session.tolist(), es.ev_kind.tolist(), strict=True) if k == 0]
+    assert report.data["sets"][es.name]["queries"] == sum(first[s] >= es.t_val_end for s in reads)
+    assert report.data["max_queries"] is None
+    assert "every held-out session per set" in report.markdown

@@ -210,8 +210,9 @@ def evaluate(
     max_queries: Annotated[
         int,
         typer.Option(
-            min=10,
-            help="Held-out sessions per set (sampled; with --unit read, each of their reads is a query)",
+            min=0,
+            help="Held-out sessions per set (sampled; with --unit read, each of their reads is a query); "
+            "0: every one",
         ),
     ] = 1000,
     unit: Annotated[
@@ -245,7 +246,13 @@ def evaluate(
         _fail(f"unknown set(s) {unknown}; known: {runner.set_names()}")
     with progress() as bar:
         report = runner.run(
-            names, k=k, max_queries=max_queries, rebuild=rebuild, ranker=ranker, ablation=ablation, bar=bar
+            names,
+            k=k,
+            max_queries=max_queries or None,
+            rebuild=rebuild,
+            ranker=ranker,
+            ablation=ablation,
+            bar=bar,
         )
     folder = out or s.data_dir / "feed" / "reports"
     folder.mkdir(parents=True, exist_ok=True)

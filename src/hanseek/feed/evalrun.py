@@ -167,7 +167,7 @@ class EvalRunner:
         names: list[str],
         *,
         k: int = 20,
-        max_queries: int = 3000,
+        max_queries: int | None = 3000,
         rebuild: bool = False,
         ranker: bool = True,
         ablation: bool = False,
@@ -227,11 +227,14 @@ class EvalRunner:
             },
             "sets": sets,
         }
+        sessions = (
+            "every held-out session" if max_queries is None else f"up to {max_queries} held-out sessions"
+        )
         unit_text = (
-            "a query before each read of up to {n} held-out sessions per set, the read post relevant"
+            f"a query before each read of {sessions} per set, the read post relevant"
             if self.unit == "read"
-            else "a query at the start of each of up to {n} held-out sessions per set, its reads relevant"
-        ).format(n=max_queries)
+            else f"a query at the start of each of {sessions} per set, its reads relevant"
+        )
         header = (
             f"# Feed replay evaluation\n\nGenerated {data['generated_at']} with `{data['command']}` "
             f"(encoder {data['encoder']}, K={k}; {unit_text}).\n"
