@@ -266,12 +266,12 @@ def target_check(
         if "ranker" not in per:
             continue
         row: dict[str, float | bool | list[float]] = {}
+        pq = result.per_query.get(wname, {})
         for metric, series in ((f"hr@{k}", "hr"), (f"ndcg@{k}", "ndcg")):
             base = max(per["latest"][metric], per["popular"][metric])
             ratio = per["ranker"][metric] / base if base > 0 else float("inf")
             row[f"{metric}_ratio"] = round(ratio, 3)
             row[f"{metric}_met"] = ratio >= factor
-            pq = result.per_query.get(wname, {})
             if result.groups and base > 0 and {"ranker", "latest", "popular"} <= pq.keys():
                 lo, hi = ratio_interval(
                     pq["ranker"][series], [pq["latest"][series], pq["popular"][series]], result.groups

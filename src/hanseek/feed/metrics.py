@@ -53,34 +53,29 @@ class MetricAccumulator:
     k: int
     catalogue_size: int
     n: int = 0
-    hr: float = 0.0
     recall: float = 0.0
-    ndcg: float = 0.0
     mrr: float = 0.0
     shown: set[Any] = field(default_factory=set)
-    # Per query, in order: HR@k and nDCG@k, for intervals over the queries (ratio_interval).
+    # Per query, in order: HR@k and nDCG@k (their means are the metrics; ratio_interval resamples them).
     hits: list[float] = field(default_factory=list)
     ndcgs: list[float] = field(default_factory=list)
 
     def add(self, ranked: Sequence[Any], relevant: Iterable[Any]) -> None:
         rel = set(relevant)
         self.n += 1
-        hit, nd = hit_at_k(ranked, rel, self.k), ndcg_at_k(ranked, rel, self.k)
-        self.hr += hit
+        self.hits.append(hit_at_k(ranked, rel, self.k))
         self.recall += recall_at_k(ranked, rel, self.k)
-        self.ndcg += nd
+        self.ndcgs.append(ndcg_at_k(ranked, rel, self.k))
         self.mrr += reciprocal_rank(ranked, rel)
         self.shown.update(ranked[: self.k])
-        self.hits.append(hit)
-        self.ndcgs.append(nd)
 
     def result(self) -> dict[str, float]:
         n = max(self.n, 1)
         k = self.k
         return {
-            f"hr@{k}": round(self.hr / n, 4),
+            f"hr@{k}": round(sum(self.hits) / n, 4),
             f"recall@{k}": round(self.recall / n, 4),
-            f"ndcg@{k}": round(self.ndcg / n, 4),
+            f"ndcg@{k}": round(sum(self.ndcgs) / n, 4),
             "mrr": round(self.mrr / n, 4),
             "coverage": round(len(self.shown) / max(self.catalogue_size, 1), 4),
             "queries": self.n,
