@@ -51,6 +51,15 @@ def _baselines_with_a_stand_in_ranker() -> tuple[EvalSet, EvalResult]:
     return es, got
 
 
+def _held_out_read_sessions(es: EvalSet) -> list[int]:
+    """The session of each read of the sessions that start after t_val_end (the test queries), sorted."""
+    first: dict[int, float] = {}
+    for session, t in zip(es.ev_session.tolist(), es.ev_at.tolist(), strict=True):
+        first.setdefault(session, t)
+    reads = [s for s, k in zip(es.ev_session.tolist(), es.ev_kind.tolist(), strict=True) if k == 0]
+    return sorted(s for s in reads if first[s] >= es.t_val_end)
+
+
 def test_per_query_values_are_kept_with_their_sessions() -> None:
     es, got = _baselines_with_a_stand_in_ranker()
     per = got.per_query["7d"]["latest"]
@@ -58,11 +67,7 @@ def test_per_query_values_are_kept_with_their_sessions() -> None:
     assert float(np.mean(per["hr"])) == pytest.approx(got.windows["7d"]["latest"]["hr@20"], abs=1e-4)
     assert float(np.mean(per["ndcg"])) == pytest.approx(got.windows["7d"]["latest"]["ndcg@20"], abs=1e-4)
     # One query per held-out read, each tagged with that read's session.
-    first: dict[int, float] = {}
-    for session, t in zip(es.ev_session.tolist(), es.ev_at.tolist(), strict=True):
-        first.setdefault(session, t)
-    reads = [s for s, k in zip(es.ev_session.tolist(), es.ev_kind.tolist(), strict=True) if k == 0]
-    assert sorted(got.groups) == sorted(s for s in reads if first[s] >= es.t_val_end)
+    assert sorted(got.groups) == _held_out_read_sessions(es)
 
 
 def test_target_ratio_is_against_the_better_baseline() -> None:
@@ -102,10 +107,6 @@ def test_runner_can_replay_every_held_out_session(tmp_path: Path) -> None:
     runner = EvalRunner(Settings(data_dir=tmp_path), tmp_path)
     runner.load = lambda name, **_: (es, vecs)  # type: ignore[method-assign]
     report = runner.run([es.name], max_queries=None, ranker=False)
-    first: dict[int, float] = {}
-    for session, t in zip(es.ev_session.tolist(), es.ev_at.tolist(), strict=True):
-        first.setdefault(session, t)
-    reads = [s for s, k in zip(es.ev_session.tolist(), es.ev_kind.tolist(), strict=True) if k == 0]
-    assert report.data["sets"][es.name]["queries"] == sum(first[s] >= es.t_val_end for s in reads)
+    assert report.data["sets"][es.name]["queries"] == len(_held_out_read_sessions(es))
     assert report.data["max_queries"] is None
     assert "every held-out session per set" in report.markdown
