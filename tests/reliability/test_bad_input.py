@@ -468,6 +468,35 @@ def test_unknown_ids(authed_client: TestClient, method: str, url: str) -> None:
     assert_problem(authed_client.request(method, url), 404, 422)
 
 
+@pytest.mark.parametrize(
+    "method,url",
+    [
+        ("PUT", "/users/{id}/memberships"),
+        ("POST", "/users/{id}/memberships/c"),
+        ("POST", "/users/u/memberships/{id}"),
+        ("DELETE", "/users/{id}/memberships/c"),
+        ("GET", "/users/{id}"),
+        ("GET", "/users/{id}/feed"),
+        ("DELETE", "/posts/{id}"),
+    ],
+)
+@pytest.mark.parametrize("bad", ["x" * 201, "%20padded%20"])
+def test_ids_in_the_path_follow_the_body_rules(
+    authed_client: TestClient, rel_state: AppState, method: str, url: str, bad: str
+) -> None:
+    """An id the request bodies refuse (over 200 characters, surrounding spaces) is refused in the
+    path too: a 422 naming the rule, not the database's constraint violation as a 500, and no user
+    is created by a membership call."""
+    kw = {"json": {"communities": ["c"]}} if method == "PUT" else {}
+    r = authed_client.request(method, url.format(id=bad), **kw)
+    assert_problem(r, 422)
+    assert "200 characters" in r.json()["detail"] or "pattern" in r.json()["detail"]
+    with rel_state.db.connection() as conn:
+        assert conn.execute(
+            "SELECT count(*) FROM users WHERE length(id) > 200 OR id <> btrim(id)"
+        ).fetchone() == (0,)
+
+
 def test_events_for_unknown_posts_store_nothing(authed_client: TestClient, rel_state: AppState) -> None:
     authed_client.post("/posts", json={"posts": [post("known-1")]})
     r = authed_client.post(

@@ -112,6 +112,17 @@ def install_error_handlers(app: FastAPI) -> None:
         reason = (str(exc).strip().splitlines() or ["invalid value"])[0][:300]
         return problem(422, "Invalid input", f"The database refused a value: {reason}")
 
+    @app.exception_handler(psycopg.IntegrityError)
+    async def _integrity(request: Request, exc: psycopg.IntegrityError) -> JSONResponse:
+        # A CHECK or NOT NULL constraint refused a value the client sent (the edge should have said
+        # so first: a 422 like the data errors above). Any other integrity error (a unique or
+        # foreign key violation) is a conflict with what is stored, often a concurrent change.
+        log.warning("integrity error on %s %s", request.method, request.url.path, exc_info=exc)
+        reason = (str(exc).strip().splitlines() or ["constraint violated"])[0][:300]
+        if isinstance(exc, psycopg.errors.CheckViolation | psycopg.errors.NotNullViolation):
+            return problem(422, "Invalid input", f"The database refused a value: {reason}")
+        return problem(409, "Conflict", f"The request conflicts with stored data: {reason}")
+
     @app.exception_handler(Exception)
     async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
         # Logged with the traceback for operators; the client only gets a generic message.

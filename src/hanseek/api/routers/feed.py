@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.responses import HTMLResponse
 
 from hanseek.api.errors import BadRequest, NotFound, ProblemError
@@ -39,6 +39,15 @@ Days = Annotated[
 ]
 K = Annotated[int, Query(ge=1, le=200, description="How many posts")]
 At = Annotated[datetime | None, Query(description="Evaluate the feed as of this time (default: now)")]
+# Ids in the path obey the request bodies' rule (feed.models.Ident), so a user created by a
+# membership call is one the events endpoint accepts, and an over-long id is a 422, not a database
+# constraint violation.
+PathId = Annotated[
+    str,
+    Path(
+        min_length=1, max_length=200, pattern=r"^\S(.*\S)?$", description="1-200 characters, no edge spaces"
+    ),
+]
 
 
 def build_service(state: AppState) -> FeedService:
@@ -91,7 +100,7 @@ def ingest_posts(body: PostsBatch, request: Request, svc: Service) -> IngestResu
 
 
 @router.delete("/posts/{post_id}", status_code=204, dependencies=write)
-def delete_post(post_id: str, svc: Service) -> Response:
+def delete_post(post_id: PathId, svc: Service) -> Response:
     """Delete a post: it leaves every feed, and its events leave the users' profiles."""
     with _errors():
         svc.delete_post(post_id)
@@ -107,20 +116,20 @@ def record_events(body: EventsBatch, request: Request, svc: Service) -> EventsRe
 
 
 @router.put("/users/{user_id}/memberships", response_model=UserOut, dependencies=write)
-def set_memberships(user_id: str, body: MembershipsIn, svc: Service) -> UserOut:
+def set_memberships(user_id: PathId, body: MembershipsIn, svc: Service) -> UserOut:
     """Set the user's communities (creates the user when new)."""
     with _errors():
         return svc.set_memberships(user_id, body.communities, replace=True)
 
 
 @router.post("/users/{user_id}/memberships/{community}", response_model=UserOut, dependencies=write)
-def join(user_id: str, community: str, svc: Service) -> UserOut:
+def join(user_id: PathId, community: PathId, svc: Service) -> UserOut:
     with _errors():
         return svc.set_memberships(user_id, [community], replace=False)
 
 
 @router.delete("/users/{user_id}/memberships/{community}", response_model=UserOut, dependencies=write)
-def leave(user_id: str, community: str, svc: Service) -> UserOut:
+def leave(user_id: PathId, community: PathId, svc: Service) -> UserOut:
     with _errors():
         return svc.remove_membership(user_id, community)
 
@@ -131,14 +140,14 @@ def list_users(svc: Service, limit: Annotated[int, Query(ge=1, le=1000)] = 100) 
 
 
 @router.get("/users/{user_id}", response_model=UserOut, dependencies=read)
-def get_user(user_id: str, svc: Service) -> UserOut:
+def get_user(user_id: PathId, svc: Service) -> UserOut:
     with _errors():
         return svc.get_user(user_id)
 
 
 @router.get("/users/{user_id}/feed", response_model=FeedOut, dependencies=read)
 def user_feed(
-    user_id: str,
+    user_id: PathId,
     svc: Service,
     k: K = 20,
     days: Days = "30",
