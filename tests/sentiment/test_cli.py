@@ -64,3 +64,29 @@ def test_train_predict_models_default_experiment(
     assert {p.name for p in out_dir.iterdir()} == {"x.md", "x.json", "x.png"}
     matrix = json.loads((out_dir / "x.json").read_text())["matrix"]
     assert set(matrix) == {"films", "games", "all"}
+
+
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["--train-size", "0"], "--train-size"),
+        (["--dev-size", "-1"], "--dev-size"),
+        (["--test-size", "0"], "--test-size"),
+        (["--model", "transformer", "--epochs", "0"], "--epochs"),
+        (["--model", "transformer", "--batch-size", "0"], "--batch-size"),
+        (["--model", "transformer", "--max-length", "0"], "--max-length"),
+        (["--model", "transformer", "--lr", "0"], "--lr must be a positive number"),
+        (["--model", "transformer", "--lr", "nan"], "--lr must be a positive number"),
+    ],
+)
+def test_train_refuses_meaningless_sizes_before_training(
+    tmp_path: Path, args: list[str], needle: str
+) -> None:
+    """Zero epochs used to train nothing and save the untouched model as the default; a zero
+    training cap failed deep inside the split with "fraction must be in (0, 1)"."""
+    r = runner.invoke(app, ["sentiment", "train", *args], env={"HANSEEK_DATA_DIR": str(tmp_path)})
+    assert r.exit_code == 2, r.output
+    assert needle in " ".join(r.output.translate(str.maketrans("│╭╮╰╯─", "      ")).split()), r.output
+    assert not (tmp_path / "models" / "sentiment").exists() or not any(
+        (tmp_path / "models" / "sentiment").iterdir()
+    )

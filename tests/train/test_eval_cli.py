@@ -36,3 +36,20 @@ def test_eval_sts_missing_data_is_a_clear_error(tmp_path: Path) -> None:
         app, ["eval", "sts", "--data-root", str(tmp_path)], env={"HANSEEK_DATA_DIR": str(tmp_path)}
     )
     assert r.exit_code == 2 and "cannot read evaluation data" in r.output
+
+
+def test_eval_sts_refuses_bad_options_before_loading_anything(tmp_path: Path) -> None:
+    """A pair limit below 1 (a negative one would drop pairs from the end) and an output path that is
+    a folder (found only when writing, after the whole run) are refused at once."""
+    env = {"HANSEEK_DATA_DIR": str(tmp_path)}
+    for args, needle in (
+        (["--limit-pairs", "0"], "--limit-pairs"),
+        (["--limit-pairs", "-1"], "--limit-pairs"),
+        (["--out", str(tmp_path)], "is a directory"),
+    ):
+        r = CliRunner().invoke(app, ["eval", "sts", "--data-root", str(tmp_path), *args], env=env)
+        assert r.exit_code == 2, r.output
+        # rich draws the error in a box and wraps it: drop the box, join the lines
+        flat = " ".join(r.output.translate(str.maketrans("│╭╮╰╯─", "      ")).split())
+        assert needle in flat, r.output
+        assert "cannot read evaluation data" not in r.output  # refused before any data was read

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import typer
+from rich.markup import escape
 
 from hanseek.cli import db, demo, encode, eval_cmd, feed, images, keywords, models, sentiment, serve, train
+from hanseek.cli.common import err_console
 
 app = typer.Typer(
     name="hanseek",
@@ -26,4 +28,14 @@ app.add_typer(sentiment.app, name="sentiment")
 
 
 def main() -> None:
-    app()
+    """The console script. A file that cannot be read or written, or is not UTF-8 text, is the
+    user's to fix: say which and why in one line (exit 1) instead of a traceback. Commands check
+    what they can up front; this catches what they could not foresee."""
+    try:
+        app()
+    except UnicodeDecodeError as e:
+        err_console.print(f"[red]error:[/red] a file is not UTF-8 text ({e.reason} at byte {e.start})")
+        raise SystemExit(1) from None
+    except OSError as e:
+        err_console.print(f"[red]error:[/red] {escape(str(e))}", highlight=False)
+        raise SystemExit(1) from None

@@ -94,7 +94,9 @@ def status() -> None:
 
 @app.command()
 @_store_errors
-def backup(file: Annotated[Path, typer.Argument(help="Archive to write (pg_dump custom format)")]) -> None:
+def backup(
+    file: Annotated[Path, typer.Argument(dir_okay=False, help="Archive to write (pg_dump custom format)")],
+) -> None:
     """Back the database up to FILE."""
     from hanseek.store.backup import backup as run_backup
 
@@ -107,7 +109,9 @@ def backup(file: Annotated[Path, typer.Argument(help="Archive to write (pg_dump 
 @app.command()
 @_store_errors
 def restore(
-    file: Annotated[Path, typer.Argument(help="Archive written by `hanseek db backup`")],
+    file: Annotated[
+        Path, typer.Argument(exists=True, dir_okay=False, help="Archive written by `hanseek db backup`")
+    ],
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation")] = False,
 ) -> None:
     """Replace ALL data in the database with the contents of FILE (atomic), then migrate."""

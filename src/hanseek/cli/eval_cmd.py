@@ -28,18 +28,27 @@ def _baseline(kind: str, fit_texts: Path | None) -> TextEncoder:
 def sts(
     model: str | None = typer.Option(None, "--model", "-m", help="Model name, directory or hub id"),
     backend: str | None = typer.Option(None, "--backend", help="torch | onnx | onnx-int8"),
-    data_root: Path | None = typer.Option(None, help="Shared data folder (default ../shared/data)"),
-    korsts: Path | None = typer.Option(None, help="KorSTS TSV (default DATA_ROOT/korsts/sts-dev.tsv)"),
-    parakqc: Path | None = typer.Option(None, help="ParaKQC file (default DATA_ROOT/parakqc/paraKQC_v1.txt)"),
+    data_root: Path | None = typer.Option(
+        None, exists=True, file_okay=False, help="Shared data folder (default ../shared/data)"
+    ),
+    korsts: Path | None = typer.Option(
+        None, exists=True, dir_okay=False, help="KorSTS TSV (default DATA_ROOT/korsts/sts-dev.tsv)"
+    ),
+    parakqc: Path | None = typer.Option(
+        None, exists=True, dir_okay=False, help="ParaKQC file (default DATA_ROOT/parakqc/paraKQC_v1.txt)"
+    ),
     parakqc_sets: str | None = typer.Option(
         None, help="Only paraphrase sets START:END (e.g. held-out 700:1000)"
     ),
     skip_korsts: bool = typer.Option(False, "--skip-korsts"),
     skip_parakqc: bool = typer.Option(False, "--skip-parakqc"),
-    limit_pairs: int | None = typer.Option(None, help="Only the first N KorSTS pairs (quick checks)"),
-    out: Path | None = typer.Option(None, "--out", "-o", help="Also write the JSON here"),
+    limit_pairs: int | None = typer.Option(None, min=1, help="Only the first N KorSTS pairs (quick checks)"),
+    # dir_okay=False: refused before the model loads, not after the evaluation ran
+    out: Path | None = typer.Option(None, "--out", "-o", dir_okay=False, help="Also write the JSON here"),
     baseline: str | None = typer.Option(None, help="Score a baseline instead of a model: tfidf"),
-    fit_texts: Path | None = typer.Option(None, help="Training text for the baseline (one per line)"),
+    fit_texts: Path | None = typer.Option(
+        None, exists=True, dir_okay=False, help="Training text for the baseline (one per line)"
+    ),
 ) -> None:
     """KorSTS dev Spearman (x100) and ParaKQC paraphrase retrieval (recall@1/10, MRR), printed as JSON."""
     from hanseek.encoders.base import EncoderError

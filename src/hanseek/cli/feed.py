@@ -205,8 +205,12 @@ def hnsw_index(
 @app.command("eval")
 def evaluate(
     sets: Annotated[list[str] | None, typer.Option("--set", help="Evaluation set(s); default: all")] = None,
-    shared_data: Annotated[Path, typer.Option(help="The shared data folder")] = Path("../shared/data"),
-    out: Annotated[Path | None, typer.Option(help="Folder for the JSON + Markdown report")] = None,
+    shared_data: Annotated[Path, typer.Option(file_okay=False, help="The shared data folder")] = Path(
+        "../shared/data"
+    ),
+    out: Annotated[
+        Path | None, typer.Option(file_okay=False, help="Folder for the JSON + Markdown report")
+    ] = None,
     max_queries: Annotated[
         int,
         typer.Option(
@@ -271,7 +275,9 @@ def train_ranker(
     name: Annotated[str | None, typer.Option(help="Model name (default: <source>-<kind>-<date>)")] = None,
     activate: Annotated[bool, typer.Option(help="Serve it right away (hot swap)")] = True,
     kind: Annotated[str, typer.Option(help="auto | hgb | logistic")] = "auto",
-    shared_data: Annotated[Path, typer.Option(help="The shared data folder")] = Path("../shared/data"),
+    shared_data: Annotated[Path, typer.Option(file_okay=False, help="The shared data folder")] = Path(
+        "../shared/data"
+    ),
     train_queries: Annotated[int, typer.Option(min=50)] = 5000,
 ) -> None:
     """Train the feed re-ranker with a time split (earlier sessions train, later ones validate),

@@ -88,7 +88,9 @@ def add(
     paths: Annotated[list[Path], typer.Argument(help="Image files and/or directories")],
     caption: Annotated[str | None, typer.Option(help="Caption for every file")] = None,
     tags: Annotated[str | None, typer.Option(help="Comma-separated tags for every file")] = None,
-    captions: Annotated[Path | None, typer.Option(help="CSV with file,caption[,tags] per image")] = None,
+    captions: Annotated[
+        Path | None, typer.Option(exists=True, dir_okay=False, help="CSV with file,caption[,tags] per image")
+    ] = None,
     recursive: Annotated[bool, typer.Option(help="Descend into sub-directories")] = True,
     batch: Annotated[int, typer.Option(min=1, max=64, help="Files per transaction")] = 16,
 ) -> None:

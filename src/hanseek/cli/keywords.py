@@ -52,7 +52,10 @@ def _fail(msg: str) -> None:
 @corpus_app.command("add")
 def corpus_add(
     files: Annotated[
-        list[Path], typer.Argument(help="Text (.txt), Markdown (.md) or JSON Lines (.jsonl) files")
+        list[Path],
+        typer.Argument(
+            exists=True, dir_okay=False, help="Text (.txt), Markdown (.md) or JSON Lines (.jsonl) files"
+        ),
     ],
     subject: Annotated[str, typer.Option("--subject", "-s", help="Subject name, e.g. 한국사")],
     split: Annotated[str, typer.Option(help="auto | none | section | paragraph")] = "auto",
@@ -150,7 +153,7 @@ def corpus_docs(
 @corpus_app.command("dictionary")
 def corpus_dictionary(
     subject: Annotated[str, typer.Option("--subject", "-s")],
-    csv_file: Annotated[Path, typer.Argument(help="CSV of word,weight rows")],
+    csv_file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="CSV of word,weight rows")],
     merge: Annotated[
         bool, typer.Option(help="Merge into the existing dictionary instead of replacing it")
     ] = False,
@@ -171,7 +174,9 @@ def corpus_dictionary(
 @corpus_app.command("keywords")
 def corpus_keywords(
     subject: Annotated[str, typer.Option("--subject", "-s")],
-    words_file: Annotated[Path, typer.Argument(help="One word per line (or CSV, first column)")],
+    words_file: Annotated[
+        Path, typer.Argument(exists=True, dir_okay=False, help="One word per line (or CSV, first column)")
+    ],
     floor: Annotated[float | None, typer.Option(min=0, max=1, help="Minimum weight of listed words")] = None,
     merge: bool = False,
 ) -> None:
@@ -188,7 +193,7 @@ def corpus_keywords(
 @app.command("weights")
 def weights(
     text: Annotated[str | None, typer.Argument(help="Page text (or --file, or stdin)")] = None,
-    file: Annotated[Path | None, typer.Option("--file", "-f")] = None,
+    file: Annotated[Path | None, typer.Option("--file", "-f", exists=True, dir_okay=False)] = None,
     subject: SubjectOpt = None,
     method: MethodOpt = "bm25",
     k1: float = 1.2,
@@ -243,8 +248,11 @@ def weights(
 @app.command("cloze")
 def cloze(
     text: Annotated[str | None, typer.Argument(help="Page text (or --file, --image, or stdin)")] = None,
-    file: Annotated[Path | None, typer.Option("--file", "-f")] = None,
-    image: Annotated[Path | None, typer.Option("--image", help="A page photo (OCR with Tesseract)")] = None,
+    file: Annotated[Path | None, typer.Option("--file", "-f", exists=True, dir_okay=False)] = None,
+    image: Annotated[
+        Path | None,
+        typer.Option("--image", exists=True, dir_okay=False, help="A page photo (OCR with Tesseract)"),
+    ] = None,
     subject: SubjectOpt = None,
     method: MethodOpt = "bm25",
     ratio: Annotated[float | None, typer.Option(min=0.0, max=1.0, help="Share of words to blank")] = None,
@@ -290,10 +298,14 @@ def cloze(
 @app.command("eval")
 def eval_cmd(
     notes: Annotated[
-        Path, typer.Option(help="Folder of Markdown study notes with **bold** key words")
+        Path,
+        typer.Option(
+            exists=True, file_okay=False, help="Folder of Markdown study notes with **bold** key words"
+        ),
     ] = Path("../shared/data/study_notes"),
     out: Annotated[
-        Path | None, typer.Option(help="Write OUT.md and OUT.json (e.g. docs/reports/keywords-eval)")
+        Path | None,
+        typer.Option(dir_okay=False, help="Write OUT.md and OUT.json (e.g. docs/reports/keywords-eval)"),
     ] = None,
     page_chars: Annotated[int, typer.Option(help="Characters per evaluated page")] = 2000,
 ) -> None:
@@ -347,11 +359,11 @@ def eval_cmd(
 
 @background_app.command("build")
 def background_build(
-    shared_data: Annotated[Path, typer.Option(help="Folder with nsmc/, korsts/, kornli/")] = Path(
-        "../shared/data"
-    ),
+    shared_data: Annotated[
+        Path, typer.Option(exists=True, file_okay=False, help="Folder with nsmc/, korsts/, kornli/")
+    ] = Path("../shared/data"),
     out: Annotated[
-        Path | None, typer.Option(help="Output file (default: the shipped statistics file)")
+        Path | None, typer.Option(dir_okay=False, help="Output file (default: the shipped statistics file)")
     ] = None,
     min_df: Annotated[int, typer.Option(min=1, help="Keep terms in at least this many documents")] = 3,
     workers: Annotated[int, typer.Option(min=1, help="Kiwi worker threads")] = 2,

@@ -32,9 +32,9 @@ FileOpt = Annotated[
     ),
 ]
 TrainSizeOpt = Annotated[
-    int | None, typer.Option("--train-size", help="Cap on training reviews (stratified)")
+    int | None, typer.Option("--train-size", min=1, help="Cap on training reviews (stratified)")
 ]
-DevSizeOpt = Annotated[int | None, typer.Option("--dev-size", help="Cap on dev reviews (stratified)")]
+DevSizeOpt = Annotated[int | None, typer.Option("--dev-size", min=1, help="Cap on dev reviews (stratified)")]
 BaseOpt = Annotated[
     str, typer.Option("--base-model", help="Transformer: a TextEncoder model name, dir or hub id")
 ]
@@ -45,10 +45,12 @@ FreezeOpt = Annotated[
         help="Transformer: 'all' = frozen encoder (linear probe); N = embeddings + lowest N layers frozen",
     ),
 ]
-EpochsOpt = Annotated[int, typer.Option("--epochs", help="Transformer fine-tuning epochs")]
-BatchOpt = Annotated[int, typer.Option("--batch-size", help="Transformer batch size")]
+EpochsOpt = Annotated[int, typer.Option("--epochs", min=1, help="Transformer fine-tuning epochs")]
+BatchOpt = Annotated[int, typer.Option("--batch-size", min=1, help="Transformer batch size")]
 LrOpt = Annotated[float, typer.Option("--lr", help="Transformer encoder learning rate")]
-MaxLenOpt = Annotated[int, typer.Option("--max-length", help="Transformer max tokens per review")]
+MaxLenOpt = Annotated[
+    int, typer.Option("--max-length", min=8, max=512, help="Transformer max tokens per review")
+]
 
 
 def _fail(msg: str, code: int = 1) -> None:
@@ -89,6 +91,8 @@ def _options(
 
     if kind not in ("baseline", "transformer"):
         _fail(f"--model must be baseline or transformer, not {kind!r}")
+    if not lr > 0:  # also refuses NaN
+        _fail(f"--lr must be a positive number, not {lr}", code=2)
     freeze: int | None = None
     if freeze_layers != "all":
         try:
@@ -140,7 +144,8 @@ def train(
     lr: LrOpt = 3e-5,
     max_length: MaxLenOpt = 128,
     test_size: Annotated[
-        int | None, typer.Option("--test-size", help="Cap on test reviews (stratified; for slow models)")
+        int | None,
+        typer.Option("--test-size", min=1, help="Cap on test reviews (stratified; for slow models)"),
     ] = None,
     make_default: Annotated[
         bool | None,
@@ -240,11 +245,14 @@ def experiment(
     data: DataOpt = None,
     files: FileOpt = None,
     train_size: Annotated[
-        int | None, typer.Option("--train-size", help="Cap on training reviews per domain (stratified)")
+        int | None,
+        typer.Option("--train-size", min=1, help="Cap on training reviews per domain (stratified)"),
     ] = None,
-    dev_size: Annotated[int | None, typer.Option("--dev-size", help="Cap on dev reviews per domain")] = None,
+    dev_size: Annotated[
+        int | None, typer.Option("--dev-size", min=1, help="Cap on dev reviews per domain")
+    ] = None,
     test_size: Annotated[
-        int | None, typer.Option("--test-size", help="Cap on test reviews per domain")
+        int | None, typer.Option("--test-size", min=1, help="Cap on test reviews per domain")
     ] = None,
     base_model: BaseOpt = "e5-small",
     freeze_layers: FreezeOpt = "all",

@@ -17,26 +17,34 @@ def simcse(
     name: str = typer.Option(
         ..., "--name", "-n", help="Name of the new model (saved under data/models/NAME)"
     ),
-    texts: Path | None = typer.Option(None, "--texts", help="Training text file, one text per line"),
+    texts: Path | None = typer.Option(
+        None, "--texts", exists=True, dir_okay=False, help="Training text file, one text per line"
+    ),
     from_posts: bool = typer.Option(False, "--from-posts", help="Train on the posts in the database"),
-    pairs: Path | None = typer.Option(None, "--pairs", help="Supervised: anchor<TAB>positive[<TAB>negative]"),
+    pairs: Path | None = typer.Option(
+        None, "--pairs", exists=True, dir_okay=False, help="Supervised: anchor<TAB>positive[<TAB>negative]"
+    ),
     base: str | None = typer.Option(None, "--base", help="Starting model (default: the active model)"),
-    max_texts: int | None = typer.Option(None, help="Use at most N texts (seeded sample)"),
-    max_length: int = typer.Option(32, help="Tokens per training text (shorter = faster)"),
-    batch_size: int = typer.Option(32, help="Sentences per micro-batch (= in-batch negatives + 1)"),
+    max_texts: int | None = typer.Option(None, min=2, help="Use at most N texts (seeded sample)"),
+    max_length: int = typer.Option(32, min=4, max=512, help="Tokens per training text (shorter = faster)"),
+    batch_size: int = typer.Option(32, min=2, help="Sentences per micro-batch (= in-batch negatives + 1)"),
     lr: float = typer.Option(3e-5, help="Peak learning rate (linear warm-up and decay)"),
-    steps: int = typer.Option(300, help="Optimizer steps"),
+    steps: int = typer.Option(300, min=1, help="Optimizer steps"),
     temperature: float = typer.Option(0.05),
     freeze_embeddings: bool = typer.Option(True, help="Freeze the word embeddings (most of e5-small)"),
-    grad_accum: int = typer.Option(1, help="Micro-batches per optimizer step"),
-    eval_every: int = typer.Option(50, help="Validate every N steps and keep the best checkpoint"),
-    eval_korsts: Path | None = typer.Option(None, help="Validation STS file (e.g. KorSTS train, not dev)"),
-    eval_korsts_pairs: int = typer.Option(300, help="Validation STS pairs used"),
-    eval_parakqc: Path | None = typer.Option(None, help="ParaKQC file for validation retrieval"),
+    grad_accum: int = typer.Option(1, min=1, help="Micro-batches per optimizer step"),
+    eval_every: int = typer.Option(50, min=1, help="Validate every N steps and keep the best checkpoint"),
+    eval_korsts: Path | None = typer.Option(
+        None, exists=True, dir_okay=False, help="Validation STS file (e.g. KorSTS train, not dev)"
+    ),
+    eval_korsts_pairs: int = typer.Option(300, min=1, help="Validation STS pairs used"),
+    eval_parakqc: Path | None = typer.Option(
+        None, exists=True, dir_okay=False, help="ParaKQC file for validation retrieval"
+    ),
     eval_parakqc_sets: str | None = typer.Option(None, help="Validation paraphrase sets START:END"),
     select: str = typer.Option("mean", help="Checkpoint selection: mean | korsts | parakqc"),
     seed: int = typer.Option(42),
-    threads: int | None = typer.Option(None, help="PyTorch CPU threads"),
+    threads: int | None = typer.Option(None, min=1, help="PyTorch CPU threads"),
     note: str = typer.Option("", help="Data description for the model card"),
     overwrite: bool = typer.Option(False, help="Replace an existing model of that name"),
     register: bool = typer.Option(True, help="Record the model in the database catalogue"),
