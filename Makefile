@@ -38,8 +38,8 @@ test: install-dev system-deps
 	$(BIN)/python -m pytest
 
 lint: install-dev
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench scripts
+	$(BIN)/ruff format --check src tests bench scripts
 	$(BIN)/mypy
 
 # Each benchmark prints one JSON object; run one alone with `.venv/bin/python -m bench.NAME`.

@@ -1,0 +1,153 @@
+"""Send hostile input to every operation of a running hanseek API and list the answers that are 5xx.
+
+usage: python scripts/sweep_api.py [BASE_URL]   (default http://127.0.0.1:8000; e.g. after `make run`)
+
+It writes to the service it is pointed at (posts and users named "fz1" and the like): point it at a
+scratch instance, not production. Two passes, read from the live OpenAPI schema:
+- shallow: junk path ids, hostile values in every query parameter, malformed and oversized JSON bodies,
+  junk image uploads;
+- deep: a plausible body built from each JSON schema, then one leaf at a time set to each hostile value.
+Prints one JSON line with the counts, then each failure. Exit code 1 if any answer was 5xx.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+
+HOSTILE: list[Any] = ["", "x" * 5000, -1, 0, 10**12, 1.5e308, None, [], {}, "💥", "../../etc/x", "NaN", True]
+DEEP_EXTRA: list[Any] = [[None], {"a": [1]}, "\x00", -(10**30), 2**63]
+PATH_IDS = ["nope", "0", "%00", "x" * 300, "-1"]
+BODIES = [b"", b"{", b"null", b"[]", b'{"a":1}', json.dumps({"x": "y" * 100_000}).encode()]
+UPLOADS = [b"", b"notanimage", b"\x89PNG\r\n\x1a\n" + b"\x00" * 50]
+
+
+class Sweep:
+    def __init__(self, base: str) -> None:
+        self.client = httpx.Client(base_url=base, timeout=60)
+        self.spec: dict[str, Any] = self.client.get("/openapi.json").json()
+        self.requests = 0
+        self.failures: list[tuple[Any, ...]] = []
+
+    def send(self, method: str, path: str, **kw: Any) -> None:
+        self.requests += 1
+        try:
+            r = self.client.request(method, path, **kw)
+        except httpx.HTTPError as e:  # a reset connection is a failure too
+            self.failures.append((method, path, str(kw)[:200], repr(e)))
+            return
+        if r.status_code >= 500:
+            self.failures.append((method, path, str(kw)[:200], r.status_code, r.text[:200]))
+
+    def resolve(self, schema: dict[str, Any]) -> dict[str, Any]:
+        while "$ref" in schema:
+            schema = self.spec["components"]["schemas"][schema["$ref"].split("/")[-1]]
+        if "anyOf" in schema:
+            schema = self.resolve(next(s for s in schema["anyOf"] if s.get("type") != "null"))
+        return schema
+
+    def sample(self, schema: dict[str, Any]) -> Any:
+        s = self.resolve(schema)
+        kind = s.get("type")
+        if "enum" in s:
+            return s["enum"][0]
+        if kind == "object":
+            return {k: self.sample(v) for k, v in s.get("properties", {}).items()}
+        if kind == "array":
+            return [self.sample(s.get("items", {}))]
+        if kind == "integer":
+            return max(1, s.get("minimum", 1))
+        if kind == "number":
+            return 0.5
+        if kind == "boolean":
+            return True
+        return "2024-05-01T12:00:00Z" if s.get("format") == "date-time" else "fz1"
+
+    def operations(self) -> Iterator[tuple[str, str, dict[str, Any]]]:
+        for path, ops in self.spec["paths"].items():
+            for method, op in ops.items():
+                yield method.upper(), path, op
+
+    def shallow(self) -> None:
+        for method, path, op in self.operations():
+            params = op.get("parameters", [])
+            for pid in PATH_IDS:
+                p = path
+                for prm in params:
+                    if prm["in"] == "path":
+                        p = p.replace("{" + prm["name"] + "}", pid)
+                self.send(method, p)
+                for prm in params:
+                    if prm["in"] == "query":
+                        for v in HOSTILE:
+                            if v is not None and not isinstance(v, list | dict):
+                                self.send(method, p, params={prm["name"]: v})
+                if "requestBody" not in op:
+                    continue
+                for body in BODIES:
+                    self.send(method, p, content=body, headers={"content-type": "application/json"})
+                content = op["requestBody"].get("content", {})
+                if "multipart/form-data" in content:
+                    for data in UPLOADS:
+                        for field in ("file", "files", "image"):
+                            self.send(method, p, files={field: ("a.png", data, "image/png")})
+                schema = content.get("application/json", {}).get("schema")
+                if schema:
+                    for k in self.resolve(schema).get("properties", {}):
+                        for v in HOSTILE:
+                            self.send(method, p, json={k: v})
+
+    def deep(self) -> None:
+        for method, path, op in self.operations():
+            schema = op.get("requestBody", {}).get("content", {}).get("application/json", {}).get("schema")
+            if not schema:
+                continue
+            p = path
+            for prm in op.get("parameters", []):
+                if prm["in"] == "path":
+                    p = p.replace("{" + prm["name"] + "}", "fz1")
+            base = self.sample(schema)
+            for leaf in set(_leaves(base)):
+                for v in HOSTILE + DEEP_EXTRA:
+                    self.send(method, p, json=_with(base, leaf, v))
+
+
+def _leaves(x: Any, at: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
+    if isinstance(x, dict):
+        for k, v in x.items():
+            yield from _leaves(v, (*at, k))
+    elif isinstance(x, list) and x:
+        yield from _leaves(x[0], (*at, 0))
+    yield at
+
+
+def _with(x: Any, at: tuple[Any, ...], value: Any) -> Any:
+    if not at:
+        return value
+    out = copy.deepcopy(x)
+    cur = out
+    for step in at[:-1]:
+        cur = cur[step]
+    cur[at[-1]] = value
+    return out
+
+
+def main() -> int:
+    sweep = Sweep(sys.argv[1] if len(sys.argv) > 1 else "http://127.0.0.1:8000")
+    sweep.shallow()
+    shallow = sweep.requests
+    sweep.deep()
+    print(json.dumps({"shallow_requests": shallow, "deep_requests": sweep.requests - shallow,
+                      "server_errors": len(sweep.failures)}))  # fmt: skip
+    for f in sweep.failures:
+        print(f)
+    return 1 if sweep.failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
