@@ -3,7 +3,8 @@
 usage: python scripts/sweep_cli.py [SECONDS_PER_RUN]   (default 20)
 
 Each run gets its own empty data dir (HANSEEK_DATA_DIR under a temporary folder) and runs in that
-folder, so files a command writes (`--out -1`) land there. The variants:
+folder; the missing paths point inside it too. So whatever a command writes (`--out -1`, `db backup
+MISSING`) lands there and is removed at the end. The variants:
 - no arguments (skipped for the commands that would start a long job: training, evaluation, model
   preparation, re-embedding);
 - every positional argument set to a missing file, then to '';
@@ -37,13 +38,13 @@ def leaves(command: Any, path: list[str]) -> list[tuple[list[str], Any]]:
     return [(path, command)]
 
 
-def variants(path: list[str], command: Any) -> list[list[str]]:
+def variants(path: list[str], command: Any, missing_file: str) -> list[list[str]]:
     args = [p for p in command.params if type(p).__name__.endswith("Argument")]
     opts = [p for p in command.params if type(p).__name__.endswith("Option") and not p.is_flag]
     opts = [p for p in opts if p.name != "help"]
     long_job = path[0] in ("train", "eval") or path[-1] in LONG_JOBS
     out: list[list[str]] = [] if long_job else [[]]
-    missing = ["/nonexistent-hanseek-sweep/x.txt"] * len(args)
+    missing = [missing_file] * len(args)
     if args:
         out += [missing, [""] * len(args)]
     for opt in opts:
@@ -58,7 +59,9 @@ def main() -> int:
     runs, stopped, failures = 0, 0, []
     with tempfile.TemporaryDirectory(prefix="hanseek-sweep-") as tmp:
         for path, command in commands:
-            for args in variants(path, command):
+            # Inside the temporary folder: a command that writes there (`db backup MISSING`)
+            # leaves nothing behind.
+            for args in variants(path, command, str(Path(tmp) / "missing" / "x.txt")):
                 runs += 1
                 env = dict(os.environ, HANSEEK_DATA_DIR=str(Path(tmp) / f"data{runs}"), COLUMNS="200")
                 try:
