@@ -12,10 +12,7 @@ from typer.testing import CliRunner
 import hanseek.cli as cli
 from hanseek.cli import app
 
-
-def _flat(output: str) -> str:
-    # rich draws usage errors in a box and wraps them: drop the box, join the lines
-    return " ".join(output.translate(str.maketrans("│╭╮╰╯─", "      ")).split())
+from ..clitext import flat
 
 
 @pytest.mark.parametrize(
@@ -46,7 +43,7 @@ def test_paths_and_sizes_are_checked_before_any_work(tmp_path: Path, args: list[
         app, [a.format(**paths) for a in args], env={"HANSEEK_DATA_DIR": str(tmp_path / "d")}
     )
     assert r.exit_code == 2, r.output
-    assert needle in _flat(r.output), r.output
+    assert needle in flat(r.output), r.output
     assert "Traceback" not in r.output
     assert not (tmp_path / "d").exists()  # refused before a database or model directory was made
 

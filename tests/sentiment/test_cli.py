@@ -11,6 +11,8 @@ from typer.testing import CliRunner
 from hanseek.cli import app
 from hanseek.sentiment.datasets import DomainData
 
+from ..clitext import flat
+
 runner = CliRunner()
 pytestmark = pytest.mark.slow
 
@@ -86,7 +88,7 @@ def test_train_refuses_meaningless_sizes_before_training(
     training cap failed deep inside the split with "fraction must be in (0, 1)"."""
     r = runner.invoke(app, ["sentiment", "train", *args], env={"HANSEEK_DATA_DIR": str(tmp_path)})
     assert r.exit_code == 2, r.output
-    assert needle in " ".join(r.output.translate(str.maketrans("│╭╮╰╯─", "      ")).split()), r.output
+    assert needle in flat(r.output), r.output
     assert not (tmp_path / "models" / "sentiment").exists() or not any(
         (tmp_path / "models" / "sentiment").iterdir()
     )

@@ -9,6 +9,8 @@ from typer.testing import CliRunner
 from hanseek.cli import app
 from hanseek.train.baselines import TfidfEncoder
 
+from ..clitext import flat
+
 
 def test_tfidf_baseline_separates_paraphrases() -> None:
     enc = TfidfEncoder(["서울 냉면 맛집", "부산 돼지국밥 맛집", "주식 시장 전망", "냉면 육수 만드는 법"])
@@ -49,7 +51,5 @@ def test_eval_sts_refuses_bad_options_before_loading_anything(tmp_path: Path) ->
     ):
         r = CliRunner().invoke(app, ["eval", "sts", "--data-root", str(tmp_path), *args], env=env)
         assert r.exit_code == 2, r.output
-        # rich draws the error in a box and wraps it: drop the box, join the lines
-        flat = " ".join(r.output.translate(str.maketrans("│╭╮╰╯─", "      ")).split())
-        assert needle in flat, r.output
+        assert needle in flat(r.output), r.output
         assert "cannot read evaluation data" not in r.output  # refused before any data was read
