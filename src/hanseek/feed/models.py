@@ -11,7 +11,11 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 EventKind = Literal["read", "like", "comment"]
 PathName = Literal["auto", "exact", "exact-sql", "approx"]
 MethodName = Literal["ranked", "similar"]
-Ident = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^\S(.*\S)?$")]
+# An id (post, user, community): what the database's CHECKs allow, without surrounding spaces. The
+# API's path parameters take the same bounds (api.routers.feed.PathId).
+IDENT_MAX = 200
+IDENT_PATTERN = r"^\S(.*\S)?$"
+Ident = Annotated[str, Field(min_length=1, max_length=IDENT_MAX, pattern=IDENT_PATTERN)]
 
 
 def _aware(v: datetime) -> datetime:

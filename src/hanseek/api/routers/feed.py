@@ -16,6 +16,8 @@ from hanseek.api.state import AppState, get_state
 from hanseek.encoders.base import EncoderError
 from hanseek.feed.errors import InvalidInput, NotFoundError
 from hanseek.feed.models import (
+    IDENT_MAX,
+    IDENT_PATTERN,
     EventsBatch,
     EventsResult,
     FeedOut,
@@ -45,7 +47,10 @@ At = Annotated[datetime | None, Query(description="Evaluate the feed as of this 
 PathId = Annotated[
     str,
     Path(
-        min_length=1, max_length=200, pattern=r"^\S(.*\S)?$", description="1-200 characters, no edge spaces"
+        min_length=1,
+        max_length=IDENT_MAX,
+        pattern=IDENT_PATTERN,
+        description=f"1-{IDENT_MAX} characters, no edge spaces",
     ),
 ]
 
