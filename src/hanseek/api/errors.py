@@ -76,6 +76,11 @@ def _jsonable_errors(errors: Any) -> list[dict[str, Any]]:
     return out
 
 
+def _reason(exc: Exception, fallback: str) -> str:
+    """The database's one-line reason (its DETAIL lines may quote the refused row)."""
+    return (str(exc).strip().splitlines() or [fallback])[0][:300]
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ProblemError)
     async def _problem(_: Request, exc: ProblemError) -> JSONResponse:
@@ -109,8 +114,7 @@ def install_error_handlers(app: FastAPI) -> None:
         # are about the values a client sent, wherever a feature forgot to check them: a 4xx, with
         # the database's one-line reason. The traceback stays in the log for the feature's owner.
         log.warning("data error on %s %s", request.method, request.url.path, exc_info=exc)
-        reason = (str(exc).strip().splitlines() or ["invalid value"])[0][:300]
-        return problem(422, "Invalid input", f"The database refused a value: {reason}")
+        return problem(422, "Invalid input", f"The database refused a value: {_reason(exc, 'invalid value')}")
 
     @app.exception_handler(psycopg.IntegrityError)
     async def _integrity(request: Request, exc: psycopg.IntegrityError) -> JSONResponse:
@@ -118,7 +122,7 @@ def install_error_handlers(app: FastAPI) -> None:
         # so first: a 422 like the data errors above). Any other integrity error (a unique or
         # foreign key violation) is a conflict with what is stored, often a concurrent change.
         log.warning("integrity error on %s %s", request.method, request.url.path, exc_info=exc)
-        reason = (str(exc).strip().splitlines() or ["constraint violated"])[0][:300]
+        reason = _reason(exc, "constraint violated")
         if isinstance(exc, psycopg.errors.CheckViolation | psycopg.errors.NotNullViolation):
             return problem(422, "Invalid input", f"The database refused a value: {reason}")
         return problem(409, "Conflict", f"The request conflicts with stored data: {reason}")
