@@ -9,6 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from hanseek.feed import demo
+from tests.fixtures.api import PAGE_KEY
 
 from .conftest import unit
 
@@ -77,4 +78,32 @@ def test_feed_page_records_a_like_and_the_feed_changes(
     assert after != before and liked not in after
     assert "liked" in page.inner_text("#feed-log")
     assert page.inner_text("#feed-error") == ""
+
+    # With the network gone, a click says so instead of failing silently.
+    page.context.set_offline(True)
+    try:
+        page.click("#col-latest .feed-item button.read")
+        page.wait_for_function("document.getElementById('feed-error').textContent.length > 0")
+        assert page.inner_text("#feed-error").startswith("Request failed")
+    finally:
+        page.context.set_offline(False)
     assert client.get(f"/users/{user}").json()["events"] == 1
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("keyed", ["read"], indirect=True)
+def test_feed_page_under_protect_reads_loads_once_the_key_is_typed(
+    client: TestClient, live_server: str, page: Any, tag: str, keyed: str
+) -> None:
+    auth = {"X-API-Key": PAGE_KEY}
+    user = f"{tag}-locked"
+    r = client.put(f"/users/{user}/memberships", json={"communities": [f"{tag}-board"]}, headers=auth)
+    assert r.status_code == 200
+    page.goto(f"{live_server}/feed?user={user}")
+    page.wait_for_function("document.getElementById('feed-error').textContent.length > 0")
+    assert "API key" in page.inner_text("#feed-error")
+    page.fill("#api-key", PAGE_KEY)
+    page.press("#api-key", "Enter")
+    page.wait_for_function("document.body.dataset.feedReady === '1'")
+    assert page.input_value("#feed-user") == user
+    assert page.inner_text("#feed-error") == ""

@@ -11,6 +11,7 @@ from PIL import Image
 from hanseek.api.state import AppState
 from hanseek.images.service import ImageService, Upload
 from hanseek.images.transforms import STANDARD
+from tests.fixtures.api import PAGE_KEY
 from tests.images.conftest import encode_jpeg, unique_png
 
 pytestmark = pytest.mark.browser
@@ -90,3 +91,29 @@ def test_bad_upload_shows_the_problem(
     page.set_input_files("#example", str(bad))
     page.locator("#status.error").wait_for()
     assert "not an image" in page.locator("#status").inner_text()
+
+
+@pytest.mark.parametrize("keyed", ["read"], indirect=True)
+def test_thumbnails_load_under_protect_reads(
+    live_server: str, page: Any, collection: dict[str, int], tag: str, keyed: str
+) -> None:
+    # An <img src> cannot send the key: the page fetches each thumbnail with it instead.
+    page.goto(live_server + "/images")
+    page.fill("#api-key", PAGE_KEY)
+    page.press("#api-key", "Enter")
+    page.fill("#tag-filter", tag)
+    page.fill("#q", "분홍색 꽃")
+    page.click("#text-search button")
+    page.locator(".img-card").first.wait_for()
+    page.wait_for_function(
+        "[...document.querySelectorAll('.img-card img')].every((i) => i.complete && i.naturalWidth > 0)"
+    )
+    assert page.locator(".img-card img").first.evaluate("img => img.src.startsWith('blob:')")
+
+
+def test_an_overlong_query_gets_a_message(live_server: str, page: Any) -> None:
+    page.goto(live_server + "/images")
+    page.fill("#q", "고양이 " * 50_000)  # past what a URL can carry: the page says so itself
+    page.click("#text-search button")
+    page.locator("#status.error").wait_for()
+    assert "too long" in page.inner_text("#status")

@@ -55,3 +55,21 @@ def test_errors_are_shown(live_server: str, page: Any) -> None:
     page.wait_for_function("document.getElementById('cloze-error').textContent.length > 0")
     assert "empty" in page.locator("#cloze-error").inner_text()
     assert page.locator("#cloze-result").is_hidden()
+
+
+def test_a_network_failure_is_shown_not_left_loading(live_server: str, page: Any) -> None:
+    page.goto(live_server + "/cloze")
+    page.fill("#cloze-text", PAGE)
+    page.context.set_offline(True)
+    try:
+        page.click("#cloze-submit")
+        page.wait_for_function("document.getElementById('cloze-error').textContent.length > 0")
+        assert page.inner_text("#cloze-error").startswith("Request failed")
+        assert page.inner_text("#cloze-status") == ""  # no "Weighing words…" left behind
+        page.set_input_files("#cloze-image", str(DATA / "page_ko.png"))
+        page.evaluate("document.getElementById('cloze-error').textContent = ''")
+        page.click("#cloze-ocr")
+        page.wait_for_function("document.getElementById('cloze-error').textContent.length > 0")
+        assert page.inner_text("#cloze-error").startswith("Request failed")
+    finally:
+        page.context.set_offline(False)

@@ -9,6 +9,7 @@ import pytest
 from hanseek.api.state import AppState
 from hanseek.sentiment.service import SentimentService
 from hanseek.text.analyzer import KoreanAnalyzer
+from tests.fixtures.api import PAGE_KEY
 
 pytestmark = pytest.mark.browser
 
@@ -47,3 +48,22 @@ def test_server_error_message_is_shown(live_server: str, page: Any, sentiment_re
     error.wait_for()
     page.wait_for_function("document.getElementById('sentiment-error').textContent.length > 0")
     assert "characters" in error.inner_text()
+
+
+@pytest.mark.parametrize("keyed", ["read"], indirect=True)
+def test_protect_reads_lists_models_once_the_key_is_typed(
+    live_server: str, page: Any, sentiment_ready: None, keyed: str
+) -> None:
+    page.goto(live_server + "/sentiment")
+    assert page.locator("#sentiment-model option").count() == 1  # no names without the key
+    page.fill("#api-key", PAGE_KEY)
+    page.press("#api-key", "Enter")
+    page.fill("#sentiment-text", "배우들 연기가 정말 좋았다")
+    page.click("#sentiment-submit")
+    page.locator("#sentiment-rows tr").first.wait_for(timeout=120_000)
+    assert page.locator("#sentiment-error").inner_text() == ""
+    # A model exists now (the first request may have trained it): the key, kept for the tab, lists it.
+    page.reload()
+    page.wait_for_function("document.querySelectorAll('#sentiment-model option').length > 1")
+    listed = page.eval_on_selector_all("#sentiment-model option", "os => os.map((o) => o.value)")
+    assert listed[0] == "" and len(listed) > 1 and all(listed[1:])

@@ -22,8 +22,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hanseek.api.errors import ProblemError
 from hanseek.api.state import get_state
+from hanseek.config import Settings
 
 Access = Literal["write", "read", "open"]
+KeyMode = Literal["none", "write", "read"]
 
 UNAUTHORIZED_DETAIL = "A valid API key is required (X-API-Key header or Authorization: Bearer)."
 CHALLENGE = (("WWW-Authenticate", 'ApiKey header="X-API-Key"'),)
@@ -51,6 +53,13 @@ def presented_key(headers: Mapping[str, str]) -> str:
 def _configured(key: SecretStr | None) -> SecretStr | None:
     # An empty HANSEEK_API_KEY means "no key", as an unset one does (it could not be presented anyway).
     return key if key is not None and key.get_secret_value() else None
+
+
+def key_mode(settings: Settings) -> KeyMode:
+    """What a client must present, for the pages: nothing, the key for writes, or it for everything."""
+    if _configured(settings.api_key) is None:
+        return "none"
+    return "read" if settings.protect_reads else "write"
 
 
 def _check(request: Request) -> None:

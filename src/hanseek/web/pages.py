@@ -11,6 +11,8 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
 from hanseek import __version__
+from hanseek.api.security import key_mode
+from hanseek.api.state import get_state
 
 WEB_DIR = Path(__file__).parent
 templates = Jinja2Templates(directory=str(WEB_DIR / "templates"))
@@ -27,7 +29,14 @@ FEATURES: list[tuple[str, str, str]] = [
 router = APIRouter(include_in_schema=False)
 
 
+def reads_need_key(request: Request) -> bool:
+    """Under protect_reads a page must not show, without the key, what the read API would refuse
+    (subject names, model names): the page's script asks the API for them with the key instead."""
+    return key_mode(get_state(request).settings) == "read"
+
+
 def render(request: Request, template: str, **context: Any) -> HTMLResponse:
+    context.setdefault("key_mode", key_mode(get_state(request).settings))
     context.setdefault("features", FEATURES)
     context.setdefault("version", __version__)
     return templates.TemplateResponse(request, template, context)

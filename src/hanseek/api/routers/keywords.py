@@ -19,7 +19,7 @@ from hanseek.keywords.scoring import Method, ScoringParams, TermWeight
 from hanseek.keywords.service import InvalidText, KeywordService, PageWeights
 from hanseek.keywords.store import StaleStatistics, Subject, UnknownSubject
 from hanseek.keywords.terms import normalize_term
-from hanseek.web.pages import render
+from hanseek.web.pages import reads_need_key, render
 
 # No prefix: the same router serves the /cloze page (the app includes one `router` per feature).
 router = APIRouter(tags=["keywords"])
@@ -471,5 +471,5 @@ def put_keywords(name: str, body: KeywordsIn, request: Request) -> SubjectOut:
 
 @router.get("/cloze", response_class=HTMLResponse, include_in_schema=False)
 def cloze_page(request: Request) -> HTMLResponse:
-    subjects = [s.name for s in _svc(request).subjects()]
+    subjects = [] if reads_need_key(request) else [s.name for s in _svc(request).subjects()]
     return render(request, "cloze.html", subjects=subjects, methods=[m.value for m in Method])

@@ -13,7 +13,7 @@ from hanseek.api.security import require_read_key
 from hanseek.api.state import AppState, get_state
 from hanseek.sentiment.registry import ModelLoadError, ModelNotFound, check_name
 from hanseek.sentiment.service import SentimentService
-from hanseek.web.pages import render
+from hanseek.web.pages import reads_need_key, render
 
 router = APIRouter(tags=["sentiment"])
 
@@ -133,6 +133,8 @@ def list_models(request: Request) -> ModelsOut:
 
 @router.get("/sentiment", response_class=HTMLResponse, include_in_schema=False)
 def sentiment_page(request: Request) -> HTMLResponse:
+    if reads_need_key(request):
+        return render(request, "sentiment.html", models=[], default=None)
     svc = service(get_state(request))
     names = [c.name for c in svc.cards()]
     return render(request, "sentiment.html", models=names, default=svc.default_model())

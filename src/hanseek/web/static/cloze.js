@@ -25,12 +25,17 @@
     show("Reading the photo…", false);
     const data = new FormData();
     data.append("image", file);
-    const resp = await fetch("/keywords/ocr", { method: "POST", body: data });
-    if (!resp.ok) { show(await problem(resp), true); return false; }
-    const body = await resp.json();
-    $("cloze-text").value = body.text;
-    show("Read " + body.chars + " characters from the photo.", false);
-    return true;
+    try {
+      const resp = await fetch("/keywords/ocr", { method: "POST", body: data, headers: hanseekKey.headers(false) });
+      if (!resp.ok) { show(await problem(resp), true); return false; }
+      const body = await resp.json();
+      $("cloze-text").value = body.text;
+      show("Read " + body.chars + " characters from the photo.", false);
+      return true;
+    } catch (e) {
+      show("Request failed: " + e.message, true);
+      return false;
+    }
   }
 
   function render(result) {
@@ -73,18 +78,43 @@
     const subject = $("cloze-subject").value;
     if (subject) payload.subject = subject;
     show("Weighing words…", false);
-    const resp = await fetch("/keywords/cloze", {
-      method: "POST",
-      headers: { "Content-Type": "application/json" },
-      body: JSON.stringify(payload),
-    });
-    if (!resp.ok) { $("cloze-result").hidden = true; show(await problem(resp), true); return; }
-    const result = await resp.json();
-    render(result);
-    show(result.blanks.length + " blanks out of " + result.candidates + " candidate words.", false);
+    try {
+      const resp = await fetch("/keywords/cloze", {
+        method: "POST",
+        headers: hanseekKey.headers(true),
+        body: JSON.stringify(payload),
+      });
+      if (!resp.ok) { $("cloze-result").hidden = true; show(await problem(resp), true); return; }
+      const result = await resp.json();
+      render(result);
+      show(result.blanks.length + " blanks out of " + result.candidates + " candidate words.", false);
+    } catch (e) {
+      // A network failure (server down, connection cut) rejects fetch: say so instead of leaving "…".
+      $("cloze-result").hidden = true;
+      show("Request failed: " + e.message, true);
+    }
+  }
+
+  // Under protect_reads the page came without the subject list: ask for it with the key.
+  async function loadSubjects() {
+    if (!hanseekKey.readsNeedKey || !hanseekKey.value()) return;
+    try {
+      const resp = await fetch("/keywords/subjects", { headers: hanseekKey.headers(false) });
+      if (!resp.ok) { show(await problem(resp), true); return; }
+      const select = $("cloze-subject");
+      const chosen = select.value;
+      select.replaceChildren(new Option("(general)", ""));
+      for (const s of await resp.json()) select.appendChild(new Option(s.name, s.name));
+      if ([...select.options].some((o) => o.value === chosen)) select.value = chosen;
+      show("", false);
+    } catch (e) {
+      show("Request failed: " + e.message, true);
+    }
   }
 
   form.addEventListener("submit", makeCloze);
+  hanseekKey.onChange(loadSubjects);
+  loadSubjects();
   $("cloze-ocr").addEventListener("click", () => { runOcr(); });
   $("cloze-print").addEventListener("click", () => window.print());
 })();

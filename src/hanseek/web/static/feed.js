@@ -3,12 +3,7 @@
   const $ = (id) => document.getElementById(id);
   const state = { previous: new Set(), version: 0 };
 
-  function headers(json) {
-    const h = json ? { "Content-Type": "application/json" } : {};
-    const key = $("feed-key").value.trim();
-    if (key) h["X-API-Key"] = key;
-    return h;
-  }
+  const headers = (json) => hanseekKey.headers(json);
 
   async function problem(resp) {
     try {
@@ -20,7 +15,12 @@
   }
 
   async function getJSON(url) {
-    const resp = await fetch(url, { headers: headers(false) });
+    let resp;
+    try {
+      resp = await fetch(url, { headers: headers(false) });
+    } catch (e) {
+      throw new Error(`Request failed: ${e.message}`);  // the network, not the API, said no
+    }
     if (!resp.ok) throw new Error(await problem(resp));
     return resp.json();
   }
@@ -64,11 +64,17 @@
   async function record(item, kind) {
     const user = $("feed-user").value;
     $("feed-error").textContent = "";
-    const resp = await fetch("/events", {
-      method: "POST",
-      headers: headers(true),
-      body: JSON.stringify({ events: [{ user_id: user, post_id: item.id, kind: kind }] }),
-    });
+    let resp;
+    try {
+      resp = await fetch("/events", {
+        method: "POST",
+        headers: headers(true),
+        body: JSON.stringify({ events: [{ user_id: user, post_id: item.id, kind: kind }] }),
+      });
+    } catch (e) {
+      $("feed-error").textContent = `Request failed: ${e.message}`;
+      return;
+    }
     if (!resp.ok) { $("feed-error").textContent = await problem(resp); return; }
     const li = el("li", "", `${user} ${kind === "like" ? "liked" : "read"} “${item.title}”`);
     $("feed-log").prepend(li);
@@ -112,8 +118,10 @@
     try {
       const users = await getJSON("/users?limit=200");
       const sel = $("feed-user");
+      const before = sel.value;
+      sel.replaceChildren();
       for (const u of users) sel.appendChild(new Option(u, u));
-      const wanted = new URLSearchParams(location.search).get("user");
+      const wanted = before || new URLSearchParams(location.search).get("user");
       if (wanted && users.includes(wanted)) sel.value = wanted;
       if (!users.length) $("feed-status").textContent = "No users yet: load the demo or POST /events.";
       else await refresh(false);
@@ -124,7 +132,7 @@
 
   $("feed-form").addEventListener("submit", (ev) => { ev.preventDefault(); refresh(false); });
   $("feed-user").addEventListener("change", () => refresh(false));
-  $("feed-key").value = localStorage.getItem("hanseek-key") || "";
-  $("feed-key").addEventListener("change", () => localStorage.setItem("hanseek-key", $("feed-key").value));
+  // Under protect_reads nothing loads without the key: load again once it is typed.
+  hanseekKey.onChange(() => { if (hanseekKey.readsNeedKey) init(); });
   init();
 })();

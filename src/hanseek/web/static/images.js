@@ -2,6 +2,7 @@
 "use strict";
 (() => {
   const $ = (id) => document.getElementById(id);
+  const MAX_QUERY_CHARS = 1000;
   const results = $("results");
   const status = $("status");
 
@@ -29,6 +30,8 @@
 
   function render(data, what) {
     results.replaceChildren();
+    for (const u of thumbUrls) URL.revokeObjectURL(u);
+    thumbUrls = [];
     if (!data.results.length) {
       setStatus(`No images found for ${what}.`);
       return;
@@ -43,10 +46,17 @@
       link.href = img.file_url;
       link.target = "_blank";
       link.rel = "noopener";
+      if (hanseekKey.readsNeedKey) {
+        link.addEventListener("click", (ev) => {
+          ev.preventDefault();
+          keyedBlobUrl(img.file_url).then((src) => window.open(src, "_blank", "noopener"))
+            .catch((err) => setStatus(err.message, true));
+        });
+      }
       const thumb = document.createElement("img");
-      thumb.src = img.thumbnail_url;
       thumb.alt = img.caption || img.source_name || `image ${img.id}`;
       thumb.loading = "lazy";
+      setThumb(thumb, img.thumbnail_url);
       link.append(thumb);
       const meta = document.createElement("div");
       meta.className = "img-meta";
@@ -85,13 +95,24 @@
       }
       render(await resp.json(), what);
     } catch (err) {
-      setStatus(`Request failed: ${err}`, true);
+      setStatus(`Request failed: ${err.message}`, true);
     }
   }
 
-  function headers() {
-    const key = $("api-key").value.trim();
-    return key ? { "X-API-Key": key } : {};
+  const headers = () => hanseekKey.headers(false);
+
+  // An <img src> or a link cannot send the key: under protect_reads the thumbnail is fetched with it
+  // and shown from a blob URL, and the full image opens the same way.
+  let thumbUrls = [];
+  async function keyedBlobUrl(url) {
+    const resp = await fetch(url, { headers: headers() });
+    if (!resp.ok) throw new Error(await problemText(resp));
+    return URL.createObjectURL(await resp.blob());
+  }
+
+  function setThumb(img, url) {
+    if (!hanseekKey.readsNeedKey) { img.src = url; return; }
+    keyedBlobUrl(url).then((src) => { thumbUrls.push(src); img.src = src; }).catch((err) => { img.alt = `${img.alt} (${err.message})`; });
   }
 
   $("text-search").addEventListener("submit", (ev) => {
@@ -99,6 +120,16 @@
     const q = $("q").value.trim();
     if (!q) {
       setStatus("Type what you are looking for.", true);
+      return;
+    }
+    // The server's limits, checked here too: a query far past them would not even fit in a URL,
+    // and the browser would get a bare "400" from the HTTP layer instead of a message.
+    if (q.length > MAX_QUERY_CHARS) {
+      setStatus(`The description is too long: ${q.length} characters (the limit is ${MAX_QUERY_CHARS}).`, true);
+      return;
+    }
+    if ($("tag-filter").value.length > MAX_QUERY_CHARS) {
+      setStatus(`The tag filter is too long (the limit is ${MAX_QUERY_CHARS} characters).`, true);
       return;
     }
     const p = commonParams();
@@ -163,7 +194,7 @@
       if (!resp.ok) setStatus(body.detail || `HTTP ${resp.status}`, true);
       else setStatus(`${body.added} added, ${body.duplicates} duplicate(s), ${body.rejected} rejected.`);
     } catch (err) {
-      setStatus(`Upload failed: ${err}`, true);
+      setStatus(`Upload failed: ${err.message}`, true);
     }
   });
 })();

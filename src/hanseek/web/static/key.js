@@ -1,0 +1,31 @@
+// The API key field in the page header, shared by every page. The server says what it needs in
+// <body data-key-mode>: "none" (no key configured), "write" (writes need it) or "read" (everything
+// does, HANSEEK_PROTECT_READS). The key lives in sessionStorage: it follows the tab from page to
+// page and is gone when the tab closes.
+"use strict";
+window.hanseekKey = (() => {
+  const STORE = "hanseek-key";
+  const mode = document.body.dataset.keyMode || "none";
+  const input = document.getElementById("api-key");
+  const listeners = [];
+  if (input) {
+    input.value = sessionStorage.getItem(STORE) || "";
+    input.addEventListener("change", () => {
+      sessionStorage.setItem(STORE, input.value.trim());
+      for (const fn of listeners) fn();
+    });
+  }
+  const value = () => (input ? input.value.trim() : "");
+  return {
+    mode,
+    // Whether plain GETs (an <img src>, a link) are refused without the key.
+    readsNeedKey: mode === "read",
+    value,
+    headers(json) {
+      const h = json ? { "Content-Type": "application/json" } : {};
+      if (value()) h["X-API-Key"] = value();
+      return h;
+    },
+    onChange(fn) { listeners.push(fn); },
+  };
+})();

@@ -1,0 +1,94 @@
+"""The pages' shared API-key field: shown only when the server has a key, sent by every page, and
+under protect_reads nothing the read API would refuse is in a page's HTML."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from tests.fixtures.api import PAGE_KEY
+
+PAGES = ("/", "/feed", "/images", "/cloze", "/sentiment")
+TEXT = (
+    "구석기 시대 사람들은 뗀석기로 사냥을 하였다. 신석기 시대에는 빗살무늬토기를 만들었고, 농경을 시작하였다."
+)
+
+
+def test_no_key_field_when_the_server_has_no_key(client: TestClient) -> None:
+    for path in PAGES:
+        r = client.get(path)
+        assert r.status_code == 200, path
+        assert 'data-key-mode="none"' in r.text and 'id="api-key"' not in r.text, path
+
+
+def test_one_key_field_on_every_page_when_the_server_has_a_key(client: TestClient, keyed: str) -> None:
+    hint = "needed for everything" if keyed == "read" else "needed to add or change"
+    for path in PAGES:
+        r = client.get(path)  # the pages themselves open without the key: it is typed into them
+        assert r.status_code == 200, path
+        assert f'data-key-mode="{keyed}"' in r.text, path
+        assert r.text.count('id="api-key"') == 1 and hint in r.text, path
+
+
+@pytest.fixture()
+def subject(client: TestClient) -> Iterator[str]:
+    name = f"한국사-{uuid.uuid4().hex[:8]}"
+    auth = {"X-API-Key": PAGE_KEY}  # ignored when the server has no key
+    r = client.post("/keywords/subjects", json={"name": name}, headers=auth)
+    assert r.status_code == 201, r.text
+    yield name
+    client.delete(f"/keywords/subjects/{name}", headers=auth)
+
+
+def test_protect_reads_keeps_names_out_of_the_pages(client: TestClient, subject: str, keyed: str) -> None:
+    page = client.get("/cloze").text
+    if keyed == "write":
+        assert subject in page  # reads are open: the page lists the subjects itself
+    else:
+        assert subject not in page
+        # ...while the API gives them to a client with the key, which is what the page's script asks.
+        names = [s["name"] for s in client.get("/keywords/subjects", headers={"X-API-Key": PAGE_KEY}).json()]
+        assert subject in names
+
+
+def _type_key(page: Any, key: str) -> None:
+    page.fill("#api-key", key)
+    page.press("#api-key", "Enter")  # commits the field: the "change" event
+    page.locator("#api-key").blur()
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("keyed", ["read"], indirect=True)
+def test_cloze_page_under_protect_reads(live_server: str, page: Any, subject: str, keyed: str) -> None:
+    page.goto(live_server + "/cloze")
+    assert page.locator(f"#cloze-subject option[value='{subject}']").count() == 0
+    page.fill("#cloze-text", TEXT)
+    page.click("#cloze-submit")
+    page.wait_for_function("document.getElementById('cloze-error').textContent.length > 0")
+    assert "API key" in page.inner_text("#cloze-error")
+
+    _type_key(page, PAGE_KEY)
+    page.wait_for_selector(f"#cloze-subject option[value='{subject}']", state="attached")
+    page.click("#cloze-submit")
+    page.wait_for_selector("#cloze-result:not([hidden])")
+    assert page.inner_text("#cloze-error") == ""
+
+    # The key follows the tab to the next page.
+    page.goto(live_server + "/feed")
+    assert page.input_value("#api-key") == PAGE_KEY
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("keyed", ["read"], indirect=True)
+def test_a_wrong_key_is_reported_not_hidden(live_server: str, page: Any, keyed: str) -> None:
+    page.goto(live_server + "/cloze")
+    _type_key(page, "wrong")
+    page.fill("#cloze-text", TEXT)
+    page.click("#cloze-submit")
+    page.wait_for_function("document.getElementById('cloze-error').textContent.length > 0")
+    assert "API key" in page.inner_text("#cloze-error")
+    assert page.locator("#cloze-result").is_hidden()
