@@ -107,3 +107,13 @@ def test_feed_page_under_protect_reads_loads_once_the_key_is_typed(
     page.wait_for_function("document.body.dataset.feedReady === '1'")
     assert page.input_value("#feed-user") == user
     assert page.inner_text("#feed-error") == ""
+
+
+@pytest.mark.browser
+def test_feed_page_names_an_unknown_user_instead_of_showing_another(
+    live_server: str, page: Any, tag: str
+) -> None:
+    page.goto(f"{live_server}/feed?user={tag}-nobody")
+    page.wait_for_function("document.getElementById('feed-error').textContent.length > 0")
+    assert f"unknown user '{tag}-nobody'" in page.inner_text("#feed-error")
+    assert page.input_value("#feed-user") == f"{tag}-nobody"

@@ -14,7 +14,9 @@
     }
   }
 
+  let shown = 0;  // counts messages, so a background load clears only what was there when it began
   function show(msg, isError) {
+    shown += 1;
     status.textContent = isError ? "" : msg;
     error.textContent = isError ? msg : "";
   }
@@ -98,17 +100,18 @@
   // Under protect_reads the page came without the subject list: ask for it with the key.
   async function loadSubjects() {
     if (!hanseekKey.readsNeedKey || !hanseekKey.value()) return;
+    const before = shown;
     try {
       const resp = await fetch("/keywords/subjects", { headers: hanseekKey.headers(false) });
-      if (!resp.ok) { show(await problem(resp), true); return; }
+      if (!resp.ok) { const msg = await problem(resp); if (shown === before) show(msg, true); return; }
       const select = $("cloze-subject");
       const chosen = select.value;
       select.replaceChildren(new Option("(general)", ""));
       for (const s of await resp.json()) select.appendChild(new Option(s.name, s.name));
       if ([...select.options].some((o) => o.value === chosen)) select.value = chosen;
-      show("", false);
+      if (shown === before) show("", false);  // e.g. the 401 from before the key was typed
     } catch (e) {
-      show("Request failed: " + e.message, true);
+      if (shown === before) show("Request failed: " + e.message, true);
     }
   }
 

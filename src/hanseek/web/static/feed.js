@@ -122,8 +122,13 @@
       sel.replaceChildren();
       for (const u of users) sel.appendChild(new Option(u, u));
       const wanted = before || new URLSearchParams(location.search).get("user");
-      if (wanted && users.includes(wanted)) sel.value = wanted;
-      if (!users.length) $("feed-status").textContent = "No users yet: load the demo or POST /events.";
+      if (wanted) {
+        // The list holds the first 200 users only: a user named in the URL is asked for even when not
+        // in it, and an unknown one gets the API's 404 message instead of someone else's feed.
+        if (!users.includes(wanted)) sel.appendChild(new Option(wanted, wanted));
+        sel.value = wanted;
+      }
+      if (!sel.options.length) $("feed-status").textContent = "No users yet: load the demo or POST /events.";
       else await refresh(false);
     } catch (e) {
       $("feed-error").textContent = e.message;

@@ -1,0 +1,70 @@
+// /sentiment page: one review per line, POST /sentiment, a table of labels and probabilities.
+"use strict";
+(() => {
+  const form = document.getElementById("sentiment-form");
+  const text = document.getElementById("sentiment-text");
+  const model = document.getElementById("sentiment-model");
+  const status = document.getElementById("sentiment-status");
+  const error = document.getElementById("sentiment-error");
+  const result = document.getElementById("sentiment-result");
+  const rows = document.getElementById("sentiment-rows");
+  const used = document.getElementById("sentiment-model-used");
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    error.textContent = "";
+    const texts = text.value.split("\n").map((t) => t.trim()).filter((t) => t.length > 0);
+    if (texts.length === 0) { error.textContent = "Type a review first."; return; }
+    const body = { texts };
+    if (model.value) body.model = model.value;
+    status.textContent = "Classifying…";
+    try {
+      const res = await fetch("/sentiment", {
+        method: "POST", headers: hanseekKey.headers(true), body: JSON.stringify(body),
+      });
+      const data = await res.json();
+      if (!res.ok) { error.textContent = data.detail || data.title || `error ${res.status}`; result.hidden = true; return; }
+      rows.replaceChildren(...data.results.map((r, i) => {
+        const tr = document.createElement("tr");
+        tr.className = "sentiment-row " + r.label;
+        const label = document.createElement("td");
+        label.textContent = r.label === "positive" ? "positive 😊" : "negative 😞";
+        label.style.color = r.label === "positive" ? "#067647" : "#b42318";
+        label.style.fontWeight = "600";
+        const prob = document.createElement("td");
+        prob.textContent = r.probability.toFixed(3);
+        const review = document.createElement("td");
+        review.textContent = texts[i];
+        tr.append(label, prob, review);
+        return tr;
+      }));
+      used.textContent = "model: " + data.model;
+      result.hidden = false;
+    } catch (e) {
+      error.textContent = "Request failed: " + e.message;
+    } finally {
+      status.textContent = "";
+    }
+  });
+  // Under protect_reads the page came without the model list: ask for it with the key.
+  async function loadModels() {
+    if (!hanseekKey.readsNeedKey || !hanseekKey.value()) return;
+    const before = error.textContent;
+    try {
+      const res = await fetch("/sentiment/models", { headers: hanseekKey.headers(false) });
+      const data = await res.json();
+      if (!res.ok) {
+        if (error.textContent === before) error.textContent = data.detail || data.title || `error ${res.status}`;
+        return;
+      }
+      const chosen = model.value;
+      model.replaceChildren(new Option(data.default ? `default (${data.default})` : "default", ""));
+      for (const m of data.models) model.appendChild(new Option(m.name, m.name));
+      if ([...model.options].some((o) => o.value === chosen)) model.value = chosen;
+      if (error.textContent === before) error.textContent = "";  // only what was there before the key
+    } catch (e) {
+      if (error.textContent === before) error.textContent = "Request failed: " + e.message;
+    }
+  }
+  hanseekKey.onChange(loadModels);
+  loadModels();
+})();
