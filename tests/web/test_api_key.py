@@ -92,3 +92,28 @@ def test_a_wrong_key_is_reported_not_hidden(live_server: str, page: Any, keyed: 
     page.wait_for_function("document.getElementById('cloze-error').textContent.length > 0")
     assert "API key" in page.inner_text("#cloze-error")
     assert page.locator("#cloze-result").is_hidden()
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("keyed", ["read"], indirect=True)
+def test_a_late_subject_list_leaves_newer_messages_alone(
+    live_server: str, page: Any, subject: str, keyed: str
+) -> None:
+    held: list[Any] = []
+
+    def hold(route: Any) -> None:  # answer the list only when the test says so
+        held.append(route)
+
+    page.route("**/keywords/subjects", hold)
+    page.goto(live_server + "/cloze")
+    _type_key(page, PAGE_KEY)
+    for _ in range(50):  # the handler runs while the test waits on Playwright
+        if held:
+            break
+        page.wait_for_timeout(100)
+    assert held, "typing the key should ask for the subjects"
+    page.click("#cloze-submit")  # empty text: the API's message
+    page.wait_for_function("document.getElementById('cloze-error').textContent.length > 0")
+    held[0].continue_()
+    page.wait_for_selector(f"#cloze-subject option[value='{subject}']", state="attached")
+    assert "empty" in page.inner_text("#cloze-error")
