@@ -75,8 +75,7 @@ class Sweep:
         try:
             pg.goto(self.base + page_path, wait_until="networkidle")
             if self.key:
-                pg.fill("#api-key", self.key)
-                pg.press("#api-key", "Enter")
+                type_key(pg, self.key)
                 pg.wait_for_load_state("networkidle")
             act(pg)
             # Give the request time to settle: a progress message ("…") must give way to an answer.
@@ -105,8 +104,35 @@ class Sweep:
         if problems:
             self.failures.append({"page": page_path, "case": name, "problem": problems, "shown": shown})
 
-    def offline(self, on: bool) -> None:
-        self.page.context.set_offline(on)
+    def offline_case(
+        self, page_path: str, name: str, act: Callable[[Page], None], message_ids: list[str]
+    ) -> None:
+        """`act` with the network cut just before its last step, so that the request itself fails."""
+
+        def cut_then(pg: Page) -> None:
+            pg.route("**/*", lambda route: route.abort("internetdisconnected"))
+            act(pg)
+            pg.wait_for_timeout(1000)
+
+        try:
+            self.case(page_path, name, cut_then, message_ids)
+        finally:
+            self.page.unroute("**/*")
+
+
+def submit(pg: Page, field: str, text: str, button: str) -> None:
+    pg.fill(field, text)
+    pg.click(button)
+
+
+def set_value(pg: Page, element_id: str, value: str) -> None:
+    """Set a value the way a script or a tampered page would, past what typing allows."""
+    pg.evaluate("([i, v]) => { document.getElementById(i).value = v; }", [element_id, value])
+
+
+def type_key(pg: Page, value: str) -> None:
+    pg.fill("#api-key", value)
+    pg.press("#api-key", "Enter")  # commits the field: the "change" event
 
 
 def sweep(base: str, key: str | None, verbose: bool = False) -> dict[str, Any]:
@@ -119,114 +145,89 @@ def sweep(base: str, key: str | None, verbose: bool = False) -> dict[str, Any]:
         page.set_default_timeout(60_000)
         s = Sweep(page, base, key)
 
-        # /cloze
-        cloze_msgs = ["cloze-status", "cloze-error"]
-        for i, text in enumerate(HOSTILE_TEXT):
-            s.case(
+        cloze_text = "구석기 시대 사람들은 뗀석기로 사냥을 하였다."
+        pages: list[tuple[str, list[str], Callable[[Page, str], None]]] = [
+            # page, its message elements, how to submit a text there
+            (
                 "/cloze",
-                f"text #{i}",
-                lambda pg, t=text: (pg.fill("#cloze-text", t), pg.click("#cloze-submit")),
-                cloze_msgs,
-            )
+                ["cloze-status", "cloze-error"],
+                lambda pg, t: submit(pg, "#cloze-text", t, "#cloze-submit"),
+            ),
+            (
+                "/sentiment",
+                ["sentiment-status", "sentiment-error", "sentiment-rows"],
+                lambda pg, t: submit(pg, "#sentiment-text", t, "#sentiment-submit"),
+            ),
+            ("/images", ["status"], lambda pg, t: submit(pg, "#q", t, "#text-search button")),
+        ]
+        for path, msgs, send in pages:
+            for i, text in enumerate(HOSTILE_TEXT):
+                s.case(path, f"text #{i}", lambda pg, t=text, send=send: send(pg, t), msgs)
+            s.offline_case(path, "offline submit", lambda pg, send=send: send(pg, "재밌다 고양이"), msgs)
+        cloze_msgs, sent_msgs, img_msgs = (msgs for _, msgs, _ in pages)
+
+        # /cloze
         for num in HOSTILE_NUMBERS:
             s.case(
                 "/cloze",
                 f"ratio {num!r}",
                 lambda pg, n=num: (
-                    pg.fill("#cloze-text", "구석기 시대 사람들은 뗀석기로 사냥을 하였다."),
-                    pg.evaluate("(v) => { document.getElementById('cloze-ratio').value = v; }", n),
-                    pg.click("#cloze-submit"),
+                    set_value(pg, "cloze-ratio", n),
+                    submit(pg, "#cloze-text", cloze_text, "#cloze-submit"),
                 ),
                 cloze_msgs,
             )
         for f in files:
-            s.case(
-                "/cloze",
-                f"ocr {f.name}",
-                lambda pg, f=f: (pg.set_input_files("#cloze-image", str(f)), pg.click("#cloze-ocr")),
-                cloze_msgs,
-            )
-            s.case(
-                "/cloze",
-                f"photo submit {f.name}",
-                lambda pg, f=f: (pg.set_input_files("#cloze-image", str(f)), pg.click("#cloze-submit")),
-                cloze_msgs,
-            )
+            for button in ("#cloze-ocr", "#cloze-submit"):
+                s.case(
+                    "/cloze",
+                    f"photo {f.name} then {button}",
+                    lambda pg, f=f, b=button: (pg.set_input_files("#cloze-image", str(f)), pg.click(b)),
+                    cloze_msgs,
+                )
         s.case("/cloze", "ocr without a photo", lambda pg: pg.click("#cloze-ocr"), cloze_msgs)
-
-        def cloze_offline(pg: Page) -> None:
-            pg.fill("#cloze-text", "구석기 시대 사람들은 뗀석기로 사냥을 하였다.")
-            s.offline(True)
-            pg.click("#cloze-submit")
-            pg.wait_for_timeout(1000)
-
-        s.case("/cloze", "offline submit", cloze_offline, cloze_msgs)
-        s.offline(False)
-
-        def cloze_ocr_offline(pg: Page) -> None:
-            pg.set_input_files("#cloze-image", str(files[1]))
-            s.offline(True)
-            pg.click("#cloze-ocr")
-            pg.wait_for_timeout(1000)
-
-        s.case("/cloze", "offline ocr", cloze_ocr_offline, cloze_msgs)
-        s.offline(False)
+        s.offline_case(
+            "/cloze",
+            "offline ocr",
+            lambda pg: (pg.set_input_files("#cloze-image", str(files[1])), pg.click("#cloze-ocr")),
+            cloze_msgs,
+        )
 
         # /sentiment
-        sent_msgs = ["sentiment-status", "sentiment-error", "sentiment-rows"]
-        for i, text in enumerate(HOSTILE_TEXT):
-            s.case(
-                "/sentiment",
-                f"text #{i}",
-                lambda pg, t=text: (pg.fill("#sentiment-text", t), pg.click("#sentiment-submit")),
-                sent_msgs,
-            )
+        many = "\n".join(["좋다"] * 5000)
         s.case(
             "/sentiment",
             "many lines",
-            lambda pg: (
-                pg.fill("#sentiment-text", "\n".join(["좋다"] * 5000)),
-                pg.click("#sentiment-submit"),
-            ),
+            lambda pg: submit(pg, "#sentiment-text", many, "#sentiment-submit"),
             sent_msgs,
         )
 
-        def sent_offline(pg: Page) -> None:
-            pg.fill("#sentiment-text", "재밌다")
-            s.offline(True)
-            pg.click("#sentiment-submit")
-            pg.wait_for_timeout(1000)
-
-        s.case("/sentiment", "offline submit", sent_offline, sent_msgs)
-        s.offline(False)
-
         # /images
-        img_msgs = ["status"]
-        for i, text in enumerate(HOSTILE_TEXT):
-            s.case(
-                "/images",
-                f"query #{i}",
-                lambda pg, t=text: (pg.fill("#q", t), pg.press("#q", "Enter")),
-                img_msgs,
-            )
         for num in HOSTILE_NUMBERS:
             s.case(
                 "/images",
                 f"k {num!r}",
-                lambda pg, n=num: (
-                    pg.fill("#q", "고양이"),
-                    pg.evaluate("(v) => { document.getElementById('k').value = v; }", n),
-                    pg.press("#q", "Enter"),
-                ),
+                lambda pg, n=num: (set_value(pg, "k", n), submit(pg, "#q", "고양이", "#text-search button")),
                 img_msgs,
             )
         for i, text in enumerate(HOSTILE_TEXT[2:], start=2):
             s.case(
                 "/images",
                 f"tag #{i}",
-                lambda pg, t=text: (pg.fill("#q", "cat"), pg.fill("#tag-filter", t), pg.press("#q", "Enter")),
+                lambda pg, t=text: (
+                    pg.fill("#tag-filter", t),
+                    submit(pg, "#q", "cat", "#text-search button"),
+                ),
                 img_msgs,
             )
+
+        def add(pg: Page, names: list[Path], caption: str = "", tags: str = "") -> None:
+            pg.click("#add-panel summary")
+            pg.set_input_files("#add-files", [str(n) for n in names])
+            pg.fill("#add-caption", caption)
+            pg.fill("#add-tags", tags)
+            pg.click("#add-form button[type=submit]")
+
         for f in files:
             s.case(
                 "/images",
@@ -234,93 +235,47 @@ def sweep(base: str, key: str | None, verbose: bool = False) -> dict[str, Any]:
                 lambda pg, f=f: pg.set_input_files("#example", str(f)),
                 img_msgs,
             )
-
-            def add(pg: Page, f: Path = f) -> None:
-                pg.click("#add-panel summary")
-                pg.set_input_files("#add-files", [str(f), str(files[0])])
-                pg.fill("#add-caption", HOSTILE_TEXT[2])
-                pg.fill("#add-tags", "<b>, ,,\x00")
-                pg.click("#add-form button[type=submit]")
-
-            s.case("/images", f"add {f.name}", add, img_msgs)
-        s.case(
-            "/images",
-            "add nothing",
-            lambda pg: (pg.click("#add-panel summary"), pg.click("#add-form button[type=submit]")),
-            img_msgs,
-        )
-
-        def img_offline(pg: Page) -> None:
-            pg.fill("#q", "고양이")
-            s.offline(True)
-            pg.press("#q", "Enter")
-            pg.wait_for_timeout(1000)
-
-        s.case("/images", "offline search", img_offline, img_msgs)
-        s.offline(False)
-
-        def img_add_offline(pg: Page) -> None:
-            pg.click("#add-panel summary")
-            pg.set_input_files("#add-files", str(files[1]))
-            s.offline(True)
-            pg.click("#add-form button[type=submit]")
-            pg.wait_for_timeout(1000)
-
-        s.case("/images", "offline add", img_add_offline, img_msgs)
-        s.offline(False)
+            s.case(
+                "/images",
+                f"add {f.name}",
+                lambda pg, f=f: add(pg, [f, files[0]], HOSTILE_TEXT[2], "<b>, ,,\x00"),
+                img_msgs,
+            )
+        s.case("/images", "add nothing", lambda pg: add(pg, []), img_msgs)
+        s.offline_case("/images", "offline add", lambda pg: add(pg, [files[1]]), img_msgs)
 
         # /feed
         feed_msgs = ["feed-status", "feed-error"]
         s.case("/feed", "load", lambda pg: None, feed_msgs)
         s.case("/feed?user=%3Cscript%3E", "unknown user in the URL", lambda pg: None, feed_msgs)
-        for opt in ["7", "30", "180", "all"]:
-            s.case("/feed", f"days {opt}", lambda pg, o=opt: pg.select_option("#feed-days", o), feed_msgs)
-        for path in ["auto", "exact", "exact-sql", "approx"]:
-            s.case("/feed", f"path {path}", lambda pg, o=path: pg.select_option("#feed-path", o), feed_msgs)
+        for select, options in [
+            ("#feed-days", ["7", "30", "180", "all"]),
+            ("#feed-path", ["auto", "exact", "exact-sql", "approx"]),
+        ]:
+            for o in options:
+                s.case(
+                    "/feed", f"{select} {o}", lambda pg, sel=select, o=o: pg.select_option(sel, o), feed_msgs
+                )
         for bad in ["-1", "abc", "<b>"]:
             s.case(
                 "/feed",
                 f"tampered days {bad}",
                 lambda pg, b=bad: (
-                    pg.evaluate(
-                        "(v) => { const s = document.getElementById('feed-days');"
-                        " s.add(new Option(v, v)); s.value = v; }",
-                        b,
-                    ),
+                    pg.evaluate("(v) => document.getElementById('feed-days').add(new Option(v, v))", b),
+                    set_value(pg, "feed-days", b),
                     pg.click("#feed-refresh"),
                 ),
                 feed_msgs,
             )
-
-        def type_key(pg: Page, value: str) -> None:
-            pg.fill("#api-key", value)
-            pg.press("#api-key", "Enter")
-
+        like, read = "#col-latest button.like", "#col-latest button.read"
         if key:
             s.case(
-                "/feed",
-                "wrong key then like",
-                lambda pg: (type_key(pg, "wrong"), pg.locator("#col-latest button.like").first.click()),
-                feed_msgs,
+                "/feed", "wrong key then like", lambda pg: (type_key(pg, "wrong"), pg.click(like)), feed_msgs
             )
             s.case("/feed", "key", lambda pg: type_key(pg, key), feed_msgs)
-        s.case("/feed", "read", lambda pg: pg.locator("#col-latest button.read").first.click(), feed_msgs)
-
-        def feed_offline(pg: Page) -> None:
-            s.offline(True)
-            pg.locator("#col-latest button.like").first.click()
-            pg.wait_for_timeout(1000)
-
-        s.case("/feed", "offline like", feed_offline, feed_msgs)
-        s.offline(False)
-
-        def feed_offline_refresh(pg: Page) -> None:
-            s.offline(True)
-            pg.click("#feed-refresh")
-            pg.wait_for_timeout(1000)
-
-        s.case("/feed", "offline refresh", feed_offline_refresh, feed_msgs)
-        s.offline(False)
+        s.case("/feed", "read", lambda pg: pg.click(read), feed_msgs)
+        s.offline_case("/feed", "offline like", lambda pg: pg.click(like), feed_msgs)
+        s.offline_case("/feed", "offline refresh", lambda pg: pg.click("#feed-refresh"), feed_msgs)
         browser.close()
     out: dict[str, Any] = {"cases": s.cases, "failures": s.failures}
     if verbose:

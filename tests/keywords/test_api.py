@@ -139,7 +139,10 @@ def test_ocr_reads_a_korean_page_photo(client: TestClient) -> None:
     for word in ("구석기", "빗살무늬토기", "농경", "고인돌"):
         assert word in text
     r = client.post("/keywords/ocr", files={"image": ("x.png", b"not an image", "image/png")})
-    assert is_problem(r, 422) and "image" in r.json()["detail"]
+    assert is_problem(r, 422) and "not an image" in r.json()["detail"]
+    r = client.post("/keywords/ocr", files={"image": ("cut.png", png[: len(png) // 2], "image/png")})
+    assert is_problem(r, 422) and "corrupt or truncated" in r.json()["detail"]
+    assert "Error" not in r.json()["detail"]  # no Python exception class names in a person's message
 
 
 @pytest.fixture()

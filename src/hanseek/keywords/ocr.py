@@ -91,7 +91,11 @@ class OcrEngine:
         ) as exc:
             if isinstance(exc, InvalidImage):
                 raise
-            raise InvalidImage(f"not a readable image ({exc.__class__.__name__})") from exc
+            # Words for the person who uploaded it, as the image search says them; the class name
+            # of Pillow's exception told them nothing.
+            if isinstance(exc, UnidentifiedImageError):
+                raise InvalidImage("the file is not an image Pillow can read (PNG, JPEG, WebP, …)") from exc
+            raise InvalidImage("the image is corrupt or truncated") from exc
         return image
 
     def prepare(self, image: Image.Image) -> Image.Image:
