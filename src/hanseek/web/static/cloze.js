@@ -5,15 +5,6 @@
   const status = $("cloze-status");
   const error = $("cloze-error");
 
-  async function problem(resp) {
-    try {
-      const body = await resp.json();
-      return body.detail || body.title || resp.statusText;
-    } catch (e) {
-      return resp.status + " " + resp.statusText;
-    }
-  }
-
   let shown = 0;  // counts messages, so a background load clears only what was there when it began
   function show(msg, isError) {
     shown += 1;
@@ -28,8 +19,8 @@
     const data = new FormData();
     data.append("image", file);
     try {
-      const resp = await fetch("/keywords/ocr", { method: "POST", body: data, headers: hanseekKey.headers(false) });
-      if (!resp.ok) { show(await problem(resp), true); return false; }
+      const resp = await fetch("/keywords/ocr", { method: "POST", body: data, headers: hanseekApi.headers(false) });
+      if (!resp.ok) { show(await hanseekApi.problem(resp), true); return false; }
       const body = await resp.json();
       $("cloze-text").value = body.text;
       show("Read " + body.chars + " characters from the photo.", false);
@@ -83,10 +74,10 @@
     try {
       const resp = await fetch("/keywords/cloze", {
         method: "POST",
-        headers: hanseekKey.headers(true),
+        headers: hanseekApi.headers(true),
         body: JSON.stringify(payload),
       });
-      if (!resp.ok) { $("cloze-result").hidden = true; show(await problem(resp), true); return; }
+      if (!resp.ok) { $("cloze-result").hidden = true; show(await hanseekApi.problem(resp), true); return; }
       const result = await resp.json();
       render(result);
       show(result.blanks.length + " blanks out of " + result.candidates + " candidate words.", false);
@@ -99,11 +90,11 @@
 
   // Under protect_reads the page came without the subject list: ask for it with the key.
   async function loadSubjects() {
-    if (!hanseekKey.readsNeedKey || !hanseekKey.value()) return;
+    if (!hanseekApi.readsNeedKey || !hanseekApi.value()) return;
     const before = shown;
     try {
-      const resp = await fetch("/keywords/subjects", { headers: hanseekKey.headers(false) });
-      if (!resp.ok) { const msg = await problem(resp); if (shown === before) show(msg, true); return; }
+      const resp = await fetch("/keywords/subjects", { headers: hanseekApi.headers(false) });
+      if (!resp.ok) { const msg = await hanseekApi.problem(resp); if (shown === before) show(msg, true); return; }
       const select = $("cloze-subject");
       const chosen = select.value;
       select.replaceChildren(new Option("(general)", ""));
@@ -116,7 +107,7 @@
   }
 
   form.addEventListener("submit", makeCloze);
-  hanseekKey.onChange(loadSubjects);
+  hanseekApi.onChange(loadSubjects);
   loadSubjects();
   $("cloze-ocr").addEventListener("click", () => { runOcr(); });
   $("cloze-print").addEventListener("click", () => window.print());

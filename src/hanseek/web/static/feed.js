@@ -3,16 +3,7 @@
   const $ = (id) => document.getElementById(id);
   const state = { previous: new Set(), version: 0 };
 
-  const headers = (json) => hanseekKey.headers(json);
-
-  async function problem(resp) {
-    try {
-      const body = await resp.json();
-      return body.detail || body.title || resp.statusText;
-    } catch (e) {
-      return resp.status + " " + resp.statusText;
-    }
-  }
+  const headers = (json) => hanseekApi.headers(json);
 
   async function getJSON(url) {
     let resp;
@@ -21,7 +12,7 @@
     } catch (e) {
       throw new Error(`Request failed: ${e.message}`);  // the network, not the API, said no
     }
-    if (!resp.ok) throw new Error(await problem(resp));
+    if (!resp.ok) throw new Error(await hanseekApi.problem(resp));
     return resp.json();
   }
 
@@ -75,7 +66,7 @@
       $("feed-error").textContent = `Request failed: ${e.message}`;
       return;
     }
-    if (!resp.ok) { $("feed-error").textContent = await problem(resp); return; }
+    if (!resp.ok) { $("feed-error").textContent = await hanseekApi.problem(resp); return; }
     const li = el("li", "", `${user} ${kind === "like" ? "liked" : "read"} “${item.title}”`);
     $("feed-log").prepend(li);
     await refresh(true);
@@ -138,6 +129,6 @@
   $("feed-form").addEventListener("submit", (ev) => { ev.preventDefault(); refresh(false); });
   $("feed-user").addEventListener("change", () => refresh(false));
   // Under protect_reads nothing loads without the key: load again once it is typed.
-  hanseekKey.onChange(() => { if (hanseekKey.readsNeedKey) init(); });
+  hanseekApi.onChange(() => { if (hanseekApi.readsNeedKey) init(); });
   init();
 })();

@@ -11,15 +11,6 @@
     status.classList.toggle("error", isError);
   };
 
-  async function problemText(resp) {
-    try {
-      const body = await resp.json();
-      return body.detail || body.title || `HTTP ${resp.status}`;
-    } catch {
-      return `HTTP ${resp.status}`;
-    }
-  }
-
   function commonParams() {
     const p = new URLSearchParams();
     p.set("k", $("k").value || "12");
@@ -46,7 +37,7 @@
       link.href = img.file_url;
       link.target = "_blank";
       link.rel = "noopener";
-      if (hanseekKey.readsNeedKey) {
+      if (hanseekApi.readsNeedKey) {
         link.addEventListener("click", (ev) => {
           ev.preventDefault();
           keyedBlobUrl(img.file_url).then((src) => window.open(src, "_blank", "noopener"))
@@ -90,7 +81,7 @@
     try {
       const resp = await promise;
       if (!resp.ok) {
-        setStatus(await problemText(resp), true);
+        setStatus(await hanseekApi.problem(resp), true);
         return;
       }
       render(await resp.json(), what);
@@ -99,19 +90,19 @@
     }
   }
 
-  const headers = () => hanseekKey.headers(false);
+  const headers = () => hanseekApi.headers(false);
 
   // An <img src> or a link cannot send the key: under protect_reads the thumbnail is fetched with it
   // and shown from a blob URL, and the full image opens the same way.
   let thumbUrls = [];
   async function keyedBlobUrl(url) {
     const resp = await fetch(url, { headers: headers() });
-    if (!resp.ok) throw new Error(await problemText(resp));
+    if (!resp.ok) throw new Error(await hanseekApi.problem(resp));
     return URL.createObjectURL(await resp.blob());
   }
 
   function setThumb(img, url) {
-    if (!hanseekKey.readsNeedKey) { img.src = url; return; }
+    if (!hanseekApi.readsNeedKey) { img.src = url; return; }
     keyedBlobUrl(url).then((src) => { thumbUrls.push(src); img.src = src; }).catch((err) => { img.alt = `${img.alt} (${err.message})`; });
   }
 

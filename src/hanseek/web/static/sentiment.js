@@ -19,10 +19,10 @@
     status.textContent = "Classifying…";
     try {
       const res = await fetch("/sentiment", {
-        method: "POST", headers: hanseekKey.headers(true), body: JSON.stringify(body),
+        method: "POST", headers: hanseekApi.headers(true), body: JSON.stringify(body),
       });
+      if (!res.ok) { error.textContent = await hanseekApi.problem(res); result.hidden = true; return; }
       const data = await res.json();
-      if (!res.ok) { error.textContent = data.detail || data.title || `error ${res.status}`; result.hidden = true; return; }
       rows.replaceChildren(...data.results.map((r, i) => {
         const tr = document.createElement("tr");
         tr.className = "sentiment-row " + r.label;
@@ -47,15 +47,16 @@
   });
   // Under protect_reads the page came without the model list: ask for it with the key.
   async function loadModels() {
-    if (!hanseekKey.readsNeedKey || !hanseekKey.value()) return;
+    if (!hanseekApi.readsNeedKey || !hanseekApi.value()) return;
     const before = error.textContent;
     try {
-      const res = await fetch("/sentiment/models", { headers: hanseekKey.headers(false) });
-      const data = await res.json();
+      const res = await fetch("/sentiment/models", { headers: hanseekApi.headers(false) });
       if (!res.ok) {
-        if (error.textContent === before) error.textContent = data.detail || data.title || `error ${res.status}`;
+        const msg = await hanseekApi.problem(res);
+        if (error.textContent === before) error.textContent = msg;
         return;
       }
+      const data = await res.json();
       const chosen = model.value;
       model.replaceChildren(new Option(data.default ? `default (${data.default})` : "default", ""));
       for (const m of data.models) model.appendChild(new Option(m.name, m.name));
@@ -65,6 +66,6 @@
       if (error.textContent === before) error.textContent = "Request failed: " + e.message;
     }
   }
-  hanseekKey.onChange(loadModels);
+  hanseekApi.onChange(loadModels);
   loadModels();
 })();

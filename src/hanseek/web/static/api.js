@@ -1,9 +1,9 @@
-// The API key field in the page header, shared by every page. The server says what it needs in
-// <body data-key-mode>: "none" (no key configured), "write" (writes need it) or "read" (everything
-// does, HANSEEK_PROTECT_READS). The key lives in sessionStorage: it follows the tab from page to
-// page and is gone when the tab closes.
+// What every page's requests share: the API key field in the page header, and the message of a
+// refused request. The server says what it needs in <body data-key-mode>: "none" (no key
+// configured), "write" (writes need it) or "read" (everything does, HANSEEK_PROTECT_READS). The key
+// lives in sessionStorage: it follows the tab from page to page and is gone when the tab closes.
 "use strict";
-window.hanseekKey = (() => {
+window.hanseekApi = (() => {
   const STORE = "hanseek-key";
   const mode = document.body.dataset.keyMode || "none";
   const input = document.getElementById("api-key");
@@ -27,5 +27,14 @@ window.hanseekKey = (() => {
       return h;
     },
     onChange(fn) { listeners.push(fn); },
+    // The API answers problem+json: its detail, else its title; anything else, the status.
+    async problem(resp) {
+      try {
+        const body = await resp.json();
+        return body.detail || body.title || `HTTP ${resp.status}`;
+      } catch {
+        return `HTTP ${resp.status}`;
+      }
+    },
   };
 })();
