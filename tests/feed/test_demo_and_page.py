@@ -9,7 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from hanseek.feed import demo
-from tests.fixtures.api import PAGE_KEY
+from tests.fixtures.api import PAGE_KEY, type_key
 
 from .conftest import unit
 
@@ -102,8 +102,7 @@ def test_feed_page_under_protect_reads_loads_once_the_key_is_typed(
     page.goto(f"{live_server}/feed?user={user}")
     page.wait_for_function("document.getElementById('feed-error').textContent.length > 0")
     assert "API key" in page.inner_text("#feed-error")
-    page.fill("#api-key", PAGE_KEY)
-    page.press("#api-key", "Enter")
+    type_key(page)
     page.wait_for_function("document.body.dataset.feedReady === '1'")
     assert page.input_value("#feed-user") == user
     assert page.inner_text("#feed-error") == ""

@@ -11,7 +11,7 @@ from PIL import Image
 from hanseek.api.state import AppState
 from hanseek.images.service import ImageService, Upload
 from hanseek.images.transforms import STANDARD
-from tests.fixtures.api import PAGE_KEY
+from tests.fixtures.api import type_key
 from tests.images.conftest import encode_jpeg, unique_png
 
 pytestmark = pytest.mark.browser
@@ -99,8 +99,7 @@ def test_thumbnails_load_under_protect_reads(
 ) -> None:
     # An <img src> cannot send the key: the page fetches each thumbnail with it instead.
     page.goto(live_server + "/images")
-    page.fill("#api-key", PAGE_KEY)
-    page.press("#api-key", "Enter")
+    type_key(page)
     page.fill("#tag-filter", tag)
     page.fill("#q", "분홍색 꽃")
     page.click("#text-search button")

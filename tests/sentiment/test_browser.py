@@ -9,7 +9,7 @@ import pytest
 from hanseek.api.state import AppState
 from hanseek.sentiment.service import SentimentService
 from hanseek.text.analyzer import KoreanAnalyzer
-from tests.fixtures.api import PAGE_KEY
+from tests.fixtures.api import type_key
 
 pytestmark = pytest.mark.browser
 
@@ -56,8 +56,7 @@ def test_protect_reads_lists_models_once_the_key_is_typed(
 ) -> None:
     page.goto(live_server + "/sentiment")
     assert page.locator("#sentiment-model option").count() == 1  # no names without the key
-    page.fill("#api-key", PAGE_KEY)
-    page.press("#api-key", "Enter")
+    type_key(page)
     page.fill("#sentiment-text", "배우들 연기가 정말 좋았다")
     page.click("#sentiment-submit")
     page.locator("#sentiment-rows tr").first.wait_for(timeout=120_000)

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.fixtures.api import PAGE_KEY
+from tests.fixtures.api import PAGE_KEY, type_key
 
 PAGES = ("/", "/feed", "/images", "/cloze", "/sentiment")
 TEXT = (
@@ -55,12 +55,6 @@ def test_protect_reads_keeps_names_out_of_the_pages(client: TestClient, subject:
         assert subject in names
 
 
-def _type_key(page: Any, key: str) -> None:
-    page.fill("#api-key", key)
-    page.press("#api-key", "Enter")  # commits the field: the "change" event
-    page.locator("#api-key").blur()
-
-
 @pytest.mark.browser
 @pytest.mark.parametrize("keyed", ["read"], indirect=True)
 def test_cloze_page_under_protect_reads(live_server: str, page: Any, subject: str, keyed: str) -> None:
@@ -71,7 +65,7 @@ def test_cloze_page_under_protect_reads(live_server: str, page: Any, subject: st
     page.wait_for_function("document.getElementById('cloze-error').textContent.length > 0")
     assert "API key" in page.inner_text("#cloze-error")
 
-    _type_key(page, PAGE_KEY)
+    type_key(page)
     page.wait_for_selector(f"#cloze-subject option[value='{subject}']", state="attached")
     page.click("#cloze-submit")
     page.wait_for_selector("#cloze-result:not([hidden])")
@@ -86,7 +80,7 @@ def test_cloze_page_under_protect_reads(live_server: str, page: Any, subject: st
 @pytest.mark.parametrize("keyed", ["read"], indirect=True)
 def test_a_wrong_key_is_reported_not_hidden(live_server: str, page: Any, keyed: str) -> None:
     page.goto(live_server + "/cloze")
-    _type_key(page, "wrong")
+    type_key(page, "wrong")
     page.fill("#cloze-text", TEXT)
     page.click("#cloze-submit")
     page.wait_for_function("document.getElementById('cloze-error').textContent.length > 0")
@@ -106,7 +100,7 @@ def test_a_late_subject_list_leaves_newer_messages_alone(
 
     page.route("**/keywords/subjects", hold)
     page.goto(live_server + "/cloze")
-    _type_key(page, PAGE_KEY)
+    type_key(page)
     for _ in range(50):  # the handler runs while the test waits on Playwright
         if held:
             break
