@@ -58,10 +58,16 @@ def configure_pillow(max_pixels: int) -> None:
         Image.MAX_IMAGE_PIXELS = max_pixels
 
 
-def decode_image(data: bytes, *, max_pixels: int, max_bytes: int) -> DecodedImage:
+# Everything Pillow has been seen to raise on malformed input (fuzzed PNG, JPEG, GIF, TIFF, WebP and
+# their EXIF blocks); `struct.error` and `TypeError` come from malformed EXIF/TIFF tag values.
+_MALFORMED = (OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError, TypeError, KeyError)
+
+
+def decode_image(data: bytes, *, max_pixels: int, max_bytes: int | None = None) -> DecodedImage:
+    """The first frame of `data`, upright; `max_bytes=None` leaves the size to the request limit."""
     if not data:
         raise ImageRejected("empty", "The file is empty.")
-    if len(data) > max_bytes:
+    if max_bytes is not None and len(data) > max_bytes:
         raise ImageRejected("too_large", f"The file has {len(data)} bytes; the limit is {max_bytes}.")
     try:
         with Image.open(io.BytesIO(data)) as probe:
@@ -76,15 +82,17 @@ def decode_image(data: bytes, *, max_pixels: int, max_bytes: int) -> DecodedImag
             probe.verify()  # structural checks (PNG chunk CRCs) that a plain load may skip
         image: Image.Image = Image.open(io.BytesIO(data))
         image.load()  # decodes the first frame only; truncated data raises here
-        image = ImageOps.exif_transpose(image) or image
     except ImageRejected:
         raise
     except Image.DecompressionBombError as exc:
         raise ImageRejected("too_many_pixels", f"Refused as a possible decompression bomb: {exc}") from exc
     except UnidentifiedImageError as exc:
-        raise ImageRejected("not_an_image", "The file is not an image Pillow can read.") from exc
-    except (OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError, TypeError) as exc:
+        raise ImageRejected(
+            "not_an_image", f"The file is not an image Pillow can read (use {', '.join(sorted(FORMATS))})."
+        ) from exc
+    except _MALFORMED as exc:
         raise ImageRejected("corrupt", f"The image is corrupt or truncated ({exc}).") from exc
+    image = _upright(image)
     ext, mime = FORMATS[fmt]
     return DecodedImage(
         image=image,
@@ -96,6 +104,17 @@ def decode_image(data: bytes, *, max_pixels: int, max_bytes: int) -> DecodedImag
         height=image.height,
         bytes=len(data),
     )
+
+
+def _upright(image: Image.Image) -> Image.Image:
+    """`image` turned as its EXIF orientation says; as stored when the EXIF block is unreadable.
+
+    The pixels have decoded by then, and a phone photo is worth more unrotated than refused for
+    its metadata."""
+    try:
+        return ImageOps.exif_transpose(image) or image
+    except _MALFORMED:
+        return image
 
 
 def _check_pixels(width: int, height: int, max_pixels: int) -> None:

@@ -506,9 +506,7 @@ class ImageService:
             images = []
             for row in rows:
                 data = self.media.original_path(row["sha256"], row["ext"]).read_bytes()
-                images.append(
-                    decode_image(data, max_pixels=self.config.max_pixels, max_bytes=max(len(data), 1)).image
-                )
+                images.append(decode_image(data, max_pixels=self.config.max_pixels).image)
             vecs = self.encoder.encode_images(images)
             with self.db.connection() as conn:
                 repo.put_vectors(conn, self.image_space, ids, vecs)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import io
 import shutil
 import threading
 from typing import Any
 
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps
+
+from hanseek.images.decode import ImageRejected, decode_image
 
 MAX_PIXELS = 40_000_000
 # Tesseract needs glyphs of ~20+ px; phone photos of a page have that, small crops may not.
@@ -70,37 +71,14 @@ class OcrEngine:
         return pytesseract
 
     def load(self, data: bytes) -> Image.Image:
-        if not data:
-            raise InvalidImage("the uploaded image is empty")
+        """The photo decoded and upright, by the same checks as the image search's uploads."""
         try:
-            with Image.open(io.BytesIO(data)) as probe:
-                width, height = probe.size
-                if width * height > self.max_pixels:
-                    raise InvalidImage(
-                        f"image too large: {width}x{height} pixels (limit {self.max_pixels:,})"
-                    )
-                probe.verify()
-            image = Image.open(io.BytesIO(data))
-            image.load()
-        except (
-            UnidentifiedImageError,
-            OSError,
-            SyntaxError,
-            ValueError,
-            Image.DecompressionBombError,
-        ) as exc:
-            if isinstance(exc, InvalidImage):
-                raise
-            # Words for the person who uploaded it, as the image search says them; the class name
-            # of Pillow's exception told them nothing.
-            if isinstance(exc, UnidentifiedImageError):
-                raise InvalidImage("the file is not an image Pillow can read (PNG, JPEG, WebP, …)") from exc
-            raise InvalidImage("the image is corrupt or truncated") from exc
-        return image
+            return decode_image(data, max_pixels=self.max_pixels).image
+        except ImageRejected as exc:
+            raise InvalidImage(exc.message) from exc
 
     def prepare(self, image: Image.Image) -> Image.Image:
-        img = ImageOps.exif_transpose(image) or image
-        img = ImageOps.autocontrast(img.convert("L"))
+        img = ImageOps.autocontrast(image.convert("L"))
         long_side = max(img.size)
         if 0 < long_side < MIN_LONG_SIDE:
             scale = MIN_LONG_SIDE / long_side
