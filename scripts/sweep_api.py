@@ -7,7 +7,10 @@ scratch instance, not production. Two passes, read from the live OpenAPI schema:
 - shallow: junk path ids, hostile values in every query parameter, malformed and oversized JSON bodies,
   junk image uploads;
 - deep: a plausible body built from each JSON schema, then one leaf at a time set to each hostile value.
-Prints one JSON line with the counts, then each failure. Exit code 1 if any answer was 5xx.
+Every answer's status must also be one the operation declares in the schema, and every 4xx must be
+a problem document (`application/problem+json`): the OpenAPI document is the clients' contract.
+Prints one JSON line with the counts, then each failure. Exit code 1 if any answer was 5xx,
+undeclared or not a problem document.
 """
 
 from __future__ import annotations
@@ -33,8 +36,9 @@ class Sweep:
         self.spec: dict[str, Any] = self.client.get("/openapi.json").json()
         self.requests = 0
         self.failures: list[tuple[Any, ...]] = []
+        self.undeclared: dict[tuple[str, str, int], int] = {}
 
-    def send(self, method: str, path: str, **kw: Any) -> None:
+    def send(self, method: str, path: str, op: dict[str, Any], **kw: Any) -> None:
         self.requests += 1
         try:
             r = self.client.request(method, path, **kw)
@@ -43,6 +47,11 @@ class Sweep:
             return
         if r.status_code >= 500:
             self.failures.append((method, path, str(kw)[:200], r.status_code, r.text[:200]))
+        elif str(r.status_code) not in op.get("responses", {}):
+            key = (method, op["x-path"], r.status_code)
+            self.undeclared[key] = self.undeclared.get(key, 0) + 1
+        elif r.status_code >= 400 and r.headers.get("content-type") != "application/problem+json":
+            self.failures.append((method, path, str(kw)[:200], r.status_code, "not a problem document"))
 
     def resolve(self, schema: dict[str, Any]) -> dict[str, Any]:
         while "$ref" in schema:
@@ -71,7 +80,7 @@ class Sweep:
     def operations(self) -> Iterator[tuple[str, str, dict[str, Any]]]:
         for path, ops in self.spec["paths"].items():
             for method, op in ops.items():
-                yield method.upper(), path, op
+                yield method.upper(), path, {**op, "x-path": path}
 
     def shallow(self) -> None:
         for method, path, op in self.operations():
@@ -81,26 +90,26 @@ class Sweep:
                 for prm in params:
                     if prm["in"] == "path":
                         p = p.replace("{" + prm["name"] + "}", pid)
-                self.send(method, p)
+                self.send(method, p, op)
                 for prm in params:
                     if prm["in"] == "query":
                         for v in HOSTILE:
                             if v is not None and not isinstance(v, list | dict):
-                                self.send(method, p, params={prm["name"]: v})
+                                self.send(method, p, op, params={prm["name"]: v})
                 if "requestBody" not in op:
                     continue
                 for body in BODIES:
-                    self.send(method, p, content=body, headers={"content-type": "application/json"})
+                    self.send(method, p, op, content=body, headers={"content-type": "application/json"})
                 content = op["requestBody"].get("content", {})
                 if "multipart/form-data" in content:
                     for data in UPLOADS:
                         for field in ("file", "files", "image"):
-                            self.send(method, p, files={field: ("a.png", data, "image/png")})
+                            self.send(method, p, op, files={field: ("a.png", data, "image/png")})
                 schema = content.get("application/json", {}).get("schema")
                 if schema:
                     for k in self.resolve(schema).get("properties", {}):
                         for v in HOSTILE:
-                            self.send(method, p, json={k: v})
+                            self.send(method, p, op, json={k: v})
 
     def deep(self) -> None:
         for method, path, op in self.operations():
@@ -114,7 +123,7 @@ class Sweep:
             base = self.sample(schema)
             for leaf in set(_leaves(base)):
                 for v in HOSTILE + DEEP_EXTRA:
-                    self.send(method, p, json=_with(base, leaf, v))
+                    self.send(method, p, op, json=_with(base, leaf, v))
 
 
 def _leaves(x: Any, at: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
@@ -143,10 +152,13 @@ def main() -> int:
     shallow = sweep.requests
     sweep.deep()
     print(json.dumps({"shallow_requests": shallow, "deep_requests": sweep.requests - shallow,
-                      "server_errors": len(sweep.failures)}))  # fmt: skip
+                      "failures": len(sweep.failures),  # 5xx, resets, 4xx not problem+json
+                      "undeclared_statuses": len(sweep.undeclared)}))  # fmt: skip
     for f in sweep.failures:
         print(f)
-    return 1 if sweep.failures else 0
+    for (method, path, status), n in sorted(sweep.undeclared.items()):
+        print(f"undeclared: {method} {path} answered {status} ({n}×)")
+    return 1 if sweep.failures or sweep.undeclared else 0
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
+from hanseek.api.openapi import api_routes
 from hanseek.api.security import key_matches, route_access
 from hanseek.api.state import AppState
 
@@ -98,16 +99,6 @@ def test_every_write_operation_requires_the_key(rel_app: Any, rel_client: TestCl
             if r.status_code != 401 or r.headers["content-type"] != "application/problem+json":
                 failures.append(f"{method} {path} with {sorted(headers)}: {r.status_code}")
     assert not failures, "write endpoints answering without a valid key:\n" + "\n".join(failures)
-
-
-def api_routes(routes: list[Any]) -> Iterator[Any]:
-    """Every route, descending into included routers (FastAPI ≥ 0.16x keeps them nested)."""
-    for route in routes:
-        inner = getattr(route, "original_router", None)
-        if inner is not None:
-            yield from api_routes(inner.routes)
-        else:
-            yield route
 
 
 def test_write_routes_declare_the_write_dependency(rel_app: Any) -> None:

@@ -12,6 +12,7 @@ from hanseek import __version__
 from hanseek.api.errors import install_error_handlers
 from hanseek.api.limits import BodySizeLimit, UnpairedSurrogateGuard
 from hanseek.api.logging import RequestLog
+from hanseek.api.openapi import install_openapi
 from hanseek.api.routers import health
 from hanseek.api.security import ApiKeyGate
 from hanseek.api.state import AppState
@@ -65,6 +66,7 @@ def create_app(settings: Settings, *, state: AppState | None = None) -> FastAPI:
     app.include_router(pages.router)
     _include_feature_routers(app)
     pages.mount_static(app)
+    install_openapi(app, settings)
     return app
 
 

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
 
 from hanseek.api.errors import ProblemError
+from hanseek.api.openapi import problems
 from hanseek.api.security import require_read_key
 from hanseek.api.state import get_state
 
@@ -30,8 +31,15 @@ class EncodeResponse(BaseModel):
     vectors: list[list[float]]
 
 
-@router.post("/encode", response_model=EncodeResponse, dependencies=[Depends(require_read_key)])
+@router.post(
+    "/encode",
+    response_model=EncodeResponse,
+    dependencies=[Depends(require_read_key)],
+    responses=problems(503),
+)
 def encode(body: EncodeRequest, request: Request) -> EncodeResponse:
+    """Embed texts with the active text model: L2-normalised vectors; `kind` picks e5's query or passage
+    prefix."""
     state = get_state(request)
     s = state.settings
     if len(body.texts) > s.max_batch_items:

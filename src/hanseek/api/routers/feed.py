@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.responses import HTMLResponse
 
 from hanseek.api.errors import BadRequest, NotFound, ProblemError
+from hanseek.api.openapi import problems
 from hanseek.api.security import require_read_key, require_write_key
 from hanseek.api.state import AppState, get_state
 from hanseek.encoders.base import EncoderError
@@ -96,7 +97,7 @@ def _batch_limit(request: Request, n: int) -> None:
         raise ProblemError(413, "Payload Too Large", f"{n} items in one batch; the limit is {limit}")
 
 
-@router.post("/posts", response_model=IngestResult, dependencies=write)
+@router.post("/posts", response_model=IngestResult, dependencies=write, responses=problems(503))
 def ingest_posts(body: PostsBatch, request: Request, svc: Service) -> IngestResult:
     """Insert or update posts (by id), all-or-nothing. Posts without `embedding` are encoded."""
     _batch_limit(request, len(body.posts))
@@ -104,7 +105,7 @@ def ingest_posts(body: PostsBatch, request: Request, svc: Service) -> IngestResu
         return svc.ingest_posts(body.posts)
 
 
-@router.delete("/posts/{post_id}", status_code=204, dependencies=write)
+@router.delete("/posts/{post_id}", status_code=204, dependencies=write, responses=problems(404))
 def delete_post(post_id: PathId, svc: Service) -> Response:
     """Delete a post: it leaves every feed, and its events leave the users' profiles."""
     with _errors():
@@ -129,28 +130,37 @@ def set_memberships(user_id: PathId, body: MembershipsIn, svc: Service) -> UserO
 
 @router.post("/users/{user_id}/memberships/{community}", response_model=UserOut, dependencies=write)
 def join(user_id: PathId, community: PathId, svc: Service) -> UserOut:
+    """Add one community to the user's (creates the user when new)."""
     with _errors():
         return svc.set_memberships(user_id, [community], replace=False)
 
 
-@router.delete("/users/{user_id}/memberships/{community}", response_model=UserOut, dependencies=write)
+@router.delete(
+    "/users/{user_id}/memberships/{community}",
+    response_model=UserOut,
+    dependencies=write,
+    responses=problems(404),
+)
 def leave(user_id: PathId, community: PathId, svc: Service) -> UserOut:
+    """Remove one community from the user's; 404 for an unknown user."""
     with _errors():
         return svc.remove_membership(user_id, community)
 
 
 @router.get("/users", response_model=list[str], dependencies=read)
 def list_users(svc: Service, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[str]:
+    """User ids in id order (at most `limit`)."""
     return svc.list_users(limit)
 
 
-@router.get("/users/{user_id}", response_model=UserOut, dependencies=read)
+@router.get("/users/{user_id}", response_model=UserOut, dependencies=read, responses=problems(404))
 def get_user(user_id: PathId, svc: Service) -> UserOut:
+    """The user's communities, event count and profile weight."""
     with _errors():
         return svc.get_user(user_id)
 
 
-@router.get("/users/{user_id}/feed", response_model=FeedOut, dependencies=read)
+@router.get("/users/{user_id}/feed", response_model=FeedOut, dependencies=read, responses=problems(404))
 def user_feed(
     user_id: PathId,
     svc: Service,
@@ -169,7 +179,7 @@ def user_feed(
         return svc.feed(user_id, k=k, days=_days(days), path=path, at=at, method=method)
 
 
-@router.get("/feeds/{kind}", response_model=FeedOut, dependencies=read)
+@router.get("/feeds/{kind}", response_model=FeedOut, dependencies=read, responses=problems(404))
 def baseline(
     kind: Literal["latest", "popular"],
     svc: Service,

@@ -10,6 +10,7 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, Field
 
 from hanseek.api.errors import BadRequest, NotFound, ProblemError, problem
+from hanseek.api.openapi import problem_response, problems
 from hanseek.api.security import require_read_key, require_write_key
 from hanseek.api.state import get_state
 from hanseek.images.decode import ImageRejected
@@ -190,7 +191,13 @@ def images_page(request: Request) -> HTMLResponse:
     response_model=AddOut,
     dependencies=[Depends(require_write_key)],
     summary="Add images (multipart, several files at once)",
-    responses={422: {"description": "Every file was rejected (per-file reasons in `results`)"}},
+    responses={
+        **problems(503),
+        422: problem_response(
+            422,
+            "Invalid input, or every file was rejected (then the problem document has `results`, per file)",
+        ),
+    },
 )
 def add_images(
     request: Request,
@@ -203,6 +210,8 @@ def add_images(
         Form(description="Comma-separated tags per file, in file order; one value alone applies to all"),
     ] = None,
 ) -> Any:
+    """Store images with optional captions and tags; each file gets its own result (added, duplicate or
+    rejected with a reason). 201 when any was added; 422 when every file was rejected."""
     svc = _service(request)
     if len(files) > svc.config.max_batch_files:
         raise ProblemError(
@@ -261,6 +270,7 @@ def _add_out(results: list[AddResult]) -> AddOut:
     response_model=SearchOut,
     dependencies=[Depends(require_read_key)],
     summary="Text → images (Korean or English)",
+    responses=problems(503),
 )
 def search_text(
     request: Request,
@@ -271,6 +281,8 @@ def search_text(
         Query(description="Spaces to search (default: all)"),
     ] = None,
 ) -> SearchOut:
+    """Images for a Korean or English description, from the caption, label and (when a CLIP model is
+    installed) image-text spaces."""
     svc = _service(request)
     outcome = _service_call(
         svc.search_text,
@@ -289,12 +301,14 @@ def search_text(
     response_model=SearchOut,
     dependencies=[Depends(require_read_key)],
     summary="Image → similar images (upload an image)",
+    responses=problems(503),
 )
 def search_image(
     request: Request,
     file: Annotated[UploadFile, File(description="The example image")],
     params: Annotated[SearchParams, Depends()],
 ) -> SearchOut:
+    """Images that look like the uploaded one; the upload is not stored."""
     svc = _service(request)
     outcome = _service_call(
         svc.search_image,
@@ -314,19 +328,32 @@ def list_images(
     offset: Annotated[int, Query(ge=0)] = 0,
     tag: Annotated[list[str] | None, Query(description="Only images with all these tags")] = None,
 ) -> ListOut:
+    """Stored images, newest first, optionally only those with every given tag; `total` counts all matches."""
     svc = _service(request)
     flat = [t for value in tag or [] for t in split_tags(value)]
     rows, total = _service_call(svc.list, limit=limit, offset=offset, tags=flat)
     return ListOut(total=total, results=[image_out(r) for r in rows])
 
 
-@router.get("/images/{image_id}", response_model=ImageOut, dependencies=[Depends(require_read_key)])
+@router.get(
+    "/images/{image_id}",
+    response_model=ImageOut,
+    dependencies=[Depends(require_read_key)],
+    responses=problems(404),
+)
 def get_image(request: Request, image_id: int) -> ImageOut:
+    """One image's metadata."""
     return image_out(_service_call(_service(request).get, image_id))
 
 
-@router.get("/images/{image_id}/similar", response_model=SearchOut, dependencies=[Depends(require_read_key)])
+@router.get(
+    "/images/{image_id}/similar",
+    response_model=SearchOut,
+    dependencies=[Depends(require_read_key)],
+    responses=problems(404, 503),
+)
 def similar_images(request: Request, image_id: int, params: Annotated[SearchParams, Depends()]) -> SearchOut:
+    """Images that look like a stored one (itself excluded)."""
     svc = _service(request)
     outcome = _service_call(
         svc.similar,
@@ -346,17 +373,32 @@ def _file_response(request: Request, image_id: int, variant: Literal["original",
     return FileResponse(path, media_type=mime, headers=headers)
 
 
-@router.get("/images/{image_id}/thumbnail", dependencies=[Depends(require_read_key)], response_class=Response)
+@router.get(
+    "/images/{image_id}/thumbnail",
+    dependencies=[Depends(require_read_key)],
+    response_class=Response,
+    responses=problems(404),
+)
 def image_thumbnail(request: Request, image_id: int) -> Response:
+    """The image's thumbnail (WebP); cacheable for good, the files are content-addressed."""
     return _file_response(request, image_id, "thumbnail")
 
 
-@router.get("/images/{image_id}/file", dependencies=[Depends(require_read_key)], response_class=Response)
+@router.get(
+    "/images/{image_id}/file",
+    dependencies=[Depends(require_read_key)],
+    response_class=Response,
+    responses=problems(404),
+)
 def image_file(request: Request, image_id: int) -> Response:
+    """The image as uploaded; cacheable for good, the files are content-addressed."""
     return _file_response(request, image_id, "original")
 
 
-@router.delete("/images/{image_id}", status_code=204, dependencies=[Depends(require_write_key)])
+@router.delete(
+    "/images/{image_id}", status_code=204, dependencies=[Depends(require_write_key)], responses=problems(404)
+)
 def delete_image(request: Request, image_id: int) -> Response:
+    """Delete an image with its vectors and files."""
     _service_call(_service(request).delete, image_id)
     return Response(status_code=204)

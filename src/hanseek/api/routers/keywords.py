@@ -10,6 +10,7 @@ from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field, model_validator
 
 from hanseek.api.errors import BadRequest, NotFound, ProblemError
+from hanseek.api.openapi import problems
 from hanseek.api.security import require_read_key, require_write_key
 from hanseek.api.state import AppState, get_state
 from hanseek.keywords.cloze import Cloze, ClozeOptions
@@ -283,7 +284,12 @@ class OcrOut(BaseModel):
 # -- weights and blanks ---------------------------------------------------------------------
 
 
-@router.post("/keywords/weights", response_model=WeightsResponse, dependencies=[Depends(require_read_key)])
+@router.post(
+    "/keywords/weights",
+    response_model=WeightsResponse,
+    dependencies=[Depends(require_read_key)],
+    responses=problems(404),
+)
 def weights(body: WeightsRequest, request: Request) -> WeightsResponse:
     """Weigh every content word of a page (nouns, compounds, stems, foreign words)."""
     svc = _svc(request)
@@ -293,7 +299,10 @@ def weights(body: WeightsRequest, request: Request) -> WeightsResponse:
 
 
 @router.post(
-    "/keywords/weights/batch", response_model=list[WeightsResponse], dependencies=[Depends(require_read_key)]
+    "/keywords/weights/batch",
+    response_model=list[WeightsResponse],
+    dependencies=[Depends(require_read_key)],
+    responses=problems(404),
 )
 def weights_batch(body: WeightsBatchRequest, request: Request) -> list[WeightsResponse]:
     """Weigh many pages in one call: the morphological analysis runs on Kiwi's worker threads (a
@@ -312,7 +321,12 @@ def weights_batch(body: WeightsBatchRequest, request: Request) -> list[WeightsRe
     return [_weights_response(p, body.limit) for p in pages]
 
 
-@router.post("/keywords/cloze", response_model=ClozeResponse, dependencies=[Depends(require_read_key)])
+@router.post(
+    "/keywords/cloze",
+    response_model=ClozeResponse,
+    dependencies=[Depends(require_read_key)],
+    responses=problems(404),
+)
 def cloze(body: ClozeRequest, request: Request) -> ClozeResponse:
     """Turn the best-weighted words of a page into numbered blanks, with the answer key."""
     svc = _svc(request)
@@ -321,7 +335,9 @@ def cloze(body: ClozeRequest, request: Request) -> ClozeResponse:
     return _cloze_response(cz, page)
 
 
-@router.post("/keywords/ocr", response_model=OcrOut, dependencies=[Depends(require_read_key)])
+@router.post(
+    "/keywords/ocr", response_model=OcrOut, dependencies=[Depends(require_read_key)], responses=problems(503)
+)
 async def ocr(request: Request, image: Annotated[UploadFile, File(description="A page photo")]) -> OcrOut:
     """Text of a page photo (Tesseract, Korean). 503 when Tesseract or its Korean data is missing."""
     svc = _svc(request)
@@ -336,6 +352,7 @@ async def ocr(request: Request, image: Annotated[UploadFile, File(description="A
 
 @router.get("/keywords/subjects", response_model=list[SubjectOut], dependencies=[Depends(require_read_key)])
 def list_subjects(request: Request) -> list[SubjectOut]:
+    """Every subject with its corpus size, dictionary and keyword counts."""
     return [_subject(s) for s in _svc(request).subjects()]
 
 
@@ -344,20 +361,34 @@ def list_subjects(request: Request) -> list[SubjectOut]:
     response_model=SubjectOut,
     status_code=201,
     dependencies=[Depends(require_write_key)],
+    responses=problems(409),
 )
 def create_subject(body: SubjectIn, request: Request) -> SubjectOut:
+    """Create an empty subject (201); an existing one is returned as it is."""
     with errors():
         return _subject(_svc(request).create_subject(body.name))
 
 
-@router.get("/keywords/subjects/{name}", response_model=SubjectOut, dependencies=[Depends(require_read_key)])
+@router.get(
+    "/keywords/subjects/{name}",
+    response_model=SubjectOut,
+    dependencies=[Depends(require_read_key)],
+    responses=problems(404),
+)
 def get_subject(name: str, request: Request) -> SubjectOut:
+    """One subject's corpus size, dictionary and keyword counts."""
     with errors():
         return _subject(_svc(request).subject(name))
 
 
-@router.delete("/keywords/subjects/{name}", status_code=204, dependencies=[Depends(require_write_key)])
+@router.delete(
+    "/keywords/subjects/{name}",
+    status_code=204,
+    dependencies=[Depends(require_write_key)],
+    responses=problems(404),
+)
 def delete_subject(name: str, request: Request) -> None:
+    """Delete a subject with its documents, statistics, dictionary and keywords."""
     with errors():
         _svc(request).delete_subject(name)
 
@@ -366,6 +397,7 @@ def delete_subject(name: str, request: Request) -> None:
     "/keywords/subjects/{name}/documents",
     response_model=list[DocumentOut],
     dependencies=[Depends(require_read_key)],
+    responses=problems(404),
 )
 def list_documents(
     name: str,
@@ -373,6 +405,7 @@ def list_documents(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> list[DocumentOut]:
+    """The subject's documents in the order they were added (titles and sizes, not their text)."""
     with errors():
         docs = _svc(request).documents(name, limit=limit, offset=offset)
     return [
@@ -385,6 +418,7 @@ def list_documents(
     response_model=DocumentsOut,
     status_code=201,
     dependencies=[Depends(require_write_key)],
+    responses=problems(409),
 )
 def add_documents(name: str, body: DocumentsIn, request: Request) -> DocumentsOut:
     """Add documents to a subject's corpus (created if new); statistics update in the same transaction."""
@@ -419,9 +453,13 @@ def add_documents(name: str, body: DocumentsIn, request: Request) -> DocumentsOu
 
 
 @router.delete(
-    "/keywords/subjects/{name}/documents/{doc_id}", status_code=204, dependencies=[Depends(require_write_key)]
+    "/keywords/subjects/{name}/documents/{doc_id}",
+    status_code=204,
+    dependencies=[Depends(require_write_key)],
+    responses=problems(404),
 )
 def remove_document(name: str, doc_id: int, request: Request) -> None:
+    """Remove one document; the subject's statistics are updated in the same transaction."""
     with errors():
         if not _svc(request).remove_document(name, doc_id):
             raise NotFound(f"document {doc_id} is not in subject {name!r}")
@@ -431,6 +469,7 @@ def remove_document(name: str, doc_id: int, request: Request) -> None:
     "/keywords/subjects/{name}/dictionary",
     response_model=SubjectOut,
     dependencies=[Depends(require_write_key)],
+    responses=problems(409),
 )
 def put_dictionary(name: str, body: DictionaryIn, request: Request) -> SubjectOut:
     """Set the subject dictionary (word → weight), from JSON or CSV text."""
@@ -453,7 +492,10 @@ def put_dictionary(name: str, body: DictionaryIn, request: Request) -> SubjectOu
 
 
 @router.put(
-    "/keywords/subjects/{name}/keywords", response_model=SubjectOut, dependencies=[Depends(require_write_key)]
+    "/keywords/subjects/{name}/keywords",
+    response_model=SubjectOut,
+    dependencies=[Depends(require_write_key)],
+    responses=problems(409),
 )
 def put_keywords(name: str, body: KeywordsIn, request: Request) -> SubjectOut:
     """Set the subject keyword list; listed words never weigh less than the floor."""

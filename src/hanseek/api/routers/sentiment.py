@@ -9,6 +9,7 @@ from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
 
 from hanseek.api.errors import BadRequest, NotFound, ProblemError
+from hanseek.api.openapi import problems
 from hanseek.api.security import require_read_key
 from hanseek.api.state import AppState, get_state
 from hanseek.sentiment.registry import ModelLoadError, ModelNotFound, check_name
@@ -78,8 +79,10 @@ def _check(body: SentimentIn, state: AppState) -> None:
     response_model=SentimentOut,
     dependencies=[Depends(require_read_key)],
     summary="Classify reviews as positive or negative",
+    responses=problems(404, 503),
 )
 def classify(body: SentimentIn, request: Request) -> SentimentOut:
+    """Label each review positive or negative with the default model or the one named, with probabilities."""
     state = get_state(request)
     _check(body, state)
     try:
@@ -111,6 +114,8 @@ def classify(body: SentimentIn, request: Request) -> SentimentOut:
     summary="Trained sentiment models and their held-out accuracy",
 )
 def list_models(request: Request) -> ModelsOut:
+    """Every trained model, its domains, training size and accuracy on its held-out test split; which one is
+    the default."""
     svc = service(get_state(request))
     default = svc.default_model()
     return ModelsOut(
