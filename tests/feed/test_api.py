@@ -98,6 +98,11 @@ def test_unknown_things_and_bad_writes(client: TestClient, tag: str) -> None:
     assert r.status_code == 404 and "unknown user" in r.json()["detail"]
     assert client.get(f"/users/{tag}-ghost").status_code == 404
     assert client.get("/feeds/latest", params={"user_id": f"{tag}-ghost"}).status_code == 404
+    assert client.put(f"/users/{tag}-alone/memberships", json={"communities": []}).status_code == 200
+    for url in (f"/users/{tag}-alone/feed", "/feeds/latest", "/feeds/popular"):
+        r = client.get(url, params={"user_id": f"{tag}-alone"})
+        assert r.status_code == 200 and r.json()["items"] == [], url
+        assert r.json()["note"] == "the user belongs to no community", url
     r = client.post("/events", json={"events": [{"user_id": "u", "post_id": f"{tag}-nope", "kind": "read"}]})
     assert r.status_code == 422 and "unknown post" in r.json()["detail"]
     r = client.post("/events", json={"events": [{"user_id": "u", "post_id": "p", "kind": "share"}]})

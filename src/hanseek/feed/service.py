@@ -47,6 +47,8 @@ if TYPE_CHECKING:
     from hanseek.store.db import Database
 
 log = logging.getLogger(__name__)
+
+NO_COMMUNITY = "the user belongs to no community"
 F32 = npt.NDArray[np.float32]
 
 
@@ -261,7 +263,7 @@ class FeedService:
                 took_ms=0.0,
             )
             if not user.communities:
-                out.note = "the user belongs to no community"
+                out.note = NO_COMMUNITY
             elif method == "ranked":
                 self._ranked(conn, user, out, t_from, at, k, memory=path in ("auto", "exact"))
             elif (vec := user.profile.vector()) is None:
@@ -476,6 +478,8 @@ class FeedService:
             days=days,
             at=at,
             items=items,
+            # Said as the personalized feed says it: an empty page is otherwise read as "nothing new".
+            note=NO_COMMUNITY if user_id is not None and not comms else None,
             took_ms=_ms(started),
         )
 
