@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 
 from hanseek import __version__
 from hanseek.api.errors import install_error_handlers
@@ -45,7 +46,9 @@ def create_app(settings: Settings, *, state: AppState | None = None) -> FastAPI:
             if own:
                 st.close()
 
-    app = FastAPI(
+    # FastAPIOffline: /docs and /redoc load Swagger UI and ReDoc from the installed package
+    # (under /static-offline-docs) instead of FastAPI's CDN links, which an offline machine cannot reach.
+    app = FastAPIOffline(
         title="hanseek",
         version=__version__,
         description="Korean content understanding: personalized feed, semantic and image search, "
