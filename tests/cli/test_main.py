@@ -77,3 +77,12 @@ def test_an_os_error_is_one_line(monkeypatch: pytest.MonkeyPatch, capsys: pytest
     assert exit_.value.code == 1
     err = capsys.readouterr().err
     assert "No space left on device: '/data/[x].json'" in err and "Traceback" not in err
+
+
+def test_version_is_printed_without_a_command() -> None:
+    from hanseek import __version__
+
+    r = CliRunner().invoke(app, ["--version"])
+    assert r.exit_code == 0 and r.output == f"hanseek {__version__}\n"
+    r = CliRunner().invoke(app, [])
+    assert "Usage" in r.output and "--version" in r.output  # no command: the help, as before

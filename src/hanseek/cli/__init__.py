@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 from rich.markup import escape
 
+from hanseek import __version__
 from hanseek.cli import db, demo, encode, eval_cmd, feed, images, keywords, models, sentiment, serve, train
 from hanseek.cli.common import err_console
 
@@ -14,6 +17,24 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"hanseek {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit."),
+    ] = False,
+) -> None:
+    """Options before any command (only --version); the help text is the app's own."""
+
+
 app.command("serve")(serve.serve)
 app.command("encode")(encode.encode)
 app.add_typer(db.app, name="db")
