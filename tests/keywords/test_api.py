@@ -68,8 +68,14 @@ def test_bad_input_is_a_clear_4xx(client: TestClient, db_settings: Settings) -> 
     assert is_problem(client.post("/keywords/weights", json={"text": ""}), 422)
     assert is_problem(client.post("/keywords/weights", json={"text": "   \n "}), 422)
     huge = "가" * (db_settings.max_text_chars + 1)
-    r = client.post("/keywords/cloze", json={"text": huge})
-    assert is_problem(r, 422) and "too long" in r.json()["detail"]
+    for path, body in (
+        ("/keywords/cloze", {"text": huge}),
+        ("/keywords/weights", {"text": huge}),
+        ("/keywords/weights/batch", {"texts": [PAGE, huge]}),
+    ):
+        r = client.post(path, json=body)  # a size limit, as the body and batch limits are
+        assert is_problem(r, 413) and "too long" in r.json()["detail"], path
+    assert "texts[1]" in r.json()["detail"]
     r = client.post("/keywords/weights", json={"text": PAGE, "subject": "없는과목-" + uuid.uuid4().hex})
     assert is_problem(r, 404) and "unknown subject" in r.json()["detail"]
     assert is_problem(client.post("/keywords/weights", json={"text": PAGE, "method": "magic"}), 422)

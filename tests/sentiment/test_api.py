@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
-from hanseek.api.app import create_app
 from hanseek.api.routers.sentiment import service
 from hanseek.api.state import AppState
 from hanseek.sentiment.service import DEMO_MODEL, DEMO_REVIEWS, SentimentService
@@ -16,11 +14,11 @@ from hanseek.text.analyzer import KoreanAnalyzer
 
 
 @pytest.fixture(scope="module")
-def api(app_state: AppState, kiwi: KoreanAnalyzer) -> Iterator[TestClient]:
-    # Share the session's analyzer instead of loading a second Kiwi model.
+def api(app_state: AppState, client: TestClient, kiwi: KoreanAnalyzer) -> TestClient:
+    # Share the session's analyzer instead of loading a second Kiwi model, and the session's client:
+    # a second app on the same state would mark it not ready when its lifespan ends (/readyz 503).
     app_state.service("sentiment", lambda st: SentimentService(st.settings, analyzer=kiwi))
-    with TestClient(create_app(app_state.settings, state=app_state), raise_server_exceptions=False) as c:
-        yield c
+    return client
 
 
 def _problem(r: Any, status: int, fragment: str) -> None:
@@ -35,8 +33,6 @@ def _problem(r: Any, status: int, fragment: str) -> None:
         ({"texts": []}, "texts is empty"),
         ({"texts": ["좋아요", "   "]}, "texts[1] is empty"),
         ({"texts": ["좋아요", ""]}, "texts[1] is empty"),
-        ({"texts": ["a" * 20_001]}, "20,001 characters"),
-        ({"texts": ["좋아요"] * 1001}, "too many texts: 1001"),
         ({"texts": ["좋아요"], "model": "../../etc"}, "invalid model name"),
         ({"texts": "좋아요"}, "texts"),
         ({}, "texts"),
@@ -45,6 +41,17 @@ def _problem(r: Any, status: int, fragment: str) -> None:
 )
 def test_bad_input_is_422(api: TestClient, body: dict, fragment: str) -> None:
     _problem(api.post("/sentiment", json=body), 422, fragment)
+
+
+@pytest.mark.parametrize(
+    ("body", "fragment"),
+    [
+        ({"texts": ["a" * 20_001]}, "20,001 characters"),
+        ({"texts": ["좋아요"] * 1001}, "too many texts: 1001"),
+    ],
+)
+def test_over_a_size_limit_is_413(api: TestClient, body: dict, fragment: str) -> None:
+    _problem(api.post("/sentiment", json=body), 413, fragment)
 
 
 def test_unknown_model_is_404(api: TestClient) -> None:

@@ -31,6 +31,10 @@ class InvalidText(ValueError):
     pass
 
 
+class TextTooLong(InvalidText):
+    """Over `max_text_chars`: a size limit, answered as the API's other limits are (413)."""
+
+
 __all__ = ["DEFAULT_FLOOR", "InvalidText", "KeywordService", "PageWeights", "UnknownSubject"]
 
 
@@ -75,7 +79,7 @@ class KeywordService:
         if not text or not text.strip():
             raise InvalidText("text is empty")
         if len(text) > self.max_text_chars:
-            raise InvalidText(f"text is too long: {len(text):,} characters (limit {self.max_text_chars:,})")
+            raise TextTooLong(f"text is too long: {len(text):,} characters (limit {self.max_text_chars:,})")
         return text
 
     @staticmethod
@@ -156,7 +160,7 @@ class KeywordService:
             try:
                 self.check_text(t)
             except InvalidText as exc:
-                raise InvalidText(f"texts[{i}]: {exc}") from None
+                raise type(exc)(f"texts[{i}]: {exc}") from None  # keeps TextTooLong a size limit
         params = params or ScoringParams()
         all_occs = self.extractor.extract_batch(texts)
         ctx = self.context(subject, {o.term for occs in all_occs for o in occs})

@@ -17,7 +17,7 @@ from hanseek.keywords.cloze import Cloze, ClozeOptions
 from hanseek.keywords.ingest import DocInput, IngestError, Split, documents_from_text, parse_dictionary_csv
 from hanseek.keywords.ocr import InvalidImage, OcrUnavailable
 from hanseek.keywords.scoring import Method, ScoringParams, TermWeight
-from hanseek.keywords.service import InvalidText, KeywordService, PageWeights
+from hanseek.keywords.service import InvalidText, KeywordService, PageWeights, TextTooLong
 from hanseek.keywords.store import StaleStatistics, Subject, UnknownSubject
 from hanseek.keywords.terms import normalize_term
 from hanseek.web.pages import reads_need_key, render
@@ -51,6 +51,8 @@ class _Errors:
             return
         if isinstance(exc, UnknownSubject):
             raise NotFound(f"unknown subject {exc.args[0]!r}; create it or add documents first") from exc
+        if isinstance(exc, TextTooLong):
+            raise ProblemError(413, "Payload Too Large", str(exc)) from exc
         if isinstance(exc, InvalidText | IngestError | InvalidImage):
             raise BadRequest(str(exc)) from exc
         if isinstance(exc, OcrUnavailable):

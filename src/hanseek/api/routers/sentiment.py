@@ -60,13 +60,22 @@ def _check(body: SentimentIn, state: AppState) -> None:
     limit_items, limit_chars = state.settings.max_batch_items, state.settings.max_text_chars
     if not body.texts:
         raise BadRequest("texts is empty: send at least one review")
+    # Over a size limit: 413, as every other endpoint answers its batch and text-length limits.
     if len(body.texts) > limit_items:
-        raise BadRequest(f"too many texts: {len(body.texts)} (the limit is {limit_items} per request)")
+        raise ProblemError(
+            413,
+            "Payload Too Large",
+            f"too many texts: {len(body.texts)} (the limit is {limit_items} per request)",
+        )
     for i, t in enumerate(body.texts):
         if not t.strip():
             raise BadRequest(f"texts[{i}] is empty")
         if len(t) > limit_chars:
-            raise BadRequest(f"texts[{i}] has {len(t):,} characters (the limit is {limit_chars:,})")
+            raise ProblemError(
+                413,
+                "Payload Too Large",
+                f"texts[{i}] has {len(t):,} characters (the limit is {limit_chars:,})",
+            )
     if body.model is not None:
         try:
             check_name(body.model)
