@@ -77,6 +77,18 @@ def configure_logging(level: str = "INFO", *, secrets: Iterable[str] = ()) -> No
     root.handlers[:] = [handler]
     root.setLevel(level)
     root.propagate = False
+    _through(handler)
+
+
+def _through(handler: logging.Handler) -> None:
+    """transformers writes its warnings through a handler of its own and draws tqdm bars ("Loading
+    weights") on stderr, which the server's log shares: its warnings go through the JSON handler,
+    and the bars are off, so that every line a server writes parses as JSON."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_default_handler()
+    hf_logging.disable_progress_bar()
+    logging.getLogger("transformers").handlers[:] = [handler]
 
 
 class RequestLog:

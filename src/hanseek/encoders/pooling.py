@@ -47,7 +47,11 @@ class TokenWindows:
         if not texts:
             return []
         with self._lock:
-            enc = self.tokenizer(texts, add_special_tokens=False, truncation=False, padding=False)
+            # verbose=False: the tokenizer warns that a text is longer than the model's maximum, but
+            # `windows` splits it into pieces the model can take.
+            enc = self.tokenizer(
+                texts, add_special_tokens=False, truncation=False, padding=False, verbose=False
+            )
         return [list(x) for x in enc["input_ids"]]
 
     def windows(self, texts: list[str], *, truncate: bool = False) -> Windows:
