@@ -47,6 +47,13 @@ class BadRequest(ProblemError):
         super().__init__(422, "Invalid input", detail)
 
 
+class TooLarge(ProblemError):
+    """Over a size limit: items per batch, characters per text, files per upload."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(413, "Payload Too Large", detail)
+
+
 def problem(
     status: int,
     title: str,

@@ -28,7 +28,7 @@ DESCRIPTIONS: dict[int, str] = {
     401: "The API key is missing or wrong (`X-API-Key` header or `Authorization: Bearer`).",
     404: "What the path names does not exist.",
     409: "The request conflicts with stored data (often a concurrent change); retrying may succeed.",
-    413: "The body, or the number of items in it, is over the limit.",
+    413: "Over a size limit: the body, the number of items in it, or the length of a text in it.",
     422: "Invalid input: `detail` says which field and why (`errors` lists every field for validation).",
     503: "A model or program the operation needs is not installed or could not be loaded.",
 }
@@ -76,8 +76,8 @@ def problem_response(code: int, description: str | None = None) -> dict[str, Any
 def install_openapi(app: FastAPI, settings: Settings) -> None:
     """Wrap `app.openapi` so the generated document is completed once, on first use."""
     generate = app.openapi
-    protect_reads = key_mode(settings) == "read"
-    keyed = key_mode(settings) != "none"
+    mode = key_mode(settings)
+    keyed, protect_reads = mode != "none", mode == "read"
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is not None:

@@ -7,7 +7,7 @@ from typing import Literal
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
 
-from hanseek.api.errors import ProblemError
+from hanseek.api.errors import ProblemError, TooLarge
 from hanseek.api.openapi import problems
 from hanseek.api.security import require_read_key
 from hanseek.api.state import get_state
@@ -43,16 +43,12 @@ def encode(body: EncodeRequest, request: Request) -> EncodeResponse:
     state = get_state(request)
     s = state.settings
     if len(body.texts) > s.max_batch_items:
-        raise ProblemError(
-            413,
-            "Payload Too Large",
+        raise TooLarge(
             f"{len(body.texts)} texts in one request; the limit is {s.max_batch_items}",
         )
     for i, text in enumerate(body.texts):
         if len(text) > s.max_text_chars:
-            raise ProblemError(
-                413,
-                "Payload Too Large",
+            raise TooLarge(
                 f"texts[{i}] has {len(text)} characters; the limit is {s.max_text_chars}",
             )
     from hanseek.encoders.base import EncoderError

@@ -10,7 +10,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.responses import HTMLResponse
 
-from hanseek.api.errors import BadRequest, NotFound, ProblemError
+from hanseek.api.errors import BadRequest, NotFound, ProblemError, TooLarge
 from hanseek.api.openapi import problems
 from hanseek.api.security import require_read_key, require_write_key
 from hanseek.api.state import AppState, get_state
@@ -94,7 +94,7 @@ def _days(days: str) -> int | None:
 def _batch_limit(request: Request, n: int) -> None:
     limit = get_state(request).settings.max_batch_items
     if n > limit:
-        raise ProblemError(413, "Payload Too Large", f"{n} items in one batch; the limit is {limit}")
+        raise TooLarge(f"{n} items in one batch; the limit is {limit}")
 
 
 @router.post("/posts", response_model=IngestResult, dependencies=write, responses=problems(503))

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, Field
 
-from hanseek.api.errors import BadRequest, NotFound, ProblemError, problem
+from hanseek.api.errors import BadRequest, NotFound, ProblemError, TooLarge, problem
 from hanseek.api.openapi import problem_response, problems
 from hanseek.api.security import require_read_key, require_write_key
 from hanseek.api.state import get_state
@@ -211,12 +211,11 @@ def add_images(
     ] = None,
 ) -> Any:
     """Store images with optional captions and tags; each file gets its own result (added, duplicate or
-    rejected with a reason). 201 when any was added; 422 when every file was rejected."""
+    rejected with a reason). 201 when any was added, 200 when all were already stored, 422 when every
+    file was rejected."""
     svc = _service(request)
     if len(files) > svc.config.max_batch_files:
-        raise ProblemError(
-            413, "Payload Too Large", f"{len(files)} files; at most {svc.config.max_batch_files} per request"
-        )
+        raise TooLarge(f"{len(files)} files; at most {svc.config.max_batch_files} per request")
     captions, tag_lists = _per_file(caption, len(files), "caption"), _per_file(tags, len(files), "tags")
     uploads = [
         Upload(_read(f), f.filename, captions[i] or None, split_tags(tag_lists[i]))

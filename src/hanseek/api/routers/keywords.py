@@ -9,7 +9,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field, model_validator
 
-from hanseek.api.errors import BadRequest, NotFound, ProblemError
+from hanseek.api.errors import BadRequest, NotFound, ProblemError, TooLarge
 from hanseek.api.openapi import problems
 from hanseek.api.security import require_read_key, require_write_key
 from hanseek.api.state import AppState, get_state
@@ -52,7 +52,7 @@ class _Errors:
         if isinstance(exc, UnknownSubject):
             raise NotFound(f"unknown subject {exc.args[0]!r}; create it or add documents first") from exc
         if isinstance(exc, TextTooLong):
-            raise ProblemError(413, "Payload Too Large", str(exc)) from exc
+            raise TooLarge(str(exc)) from exc
         if isinstance(exc, InvalidText | IngestError | InvalidImage):
             raise BadRequest(str(exc)) from exc
         if isinstance(exc, OcrUnavailable):
@@ -312,9 +312,7 @@ def weights_batch(body: WeightsBatchRequest, request: Request) -> list[WeightsRe
     several cores)."""
     state = get_state(request)
     if len(body.texts) > state.settings.max_batch_items:
-        raise ProblemError(
-            413,
-            "Payload Too Large",
+        raise TooLarge(
             f"{len(body.texts)} texts; the limit is {state.settings.max_batch_items}",
         )
     svc = service(state)
@@ -433,14 +431,10 @@ def add_documents(name: str, body: DocumentsIn, request: Request) -> DocumentsOu
         if not docs:
             raise InvalidText("no documents given (documents[] or content)")
         if len(docs) > MAX_DOCS_PER_REQUEST:
-            raise ProblemError(
-                413, "Payload Too Large", f"{len(docs)} documents; the limit is {MAX_DOCS_PER_REQUEST}"
-            )
+            raise TooLarge(f"{len(docs)} documents; the limit is {MAX_DOCS_PER_REQUEST}")
         for i, d in enumerate(docs):
             if len(d.body) > limit:
-                raise ProblemError(
-                    413,
-                    "Payload Too Large",
+                raise TooLarge(
                     f"document {i} has {len(d.body):,} characters; the limit is {limit:,}",
                 )
         stored = svc.add_documents(name, docs)
@@ -488,7 +482,7 @@ def put_dictionary(name: str, body: DictionaryIn, request: Request) -> SubjectOu
         if body.csv is None and body.weights is None:
             raise InvalidText("give weights or csv")
         if len(weights) > MAX_DICTIONARY_WORDS:
-            raise ProblemError(413, "Payload Too Large", f"more than {MAX_DICTIONARY_WORDS} words")
+            raise TooLarge(f"more than {MAX_DICTIONARY_WORDS} words")
         svc.set_dictionary(name, weights, replace=body.replace)
         return _subject(svc.subject(name.strip()))
 
@@ -505,7 +499,7 @@ def put_keywords(name: str, body: KeywordsIn, request: Request) -> SubjectOut:
     with errors():
         words = [t for t in (normalize_term(w) for w in body.words) if t]
         if len(words) > MAX_DICTIONARY_WORDS:
-            raise ProblemError(413, "Payload Too Large", f"more than {MAX_DICTIONARY_WORDS} words")
+            raise TooLarge(f"more than {MAX_DICTIONARY_WORDS} words")
         svc.set_keywords(name, words, floor=body.floor, replace=body.replace)
         return _subject(svc.subject(name.strip()))
 
