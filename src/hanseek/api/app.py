@@ -11,7 +11,7 @@ from fastapi_offline import FastAPIOffline
 
 from hanseek import __version__
 from hanseek.api.errors import install_error_handlers
-from hanseek.api.limits import BodySizeLimit, UnpairedSurrogateGuard
+from hanseek.api.limits import BodySizeLimit, JsonTextGuard
 from hanseek.api.logging import RequestLog
 from hanseek.api.openapi import install_openapi
 from hanseek.api.routers import health
@@ -60,7 +60,7 @@ def create_app(settings: Settings, *, state: AppState | None = None) -> FastAPI:
     install_error_handlers(app)
     # Innermost: the body is checked when the app first reads it (routing done), after the key is
     # checked and before any byte of it is parsed; refusals are still access-logged.
-    app.add_middleware(UnpairedSurrogateGuard)
+    app.add_middleware(JsonTextGuard)
     app.add_middleware(ApiKeyGate)
     app.add_middleware(RequestLog)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)

@@ -116,13 +116,26 @@ def _has_lone_surrogate(body: bytes) -> bool:
     return False
 
 
-class UnpairedSurrogateGuard:
-    """Refuse JSON bodies whose strings hold unpaired surrogates (e.g. "\\ud800") with a 422.
+def _decodes(body: bytes, encoding: str) -> bool:
+    try:
+        body.decode(encoding)
+    except UnicodeDecodeError:
+        return False
+    return True
 
-    Python's json accepts them, but nothing downstream can: PostgreSQL, tokenizers and the JSON
-    response encoder all fail on such a str, as 500s in whatever feature meets it first. Checked
-    lazily on the app's first body read (so routing and the API-key gate have run) and only when
-    the raw bytes contain a surrogate escape, so ordinary requests pay one regex scan.
+
+class JsonTextGuard:
+    """Refuse, with a 422, JSON bodies that are not text.
+
+    - Bytes invalid in the encoding JSON's rules detect (UTF-8 unless a UTF-16/32 byte order says
+      otherwise). FastAPI's reader would meet them as a UnicodeDecodeError and answer a bare "400
+      There was an error parsing the body", a status the OpenAPI document does not declare.
+    - Strings holding unpaired surrogates (e.g. "\\ud800"). Python's json accepts them, but nothing
+      downstream can: PostgreSQL, tokenizers and the JSON response encoder all fail on such a str, as
+      500s in whatever feature meets it first.
+
+    Checked lazily on the app's first body read (so routing and the API-key gate have run). Ordinary
+    requests pay one decode and one regex scan; only bodies with a surrogate escape are parsed here.
     """
 
     def __init__(self, app: ASGIApp) -> None:
@@ -152,6 +165,8 @@ class UnpairedSurrogateGuard:
                 if not message.get("more_body", False):
                     break
             body = b"".join(chunks)
+            if body and (encoding := json.detect_encoding(body)) and not _decodes(body, encoding):
+                raise HTTPException(422, f"The body is not JSON text: it is not valid {encoding.upper()}.")
             if _SURROGATE_ESCAPE.search(body) and _has_lone_surrogate(body):
                 raise HTTPException(
                     422, "The JSON text contains an unpaired UTF-16 surrogate escape (\\uD800-\\uDFFF)."
