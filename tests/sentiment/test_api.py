@@ -47,7 +47,7 @@ def test_bad_input_is_422(api: TestClient, body: dict, fragment: str) -> None:
     ("body", "fragment"),
     [
         ({"texts": ["a" * 20_001]}, "20,001 characters"),
-        ({"texts": ["좋아요"] * 1001}, "too many texts: 1001"),
+        ({"texts": ["좋아요"] * 1001}, "1,001 texts in one request; the limit is 1,000"),
     ],
 )
 def test_over_a_size_limit_is_413(api: TestClient, body: dict, fragment: str) -> None:

@@ -11,9 +11,28 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from hanseek.api.errors import TooLarge
+from hanseek.config import Settings
+
+
+def check_batch(n: int, settings: Settings, noun: str) -> None:
+    """`n` items against `HANSEEK_MAX_BATCH_ITEMS`: 413 beyond it, in the same words everywhere."""
+    if n > settings.max_batch_items:
+        raise TooLarge(f"{n:,} {noun} in one request; the limit is {settings.max_batch_items:,}")
+
+
+def check_lengths(texts: Sequence[str], settings: Settings, field: str) -> None:
+    """Each text against `HANSEEK_MAX_TEXT_CHARS`: 413 naming the first one beyond it."""
+    for i, text in enumerate(texts):
+        if len(text) > settings.max_text_chars:
+            raise TooLarge(
+                f"{field}[{i}] has {len(text):,} characters; the limit is {settings.max_text_chars:,}"
+            )
 
 
 class BodyTooLarge(HTTPException):

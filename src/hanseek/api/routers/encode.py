@@ -7,7 +7,8 @@ from typing import Literal
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
 
-from hanseek.api.errors import ProblemError, TooLarge
+from hanseek.api.errors import ProblemError
+from hanseek.api.limits import check_batch, check_lengths
 from hanseek.api.openapi import problems
 from hanseek.api.security import require_read_key
 from hanseek.api.state import get_state
@@ -41,16 +42,8 @@ def encode(body: EncodeRequest, request: Request) -> EncodeResponse:
     """Embed texts with the active text model: L2-normalised vectors; `kind` picks e5's query or passage
     prefix."""
     state = get_state(request)
-    s = state.settings
-    if len(body.texts) > s.max_batch_items:
-        raise TooLarge(
-            f"{len(body.texts)} texts in one request; the limit is {s.max_batch_items}",
-        )
-    for i, text in enumerate(body.texts):
-        if len(text) > s.max_text_chars:
-            raise TooLarge(
-                f"texts[{i}] has {len(text)} characters; the limit is {s.max_text_chars}",
-            )
+    check_batch(len(body.texts), state.settings, "texts")
+    check_lengths(body.texts, state.settings, "texts")
     from hanseek.encoders.base import EncoderError
     from hanseek.encoders.batching import BatchingEncoder
 

@@ -10,7 +10,8 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.responses import HTMLResponse
 
-from hanseek.api.errors import BadRequest, NotFound, ProblemError, TooLarge
+from hanseek.api.errors import BadRequest, NotFound, ProblemError
+from hanseek.api.limits import check_batch
 from hanseek.api.openapi import problems
 from hanseek.api.security import require_read_key, require_write_key
 from hanseek.api.state import AppState, get_state
@@ -91,16 +92,10 @@ def _days(days: str) -> int | None:
     return None if days == "all" else int(days)
 
 
-def _batch_limit(request: Request, n: int) -> None:
-    limit = get_state(request).settings.max_batch_items
-    if n > limit:
-        raise TooLarge(f"{n} items in one batch; the limit is {limit}")
-
-
 @router.post("/posts", response_model=IngestResult, dependencies=write, responses=problems(503))
 def ingest_posts(body: PostsBatch, request: Request, svc: Service) -> IngestResult:
     """Insert or update posts (by id), all-or-nothing. Posts without `embedding` are encoded."""
-    _batch_limit(request, len(body.posts))
+    check_batch(len(body.posts), get_state(request).settings, "posts")
     with _errors():
         return svc.ingest_posts(body.posts)
 
@@ -116,7 +111,7 @@ def delete_post(post_id: PathId, svc: Service) -> Response:
 @router.post("/events", response_model=EventsResult, dependencies=write)
 def record_events(body: EventsBatch, request: Request, svc: Service) -> EventsResult:
     """Record reads/likes/comments, all-or-nothing; retried events (same keys) are not double-counted."""
-    _batch_limit(request, len(body.events))
+    check_batch(len(body.events), get_state(request).settings, "events")
     with _errors():
         return svc.record_events(body.events)
 

@@ -10,6 +10,7 @@ from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field, model_validator
 
 from hanseek.api.errors import BadRequest, NotFound, ProblemError, TooLarge
+from hanseek.api.limits import check_batch
 from hanseek.api.openapi import problems
 from hanseek.api.security import require_read_key, require_write_key
 from hanseek.api.state import AppState, get_state
@@ -311,10 +312,7 @@ def weights_batch(body: WeightsBatchRequest, request: Request) -> list[WeightsRe
     single request holds the interpreter lock while Kiwi analyses, so this is how one process uses
     several cores)."""
     state = get_state(request)
-    if len(body.texts) > state.settings.max_batch_items:
-        raise TooLarge(
-            f"{len(body.texts)} texts; the limit is {state.settings.max_batch_items}",
-        )
+    check_batch(len(body.texts), state.settings, "texts")
     svc = service(state)
     with errors():
         pages = svc.weights_batch(body.texts, body.subject, body.params(), use_floor=body.use_floor)

@@ -8,7 +8,8 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
 
-from hanseek.api.errors import BadRequest, NotFound, ProblemError, TooLarge
+from hanseek.api.errors import BadRequest, NotFound, ProblemError
+from hanseek.api.limits import check_batch, check_lengths
 from hanseek.api.openapi import problems
 from hanseek.api.security import require_read_key
 from hanseek.api.state import AppState, get_state
@@ -57,21 +58,13 @@ class ModelsOut(BaseModel):
 
 
 def _check(body: SentimentIn, state: AppState) -> None:
-    limit_items, limit_chars = state.settings.max_batch_items, state.settings.max_text_chars
     if not body.texts:
         raise BadRequest("texts is empty: send at least one review")
-    # Size limits are 413 (TooLarge), as in every other router.
-    if len(body.texts) > limit_items:
-        raise TooLarge(
-            f"too many texts: {len(body.texts)} (the limit is {limit_items} per request)",
-        )
+    check_batch(len(body.texts), state.settings, "texts")
     for i, t in enumerate(body.texts):
         if not t.strip():
             raise BadRequest(f"texts[{i}] is empty")
-        if len(t) > limit_chars:
-            raise TooLarge(
-                f"texts[{i}] has {len(t):,} characters (the limit is {limit_chars:,})",
-            )
+    check_lengths(body.texts, state.settings, "texts")
     if body.model is not None:
         try:
             check_name(body.model)
