@@ -33,3 +33,15 @@ def test_malformed_json_is_422_not_500(client):
     r = client.post("/encode", content=b"{not json", headers={"content-type": "application/json"})
     assert r.status_code == 422
     assert "Traceback" not in r.text
+
+
+def test_malformed_multipart_is_422_like_malformed_json(client):
+    # Starlette answers these with a 400, a status no operation declares; bad input here is a 422.
+    for content_type, body in (
+        ("multipart/form-data", b"--x\r\n"),  # no boundary parameter
+        ("multipart/form-data; boundary=x", b"--x\r\nContent-Disposition: form-data\r\n\r\nhi\r\n--x--\r\n"),
+    ):
+        r = client.post("/keywords/ocr", content=body, headers={"content-type": content_type})
+        assert r.status_code == 422, r.text
+        assert r.headers["content-type"] == "application/problem+json"
+        assert r.json()["detail"].startswith("The body could not be read: ")

@@ -103,8 +103,12 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400:
+            # Only the framework raises 400: Starlette for a multipart body it cannot parse ("Missing
+            # boundary", "Invalid multipart data."), FastAPI for any other body it fails to read. A
+            # JSON body it cannot parse is already a 422, as all bad input here is (and is declared).
+            return problem(422, "Invalid input", f"The body could not be read: {exc.detail}")
         title = {
-            400: "Bad Request",
             401: "Unauthorized",
             404: "Not Found",
             405: "Method Not Allowed",
