@@ -136,3 +136,9 @@ def test_unreadable_exif_leaves_the_image_as_stored(fmt: str) -> None:
     Image.new("RGB", (40, 20), "blue").save(buf, format=fmt, exif=_unreadable_exif())
     d = decode_image(buf.getvalue(), **LIMITS)
     assert (d.format, d.width, d.height) == (fmt, 40, 20)
+
+
+def test_refusals_name_the_accepted_formats_as_people_know_them() -> None:
+    with pytest.raises(ImageRejected) as exc:
+        decode_image(b"%PDF-1.4\n", **LIMITS)
+    assert exc.value.message.endswith("(use BMP, GIF, JPEG, PNG, TIFF, WEBP).")  # no MPO

@@ -24,6 +24,8 @@ FORMATS: dict[str, tuple[str, str]] = {
     "BMP": ("bmp", "image/bmp"),
     "TIFF": ("tiff", "image/tiff"),
 }
+# As a person would name them: MPO is a JPEG to its owner.
+_ACCEPTED = ", ".join(sorted(set(FORMATS) - {"MPO"}))
 
 
 class ImageRejected(ValueError):
@@ -76,7 +78,7 @@ def decode_image(data: bytes, *, max_pixels: int, max_bytes: int | None = None) 
             if fmt not in FORMATS:
                 raise ImageRejected(
                     "unsupported",
-                    f"{fmt or 'This'} images are not supported (use {', '.join(sorted(FORMATS))}).",
+                    f"{fmt or 'This'} images are not supported (use {_ACCEPTED}).",
                 )
             _check_pixels(width, height, max_pixels)
             probe.verify()  # structural checks (PNG chunk CRCs) that a plain load may skip
@@ -88,7 +90,7 @@ def decode_image(data: bytes, *, max_pixels: int, max_bytes: int | None = None) 
         raise ImageRejected("too_many_pixels", f"Refused as a possible decompression bomb: {exc}") from exc
     except UnidentifiedImageError as exc:
         raise ImageRejected(
-            "not_an_image", f"The file is not an image Pillow can read (use {', '.join(sorted(FORMATS))})."
+            "not_an_image", f"The file is not an image Pillow can read (use {_ACCEPTED})."
         ) from exc
     except _MALFORMED as exc:
         raise ImageRejected("corrupt", f"The image is corrupt or truncated ({exc}).") from exc
