@@ -44,6 +44,15 @@ def sample_bytes() -> dict[str, bytes]:
     return {name: path.read_bytes() for name, path in _sample_paths().items()}
 
 
+def unreadable_exif() -> bytes:
+    """An EXIF block Pillow reads but cannot rotate by: orientation 6 ("rotate 90°", as phones write
+    it) beside a Make tag whose number is bent into SubIFDs (0x014A), which holds offsets, not text."""
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    exif[0x010F] = "Cam"
+    return exif.tobytes().replace(b"\x01\x0f\x00\x02", b"\x01\x4a\x00\x02")
+
+
 def encode_png(im: Image.Image) -> bytes:
     buf = io.BytesIO()
     im.save(buf, format="PNG")

@@ -11,7 +11,7 @@ from PIL import Image
 
 from hanseek.encoders.image_base import to_rgb
 from hanseek.images.decode import ImageRejected, configure_pillow, decode_image
-from tests.images.conftest import encode_jpeg, encode_png
+from tests.images.conftest import encode_jpeg, encode_png, unreadable_exif
 
 LIMITS = {"max_pixels": 4_000_000, "max_bytes": 4 * 1024 * 1024}
 
@@ -122,18 +122,10 @@ def test_transparency_is_composited_on_white() -> None:
     assert to_rgb(d.image).getpixel((0, 0)) == (255, 255, 255)
 
 
-def _unreadable_exif() -> bytes:
-    """An EXIF block whose SubIFDs tag (0x014A) holds text: Pillow reads it but cannot rotate by it."""
-    exif = Image.Exif()
-    exif[0x0112] = 6  # rotate 90° clockwise on display
-    exif[0x010F] = "Cam"  # Make, ASCII; its tag number is then bent into SubIFDs, which wants offsets
-    return exif.tobytes().replace(b"\x01\x0f\x00\x02", b"\x01\x4a\x00\x02")
-
-
 @pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP"])
 def test_unreadable_exif_leaves_the_image_as_stored(fmt: str) -> None:
     buf = io.BytesIO()
-    Image.new("RGB", (40, 20), "blue").save(buf, format=fmt, exif=_unreadable_exif())
+    Image.new("RGB", (40, 20), "blue").save(buf, format=fmt, exif=unreadable_exif())
     d = decode_image(buf.getvalue(), **LIMITS)
     assert (d.format, d.width, d.height) == (fmt, 40, 20)
 

@@ -9,20 +9,17 @@ import pytest
 from PIL import Image
 
 from hanseek.keywords.ocr import InvalidImage, OcrEngine
+from tests.images.conftest import unreadable_exif
 
 DATA = Path(__file__).parent / "data"
 
 
 def test_a_photo_with_an_unreadable_exif_block_is_still_read() -> None:
-    exif = Image.Exif()
-    exif[0x0112] = 6  # "rotate 90°": the tag a phone writes
-    exif[0x010F] = "Cam"
-    # The Make tag's number bent into SubIFDs (0x014A), which holds offsets, not text: Pillow then
-    # fails while applying the orientation. The page, stored upright, is read as stored.
-    broken = exif.tobytes().replace(b"\x01\x0f\x00\x02", b"\x01\x4a\x00\x02")
+    # Pillow fails while applying that EXIF block's orientation; the page, stored upright, is read as
+    # stored.
     buf = io.BytesIO()
     with Image.open(DATA / "page_ko.png") as page:
-        page.convert("RGB").save(buf, format="JPEG", quality=95, exif=broken)
+        page.convert("RGB").save(buf, format="JPEG", quality=95, exif=unreadable_exif())
     text = OcrEngine().image_to_text(buf.getvalue())
     assert "구석기" in text and "고인돌" in text
 
