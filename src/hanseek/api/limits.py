@@ -135,12 +135,14 @@ def _has_lone_surrogate(body: bytes) -> bool:
     return False
 
 
-def _decodes(body: bytes, encoding: str) -> bool:
+def _undecodable_as(body: bytes) -> str | None:
+    """The encoding JSON's rules detect for `body`, when the body is not valid in it; else None."""
+    encoding = json.detect_encoding(body)
     try:
         body.decode(encoding)
     except UnicodeDecodeError:
-        return False
-    return True
+        return encoding
+    return None
 
 
 class JsonTextGuard:
@@ -184,7 +186,7 @@ class JsonTextGuard:
                 if not message.get("more_body", False):
                     break
             body = b"".join(chunks)
-            if body and (encoding := json.detect_encoding(body)) and not _decodes(body, encoding):
+            if body and (encoding := _undecodable_as(body)):
                 raise HTTPException(422, f"The body is not JSON text: it is not valid {encoding.upper()}.")
             if _SURROGATE_ESCAPE.search(body) and _has_lone_surrogate(body):
                 raise HTTPException(

@@ -77,10 +77,10 @@ def configure_logging(level: str = "INFO", *, secrets: Iterable[str] = ()) -> No
     root.handlers[:] = [handler]
     root.setLevel(level)
     root.propagate = False
-    _through(handler)
+    _route_transformers(handler)
 
 
-def _through(handler: logging.Handler) -> None:
+def _route_transformers(handler: logging.Handler) -> None:
     """transformers writes its warnings through a handler of its own and draws tqdm bars ("Loading
     weights") on stderr, which the server's log shares: its warnings go through the JSON handler,
     and the bars are off, so that every line a server writes parses as JSON."""

@@ -60,8 +60,9 @@ def configure_pillow(max_pixels: int) -> None:
         Image.MAX_IMAGE_PIXELS = max_pixels
 
 
-# Everything Pillow has been seen to raise on malformed input (fuzzed PNG, JPEG, GIF, TIFF, WebP and
-# their EXIF blocks); `struct.error` and `TypeError` come from malformed EXIF/TIFF tag values.
+# What Pillow raises on malformed input: the first seven were seen when fuzzing PNG, JPEG, GIF, TIFF
+# and WebP files and their EXIF blocks (`struct.error` and `TypeError` come from EXIF/TIFF tag values
+# of the wrong type); KeyError is for the EXIF lookups, not seen so far.
 _MALFORMED = (OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError, TypeError, KeyError)
 
 
