@@ -75,11 +75,13 @@ class KeywordService:
 
     # -- validation ---------------------------------------------------------------------------
 
-    def check_text(self, text: str) -> str:
+    def check_text(self, text: str, field: str = "text") -> str:
+        """`text` non-blank and within `max_text_chars`; messages name it as `field`."""
         if not text or not text.strip():
-            raise InvalidText("text is empty")
+            raise InvalidText(f"{field} is empty")
         if len(text) > self.max_text_chars:
-            raise TextTooLong(f"text is too long: {len(text):,} characters (limit {self.max_text_chars:,})")
+            # Worded as api.limits.check_lengths words the other text limits.
+            raise TextTooLong(f"{field} has {len(text):,} characters; the limit is {self.max_text_chars:,}")
         return text
 
     @staticmethod
@@ -157,10 +159,7 @@ class KeywordService:
     ) -> list[PageWeights]:
         """`weights` for many pages: morphology runs on Kiwi's worker threads, one subject lookup."""
         for i, t in enumerate(texts):
-            try:
-                self.check_text(t)
-            except InvalidText as exc:
-                raise type(exc)(f"texts[{i}]: {exc}") from None  # keeps TextTooLong a size limit
+            self.check_text(t, field=f"texts[{i}]")
         params = params or ScoringParams()
         all_occs = self.extractor.extract_batch(texts)
         ctx = self.context(subject, {o.term for occs in all_occs for o in occs})
