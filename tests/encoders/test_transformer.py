@@ -11,7 +11,7 @@ import pytest
 
 from hanseek.encoders.base import EncoderError, TextEncoder
 from hanseek.encoders.modeldir import looks_like_e5, resolve_prompts
-from hanseek.encoders.transformer import TransformersTextEncoder
+from hanseek.encoders.transformer import TransformersTextEncoder, quiet_load
 from tests.fixtures.encoders import TINY_TEXTS
 
 
@@ -104,3 +104,30 @@ def test_missing_model_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.Monk
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(EncoderError, match="hub"):
         TransformersTextEncoder("hanseek-test/no-such-model")
+
+
+def test_a_local_load_draws_no_progress_bar_and_leaves_the_switch_as_it_was(
+    tiny_bert_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from transformers.utils import logging as hf_logging
+
+    was = hf_logging.is_progress_bar_enabled()
+    hf_logging.enable_progress_bar()  # as in a CLI process (serve turns the bars off for good)
+    try:
+        capsys.readouterr()
+        TransformersTextEncoder(tiny_bert_dir)
+        assert "Loading weights" not in capsys.readouterr().err
+        assert hf_logging.is_progress_bar_enabled()
+        with quiet_load(False):  # a hub load keeps its download bars
+            assert hf_logging.is_progress_bar_enabled()
+        with quiet_load(True):
+            with quiet_load(True):
+                assert not hf_logging.is_progress_bar_enabled()
+            assert not hf_logging.is_progress_bar_enabled()
+        assert hf_logging.is_progress_bar_enabled()
+        hf_logging.disable_progress_bar()
+        with quiet_load(True):
+            pass
+        assert not hf_logging.is_progress_bar_enabled()  # off before, off after
+    finally:
+        (hf_logging.enable_progress_bar if was else hf_logging.disable_progress_bar)()

@@ -22,6 +22,7 @@ import numpy as np
 from PIL import Image
 
 from hanseek.encoders.image_base import FloatArray, l2_normalize, to_rgb
+from hanseek.encoders.transformer import quiet_load
 
 
 def _pooled(output: Any) -> Any:
@@ -45,8 +46,9 @@ class MultilingualTextTower:
         root = Path(path)
         self._torch = torch
         self.max_length = max_length
-        self.tokenizer = AutoTokenizer.from_pretrained(str(root))
-        self.model = AutoModel.from_pretrained(str(root)).eval()
+        with quiet_load(root.is_dir()):
+            self.tokenizer = AutoTokenizer.from_pretrained(str(root))
+            self.model = AutoModel.from_pretrained(str(root)).eval()
         pooling_cfg = root / "1_Pooling" / "config.json"
         cfg = json.loads(pooling_cfg.read_text()) if pooling_cfg.exists() else {}
         self.pooling = "cls" if cfg.get("pooling_mode_cls_token") else "mean"
@@ -121,7 +123,8 @@ class CLIPEncoder:
         from transformers import AutoImageProcessor, AutoTokenizer, CLIPModel
 
         src = str(source)
-        model = CLIPModel.from_pretrained(src)
+        with quiet_load(Path(src).is_dir()):
+            model = CLIPModel.from_pretrained(src)
         import transformers
 
         # The PIL/numpy processor: the torchvision one needs a package this project does not install.

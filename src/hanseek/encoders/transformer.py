@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +24,35 @@ _POOLER_TYPES = {"bert", "roberta", "xlm-roberta", "camembert", "electra", "erni
 _OFFSET_POSITION_TYPES = {"roberta", "xlm-roberta", "camembert"}
 
 
+# Re-entrant: a CLIP model loads its text tower inside its own load.
+_QUIET_LOAD = threading.RLock()
+
+
+@contextmanager
+def quiet_load(local: bool) -> Iterator[None]:
+    """Mute transformers' "Loading weights" bar while a *local* model loads.
+
+    From a local directory the bar is noise on every CLI command (the load takes well under a
+    second). Hub loads keep it: the same switch mutes huggingface_hub's download bars, which a
+    user with a network wants to see. The switch is transformers' process-wide flag, so local loads
+    take turns rather than restore each other's state out of order.
+    """
+    if not local:
+        yield
+        return
+    from transformers.utils import logging as hf_logging
+
+    with _QUIET_LOAD:
+        was_on = hf_logging.is_progress_bar_enabled()
+        if was_on:
+            hf_logging.disable_progress_bar()
+        try:
+            yield
+        finally:
+            if was_on:
+                hf_logging.enable_progress_bar()
+
+
 def load_hf(model: str | Path) -> tuple[Any, Any, Path | None]:
     """(tokenizer, model in eval mode, local dir or None) with a clear error when it cannot load."""
     from transformers import AutoConfig, AutoModel, AutoTokenizer
@@ -31,12 +63,13 @@ def load_hf(model: str | Path) -> tuple[Any, Any, Path | None]:
         raise EncoderError(f"model directory {model} does not exist")
     src = str(local_dir) if local_dir is not None else str(model)
     try:
-        config = AutoConfig.from_pretrained(src)
-        tokenizer = AutoTokenizer.from_pretrained(src)
-        kwargs: dict[str, Any] = {}
-        if config.model_type in _POOLER_TYPES:
-            kwargs["add_pooling_layer"] = False
-        net = AutoModel.from_pretrained(src, config=config, **kwargs)
+        with quiet_load(local_dir is not None):
+            config = AutoConfig.from_pretrained(src)
+            tokenizer = AutoTokenizer.from_pretrained(src)
+            kwargs: dict[str, Any] = {}
+            if config.model_type in _POOLER_TYPES:
+                kwargs["add_pooling_layer"] = False
+            net = AutoModel.from_pretrained(src, config=config, **kwargs)
     except (OSError, ValueError) as e:
         if local_dir is not None:
             raise EncoderError(f"cannot load the model in {local_dir}: {e}") from e
