@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from fastapi import APIRouter, FastAPI, Response
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
@@ -13,6 +14,7 @@ from hanseek.api.app import create_app
 from hanseek.api.errors import PROBLEM_JSON
 from hanseek.api.openapi import Problem
 from hanseek.config import Settings
+from tests.fixtures.api import contract_client
 
 HEALTH = {"/healthz", "/readyz"}
 
@@ -89,3 +91,27 @@ def test_a_real_error_matches_the_declared_schema(client: TestClient) -> None:
     r = client.get("/users/openapi-test-nobody")
     assert r.status_code == 404 and "404" in doc["paths"]["/users/{user_id}"]["get"]["responses"]
     assert Problem.model_validate(r.json()).detail == "unknown user 'openapi-test-nobody'"
+
+
+def test_the_test_clients_fail_on_an_undeclared_status() -> None:
+    """`contract_client` (every API test's client) holds the service to its document."""
+    router = APIRouter()
+
+    @router.get("/pots/list")
+    def pots() -> Response:
+        return Response(status_code=418)
+
+    @router.get("/pots/{pot_id}", responses={404: {"description": "no pot"}})
+    def pot(pot_id: str, status: int = 200) -> Response:
+        return Response(status_code=status)
+
+    app = FastAPI()
+    app.include_router(router)  # as the service's routers are: nested in the app's route list
+    with contract_client(app, Settings()) as c:
+        assert c.get("/pots/7", params={"status": 404}).status_code == 404
+        with pytest.raises(AssertionError, match=r"GET /pots/\{pot_id\} answered 418, which its OpenAPI"):
+            c.get("/pots/7", params={"status": 418})
+        with pytest.raises(AssertionError, match="GET /pots/list answered 418"):
+            c.get("/pots/list")
+        assert c.get("/not-a-route").status_code == 404  # no operation, nothing to check
+        assert c.post("/pots/7").status_code == 405

@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 from hanseek.api.app import create_app
 from hanseek.api.state import AppState
 from hanseek.encoders.transformer import TransformersTextEncoder
+from tests.fixtures.api import contract_client
 
 pytestmark = pytest.mark.slow
 
@@ -21,7 +22,7 @@ def api(app_state: AppState, text_encoder: TransformersTextEncoder) -> Iterator[
     state = AppState(settings, app_state.db)
     state.ready = True
     state.service("text_encoder", lambda st: text_encoder)
-    with TestClient(create_app(settings, state=state), raise_server_exceptions=False) as c:
+    with contract_client(create_app(settings, state=state), settings) as c:
         yield c
 
 

@@ -14,6 +14,7 @@ from hanseek.api.app import create_app
 from hanseek.api.state import AppState
 from hanseek.images.service import ImageService
 from hanseek.images.transforms import STANDARD
+from tests.fixtures.api import contract_client
 from tests.images.conftest import encode_jpeg, encode_png, unique_png
 
 
@@ -173,7 +174,7 @@ def keyed(app_state: AppState, image_service: ImageService, text_encoder: Any) -
     state.ready = True
     state.service("text_encoder", lambda st: text_encoder)
     state.service("images", lambda st: image_service)
-    with TestClient(create_app(settings, state=state), raise_server_exceptions=False) as c:
+    with contract_client(create_app(settings, state=state), settings) as c:
         yield c
 
 

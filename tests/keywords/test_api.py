@@ -13,6 +13,7 @@ from hanseek.api.state import AppState
 from hanseek.config import Settings
 from hanseek.keywords.ocr import OcrEngine
 from hanseek.keywords.service import KeywordService
+from tests.fixtures.api import contract_client
 
 DATA = Path(__file__).parent / "data"
 PAGE = (
@@ -158,7 +159,7 @@ def no_tesseract_client(db_settings: Settings, db: Any) -> Iterator[TestClient]:
     state.service(
         "keywords", lambda st: KeywordService(st.db, ocr=OcrEngine(tesseract_cmd="/nonexistent/tesseract"))
     )
-    with TestClient(create_app(db_settings, state=state), raise_server_exceptions=False) as c:
+    with contract_client(create_app(db_settings, state=state), db_settings) as c:
         yield c
 
 

@@ -17,6 +17,7 @@ from hanseek.api.app import create_app
 from hanseek.api.state import AppState
 from hanseek.config import Settings
 from hanseek.store.db import Database
+from tests.fixtures.api import contract_client
 
 API_KEY = "rel-test-key-6f1d2c9a8b7e"
 
@@ -47,15 +48,15 @@ def rel_app(rel_state: AppState) -> Any:
 
 
 @pytest.fixture(scope="session")
-def rel_client(rel_app: Any) -> Iterator[TestClient]:
+def rel_client(rel_app: Any, rel_state: AppState) -> Iterator[TestClient]:
     """A client that does not send the key (tests add it where they mean to)."""
-    with TestClient(rel_app, raise_server_exceptions=False) as c:
+    with contract_client(rel_app, rel_state.settings) as c:
         yield c
 
 
 @pytest.fixture(scope="session")
-def authed_client(rel_app: Any) -> Iterator[TestClient]:
-    with TestClient(rel_app, raise_server_exceptions=False, headers={"X-API-Key": API_KEY}) as c:
+def authed_client(rel_app: Any, rel_state: AppState) -> Iterator[TestClient]:
+    with contract_client(rel_app, rel_state.settings, headers={"X-API-Key": API_KEY}) as c:
         yield c
 
 

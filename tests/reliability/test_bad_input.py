@@ -20,6 +20,7 @@ from PIL import Image
 
 from hanseek.api.app import create_app
 from hanseek.api.state import AppState
+from tests.fixtures.api import contract_client
 
 from .conftest import API_KEY
 
@@ -76,7 +77,7 @@ def small_limit_client(rel_state: AppState) -> Iterator[TestClient]:
     """The same app and database with a 4 KiB body limit."""
     settings = rel_state.settings.model_copy(update={"max_body_bytes": 4096})
     app = create_app(settings, state=rel_state)
-    with TestClient(app, raise_server_exceptions=False, headers={"X-API-Key": API_KEY}) as c:
+    with contract_client(app, settings, headers={"X-API-Key": API_KEY}) as c:
         yield c
 
 

@@ -76,12 +76,13 @@ def problem_response(code: int, description: str | None = None) -> dict[str, Any
 def install_openapi(app: FastAPI, settings: Settings) -> None:
     """Wrap `app.openapi` so the generated document is completed once, on first use."""
     generate = app.openapi
-    mode = key_mode(settings)
-    keyed, protect_reads = mode != "none", mode == "read"
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is not None:
             return app.openapi_schema
+        # The key mode as the security dependencies see it: read from the settings now, not at install.
+        mode = key_mode(settings)
+        keyed, protect_reads = mode != "none", mode == "read"
         schema = generate()
         components = schema.setdefault("components", {})
         schemas = components.setdefault("schemas", {})

@@ -191,7 +191,9 @@ def images_page(request: Request) -> HTMLResponse:
     response_model=AddOut,
     dependencies=[Depends(require_write_key)],
     summary="Add images (multipart, several files at once)",
+    response_description="Every file was already stored (duplicates; nothing added)",
     responses={
+        201: {"model": AddOut, "description": "At least one file was added (per-file results)"},
         **problems(503),
         422: problem_response(
             422,
