@@ -74,6 +74,7 @@ def test_feed_round_trip(client: TestClient, tag: str) -> None:
     [
         ("/users/{user}/feed", {"k": 0}),
         ("/users/{user}/feed", {"k": 100000}),
+        ("/users/{user}/feed", {"k": 201}),  # HANSEEK_FEED_MAX_K, checked by the service
         ("/users/{user}/feed", {"days": "soon"}),
         ("/users/{user}/feed", {"days": "0"}),
         ("/users/{user}/feed", {"path": "fastest"}),

@@ -11,6 +11,7 @@ from hanseek.feed.errors import InvalidInput, NotFoundError
 from hanseek.feed.models import EventIn
 from hanseek.feed.pgvec import to_np
 from hanseek.feed.service import FeedService
+from hanseek.feed.settings import FeedSettings
 from hanseek.store.db import Database
 
 from .conftest import NOW, make_posts, wait_until
@@ -264,3 +265,20 @@ def test_other_processes_follow_writes(db: Database, feed: FeedService, tag: str
         assert other.index.count([f"{tag}-c0"], None, None) == 20
     finally:
         other.close()
+
+
+def test_max_k_is_the_settings_bound(db: Database, tag: str) -> None:
+    """HANSEEK_FEED_MAX_K moves the limit both ways; the API and the CLI defer to it."""
+    posts, _ = make_posts(tag, 300, 1, 20, seed=5)
+    svc = FeedService(db, settings=FeedSettings(max_k=250), load_in_background=False, follow=False)
+    try:
+        svc.ingest_posts(posts)
+        svc.set_memberships(f"{tag}-u", [f"{tag}-c0"])
+        for path in ("auto", "exact-sql"):  # a page longer than the ranker's usual union still fills
+            assert len(svc.feed(f"{tag}-u", k=240, days=None, at=NOW, path=path).items) == 240, path
+        with pytest.raises(InvalidInput, match="k must be between 1 and 250, got 251"):
+            svc.feed(f"{tag}-u", k=251, days=None, at=NOW)
+    finally:
+        svc.close()
+    with pytest.raises(ValueError, match="less than or equal to 1000"):
+        FeedSettings(max_k=1001)

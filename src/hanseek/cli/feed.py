@@ -129,11 +129,24 @@ def memberships(
     console.print(f"{len(rows)} memberships for {len(by_user)} users")
 
 
+def _days(value: str) -> int | None:
+    """`--days`: a number of days, or "all" (as the API's `days=all`)."""
+    if value.strip().lower() == "all":
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        msg = f"{value!r} is neither a number of days nor 'all'"
+        raise typer.BadParameter(msg, param_hint="--days") from None
+
+
 @app.command("show")
 def show(
     user: Annotated[str, typer.Argument(help="User id")],
-    k: Annotated[int, typer.Option("-k", "--k", min=1, max=200, help="How many posts")] = 10,
-    days: Annotated[int | None, typer.Option(help="Window in days (omit for all time)")] = 30,
+    k: Annotated[
+        int, typer.Option("-k", "--k", min=1, help="How many posts (at most HANSEEK_FEED_MAX_K, default 200)")
+    ] = 10,
+    days: Annotated[str, typer.Option(help="Window in days, or 'all' for no window")] = "30",
     path: Annotated[str, typer.Option(help="auto | exact | exact-sql | approx")] = "auto",
     method: Annotated[str, typer.Option(help="ranked | similar")] = "ranked",
 ) -> None:
@@ -143,7 +156,7 @@ def show(
     with open_db(settings()) as db:
         svc = _service(db)
         try:
-            out = svc.feed(user, k=k, days=days, path=path, method=method)  # type: ignore[arg-type]
+            out = svc.feed(user, k=k, days=_days(days), path=path, method=method)  # type: ignore[arg-type]
         except FeedError as e:
             _fail(str(e))
     console.print(

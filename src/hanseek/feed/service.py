@@ -224,7 +224,7 @@ class FeedService:
             raise InvalidInput(f"k must be between 1 and {self.settings.max_k}, got {k}")
         if days is not None and not 1 <= days <= self.settings.max_days:
             raise InvalidInput(
-                f"days must be between 1 and {self.settings.max_days} (or omitted), got {days}"
+                f"days must be between 1 and {self.settings.max_days} (or 'all' for no window), got {days}"
             )
 
     def feed(

@@ -23,7 +23,7 @@ class FeedSettings(BaseSettings):
     max_body_chars: int = Field(default=1000, ge=0)
 
     default_k: int = 20
-    max_k: int = 200
+    max_k: int = Field(default=200, ge=1, le=1000)  # 1000: pgvector's widest HNSW scan (store.vectors)
     default_days: int | None = 30
     max_days: int = 3650
 

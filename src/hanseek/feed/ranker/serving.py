@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -49,6 +49,10 @@ def rank(
     """The ranked top-k. Candidate sources run on the in-process index when it is loaded and
     `memory` (path auto/exact), otherwise in SQL (exact)."""
     cfg = cfg or CandidateConfig()
+    if cfg.n_latest < k + 5:
+        # The ranker orders only the union, so a page longer than it would come back short while the
+        # window still holds unread posts; the newest list grows with k (pages up to 55 are as trained).
+        cfg = replace(cfg, n_latest=k + 5)
     comms = user.communities
     vec = user.profile.vector()
     recent = (user.recent if user.recent is not None else qy.recent_interactions(conn, user.id, 200))[
