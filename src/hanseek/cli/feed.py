@@ -144,7 +144,7 @@ def _days(value: str) -> int | None:
 def show(
     user: Annotated[str, typer.Argument(help="User id")],
     k: Annotated[
-        int, typer.Option("-k", "--k", min=1, help="How many posts (at most HANSEEK_FEED_MAX_K, default 200)")
+        int, typer.Option("-k", "--k", min=1, help="How many posts: 1 to HANSEEK_FEED_MAX_K (200 unless set)")
     ] = 10,
     days: Annotated[str, typer.Option(help="Window in days, or 'all' for no window")] = "30",
     path: Annotated[str, typer.Option(help="auto | exact | exact-sql | approx")] = "auto",

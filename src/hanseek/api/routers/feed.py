@@ -42,7 +42,7 @@ Days = Annotated[
     Query(pattern=r"^(\d{1,5}|all)$", description="Date window in days ending at `at`, or 'all' for none"),
 ]
 # The upper bound is `HANSEEK_FEED_MAX_K` (the service checks it), so a deployment can raise it.
-K = Annotated[int, Query(ge=1, description="How many posts (at most `HANSEEK_FEED_MAX_K`, 200 by default)")]
+K = Annotated[int, Query(ge=1, description="How many posts: 1 to `HANSEEK_FEED_MAX_K` (200 unless set)")]
 At = Annotated[datetime | None, Query(description="Evaluate the feed as of this time (default: now)")]
 # Ids in the path obey the request bodies' rule (feed.models.Ident), so a user created by a
 # membership call is one the events endpoint accepts, and an over-long id is a 422, not a database
