@@ -43,3 +43,17 @@ def test_database_refusals_are_problem_documents(exc: Exception, status: int, ti
     else:  # an unexpected error says nothing about the internals
         assert "secret" not in r.text
     assert "Traceback" not in r.text
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        psycopg.errors.DeadlockDetected("deadlock detected"),
+        psycopg.errors.SerializationFailure("could not serialize access"),
+        psycopg.errors.TransactionRollback("transaction rollback"),
+    ],
+)
+def test_a_collision_with_concurrent_writers_is_a_409_to_retry(exc: Exception) -> None:
+    r = _raising(exc).get("/boom")
+    assert r.status_code == 409 and r.headers["content-type"].startswith("application/problem+json")
+    assert "nothing was saved; retry" in r.json()["detail"]

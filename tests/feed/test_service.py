@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 
 import numpy as np
@@ -282,3 +283,96 @@ def test_max_k_is_the_settings_bound(db: Database, tag: str) -> None:
         svc.close()
     with pytest.raises(ValueError, match="less than or equal to 1000"):
         FeedSettings(max_k=1001)
+
+
+def test_one_moment_written_in_two_offsets_is_one_event(feed: FeedService, tag: str) -> None:
+    posts, _ = make_posts(tag, 2, 1, 5, seed=4)
+    feed.ingest_posts(posts)
+    like = {"user_id": f"{tag}-u", "post_id": posts[0].id, "kind": "like"}
+    assert feed.record_events([EventIn(**like, at="2024-05-01T00:00:00Z")]).accepted == 1
+    retry = feed.record_events([EventIn(**like, at="2024-05-01T09:00:00+09:00")])
+    assert (retry.accepted, retry.duplicates) == (0, 1)
+    assert feed.get_user(f"{tag}-u").events == 1
+
+
+def _race(svc: FeedService, first: list[EventIn], second: list[EventIn]) -> list[object]:
+    """Both batches sent at the same moment from two threads: what each call returned or raised."""
+    start = threading.Barrier(2)
+    got: list[object] = [None, None]
+
+    def send(i: int, batch: list[EventIn]) -> None:
+        start.wait()
+        try:
+            got[i] = svc.record_events(batch).accepted
+        except Exception as e:
+            got[i] = e
+
+    threads = [threading.Thread(target=send, args=(i, b)) for i, b in enumerate((first, second))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return got
+
+
+def test_the_same_events_in_opposite_orders_do_not_deadlock(db: Database, tag: str) -> None:
+    """Two pipelines delivering one batch in different orders: keys are locked in one order."""
+    posts, _ = make_posts(tag, 20, 1, 5, seed=6)
+    svc = FeedService(db, settings=FeedSettings(), load_in_background=False, follow=False)
+    try:
+        svc.ingest_posts(posts)
+        for trial in range(12):
+            events = [
+                EventIn(
+                    id=f"{tag}-t{trial}-e{i}",
+                    user_id=f"{tag}-u{i % 7}",
+                    post_id=posts[i % 20].id,
+                    kind="read",
+                    at=NOW - timedelta(minutes=i),
+                )
+                for i in range(300)
+            ]
+            got = _race(svc, events, events[::-1])
+            assert sorted(got, key=str) == [0, 300], (trial, got)
+    finally:
+        svc.close()
+
+
+def test_a_batch_rolled_back_by_a_concurrent_one_is_retried(
+    feed: FeedService, tag: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import psycopg
+
+    from hanseek.feed import events as ev
+
+    posts, _ = make_posts(tag, 2, 1, 5, seed=7)
+    feed.ingest_posts(posts)
+    real, calls = ev.record_events, []
+
+    def collide_once(*args: object, **kwargs: object) -> object:
+        calls.append(1)
+        if len(calls) == 1:
+            raise psycopg.errors.DeadlockDetected("deadlock detected")
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ev, "record_events", collide_once)
+    got = feed.record_events([EventIn(user_id=f"{tag}-u", post_id=posts[0].id, kind="read", at=NOW)])
+    assert got.accepted == 1 and len(calls) == 2
+
+
+def test_counts_near_the_integer_limit_do_not_break_feeds(feed: FeedService, tag: str) -> None:
+    """likes and comments may each be up to 2e9 (PostIn); their sum is past int4."""
+    posts, _ = make_posts(tag, 2, 1, 5, seed=8)
+    posts[0] = posts[0].model_copy(update={"likes": 2_000_000_000, "comments": 2_000_000_000})
+    feed.ingest_posts(posts)
+    user = f"{tag}-u"
+    feed.set_memberships(user, [f"{tag}-c0"])
+    popular = feed.baseline_feed("popular", communities=[f"{tag}-c0"], days=None, at=NOW)
+    assert popular.items[0].id == posts[0].id
+    assert feed.feed(user, method="similar", days=None, at=NOW).items  # cold start: popular in SQL
+    feed.record_events([EventIn(user_id=user, post_id=posts[0].id, kind="read", at=NOW)])
+    for path in ("auto", "exact-sql"):
+        items = feed.feed(user, days=None, at=NOW, path=path).items
+        assert [it.id for it in items] == [posts[1].id], path
+    read = feed.feed(user, days=None, at=NOW, method="similar").items
+    assert read[0].id == posts[1].id

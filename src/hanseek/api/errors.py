@@ -12,6 +12,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from hanseek.store.db import ROLLED_BACK
+
 log = logging.getLogger("hanseek.api")
 
 PROBLEM_JSON = "application/problem+json"
@@ -137,6 +139,17 @@ def install_error_handlers(app: FastAPI) -> None:
         if isinstance(exc, psycopg.errors.CheckViolation | psycopg.errors.NotNullViolation):
             return problem(422, "Invalid input", f"The database refused a value: {reason}")
         return problem(409, "Conflict", f"The request conflicts with stored data: {reason}")
+
+    async def _rolled_back(request: Request, exc: Exception) -> JSONResponse:
+        # A deadlock or serialization failure with concurrent writers: nothing of this request was
+        # saved, and the same request again may well succeed.
+        log.warning("transaction rolled back on %s %s", request.method, request.url.path, exc_info=exc)
+        return problem(
+            409, "Conflict", "The request collided with concurrent changes and nothing was saved; retry it."
+        )
+
+    for rolled_back in ROLLED_BACK:
+        app.add_exception_handler(rolled_back, _rolled_back)
 
     @app.exception_handler(Exception)
     async def _unhandled(request: Request, exc: Exception) -> JSONResponse:

@@ -4,8 +4,9 @@ FastAPI describes every 422 as its own `HTTPValidationError` (`detail` a list, `
 but `errors.install_error_handlers` answers every error with an RFC 9457 problem document, and it
 knows nothing of `security.require_write_key`. Routes declare their feature-specific errors with
 `problems(404, 503)`; `install_openapi` adds what holds for every route of this instance: 422 for
-routes with parameters or a body, 413 for routes with a body, and 401 plus the security schemes for
-routes that need the key under the instance's settings (none when no key is configured).
+routes with parameters or a body, 413 for routes with a body, 409 for write routes (a collision with
+concurrent writers), and 401 plus the security schemes for routes that need the key under the
+instance's settings (none when no key is configured).
 """
 
 from __future__ import annotations
@@ -95,7 +96,7 @@ def install_openapi(app: FastAPI, settings: Settings) -> None:
             for method in route.methods or ():
                 op = schema["paths"].get(route.path_format, {}).get(method.lower())
                 if op is not None:
-                    _complete(op, needs_key=needs_key)
+                    _complete(op, needs_key=needs_key, writes=access == "write")
         if keyed:
             components["securitySchemes"] = dict(_SCHEMES)
         for name in ("HTTPValidationError", "ValidationError"):
@@ -116,13 +117,15 @@ def api_routes(routes: Iterable[BaseRoute]) -> Iterator[BaseRoute]:
             yield route
 
 
-def _complete(op: dict[str, Any], *, needs_key: bool) -> None:
+def _complete(op: dict[str, Any], *, needs_key: bool, writes: bool) -> None:
     responses: dict[str, Any] = op.setdefault("responses", {})
     declared = PROBLEM_JSON in responses.get("422", {}).get("content", {})
     if not declared and ("422" in responses or op.get("parameters") or "requestBody" in op):
         responses["422"] = problem_response(422)  # in place of FastAPI's HTTPValidationError
     if "requestBody" in op:
         responses.setdefault("413", problem_response(413))
+    if writes:  # a write can collide with concurrent writers (errors.py answers that with a 409)
+        responses.setdefault("409", problem_response(409))
     if needs_key:
         responses["401"] = problem_response(401)
         op["security"] = [{name: []} for name in _SCHEMES]

@@ -30,7 +30,8 @@ Conn = psycopg.Connection[Any]
 def event_key(e: EventIn, at: datetime) -> str:
     if e.id:
         return e.id
-    raw = "\x1f".join((e.user_id, e.post_id, e.kind, at.isoformat()))
+    # In UTC: "09:00+09:00" and "00:00Z" are one moment, so a retry written either way is one event.
+    raw = "\x1f".join((e.user_id, e.post_id, e.kind, at.astimezone(UTC).isoformat()))
     return "h:" + hashlib.sha1(raw.encode("utf-8")).hexdigest()
 
 
@@ -57,7 +58,9 @@ def record_events(
         more = f" and {len(unknown) - 10} more" if len(unknown) > 10 else ""
         raise InvalidInput(f"unknown post id(s): {', '.join(unknown[:10])}{more}; nothing was recorded")
     created = ensure_users(conn, [e.user_id for e, _ in keyed.values()])
-    keys = list(keyed)
+    # Sorted: two batches carrying the same keys in different orders would otherwise lock them in
+    # opposite orders and deadlock (every other table here is written in sorted order too).
+    keys = sorted(keyed)
     inserted = conn.execute(
         "INSERT INTO events (user_id, post_id, kind, at, weight, idempotency_key) "
         "SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::timestamptz[], %s::real[], %s::text[]) "
@@ -153,7 +156,7 @@ def _read_prefs(conn: Conn, inserted: list[tuple[Any, ...]]) -> None:
         r[0]: (float(r[1]), float(r[2]))
         for r in conn.execute(
             "SELECT p.id, extract(epoch FROM p.created_at)::float8, "
-            "p.likes + p.comments + COALESCE(s.likes, 0) + COALESCE(s.comments, 0) "
+            "p.likes::float8 + p.comments + COALESCE(s.likes, 0) + COALESCE(s.comments, 0) "
             "FROM posts p LEFT JOIN post_stats s ON s.post_id = p.id WHERE p.id = ANY(%s)",
             (posts,),
         ).fetchall()

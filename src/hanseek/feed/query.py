@@ -236,7 +236,8 @@ def estimate_candidates(conn: Conn, filters: sv.Filters) -> int:
     return sv.estimate_count(conn, "posts", filters)
 
 
-_POP = "(p.likes + p.comments + COALESCE(s.likes, 0) + COALESCE(s.comments, 0))::float8"
+# float8 before adding: two int4 counts near their 2e9 limit overflow int4 ("integer out of range").
+_POP = "(p.likes::float8 + p.comments + COALESCE(s.likes, 0) + COALESCE(s.comments, 0))"
 
 
 def baseline(
@@ -298,7 +299,7 @@ class PostRow:
 def post_rows(conn: Conn, rids: Sequence[int], snippet_chars: int = 160) -> dict[int, PostRow]:
     rows = conn.execute(
         "SELECT p.rid, p.id, p.community, p.author, p.title, left(p.body, %s), p.category, p.created_at, "
-        "  p.likes + COALESCE(s.likes, 0), p.comments + COALESCE(s.comments, 0), "
+        "  p.likes::int8 + COALESCE(s.likes, 0), p.comments::int8 + COALESCE(s.comments, 0), "
         "  COALESCE(s.trend_1d, 0), COALESCE(s.trend_7d, 0), extract(epoch FROM s.trend_at)::float8 "
         "FROM posts p LEFT JOIN post_stats s ON s.post_id = p.id WHERE p.rid = ANY(%s)",
         (snippet_chars, list(rids)),

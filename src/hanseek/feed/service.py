@@ -41,6 +41,7 @@ from hanseek.feed.ranker.registry import ActiveRanker
 from hanseek.feed.scoring import blend
 from hanseek.feed.settings import FeedSettings
 from hanseek.feed.warm import WarmResult, warm_feed_cache
+from hanseek.store.db import ROLLED_BACK
 
 if TYPE_CHECKING:
     from hanseek.encoders.base import TextEncoder
@@ -180,8 +181,17 @@ class FeedService:
             raise NotFoundError(f"unknown post {post_id!r}")
 
     def record_events(self, events: Sequence[EventIn], now: datetime | None = None) -> EventsResult:
-        with self.db.connection() as conn:
-            return ev.record_events(conn, events, self.settings, now)
+        for attempt in range(3):
+            try:
+                with self.db.connection() as conn:
+                    return ev.record_events(conn, events, self.settings, now)
+            except ROLLED_BACK:
+                # A deadlock or serialization failure with a concurrent batch rolled this one back
+                # whole; the same batch again is safe (its keys make it idempotent).
+                if attempt == 2:
+                    raise
+                time.sleep(0.05 * (attempt + 1))
+        raise AssertionError("unreachable")
 
     def set_memberships(self, user_id: str, communities: Sequence[str], *, replace: bool = True) -> UserOut:
         with self.db.connection() as conn:

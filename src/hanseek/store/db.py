@@ -28,6 +28,15 @@ __all__ = ["Database", "StoreError", "redact_url"]
 
 log = logging.getLogger(__name__)
 
+# SQLSTATE class 40: the server rolled a transaction back because of concurrent ones (psycopg
+# raises DeadlockDetected and SerializationFailure as siblings of TransactionRollback, not as
+# subclasses). Nothing of it was saved, so the same work may simply be run again.
+ROLLED_BACK: tuple[type[psycopg.Error], ...] = (
+    pg_errors.TransactionRollback,
+    pg_errors.SerializationFailure,
+    pg_errors.DeadlockDetected,
+)
+
 _PASSWORD_IN_URL = re.compile(r"(://[^:/?#@]*:)[^@/?#]*@")
 _PASSWORD_PARAM = re.compile(r"(password=)[^&\s]*", re.IGNORECASE)
 

@@ -25,7 +25,7 @@ def export(
 ) -> tuple[EvalSet, npt.NDArray[np.float32]]:
     with db.connection() as conn:
         posts = conn.execute(
-            "SELECT id, title, community, extract(epoch FROM created_at)::float8, likes + comments, "
+            "SELECT id, title, community, extract(epoch FROM created_at)::float8, likes::int8 + comments, "
             "embedding "
             "FROM posts ORDER BY created_at, id"
         ).fetchall()
