@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import threading
-from datetime import timedelta
+import time
+from collections.abc import Iterator
+from datetime import datetime, timedelta
 
 import numpy as np
 import pytest
 
 from hanseek.feed.errors import InvalidInput, NotFoundError
-from hanseek.feed.models import EventIn
+from hanseek.feed.models import EventIn, PostIn
 from hanseek.feed.pgvec import to_np
 from hanseek.feed.service import FeedService
 from hanseek.feed.settings import FeedSettings
@@ -376,3 +378,51 @@ def test_counts_near_the_integer_limit_do_not_break_feeds(feed: FeedService, tag
         assert [it.id for it in items] == [posts[1].id], path
     read = feed.feed(user, days=None, at=NOW, method="similar").items
     assert read[0].id == posts[1].id
+
+
+@pytest.fixture()
+def seoul_clock(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """This process's local zone is Asia/Seoul (PostgreSQL's stays UTC)."""
+    monkeypatch.setenv("TZ", "Asia/Seoul")
+    time.tzset()
+    try:
+        yield
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+
+
+def test_a_feed_time_without_a_zone_is_utc_on_every_path(
+    feed: FeedService, tag: str, seoul_clock: None
+) -> None:
+    vecs = make_posts(tag, 2, 1, 1)[1]
+    old, new = (
+        PostIn(
+            id=f"{tag}-{name}",
+            community=f"{tag}-c",
+            title=name,
+            created_at=datetime(2024, 5, day, 5, 0),  # no zone: UTC, as documented
+            embedding=vecs[i].tolist(),
+        )
+        for i, (name, day) in enumerate((("old", 1), ("new", 2)))
+    )
+    feed.ingest_posts([old, new])
+    feed.set_memberships(f"{tag}-u", [f"{tag}-c"])
+    feed.record_events([EventIn(user_id=f"{tag}-u", post_id=old.id, kind="read", at=datetime(2024, 5, 1, 6))])
+    at = datetime(2024, 5, 2, 6, 0)  # an hour after the new post, in UTC
+    for path, method in (("auto", "similar"), ("exact-sql", "similar"), ("auto", "ranked")):
+        out = feed.feed(f"{tag}-u", at=at, days=1, path=path, method=method)
+        assert [it.id for it in out.items] == [new.id], (path, method, out.path)
+    latest = feed.baseline_feed("latest", communities=[f"{tag}-c"], at=at, days=1)
+    assert [it.id for it in latest.items] == [new.id]
+
+
+def test_times_outside_years_1_to_9999_in_utc_are_refused(feed: FeedService, tag: str) -> None:
+    early = "0001-01-01T00:00:00+09:00"  # year 0 in UTC
+    with pytest.raises(ValueError, match="outside years 1-9999 in UTC"):
+        EventIn(user_id="u", post_id="p", kind="read", at=early)
+    with pytest.raises(ValueError, match="outside years 1-9999 in UTC"):
+        PostIn(id="p", community="c", created_at=early)
+    feed.set_memberships(f"{tag}-u", [f"{tag}-c"])
+    with pytest.raises(InvalidInput, match="outside years 1-9999"):
+        feed.feed(f"{tag}-u", at=datetime.fromisoformat(early))

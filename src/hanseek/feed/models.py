@@ -18,9 +18,16 @@ IDENT_PATTERN = r"^\S(.*\S)?$"
 Ident = Annotated[str, Field(min_length=1, max_length=IDENT_MAX, pattern=IDENT_PATTERN)]
 
 
-def _aware(v: datetime) -> datetime:
-    # A timestamp without a zone is taken as UTC, so the same file loads the same on any machine.
-    return v if v.tzinfo is not None else v.replace(tzinfo=UTC)
+def as_utc(v: datetime) -> datetime:
+    """`v` in UTC; a timestamp without a zone is taken as UTC, so the same file loads the same on any
+    machine. ValueError when the moment falls outside datetime's years 1-9999 in UTC (e.g.
+    0001-01-01T00:00+09:00), which PostgreSQL would store as a BC date that later reads fail on."""
+    if v.tzinfo is None:
+        return v.replace(tzinfo=UTC)
+    try:
+        return v.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"{v.isoformat()} is outside years 1-9999 in UTC") from None
 
 
 class PostIn(BaseModel):
@@ -42,7 +49,7 @@ class PostIn(BaseModel):
     @field_validator("created_at")
     @classmethod
     def _tz(cls, v: datetime) -> datetime:
-        return _aware(v)
+        return as_utc(v)
 
     @field_validator("embedding")
     @classmethod
@@ -79,7 +86,7 @@ class EventIn(BaseModel):
     @field_validator("at")
     @classmethod
     def _tz(cls, v: datetime | None) -> datetime | None:
-        return None if v is None else _aware(v)
+        return None if v is None else as_utc(v)
 
 
 class MembershipIn(BaseModel):

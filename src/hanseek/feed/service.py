@@ -35,6 +35,7 @@ from hanseek.feed.models import (
     PostIn,
     UserOut,
     Why,
+    as_utc,
 )
 from hanseek.feed.poststats import PostStats
 from hanseek.feed.ranker.registry import ActiveRanker
@@ -256,7 +257,7 @@ class FeedService:
         if method not in ("ranked", "similar"):
             raise InvalidInput(f"method must be ranked or similar, got {method!r}")
         started = time.perf_counter()
-        at = at or datetime.now(UTC)
+        at = _moment(at)
         t_from = _window_start(at, days)
         with self.db.connection() as conn:
             user = qy.load_context(
@@ -462,7 +463,7 @@ class FeedService:
         if user_id is None and not communities:
             raise InvalidInput("give a user_id or at least one community")
         started = time.perf_counter()
-        at = at or datetime.now(UTC)
+        at = _moment(at)
         t_from = _window_start(at, days)
         with self.db.connection() as conn:
             comms = list(communities or [])
@@ -510,6 +511,17 @@ class FeedService:
 
 def _ms(started: float) -> float:
     return round((time.perf_counter() - started) * 1000, 3)
+
+
+def _moment(at: datetime | None) -> datetime:
+    """The feed's `at` in UTC (now when not given). Without a zone it is UTC, as for posts and events:
+    the in-process index and PostgreSQL would otherwise read it in two different local zones."""
+    if at is None:
+        return datetime.now(UTC)
+    try:
+        return as_utc(at)
+    except ValueError as e:
+        raise InvalidInput(f"at: {e}") from None
 
 
 def _window_start(at: datetime, days: int | None) -> datetime | None:
