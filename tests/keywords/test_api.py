@@ -214,3 +214,13 @@ def test_weights_batch_equals_single_calls(client: TestClient) -> None:
     r = client.post("/keywords/weights/batch", json={"texts": [PAGE, " "]})
     assert is_problem(r, 422) and "texts[1]" in r.json()["detail"]
     assert is_problem(client.post("/keywords/weights/batch", json={"texts": []}), 422)
+
+
+def test_keywords_under_a_name_with_edge_spaces_land_on_the_trimmed_subject(client: TestClient) -> None:
+    """The name is trimmed once: keywords and floor go to the same subject, in one transaction."""
+    name = f"수학-{uuid.uuid4().hex[:6]}"
+    r = client.put(
+        f"/keywords/subjects/%20{name}%20/keywords", json={"words": ["미분", "적분"], "floor": 0.7}
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["name"] == name and r.json()["keywords"] == 2 and r.json()["floor"] == pytest.approx(0.7)

@@ -236,11 +236,8 @@ class KeywordService:
     def set_keywords(
         self, subject: str, words: Iterable[str], *, floor: float | None = None, replace: bool = True
     ) -> int:
-        store = self._store()
-        n = store.set_keywords(self.check_subject(subject), words, replace=replace)
-        if floor is not None:
-            store.set_floor(subject, floor)
-        return n
+        # One name and one transaction: a floor set apart could fail after the keywords were stored.
+        return self._store().set_keywords(self.check_subject(subject), words, replace=replace, floor=floor)
 
     # -- OCR ----------------------------------------------------------------------------------
 

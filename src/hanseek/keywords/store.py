@@ -321,10 +321,15 @@ class CorpusStore:
     def dictionary(self, subject: str, terms: Iterable[str] | None = None) -> dict[str, float]:
         return {t: float(w) for t, w in self._subject_terms("kw_dictionary", subject, terms)}
 
-    def set_keywords(self, subject: str, words: Iterable[str], *, replace: bool = True) -> int:
+    def set_keywords(
+        self, subject: str, words: Iterable[str], *, replace: bool = True, floor: float | None = None
+    ) -> int:
+        """Store the keyword list and, when given, the subject's floor, in one transaction."""
         unique = sorted(set(words))
         with self.db.connection() as conn:
             sid = self._ensure_subject(conn, subject)
+            if floor is not None:
+                conn.execute("UPDATE kw_subjects SET floor = %s WHERE id = %s", (floor, sid))
             if replace:
                 conn.execute("DELETE FROM kw_keywords WHERE subject_id = %s", (sid,))
             with conn.cursor() as cur:
