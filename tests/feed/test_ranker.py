@@ -581,6 +581,12 @@ def test_blend_fallback_then_a_trained_model_is_swapped_in(ranked_world: FeedSer
     try:
         out = svc.feed(f"{tag}-u", k=10, days=30, at=now)  # poll interval 0: picked up on this request
         assert out.ranker == f"{tag}-m" and len(out.items) == 10
+        served = svc.ranker.get()
+        trained.model.meta["retrained"] = True  # `feed train-ranker --name` again: same name, new model
+        registry.register(
+            svc.db, svc.db.server.pgdata.parent if svc.db.server else None, f"{tag}-m", trained.model
+        )  # type: ignore[arg-type]
+        assert svc.ranker.get() is not served and svc.ranker.get().meta.get("retrained") is True
     finally:
         registry.activate(svc.db, None)
 

@@ -99,7 +99,9 @@ class MemoryIndex:
         return len(self._community_of)
 
     def communities(self) -> list[str]:
-        return sorted(c for c, s in self._slabs.items() if s.n)
+        # Readers take no lock: list() copies the items in one step under the GIL, where a generator
+        # over the live dict fails ("changed size during iteration") when a writer adds a community.
+        return sorted(c for c, s in list(self._slabs.items()) if s.n)
 
     def count(self, communities: Iterable[str], t_from: float | None, t_to: float | None) -> int:
         return sum(self.counts(communities, t_from, t_to).values())

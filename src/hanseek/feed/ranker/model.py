@@ -4,6 +4,7 @@ features) and the hand-tuned linear blend used when no model has been trained.""
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,6 +68,8 @@ class RankerModel:
         import joblib
 
         path.parent.mkdir(parents=True, exist_ok=True)
+        # Written aside, then renamed: a server loading the model meanwhile sees the old or the new file.
+        partial = path.with_name(path.name + ".partial")
         joblib.dump(
             {
                 "kind": self.kind,
@@ -75,8 +78,9 @@ class RankerModel:
                 "weights": self.weights,
                 "meta": self.meta,
             },
-            path,
+            partial,
         )
+        os.replace(partial, path)
         path.with_suffix(".json").write_text(
             json.dumps(
                 {"kind": self.kind, "features": self.features, "meta": self.meta},

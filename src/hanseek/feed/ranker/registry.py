@@ -71,7 +71,8 @@ class ActiveRanker:
         self.db = db
         self.poll_seconds = poll_seconds
         self._model = blend_model()
-        self._name: str | None = None
+        # (name, created_at) of the model served: retraining under the same name is a new model.
+        self._version: tuple[str, Any] | None = None
         self._checked = float("-inf")
         self._lock = threading.Lock()
 
@@ -85,19 +86,23 @@ class ActiveRanker:
             self._checked = time.monotonic()
             try:
                 with self.db.connection() as conn:
-                    row = conn.execute("SELECT name, path FROM feed_rankers WHERE active").fetchone()
+                    row = conn.execute(
+                        "SELECT name, path, created_at FROM feed_rankers WHERE active"
+                    ).fetchone()
             except Exception as exc:  # keep serving the current model when the catalogue is unreachable
                 log.warning("feed ranker catalogue: %s", exc)
                 return
-            name = row[0] if row else None
-            if name == self._name:
+            version = (row[0], row[2]) if row else None
+            if version == self._version:
                 return
             if row is None:
-                self._model, self._name = blend_model(), None
+                self._model, self._version = blend_model(), None
                 return
+            name = row[0]
             try:
                 self._model = RankerModel.load(Path(row[1]))
-                self._name = name
+                self._version = version
                 log.info("feed ranker %s loaded", name)
             except Exception:
-                log.exception("could not load feed ranker %s; keeping %s", name, self._name or "the blend")
+                current = self._version[0] if self._version else "the blend"
+                log.exception("could not load feed ranker %s; keeping %s", name, current)
