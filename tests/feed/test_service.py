@@ -426,3 +426,35 @@ def test_times_outside_years_1_to_9999_in_utc_are_refused(feed: FeedService, tag
     feed.set_memberships(f"{tag}-u", [f"{tag}-c"])
     with pytest.raises(InvalidInput, match="outside years 1-9999"):
         feed.feed(f"{tag}-u", at=datetime.fromisoformat(early))
+
+
+def test_a_delete_after_the_half_life_changed_rebuilds_the_profile(db: Database, tag: str) -> None:
+    """Events cannot be taken out of a profile at another half-life than it was built with: the
+    profile is rebuilt from the remaining events, so it equals a recomputation, and stays so."""
+    from hanseek.feed.events import recompute_profile
+
+    posts, _ = make_posts(tag, 3, 1, 5, seed=9)
+    before = FeedService(db, settings=FeedSettings(), load_in_background=False, follow=False)
+    after = FeedService(
+        db, settings=FeedSettings(decay_half_life_days=7.0), load_in_background=False, follow=False
+    )
+    try:
+        before.ingest_posts(posts)
+        user = f"{tag}-u"
+        before.record_events(
+            [
+                EventIn(user_id=user, post_id=posts[0].id, kind="like", at=NOW - timedelta(days=30)),
+                EventIn(user_id=user, post_id=posts[1].id, kind="read", at=NOW - timedelta(days=1)),
+            ]
+        )
+        after.delete_post(posts[0].id)
+        with db.connection() as conn:
+            stored = conn.execute(
+                "SELECT weight, half_life_days, n_events FROM user_profiles WHERE user_id = %s", (user,)
+            ).fetchone()
+            expected = recompute_profile(conn, user, after.settings)
+        assert stored is not None and stored[1] == 7.0 and stored[2] == 1
+        assert stored[0] == pytest.approx(expected.weight, rel=1e-5)
+    finally:
+        before.close()
+        after.close()

@@ -114,15 +114,30 @@ def delete_posts(conn: Conn, ids: Sequence[str], settings: FeedSettings) -> list
     by_user: dict[str, list[tuple[float, float, npt.NDArray[np.float32]]]] = {}
     for user, w, at, vec in touched:
         by_user.setdefault(user, []).append((float(w), float(at), to_np(vec)))
+    stale: list[str] = []
     if by_user:
         profiles = load_profiles_for_update(conn, sorted(by_user))
+        # Profiles built under another half-life cannot have events taken out at this one: they are
+        # rebuilt from the remaining events once the posts are gone (as the events writer does).
+        stale = [
+            r[0]
+            for r in conn.execute(
+                "SELECT user_id FROM user_profiles WHERE user_id = ANY(%s) AND half_life_days <> %s "
+                "ORDER BY user_id",
+                (sorted(by_user), settings.decay_half_life_days),
+            ).fetchall()
+        ]
         lam = decay_rate(settings.decay_half_life_days)
         for user, evs in by_user.items():
+            if user in stale:
+                continue
             prof = profiles[user]
             for w, at, vec in evs:
                 prof = remove_event(prof, vec, w, at, lam)
             profiles[user] = prof
-        save_profiles(conn, profiles, settings.decay_half_life_days)
+        save_profiles(
+            conn, {u: p for u, p in profiles.items() if u not in stale}, settings.decay_half_life_days
+        )
         from hanseek.feed.events import update_affinity
 
         weights = conn.execute(
@@ -133,6 +148,11 @@ def delete_posts(conn: Conn, ids: Sequence[str], settings: FeedSettings) -> list
             "DELETE FROM user_affinity WHERE user_id = ANY(%s) AND weight <= 1e-9", (sorted(by_user),)
         )
     conn.execute("DELETE FROM posts WHERE id = ANY(%s)", (found,))
+    if stale:
+        from hanseek.feed.events import recompute_profile
+
+        rebuilt = {u: recompute_profile(conn, u, settings) for u in stale}
+        save_profiles(conn, rebuilt, settings.decay_half_life_days)
     return found
 
 
