@@ -6,10 +6,12 @@ import threading
 import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from hanseek.config import Settings
 from hanseek.feed.errors import InvalidInput, NotFoundError
 from hanseek.feed.models import EventIn, PostIn
 from hanseek.feed.pgvec import to_np
@@ -458,3 +460,32 @@ def test_a_delete_after_the_half_life_changed_rebuilds_the_profile(db: Database,
     finally:
         before.close()
         after.close()
+
+
+def test_a_running_service_follows_a_restore(scratch_settings: Settings, tmp_path: Path) -> None:
+    """A restore recreates the tables without notifying anyone; the in-process index reloads when it
+    sees a new posts table, so the memory path answers as the SQL path does."""
+    from hanseek.store.backup import backup, restore
+
+    with Database.open(scratch_settings) as db:
+        db.migrate()
+        svc = FeedService(
+            db, settings=FeedSettings(index_poll_seconds=0.0), load_in_background=False, follow=False
+        )
+        try:
+            posts, _ = make_posts("r", 4, 1, 5, seed=10)
+            seen, keep, old, new = posts
+            svc.ingest_posts([seen, keep, old])
+            svc.set_memberships("r-u", ["r-c0"])
+            svc.record_events([EventIn(user_id="r-u", post_id=seen.id, kind="read", at=NOW)])
+            archive = tmp_path / "feed.dump"
+            assert scratch_settings.database_url is not None
+            backup(scratch_settings.database_url, archive)
+            svc.delete_post(old.id)
+            svc.ingest_posts([new])
+            restore(scratch_settings.database_url, archive)
+            for path in ("auto", "exact-sql"):
+                out = svc.feed("r-u", days=None, at=NOW, path=path, method="similar")
+                assert sorted(it.id for it in out.items) == sorted([keep.id, old.id]), (path, out.path)
+        finally:
+            svc.close()

@@ -37,6 +37,13 @@ STATS_CHANNEL = "hanseek_post_stats"
 _SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
 
 
+def _posts_table(conn: psycopg.Connection[Any]) -> int:
+    """The posts table's oid: a new one after the table is dropped and created again."""
+    row = conn.execute("SELECT 'posts'::regclass::oid::int8").fetchone()
+    assert row is not None
+    return int(row[0])
+
+
 def _snapshot_xmin(conn: psycopg.Connection[Any]) -> int:
     row = conn.execute("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint").fetchone()
     assert row is not None
@@ -216,6 +223,10 @@ class IndexSync:
         self.index = index
         self.stats = stats
         self.watermark: int | None = None
+        # The posts table the index was loaded from. A restore (`hanseek db restore`) drops and
+        # recreates it with rows whose change_xid lie below the watermark and no notification, so
+        # an index that only followed changes would keep the old rows: a new table means a reload.
+        self._table: int | None = None
         self.last_sync = 0.0
         self.loaded = threading.Event()
         self._lock = threading.Lock()
@@ -229,6 +240,7 @@ class IndexSync:
         with self._connect() as conn:
             conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
             xmin = _snapshot_xmin(conn)
+            table = _posts_table(conn)
             rows = _fetch(conn, self.index.dim, None)
             if self.stats is not None:
                 self.stats.clear()
@@ -245,6 +257,7 @@ class IndexSync:
             cats=rows.cats,
         )
         self.watermark = xmin
+        self._table = table
         self.last_sync = time.monotonic()
         self.loaded.set()
         return len(rows.rids)
@@ -261,6 +274,10 @@ class IndexSync:
                 return self._load_locked()
             with self._connect() as conn:
                 conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                if _posts_table(conn) != self._table:
+                    conn.rollback()
+                    log.info("feed index: the posts table was recreated (a restore?); reloading")
+                    return self._load_locked()
                 xmin = _snapshot_xmin(conn)
                 rows = _fetch(conn, self.index.dim, self.watermark)
                 deleted = conn.execute(
