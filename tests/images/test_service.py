@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -10,6 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from hanseek.images import repo
 from hanseek.images.repo import ImageFilters
 from hanseek.images.service import ImageNotFound, ImageService, ImageServiceError, Upload
 from hanseek.images.transforms import STANDARD
@@ -208,6 +210,33 @@ def test_delete_removes_row_vectors_and_files(
         image_service.get(res.id)  # type: ignore[arg-type]
     with pytest.raises(ImageNotFound):
         image_service.delete(res.id)  # type: ignore[arg-type]
+
+
+def test_the_same_bytes_added_while_a_delete_cleans_up_keep_their_file(
+    image_service: ImageService,
+    sample_images: dict[str, Image.Image],
+    tag: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A delete's row is gone before its files; an add of the same bytes in that gap finds the files
+    still there and stores a row. The delete then must not take the files from under that row."""
+    data = unique_png(sample_images["flower"])
+    first = image_service.add([Upload(data, tags=[tag])])[0]
+    real_lock, again, calls = repo.lock_files, [], []
+
+    def add_in_the_gap(conn: Any, shas: Any) -> None:
+        calls.append(1)
+        if len(calls) == 1:  # the delete's clean-up: another request adds the same bytes first
+            worker = threading.Thread(target=lambda: again.append(image_service.add([Upload(data)])[0]))
+            worker.start()
+            worker.join()
+        real_lock(conn, shas)
+
+    monkeypatch.setattr(repo, "lock_files", add_in_the_gap)
+    image_service.delete(first.id)  # type: ignore[arg-type]
+    assert again[0].status == "added" and len(calls) == 2
+    path, _ = image_service.file(again[0].id, "original")
+    assert path.read_bytes() == data
 
 
 def test_reindex_fills_a_new_image_space(

@@ -21,6 +21,7 @@ SpaceKind = Literal["image", "caption", "labels"]
 
 # Serialises space creation across processes (CREATE TABLE IF NOT EXISTS alone can race); "hsimgspc".
 _SPACE_LOCK = 0x6873696D67737063
+_FILE_LOCK_NS = 0x68736669  # first key of the two-key per-file locks ("hsfi"; its own key space)
 
 IMAGE_COLUMNS = (
     "id, sha256, format, mime, ext, bytes, width, height, source_name, caption, tags, auto_labels, created_at"
@@ -206,6 +207,20 @@ def list_images(
         ).fetchall()
         total_row = cur.execute(f"SELECT count(*) AS n FROM images {where}", params).fetchone()
     return rows, int(total_row["n"]) if total_row else 0
+
+
+def lock_files(conn: Conn, shas: Iterable[str]) -> None:
+    """Hold the content-addressed files of `shas` until the transaction ends (sorted: one lock order).
+
+    An add writes the files and inserts the row under it; a delete removes the files under it only if
+    no row names them any more. Without it, a delete's unlink could follow an add of the same bytes
+    that found the files still there, leaving a row without its file."""
+    for sha in sorted(set(shas)):
+        conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (_FILE_LOCK_NS, sha))
+
+
+def has_sha(conn: Conn, sha256: str) -> bool:
+    return conn.execute("SELECT 1 FROM images WHERE sha256 = %s", (sha256,)).fetchone() is not None
 
 
 def delete_image(conn: Conn, image_id: int) -> dict[str, Any] | None:

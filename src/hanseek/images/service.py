@@ -270,11 +270,12 @@ class ImageService:
         lab_vecs = self._encode_docs(lab_docs) if lab_space else {}
 
         near = self._near_duplicates(image_vecs)
-        for _, d, up, _ in items:
-            self.media.save_original(d.sha256, d.ext, up.data)
-            self.media.save_thumbnail(d.sha256, d.image)
-
         with self.db.connection() as conn:
+            # Files and rows together, under the files' locks (a delete of the same bytes waits).
+            repo.lock_files(conn, [d.sha256 for _, d, _, _ in items])
+            for _, d, up, _ in items:
+                self.media.save_original(d.sha256, d.ext, up.data)
+                self.media.save_thumbnail(d.sha256, d.image)
             te, check = self.text_encoder, self._text_encoder_is_active
             if (cap_space or lab_space) and te is not None and check is not None and not check(conn, te):
                 # `hanseek models use` switched the text model since: its spaces, its vectors.
@@ -493,7 +494,10 @@ class ImageService:
             row = repo.delete_image(conn, image_id)
         if row is None:
             raise ImageNotFound(f"image {image_id} does not exist")
-        self.media.delete(row["sha256"], row["ext"])
+        with self.db.connection() as conn:
+            repo.lock_files(conn, [row["sha256"]])
+            if not repo.has_sha(conn, row["sha256"]):  # the same bytes may have been added again since
+                self.media.delete(row["sha256"], row["ext"])
 
     def reindex(self, progress: Callable[[int, int], None] | None = None, batch: int = 16) -> int:
         """Encode stored images that have no vector in the current image space (after a model change)."""
