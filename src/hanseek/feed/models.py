@@ -79,8 +79,9 @@ class EventIn(BaseModel):
     id: str | None = Field(
         default=None,
         max_length=200,
-        description="Idempotency key; default derived from (user, post, kind, at). A retried batch "
-        "with the same keys is not counted twice.",
+        description="Idempotency key, unique across all users (e.g. a UUID; a per-user counter would "
+        "make another user's event a duplicate); default derived from (user, post, kind, at). A "
+        "retried batch with the same keys is not counted twice.",
     )
 
     @field_validator("at")
