@@ -9,6 +9,7 @@ import numpy as np
 import psycopg
 import pytest
 from pgvector.psycopg import register_vector
+from psycopg.conninfo import conninfo_to_dict
 
 from hanseek.config import Settings
 from hanseek.store.backup import backup, restore
@@ -154,3 +155,19 @@ def test_backup_of_unreachable_database_fails_cleanly(tmp_path: Path) -> None:
         backup(f"postgresql://u:secret@/x?host={tmp_path}&port=1", target)
     assert "secret" not in str(info.value).split("failed")[0]
     assert not target.exists() and not list(tmp_path.glob("*.partial"))
+
+
+def test_the_client_programs_get_the_password_in_their_environment_not_their_arguments() -> None:
+    from hanseek.store.backup import _libpq
+
+    conninfo, env = _libpq("postgresql://hanseek:s3cr%40t@db.example:6543/prod?sslmode=require")
+    assert "s3cr" not in conninfo and env["PGPASSWORD"] == "s3cr@t"
+    assert conninfo_to_dict(conninfo) == {
+        "user": "hanseek",
+        "host": "db.example",
+        "port": "6543",
+        "dbname": "prod",
+        "sslmode": "require",
+    }
+    conninfo, env = _libpq("host=/tmp/sock dbname=hanseek")  # the embedded server: no password
+    assert conninfo_to_dict(conninfo) == {"host": "/tmp/sock", "dbname": "hanseek"}

@@ -10,10 +10,13 @@ without error: a truncated or unreadable file leaves the database exactly as it 
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import subprocess
 import tempfile
 from pathlib import Path
+
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from hanseek.store.db import ensure_vector_extension, redact_url
 from hanseek.store.errors import StoreError
@@ -80,21 +83,34 @@ def _tail(path: Path, n: int = 2000) -> str:
     return path.read_text(errors="replace").strip()[-n:]
 
 
+def _libpq(url: str) -> tuple[str, dict[str, str]]:
+    """(conninfo without the password, environment with PGPASSWORD) for the bundled client programs:
+    a password on their command line would be readable by every local user in the process list."""
+    params = conninfo_to_dict(url)
+    password = params.pop("password", None)
+    env = dict(os.environ)
+    if password is not None:
+        env["PGPASSWORD"] = str(password)
+    return make_conninfo(**params), env
+
+
 def backup(url: str, file: Path) -> int:
     """Dump the database at `url` to `file` (pg_dump custom format); return the file's size in bytes."""
     file = file.expanduser().resolve()
     file.parent.mkdir(parents=True, exist_ok=True)
     partial = file.with_name(file.name + ".partial")  # a failed dump never looks like a backup
+    conninfo, env = _libpq(url)
     proc = subprocess.run(
         [
             str(pg_binary("pg_dump")),
             "--format=custom",
             "--exclude-extension=vector",  # see the module docstring
             f"--file={partial}",
-            f"--dbname={url}",
+            f"--dbname={conninfo}",
         ],
         capture_output=True,
         text=True,
+        env=env,
     )
     if proc.returncode != 0:
         partial.unlink(missing_ok=True)
@@ -118,14 +134,16 @@ def restore(url: str, file: Path) -> None:
     file = file.expanduser().resolve()
     _check_archive(file)
     ensure_vector_extension(url)
+    conninfo, env = _libpq(url)
     with tempfile.TemporaryDirectory(prefix="hanseek-restore-") as tmp:
         restore_err, psql_err = Path(tmp) / "pg_restore.err", Path(tmp) / "psql.err"
         with open(restore_err, "w") as rerr, open(psql_err, "w") as perr:
             psql = subprocess.Popen(
-                [str(pg_binary("psql")), "-X", "-q", "-v", "ON_ERROR_STOP=1", f"--dbname={url}"],
+                [str(pg_binary("psql")), "-X", "-q", "-v", "ON_ERROR_STOP=1", f"--dbname={conninfo}"],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.DEVNULL,
                 stderr=perr,
+                env=env,
             )
             dump = subprocess.Popen(
                 [str(pg_binary("pg_restore")), "--no-owner", "--no-privileges", "--file=-", str(file)],
