@@ -239,6 +239,32 @@ def test_the_same_bytes_added_while_a_delete_cleans_up_keep_their_file(
     assert path.read_bytes() == data
 
 
+def test_reindex_skips_an_image_whose_file_is_gone_and_goes_on(
+    db: Any,
+    db_settings: Any,
+    text_encoder: Any,
+    image_config: Any,
+    image_service: ImageService,
+    sample_images: dict[str, Image.Image],
+    tag: str,
+) -> None:
+    from hanseek.encoders.image_descriptor import DescriptorEncoder
+
+    lost, kept = image_service.add(
+        [Upload(unique_png(sample_images["flower"]), tags=[tag]), Upload(unique_png(sample_images["china"]))]
+    )
+    image_service.file(lost.id, "original")[0].unlink()  # type: ignore[arg-type]
+    fresh = type("Fresh", (DescriptorEncoder,), {"name": f"descriptor-{tag}"})()  # a new, empty space
+    svc = ImageService(db, db_settings.media_dir, image_config, fresh, lambda: text_encoder)
+    skipped: dict[int, str] = {}
+    n = svc.reindex(on_skip=lambda image_id, why: skipped.setdefault(image_id, why), batch=4)
+    assert lost.id in skipped and "cannot be read" in skipped[lost.id]
+    assert n >= 1 and kept.id not in skipped
+    with db.connection() as conn:
+        assert kept.id not in repo.ids_without_vectors(conn, svc.image_space)
+        assert lost.id in repo.ids_without_vectors(conn, svc.image_space)
+
+
 def test_reindex_fills_a_new_image_space(
     db: Any, db_settings: Any, text_encoder: Any, image_config: Any, stored: Stored
 ) -> None:

@@ -247,7 +247,12 @@ def reindex() -> None:
     """Encode stored images that have no vector for the current image model (after changing it)."""
     with _service() as svc, progress() as bar:
         task = bar.add_task(f"encoding with {svc.encoder.name}", total=None, info="")
-        n = svc.reindex(progress=lambda done, total: bar.update(task, completed=done, total=total))
+        n = svc.reindex(
+            progress=lambda done, total: bar.update(task, completed=done, total=total),
+            on_skip=lambda image_id, why: err_console.print(
+                f"[yellow]image {image_id} skipped: {why}[/yellow]"
+            ),
+        )
     console.print(f"{n} image(s) encoded into {svc.image_space.name}")
 
 

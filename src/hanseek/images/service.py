@@ -499,25 +499,43 @@ class ImageService:
             if not repo.has_sha(conn, row["sha256"]):  # the same bytes may have been added again since
                 self.media.delete(row["sha256"], row["ext"])
 
-    def reindex(self, progress: Callable[[int, int], None] | None = None, batch: int = 16) -> int:
-        """Encode stored images that have no vector in the current image space (after a model change)."""
+    def reindex(
+        self,
+        progress: Callable[[int, int], None] | None = None,
+        batch: int = 16,
+        on_skip: Callable[[int, str], None] | None = None,
+    ) -> int:
+        """Encode stored images that have no vector in the current image space (after a model change).
+        Returns how many were encoded. An image whose file is missing or unreadable is skipped (told
+        to `on_skip` and logged) rather than stopping the run; one deleted meanwhile is passed over."""
         with self.db.connection() as conn:
             todo = repo.ids_without_vectors(conn, self.image_space)
-        done = 0
+        done = encoded = 0
         for start in range(0, len(todo), batch):
-            ids = todo[start : start + batch]
-            rows = [self.get(i) for i in ids]
-            images = []
-            for row in rows:
-                data = self.media.original_path(row["sha256"], row["ext"]).read_bytes()
-                images.append(decode_image(data, max_pixels=self.config.max_pixels).image)
-            vecs = self.encoder.encode_images(images)
-            with self.db.connection() as conn:
-                repo.put_vectors(conn, self.image_space, ids, vecs)
-            done += len(ids)
+            ids, images = [], []
+            for image_id in todo[start : start + batch]:
+                try:
+                    row = self.get(image_id)
+                    data = self.media.original_path(row["sha256"], row["ext"]).read_bytes()
+                    images.append(decode_image(data, max_pixels=self.config.max_pixels).image)
+                except ImageNotFound:
+                    continue  # deleted since the list was taken
+                except (OSError, ImageRejected) as exc:
+                    reason = f"its file cannot be read: {exc}"
+                    log.warning("reindex: image %s skipped, %s", image_id, reason)
+                    if on_skip:
+                        on_skip(image_id, reason)
+                    continue
+                ids.append(image_id)
+            if ids:
+                vecs = self.encoder.encode_images(images)
+                with self.db.connection() as conn:
+                    repo.put_vectors(conn, self.image_space, ids, vecs)
+                encoded += len(ids)
+            done = min(start + batch, len(todo))
             if progress:
                 progress(done, len(todo))
-        return done
+        return encoded
 
     def count(self) -> int:
         with self.db.connection() as conn:
