@@ -84,7 +84,7 @@ def test_feed_page_records_a_like_and_the_feed_changes(
     try:
         page.click("#col-latest .feed-item button.read")
         page.wait_for_function("document.getElementById('feed-error').textContent.length > 0")
-        assert page.inner_text("#feed-error").startswith("Request failed")
+        assert page.inner_text("#feed-error").startswith("Could not reach the server")
     finally:
         page.context.set_offline(False)
     assert client.get(f"/users/{user}").json()["events"] == 1
@@ -116,3 +116,57 @@ def test_feed_page_names_an_unknown_user_instead_of_showing_another(
     page.wait_for_function("document.getElementById('feed-error').textContent.length > 0")
     assert f"unknown user '{tag}-nobody'" in page.inner_text("#feed-error")
     assert page.input_value("#feed-user") == f"{tag}-nobody"
+
+
+@pytest.mark.browser
+def test_a_late_answer_for_an_earlier_pick_never_replaces_the_current_user(
+    client: TestClient, live_server: str, page: Any, tag: str
+) -> None:
+    """Pick user A (slow), then B: B's feed stays on screen when A's answer comes last, and Read
+    records for B. The URL keeps the pick, so a reload comes back to it."""
+    vecs = unit(np.random.default_rng(6), 20)
+    users = {"a": f"{tag}-slow-a", "b": f"{tag}-fast-b"}
+    for j, (key, user) in enumerate(users.items()):
+        posts = [
+            {
+                "id": f"{tag}-{key}{i}",
+                "community": f"{tag}-{key}-board",
+                "title": f"{key} 게시글 {i}",
+                "created_at": "2020-01-05T00:00:00Z",
+                "embedding": vecs[10 * j + i].tolist(),
+            }
+            for i in range(10)
+        ]
+        assert client.post("/posts", json={"posts": posts}).status_code == 200
+        assert (
+            client.put(f"/users/{user}/memberships", json={"communities": [f"{tag}-{key}-board"]}).status_code
+            == 200
+        )
+
+    page.goto(f"{live_server}/feed?user={users['b']}&days=all")
+    page.wait_for_function("document.body.dataset.feedReady === '1'")
+    page.wait_for_load_state("networkidle")
+    held: list[Any] = []
+    page.route(lambda url: users["a"] in url, lambda route: held.append(route))  # A's answers wait
+    page.evaluate("(u) => document.getElementById('feed-user').add(new Option(u, u))", users["a"])
+    page.select_option("#feed-user", users["a"])
+    page.wait_for_function("() => document.getElementById('feed-status').textContent === 'Loading…'")
+    version = int(page.evaluate("document.body.dataset.feedVersion"))
+    page.select_option("#feed-user", users["b"])
+    page.wait_for_function(f"() => Number(document.body.dataset.feedVersion) > {version}")
+    assert len(held) == 3
+    for route in held:  # now A's three answers arrive, after B's
+        route.continue_()
+    page.wait_for_load_state("networkidle")
+    assert page.inner_text("#feed-status").startswith(users["b"])
+    shown = page.eval_on_selector_all("#col-latest .feed-item", "els => els.map(e => e.dataset.postId)")
+    assert shown and all(p.startswith(f"{tag}-b") for p in shown)
+    assert f"user={users['b']}" in page.url and "days=all" in page.url
+    version = int(page.evaluate("document.body.dataset.feedVersion"))
+    page.click("#col-latest .feed-item button.read")
+    page.wait_for_function(f"() => Number(document.body.dataset.feedVersion) > {version}")
+    assert client.get(f"/users/{users['b']}").json()["events"] == 1
+    assert client.get(f"/users/{users['a']}").json()["events"] == 0
+    page.reload()
+    page.wait_for_function("document.body.dataset.feedReady === '1'")
+    assert page.input_value("#feed-user") == users["b"] and page.input_value("#feed-days") == "all"

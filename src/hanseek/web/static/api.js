@@ -27,6 +27,17 @@ window.hanseekApi = (() => {
       return h;
     },
     onChange(fn) { listeners.push(fn); },
+    // Only the newest of overlapping requests may show its answer: `const t = seq.next()` before
+    // sending, then `if (!seq.isLatest(t)) return;` after each await. Otherwise a slow first answer
+    // that arrives last would replace the second (another user's feed, another query's results).
+    sequence() {
+      let last = 0;
+      return { next: () => ++last, isLatest: (t) => t === last };
+    },
+    // A fetch that never reached the server (down, network gone): the browser's own words say little.
+    unreachable(e) {
+      return `Could not reach the server (${e.message}). Is it running?`;
+    },
     // The API answers problem+json: its detail, else its title; anything else, the status.
     async problem(resp) {
       try {

@@ -1,7 +1,9 @@
 // /feed page: a user's personalised feed next to latest and popular; read/like posts and refresh.
 (function () {
   const $ = (id) => document.getElementById(id);
-  const state = { previous: new Set(), version: 0 };
+  // shownUser: whose feed the columns show (Read/Like record for them, whatever the picker says now).
+  const state = { previous: new Set(), version: 0, shownUser: null, seq: hanseekApi.sequence() };
+  const FILTERS = ["days", "method", "path"];
 
   const headers = (json) => hanseekApi.headers(json);
 
@@ -10,7 +12,7 @@
     try {
       resp = await fetch(url, { headers: headers(false) });
     } catch (e) {
-      throw new Error(`Request failed: ${e.message}`);  // the network, not the API, said no
+      throw new Error(hanseekApi.unreachable(e));  // the network, not the API, said no
     }
     if (!resp.ok) throw new Error(await hanseekApi.problem(resp));
     return resp.json();
@@ -37,14 +39,15 @@
       li.appendChild(el("div", "meta",
         `${it.community} · ${when} · ♥ ${it.likes} · 💬 ${it.comments} · ${it.source} ${it.score.toFixed(3)}`));
       if (showWhy && it.why) {
-        li.appendChild(el("div", "why", `because you read “${it.why.title}” (${it.why.similarity.toFixed(2)})`));
+        const read = it.why.title ? `“${it.why.title}”` : "an untitled post";
+        li.appendChild(el("div", "why", `because you read ${read} (${it.why.similarity.toFixed(2)})`));
       }
       const actions = el("div", "actions");
       for (const kind of ["read", "like"]) {
         const b = el("button", kind, kind === "read" ? "Read" : "Like");
         b.type = "button";
         b.dataset.kind = kind;
-        b.addEventListener("click", () => record(it, kind));
+        b.addEventListener("click", () => record(it, kind, b));
         actions.appendChild(b);
       }
       li.appendChild(actions);
@@ -52,8 +55,10 @@
     }
   }
 
-  async function record(item, kind) {
-    const user = $("feed-user").value;
+  async function record(item, kind, button) {
+    const user = state.shownUser;  // the post is in this user's columns
+    if (!user || button.disabled) return;
+    button.disabled = true;  // a double click is one event
     $("feed-error").textContent = "";
     let resp;
     try {
@@ -63,11 +68,17 @@
         body: JSON.stringify({ events: [{ user_id: user, post_id: item.id, kind: kind }] }),
       });
     } catch (e) {
-      $("feed-error").textContent = `Request failed: ${e.message}`;
+      $("feed-error").textContent = hanseekApi.unreachable(e);
+      button.disabled = false;
       return;
     }
-    if (!resp.ok) { $("feed-error").textContent = await hanseekApi.problem(resp); return; }
-    const li = el("li", "", `${user} ${kind === "like" ? "liked" : "read"} “${item.title}”`);
+    if (!resp.ok) {
+      $("feed-error").textContent = await hanseekApi.problem(resp);
+      button.disabled = false;
+      return;
+    }
+    const title = item.title || item.snippet || item.id;
+    const li = el("li", "", `${user} ${kind === "like" ? "liked" : "read"} “${title}”`);
     $("feed-log").prepend(li);
     await refresh(true);
   }
@@ -79,15 +90,21 @@
     const path = $("feed-path").value;
     const method = $("feed-method").value;
     const q = `k=10&days=${encodeURIComponent(days)}`;
+    const ticket = state.seq.next();
     $("feed-error").textContent = "";
     $("feed-status").textContent = "Loading…";
+    // Reload and Back come back to this user and these choices.
+    const url = new URLSearchParams({ user, days, method, path });
+    history.replaceState(null, "", `${location.pathname}?${url}`);
     try {
       const [mine, latest, popular] = await Promise.all([
         getJSON(`/users/${encodeURIComponent(user)}/feed?${q}&path=${encodeURIComponent(path)}&method=${method}`),
         getJSON(`/feeds/latest?user_id=${encodeURIComponent(user)}&${q}`),
         getJSON(`/feeds/popular?user_id=${encodeURIComponent(user)}&${q}`),
       ]);
+      if (!state.seq.isLatest(ticket)) return;  // the user changed the picker meanwhile
       if (!keepPrevious) state.previous = new Set();
+      state.shownUser = user;
       render($("col-personal"), mine, true);
       render($("col-latest"), latest, false);
       render($("col-popular"), popular, false);
@@ -100,6 +117,7 @@
       document.body.dataset.feedReady = "1";
       document.body.dataset.feedVersion = String(++state.version);  // lets tests wait for a re-render
     } catch (e) {
+      if (!state.seq.isLatest(ticket)) return;
       $("feed-status").textContent = "";
       $("feed-error").textContent = e.message;
     }
@@ -112,7 +130,13 @@
       const before = sel.value;
       sel.replaceChildren();
       for (const u of users) sel.appendChild(new Option(u, u));
-      const wanted = before || new URLSearchParams(location.search).get("user");
+      const params = new URLSearchParams(location.search);
+      for (const name of FILTERS) {
+        const value = params.get(name);
+        const select = $(`feed-${name}`);
+        if (value && [...select.options].some((o) => o.value === value)) select.value = value;
+      }
+      const wanted = before || params.get("user");
       if (wanted) {
         // The list holds the first 200 users only: a user named in the URL is asked for even when not
         // in it, and an unknown one gets the API's 404 message instead of someone else's feed.
@@ -128,6 +152,7 @@
 
   $("feed-form").addEventListener("submit", (ev) => { ev.preventDefault(); refresh(false); });
   $("feed-user").addEventListener("change", () => refresh(false));
+  for (const name of FILTERS) $(`feed-${name}`).addEventListener("change", () => refresh(false));
   // Under protect_reads nothing loads without the key: load again once it is typed.
   hanseekApi.onChange(() => { if (hanseekApi.readsNeedKey) init(); });
   init();
