@@ -116,3 +116,36 @@ def test_an_overlong_query_gets_a_message(live_server: str, page: Any) -> None:
     page.click("#text-search button")
     page.locator("#status.error").wait_for()
     assert "too long" in page.inner_text("#status")
+
+
+def test_only_the_newest_search_shows_and_an_error_clears_old_results(
+    live_server: str, page: Any, collection: dict[str, int], tag: str
+) -> None:
+    page.goto(live_server + "/images")
+    page.fill("#tag-filter", f"#{tag}")  # as the cards write tags
+    held: list[Any] = []
+    page.route("**/images/search?*q=%EA%BD%83*", lambda route: held.append(route))  # "꽃" waits
+    page.fill("#q", "꽃")
+    page.click("#text-search button")
+    page.wait_for_function("() => document.getElementById('status').textContent === 'Searching…'")
+    page.fill("#q", "해군 장교")
+    page.click("#text-search button")
+    page.wait_for_function("() => document.getElementById('status').textContent.includes('해군 장교')")
+    assert len(held) == 1
+    held[0].continue_()  # the first search answers last
+    page.wait_for_load_state("networkidle")
+    assert "해군 장교" in page.locator("#status").inner_text()
+    assert page.locator(".img-card").count() == 3  # the tag filter with its "#" matched
+    assert page.locator(".img-card").first.get_attribute("data-image-id") == str(collection["hopper"])
+    # A refused search: the message in the error colour, and no results from before under it.
+    problem = '{"title": "Model unavailable", "status": 503, "detail": "no image model is installed"}'
+    page.route(
+        "**/images/search?*",
+        lambda route: route.fulfill(status=503, content_type="application/problem+json", body=problem),
+    )
+    page.click("#text-search button")
+    page.locator("#status.error").wait_for()
+    assert page.locator(".img-card").count() == 0
+    assert page.locator("#status").inner_text() == "no image model is installed"
+    color = page.locator("#status").evaluate("e => getComputedStyle(e).color")
+    assert color == "rgb(180, 35, 24)"

@@ -5,6 +5,7 @@
   const MAX_QUERY_CHARS = 1000;
   const results = $("results");
   const status = $("status");
+  const searches = hanseekApi.sequence();  // only the newest search shows its results
 
   const setStatus = (text, isError = false) => {
     status.textContent = text;
@@ -14,8 +15,9 @@
   function commonParams() {
     const p = new URLSearchParams();
     p.set("k", $("k").value || "12");
-    const tags = $("tag-filter").value.trim();
-    if (tags) p.append("tag", tags);
+    // Cards show tags as "#tag": the filter takes them either way.
+    const tags = $("tag-filter").value.split(",").map((t) => t.trim().replace(/^#+/, "")).filter(Boolean);
+    if (tags.length) p.append("tag", tags.join(","));
     return p;
   }
 
@@ -69,7 +71,7 @@
       similar.type = "button";
       similar.className = "img-similar";
       similar.textContent = "Find similar";
-      similar.addEventListener("click", () => findSimilar(img.id));
+      similar.addEventListener("click", () => findSimilar(img.id, img.caption || img.source_name || `image ${img.id}`));
       meta.append(score, source, caption, tags, similar);
       li.append(link, meta);
       results.append(li);
@@ -77,16 +79,22 @@
   }
 
   async function run(promise, what) {
+    const ticket = searches.next();
     setStatus("Searching…");
     try {
       const resp = await promise;
+      const body = resp.ok ? await resp.json() : await hanseekApi.problem(resp);
+      if (!searches.isLatest(ticket)) return;  // a newer search was started meanwhile
       if (!resp.ok) {
-        setStatus(await hanseekApi.problem(resp), true);
+        results.replaceChildren();  // results of an earlier search would pass for this one's
+        setStatus(body, true);
         return;
       }
-      render(await resp.json(), what);
+      render(body, what);
     } catch (err) {
-      setStatus(`Request failed: ${err.message}`, true);
+      if (!searches.isLatest(ticket)) return;
+      results.replaceChildren();
+      setStatus(hanseekApi.unreachable(err), true);
     }
   }
 
@@ -128,8 +136,8 @@
     run(fetch(`/images/search?${p}`, { headers: headers() }), `“${q}”`);
   });
 
-  function findSimilar(id) {
-    run(fetch(`/images/${id}/similar?${commonParams()}`, { headers: headers() }), `image ${id}`);
+  function findSimilar(id, name) {
+    run(fetch(`/images/${id}/similar?${commonParams()}`, { headers: headers() }), `“${name}”`);
     window.scrollTo({ top: 0, behavior: "smooth" });
   }
 
@@ -144,8 +152,25 @@
         file.name ? `“${file.name}”` : "the pasted image");
   }
 
-  $("example").addEventListener("change", (ev) => searchByExample(ev.target.files[0]));
+  $("example").addEventListener("change", (ev) => {
+    searchByExample(ev.target.files[0]);
+    ev.target.value = "";  // choosing the same file again is a new search
+  });
   const drop = $("drop");
+  // Keyboard: Enter or Space on the drop zone opens the file chooser.
+  drop.addEventListener("keydown", (ev) => {
+    if (ev.key === "Enter" || ev.key === " ") {
+      ev.preventDefault();
+      $("example").click();
+    }
+  });
+  // A file dropped beside the zone would make the browser open it and leave the page.
+  for (const type of ["dragover", "drop"]) {
+    window.addEventListener(type, (ev) => {
+      const fileInput = ev.target instanceof HTMLInputElement && ev.target.type === "file";
+      if (!drop.contains(ev.target) && !fileInput) ev.preventDefault();
+    });
+  }
   drop.addEventListener("dragover", (ev) => { ev.preventDefault(); drop.classList.add("over"); });
   drop.addEventListener("dragleave", () => drop.classList.remove("over"));
   drop.addEventListener("drop", (ev) => {
@@ -185,7 +210,7 @@
       if (!resp.ok) setStatus(body.detail || `HTTP ${resp.status}`, true);
       else setStatus(`${body.added} added, ${body.duplicates} duplicate(s), ${body.rejected} rejected.`);
     } catch (err) {
-      setStatus(`Upload failed: ${err.message}`, true);
+      setStatus(hanseekApi.unreachable(err), true);
     }
   });
 })();
