@@ -30,6 +30,14 @@ def test_type_reviews_and_see_labels(live_server: str, page: Any, sentiment_read
     assert "negative" in rows.nth(1).inner_text()
     assert page.locator("#sentiment-model-used").inner_text().startswith("model: ")
     assert page.locator("#sentiment-error").inner_text() == ""
+    # The model picker names the model that answered, also when no default was set.
+    used = page.locator("#sentiment-model-used").inner_text().removeprefix("model: ")
+    assert page.locator("#sentiment-model option").first.inner_text() == f"default ({used})"
+    # Only blank lines now: the old table goes with the message.
+    page.fill("#sentiment-text", " \n ")
+    page.click("#sentiment-submit")
+    assert "Type a review" in page.locator("#sentiment-error").inner_text()
+    assert page.locator("#sentiment-result").is_hidden()
 
 
 def test_empty_input_shows_an_error(live_server: str, page: Any, sentiment_ready: None) -> None:

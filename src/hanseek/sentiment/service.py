@@ -141,13 +141,21 @@ class SentimentService:
         if name:
             registry.check_name(name)
             return self._load(name)
-        for candidate in (self.default_model(), "movie-baseline"):
-            if candidate and (self.root / candidate / registry.CARD).is_file():
-                return self._load(candidate)
+        name = self.answering_model()
+        if name != DEMO_MODEL:
+            return self._load(name)
         with self._lock:
             if not (self.root / DEMO_MODEL / registry.CARD).is_file():
                 self.train_demo()
             return self._load(DEMO_MODEL)
+
+    def answering_model(self) -> str:
+        """The model that answers when none is named: the default, else `movie-baseline`, else the
+        demo baseline (trained on first use)."""
+        for candidate in (self.default_model(), "movie-baseline"):
+            if candidate and (self.root / candidate / registry.CARD).is_file():
+                return candidate
+        return DEMO_MODEL
 
     # -- prediction ------------------------------------------------------------------------------
 

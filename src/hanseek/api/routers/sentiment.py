@@ -140,4 +140,5 @@ def sentiment_page(request: Request) -> HTMLResponse:
         return render(request, "sentiment.html", models=[], default=None)
     svc = service(get_state(request))
     names = [c.name for c in svc.cards()]
-    return render(request, "sentiment.html", models=names, default=svc.default_model())
+    # The page names the model that will answer, also when no default was set (the demo baseline).
+    return render(request, "sentiment.html", models=names, default=svc.answering_model())

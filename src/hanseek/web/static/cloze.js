@@ -6,6 +6,8 @@
   const error = $("cloze-error");
 
   let shown = 0;  // counts messages, so a background load clears only what was there when it began
+  const runs = hanseekApi.sequence();  // only the newest worksheet is shown
+  let lastOcr = null;  // the text the last photo gave: a new photo replaces it, typed text stays
   function show(msg, isError) {
     shown += 1;
     status.textContent = isError ? "" : msg;
@@ -23,10 +25,11 @@
       if (!resp.ok) { show(await hanseekApi.problem(resp), true); return false; }
       const body = await resp.json();
       $("cloze-text").value = body.text;
+      lastOcr = $("cloze-text").value;  // as the text box holds it (it normalises line breaks)
       show("Read " + body.chars + " characters from the photo.", false);
       return true;
     } catch (e) {
-      show("Request failed: " + e.message, true);
+      show(hanseekApi.unreachable(e), true);
       return false;
     }
   }
@@ -54,13 +57,21 @@
       li.title = b.term + " · weight " + b.weight.toFixed(3);
       answers.appendChild(li);
     }
+    $("cloze-answers-box").hidden = true;  // a new worksheet starts with its answers hidden
+    $("cloze-reveal").textContent = "Show answers";
     $("cloze-result").hidden = false;
   }
 
   async function makeCloze(ev) {
     ev.preventDefault();
+    const ticket = runs.next();
     if (!$("cloze-text").value.trim() && $("cloze-image").files.length) {
       if (!(await runOcr())) return;
+    }
+    if (!$("cloze-text").value.trim()) {
+      $("cloze-result").hidden = true;
+      show("Paste a page, or choose a photo of one.", true);
+      return;
     }
     const payload = {
       text: $("cloze-text").value,
@@ -77,14 +88,22 @@
         headers: hanseekApi.headers(true),
         body: JSON.stringify(payload),
       });
-      if (!resp.ok) { $("cloze-result").hidden = true; show(await hanseekApi.problem(resp), true); return; }
-      const result = await resp.json();
-      render(result);
-      show(result.blanks.length + " blanks out of " + result.candidates + " candidate words.", false);
+      const answer = resp.ok ? await resp.json() : await hanseekApi.problem(resp);
+      if (!runs.isLatest(ticket)) return;  // a newer worksheet was asked for meanwhile
+      if (!resp.ok) { $("cloze-result").hidden = true; show(answer, true); return; }
+      if (!answer.blanks.length) {
+        $("cloze-result").hidden = true;
+        show("No word to blank: the page has no nouns this method can weigh (" +
+          answer.candidates + " candidates).", true);
+        return;
+      }
+      render(answer);
+      show(answer.blanks.length + " blanks out of " + answer.candidates + " candidate words.", false);
     } catch (e) {
       // A network failure (server down, connection cut) rejects fetch: say so instead of leaving "…".
+      if (!runs.isLatest(ticket)) return;
       $("cloze-result").hidden = true;
-      show("Request failed: " + e.message, true);
+      show(hanseekApi.unreachable(e), true);
     }
   }
 
@@ -102,7 +121,7 @@
       if ([...select.options].some((o) => o.value === chosen)) select.value = chosen;
       if (shown === before) show("", false);  // e.g. the 401 from before the key was typed
     } catch (e) {
-      if (shown === before) show("Request failed: " + e.message, true);
+      if (shown === before) show(hanseekApi.unreachable(e), true);
     }
   }
 
@@ -110,5 +129,18 @@
   hanseekApi.onChange(loadSubjects);
   loadSubjects();
   $("cloze-ocr").addEventListener("click", () => { runOcr(); });
+  // A new photo: the text read from the previous one goes, so "Make blanks" reads the new one.
+  $("cloze-image").addEventListener("change", () => {
+    if (lastOcr !== null && $("cloze-text").value === lastOcr) {
+      $("cloze-text").value = "";
+      lastOcr = null;
+    }
+  });
+  // Answers stay hidden on screen until asked for (a student checking themselves); print shows them.
+  $("cloze-reveal").addEventListener("click", () => {
+    const answers = $("cloze-answers-box");
+    answers.hidden = !answers.hidden;
+    $("cloze-reveal").textContent = answers.hidden ? "Show answers" : "Hide answers";
+  });
   $("cloze-print").addEventListener("click", () => window.print());
 })();

@@ -9,20 +9,30 @@
   const result = document.getElementById("sentiment-result");
   const rows = document.getElementById("sentiment-rows");
   const used = document.getElementById("sentiment-model-used");
+  const runs = hanseekApi.sequence();  // only the newest classification shows
   form.addEventListener("submit", async (ev) => {
     ev.preventDefault();
     error.textContent = "";
     const texts = text.value.split("\n").map((t) => t.trim()).filter((t) => t.length > 0);
-    if (texts.length === 0) { error.textContent = "Type a review first."; return; }
+    if (texts.length === 0) {
+      runs.next();  // an answer still on its way is for text that is gone
+      result.hidden = true;
+      status.textContent = "";
+      error.textContent = "Type a review first.";
+      return;
+    }
     const body = { texts };
     if (model.value) body.model = model.value;
+    const ticket = runs.next();
     status.textContent = "Classifying…";
     try {
       const res = await fetch("/sentiment", {
         method: "POST", headers: hanseekApi.headers(true), body: JSON.stringify(body),
       });
-      if (!res.ok) { error.textContent = await hanseekApi.problem(res); result.hidden = true; return; }
-      const data = await res.json();
+      const answer = res.ok ? await res.json() : await hanseekApi.problem(res);
+      if (!runs.isLatest(ticket)) return;
+      if (!res.ok) { error.textContent = answer; result.hidden = true; return; }
+      const data = answer;
       rows.replaceChildren(...data.results.map((r, i) => {
         const tr = document.createElement("tr");
         tr.className = "sentiment-row " + r.label;
@@ -40,9 +50,9 @@
       used.textContent = "model: " + data.model;
       result.hidden = false;
     } catch (e) {
-      error.textContent = "Request failed: " + e.message;
+      if (runs.isLatest(ticket)) { error.textContent = hanseekApi.unreachable(e); result.hidden = true; }
     } finally {
-      status.textContent = "";
+      if (runs.isLatest(ticket)) status.textContent = "";
     }
   });
   // Under protect_reads the page came without the model list: ask for it with the key.
@@ -63,7 +73,7 @@
       if ([...model.options].some((o) => o.value === chosen)) model.value = chosen;
       if (error.textContent === before) error.textContent = "";  // only what was there before the key
     } catch (e) {
-      if (error.textContent === before) error.textContent = "Request failed: " + e.message;
+      if (error.textContent === before) error.textContent = hanseekApi.unreachable(e);
     }
   }
   hanseekApi.onChange(loadModels);
