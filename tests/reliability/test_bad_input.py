@@ -85,6 +85,9 @@ def small_limit_client(rel_state: AppState) -> Iterator[TestClient]:
 def test_declared_oversized_body_is_refused_unread(small_limit_client: TestClient) -> None:
     r = small_limit_client.post("/posts", content=b"x" * 5000, headers={"content-type": "application/json"})
     assert_problem(r, 413)
+    assert (
+        r.json()["detail"] == "The request is larger than the limit of 4,096 bytes (HANSEEK_MAX_BODY_BYTES)."
+    )
 
 
 def test_chunked_oversized_body_is_413_not_400(small_limit_client: TestClient) -> None:

@@ -41,7 +41,9 @@ class BodyTooLarge(HTTPException):
 
 
 def _detail(max_bytes: int) -> str:
-    return f"Request body exceeds the limit of {max_bytes} bytes."
+    mib = max_bytes / (1 << 20)
+    limit = f"{mib:g} MiB ({max_bytes:,} bytes; " if mib >= 1 else f"{max_bytes:,} bytes ("
+    return f"The request is larger than the limit of {limit}HANSEEK_MAX_BODY_BYTES)."
 
 
 class BodySizeLimit:
