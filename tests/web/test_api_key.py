@@ -106,8 +106,8 @@ def test_a_late_subject_list_leaves_newer_messages_alone(
             break
         page.wait_for_timeout(100)
     assert held, "typing the key should ask for the subjects"
-    page.click("#cloze-submit")  # empty text: the API's message
+    page.click("#cloze-submit")  # empty text: the page's message
     page.wait_for_function("document.getElementById('cloze-error').textContent.length > 0")
     held[0].continue_()
     page.wait_for_selector(f"#cloze-subject option[value='{subject}']", state="attached")
-    assert "empty" in page.inner_text("#cloze-error")
+    assert page.inner_text("#cloze-error") == "Paste a page, or choose a photo of one."
