@@ -85,3 +85,15 @@ def test_dictionary_csv_and_word_list() -> None:
     with pytest.raises(IngestError, match="word,weight"):
         parse_dictionary_csv("a\n")
     assert parse_word_list("뗀석기\n# x\n빗살무늬토기, 5\n\n") == ["뗀석기", "빗살무늬토기"]
+
+
+def test_blank_lines_cost_linear_time_and_stay_blank_lines() -> None:
+    """Line patterns that let \\s cross newlines took cubic time on runs of blank lines (a 2 KB body
+    of them held a worker 26 s) and could join the lines around them."""
+    import time
+
+    body = "# 제목\n본문\n" + "\n" * 2000 + "| a | b |\n|---|---|\n| 1 | 2 |\n\n> 인용\n끝"
+    started = time.perf_counter()
+    text = markdown_to_text(body).text
+    assert time.perf_counter() - started < 2.0  # generous: it was 26 s
+    assert "본문" in text and "끝" in text and "인용" in text and "---" not in text

@@ -13,15 +13,18 @@ from dataclasses import dataclass
 
 _FENCE = re.compile(r"^```.*?^```[^\n]*$", re.S | re.M)
 _COMMENT = re.compile(r"<!--.*?-->", re.S)
-_TOC_LINE = re.compile(r"^\s*[-*+]\s*\[.*\]\(#[^)]*\)\s*$", re.M)
+# Line patterns use [ \t], never \s: \s also matches newlines, so under re.M a run of blank lines
+# gave the engine every way of splitting it between two \s* groups (cubic time: a 2 KB body of
+# blank lines took 26 s), and a match could swallow the blank lines around it.
+_TOC_LINE = re.compile(r"^[ \t]*[-*+][ \t]*\[.*\]\(#[^)]*\)[ \t]*$", re.M)
 _BR = re.compile(r"<br\s*/?>", re.I)
 _TAG = re.compile(r"</?[a-zA-Z][^>]*>")
 _IMAGE = re.compile(r"!\[([^\]]*)\]\([^)]*\)")
 _LINK = re.compile(r"\[([^\]]*)\]\([^)]*\)")
-_HEADING = re.compile(r"^\s{0,3}#{1,6}\s*", re.M)
+_HEADING = re.compile(r"^[ \t]{0,3}#{1,6}[ \t]*", re.M)
 _BULLET = re.compile(r"^[ \t]*(?:[-*+]|\d+[.)])[ \t]+", re.M)
-_QUOTE = re.compile(r"^\s*>\s?", re.M)
-_TABLE_RULE = re.compile(r"^\s*\|?\s*:?-+:?\s*(?:\|\s*:?-+:?\s*)*\|?\s*$", re.M)
+_QUOTE = re.compile(r"^[ \t]*>[ \t]?", re.M)
+_TABLE_RULE = re.compile(r"^[ \t]*\|?[ \t]*:?-+:?[ \t]*(?:\|[ \t]*:?-+:?[ \t]*)*\|?[ \t]*$", re.M)
 _STRIKE = re.compile(r"~~(.*?)~~", re.S)
 _ITALIC = re.compile(r"(?<![\w*])_([^_\n]+)_(?![\w*])")
 _CODE = re.compile(r"`([^`\n]*)`")
