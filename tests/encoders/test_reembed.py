@@ -461,3 +461,27 @@ def test_an_image_upload_after_a_switch_uses_the_new_models_spaces(
         assert old_space is None or repo.get_vector(conn, old_space, res.id) is None
     assert got is not None
     np.testing.assert_allclose(got, encoders["tiny-b"].encode(["서울에서 맛있는 냉면집"])[0], atol=1e-5)
+
+
+def test_a_model_of_another_dimension_is_refused_on_an_empty_database_too(
+    sdb: Database, settings: Settings, encoders: dict[str, TextEncoder], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hanseek.cli import app
+
+    _env(settings, monkeypatch)
+    r = runner.invoke(app, ["models", "use", "tiny-32"])  # nothing stored, but the columns are 384-d
+    assert r.exit_code == 2 and "not supported" in " ".join(r.output.split()), r.output
+    assert active_pointer(settings) != "tiny-32"
+
+
+def test_a_switch_without_reembedding_refuses_content_that_arrived_meanwhile(
+    sdb: Database, settings: Settings, encoders: dict[str, TextEncoder]
+) -> None:
+    from hanseek.encoders.model_registry import ContentAppeared, set_active
+
+    set_active(sdb, settings, "tiny-b", require_empty=True)  # nothing stored: a plain switch
+    _seed(sdb, encoders["tiny-b"], n=8)  # a writer stores posts before the next switch
+    with pytest.raises(ContentAppeared):
+        set_active(sdb, settings, "tiny-a", require_empty=True)
+    with sdb.connection() as conn:
+        assert conn.execute("SELECT name FROM models WHERE active").fetchone() == ("tiny-b",)

@@ -199,7 +199,7 @@ def use(
     vectors until everything is ready, then switches in one transaction; running servers follow
     within `model_poll_seconds`."""
     from hanseek.encoders.base import EncoderError
-    from hanseek.encoders.model_registry import register_dir, set_active
+    from hanseek.encoders.model_registry import ContentAppeared, register_dir, set_active
     from hanseek.encoders.reembed import active_model, check_dim, drop_jobs, has_content, pending_job
     from hanseek.encoders.registry import DEFAULT_MODEL, configured_model
 
@@ -222,8 +222,7 @@ def use(
                 # Never switched yet: the stored vectors come from the configured default.
                 current = active_model(conn) or configured_model(s)
                 row = conn.execute("SELECT dim FROM models WHERE name = %s", (name,)).fetchone()
-                posts = conn.execute("SELECT EXISTS (SELECT 1 FROM posts)").fetchone()
-                if row is not None and posts is not None and posts[0]:
+                if row is not None:  # also with nothing stored: the vector columns have one size
                     check_dim(conn, s, name, int(row[0]))
             job = pending_job(db)
             if current == name and (job is None or job.model != name):
@@ -233,7 +232,11 @@ def use(
             if no_reembed or not has_content(db):
                 for dropped in drop_jobs(db):
                     err_console.print(f"[yellow]note:[/yellow] dropped the pending re-embedding to {dropped}")
-                set_active(db, s, name)
+                try:
+                    set_active(db, s, name, require_empty=not no_reembed)
+                except ContentAppeared:  # posts arrived since the check above: re-embed them
+                    _run_reembed(db, s, name, batch_size)
+                    return
                 if no_reembed and has_content(db):
                     err_console.print(
                         "[yellow]warning:[/yellow] stored posts and image texts keep the previous model's "

@@ -76,9 +76,23 @@ def list_registered(db: Any) -> list[RegisteredModel]:
     return [RegisteredModel(*row) for row in rows]
 
 
-def set_active(db: Any, settings: Settings, name: str) -> None:
-    """Make `name` the active model in the catalogue and the pointer file (one transaction + rename)."""
+class ContentAppeared(EncoderError):
+    """`set_active(..., require_empty=True)` found stored text vectors: they need a re-embedding."""
+
+
+def set_active(db: Any, settings: Settings, name: str, *, require_empty: bool = False) -> None:
+    """Make `name` the active model in the catalogue and the pointer file (one transaction + rename).
+
+    Under the switch lock, as the re-embedding swap: a writer that read the active model under the
+    shared lock finishes before the switch, never after it. `require_empty`: refuse (ContentAppeared)
+    when anything encoded by the text model is stored by then, e.g. posts written since the caller
+    saw an empty database, whose old-model vectors would otherwise stay without a re-embedding."""
+    from hanseek.encoders.reembed import SWITCH_LOCK, content_in
+
     with db.connection() as conn:
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (SWITCH_LOCK,))
+        if require_empty and content_in(conn):
+            raise ContentAppeared(f"texts were stored meanwhile: switching to {name} re-embeds them")
         found = conn.execute("SELECT 1 FROM models WHERE name = %s", (name,)).fetchone()
         if not found:
             raise EncoderError(f"model {name!r} is not registered (see `hanseek models list`)")

@@ -198,10 +198,14 @@ def drop_jobs(db: Database, *, keep: str | None = None) -> list[str]:
 def has_content(db: Database) -> bool:
     """Whether anything stored was encoded by the text model (posts, image captions or labels)."""
     with db.connection() as conn:
-        row = conn.execute(
-            "SELECT EXISTS (SELECT 1 FROM posts) OR EXISTS (SELECT 1 FROM images WHERE caption IS NOT NULL "
-            "OR cardinality(tags) > 0 OR jsonb_array_length(auto_labels) > 0)"
-        ).fetchone()
+        return content_in(conn)
+
+
+def content_in(conn: Conn) -> bool:
+    row = conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM posts) OR EXISTS (SELECT 1 FROM images WHERE caption IS NOT NULL "
+        "OR cardinality(tags) > 0 OR jsonb_array_length(auto_labels) > 0)"
+    ).fetchone()
     return bool(row and row[0])
 
 
