@@ -33,6 +33,8 @@ def _problem(r: Any, status: int, fragment: str) -> None:
         ({"texts": []}, "texts is empty"),
         ({"texts": ["좋아요", "   "]}, "texts[1] is empty"),
         ({"texts": ["좋아요", ""]}, "texts[1] is empty"),
+        ({"texts": ["좋아요", "\u200b\ufeff"]}, "texts[1] is empty"),  # zero-width only: blank too
+        ({"texts": ["\x00"]}, "texts[0] is empty"),
         ({"texts": ["좋아요"], "model": "../../etc"}, "invalid model name"),
         ({"texts": "좋아요"}, "texts"),
         ({}, "texts"),
@@ -110,6 +112,8 @@ def test_odd_unicode_is_answered(api: TestClient) -> None:
     bad = '{"texts": ["\\ud800 좋아요"]}'
     r = api.post("/sentiment", content=bad, headers={"content-type": "application/json"})
     assert r.status_code == 422, r.text
-    r = api.post("/sentiment", json={"texts": ["\u0000\u0001", "😀😀", "ｆｕｌｌ　ｗｉｄｔｈ 좋아"]})
+    r = api.post("/sentiment", json={"texts": ["😀😀", "ｆｕｌｌ　ｗｉｄｔｈ 좋아", "좋아\u0000\u0001"]})
     assert r.status_code == 200, r.text
     assert len(r.json()["results"]) == 3
+    # Control characters alone are no review (normalisation leaves nothing): refused like blanks.
+    _problem(api.post("/sentiment", json={"texts": ["\u0000\u0001"]}), 422, "texts[0] is empty")

@@ -94,3 +94,17 @@ def test_damaged_model_raises_load_error(svc: SentimentService) -> None:
     with pytest.raises(registry.ModelLoadError, match="half"):
         svc.predict(["좋다"], "half")
     assert [c.name for c in svc.cards()] == []  # an unreadable card is not listed
+
+
+@pytest.mark.parametrize("damaged", ["vocab.json.gz", "weights.npz"])
+def test_a_truncated_model_file_is_a_load_error(svc: SentimentService, damaged: str) -> None:
+    """A cut gzip (EOFError) or zip (BadZipFile) is a model that cannot be loaded, not a crash."""
+    import shutil
+
+    svc.predict(["좋다"])  # trains the demo baseline into this data dir
+    copy = svc.root / "cut"
+    shutil.copytree(svc.root / "demo-baseline", copy)
+    (copy / "card.json").write_text((copy / "card.json").read_text().replace("demo-baseline", "cut"))
+    (copy / damaged).write_bytes((copy / damaged).read_bytes()[:200])
+    with pytest.raises(registry.ModelLoadError, match="cut"):
+        svc.predict(["좋다"], "cut")

@@ -186,8 +186,9 @@ def predict(
     """Classify reviews as positive or negative."""
     from hanseek.sentiment.registry import ModelLoadError, ModelNotFound
     from hanseek.sentiment.service import SentimentService
+    from hanseek.text import normalize
 
-    if any(not t.strip() for t in texts):
+    if any(not normalize(t).strip() for t in texts):  # zero-width or control characters only: empty too
         _fail("empty review text")
     svc = SentimentService(settings())
     try:

@@ -130,7 +130,9 @@ class SentimentService:
                     )
                 else:
                     model = TransformerClassifier.load(directory)
-            except (OSError, ValueError, KeyError, TypeError) as e:
+            except Exception as e:
+                # A damaged file fails in many ways (EOFError from a cut gzip, BadZipFile, a
+                # safetensors error, ...): each is a model that cannot be loaded (503), not a 500.
                 raise ModelLoadError(f"cannot load sentiment model {name!r}: {e}") from e
             loaded = _Loaded(card, model, stamp)
             self._models[name] = loaded

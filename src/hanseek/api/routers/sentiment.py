@@ -15,6 +15,7 @@ from hanseek.api.security import require_read_key
 from hanseek.api.state import AppState, get_state
 from hanseek.sentiment.registry import ModelLoadError, ModelNotFound, check_name
 from hanseek.sentiment.service import SentimentService
+from hanseek.text import normalize
 from hanseek.web.pages import reads_need_key, render
 
 router = APIRouter(tags=["sentiment"])
@@ -62,7 +63,9 @@ def _check(body: SentimentIn, state: AppState) -> None:
         raise BadRequest("texts is empty: send at least one review")
     check_batch(len(body.texts), state.settings, "texts")
     for i, t in enumerate(body.texts):
-        if not t.strip():
+        # normalize() drops zero-width characters, BOMs and control characters: a text of only
+        # those is as empty as blanks are (the model would answer its bare intercept).
+        if not normalize(t).strip():
             raise BadRequest(f"texts[{i}] is empty")
     check_lengths(body.texts, state.settings, "texts")
     if body.model is not None:
