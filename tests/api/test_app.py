@@ -1,3 +1,12 @@
+from __future__ import annotations
+
+import pytest
+from fastapi.testclient import TestClient
+
+from hanseek.api.app import create_app
+from hanseek.config import Settings
+
+
 def test_healthz(client):
     r = client.get("/healthz")
     assert r.status_code == 200 and r.json() == {"status": "ok"}
@@ -45,3 +54,25 @@ def test_malformed_multipart_is_422_like_malformed_json(client):
         assert r.status_code == 422, r.text
         assert r.headers["content-type"] == "application/problem+json"
         assert r.json()["detail"].startswith("The body could not be read: ")
+
+
+def test_a_failed_start_closes_the_database_it_opened(
+    scratch_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hanseek.store.db import Database
+
+    closed: list[bool] = []
+    real_close = Database.close
+
+    def boom(self: Database) -> list[str]:
+        raise RuntimeError("migration failed")
+
+    def close(self: Database) -> None:
+        closed.append(True)
+        real_close(self)
+
+    monkeypatch.setattr(Database, "migrate", boom)
+    monkeypatch.setattr(Database, "close", close)
+    with pytest.raises(RuntimeError, match="migration failed"), TestClient(create_app(scratch_settings)):
+        pass
+    assert closed == [True]

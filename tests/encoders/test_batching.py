@@ -62,3 +62,34 @@ def test_errors_reach_the_caller_and_the_worker_survives() -> None:
     assert enc.encode(["fine"]).shape == (1, 4)
     assert enc.encode([]).shape == (0, 4)
     enc.close()
+
+
+def test_a_request_racing_close_is_answered_or_refused_never_stranded() -> None:
+    """close() landing between a caller's closed-check and its enqueue used to leave the request
+    behind the stop signal, waiting forever."""
+    enc = BatchingEncoder(SlowEncoder())
+    enc.encode(["warm"])  # the worker runs
+    start_worker = enc._ensure_worker
+    closer = threading.Thread(target=enc.close)
+
+    def close_in_the_gap() -> None:
+        start_worker()
+        closer.start()  # close() now races this caller's enqueue
+        time.sleep(0.2)
+
+    enc._ensure_worker = close_in_the_gap  # type: ignore[method-assign]
+    outcome: list[object] = []
+
+    def call() -> None:
+        try:
+            outcome.append(enc.encode(["late"]).shape)
+        except RuntimeError as e:
+            outcome.append(str(e))
+
+    caller = threading.Thread(target=call, daemon=True)
+    caller.start()
+    caller.join(timeout=5)
+    closer.join(timeout=5)
+    assert not caller.is_alive() and outcome in ([(1, 4)], ["encoder is closed"])
+    with pytest.raises(RuntimeError, match="closed"):
+        enc.encode(["after"])

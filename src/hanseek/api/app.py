@@ -36,7 +36,11 @@ def create_app(settings: Settings, *, state: AppState | None = None) -> FastAPI:
 
             settings.ensure_dirs()
             st = AppState(settings, Database.open(settings))
-            st.db.migrate()
+            try:
+                st.db.migrate()
+            except BaseException:
+                st.close()  # the pool and the embedded server it may have started
+                raise
         app.state.hanseek = st
         st.ready = True
         try:

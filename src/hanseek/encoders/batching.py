@@ -40,6 +40,9 @@ class BatchingEncoder:
         self._queue: queue.Queue[_Request | None] = queue.Queue()
         self._worker: threading.Thread | None = None
         self._start_lock = threading.Lock()
+        # Held from the closed-check to the put in encode, and while close() queues the stop
+        # signal: a request is either queued ahead of the stop (and answered) or refused.
+        self._open_lock = threading.Lock()
         self._closed = False
         self.batches = 0  # encode calls made on `inner` (for tests and metrics)
 
@@ -50,11 +53,12 @@ class BatchingEncoder:
         kind = check_kind(kind)
         if not items:
             return np.zeros((0, self.dim), dtype=np.float32)
-        if self._closed:
-            raise RuntimeError("encoder is closed")
-        self._ensure_worker()
         req = _Request(items, kind)
-        self._queue.put(req)
+        with self._open_lock:
+            if self._closed:
+                raise RuntimeError("encoder is closed")
+            self._ensure_worker()
+            self._queue.put(req)
         return req.future.result()
 
     def _ensure_worker(self) -> None:
@@ -103,7 +107,10 @@ class BatchingEncoder:
 
     def close(self) -> None:
         """Stop the worker (the inner encoder belongs to whoever made it and is left open)."""
-        self._closed = True
-        if self._worker is not None:
-            self._queue.put(None)
-            self._worker.join(timeout=10)
+        with self._open_lock:
+            self._closed = True
+            worker = self._worker
+            if worker is not None:
+                self._queue.put(None)
+        if worker is not None:
+            worker.join(timeout=10)
