@@ -108,3 +108,61 @@ def test_a_truncated_model_file_is_a_load_error(svc: SentimentService, damaged: 
     (copy / damaged).write_bytes((copy / damaged).read_bytes()[:200])
     with pytest.raises(registry.ModelLoadError, match="cut"):
         svc.predict(["좋다"], "cut")
+
+
+def test_concurrent_saves_of_one_name_never_fail_or_leave_it_missing(tmp_path: Path) -> None:
+    """Two savers of one name (e.g. server workers training the demo model at once) used to collide
+    on a shared '.old' path, and readers saw no model between the two renames."""
+    import threading
+
+    from hanseek.sentiment.registry import ModelCard, save_model
+
+    class Tiny:
+        def save(self, directory: Path) -> None:
+            (directory / "weights.bin").write_bytes(b"w" * 1000)
+
+    root = tmp_path / "sentiment"
+    card = ModelCard(name="busy", kind="baseline", domains=["movie"], train_size=1)
+    save_model(root, Tiny(), card)  # type: ignore[arg-type]
+    errors: list[BaseException] = []
+    missing: list[int] = []
+    done = threading.Event()
+
+    def saver() -> None:
+        try:
+            for _ in range(40):
+                save_model(root, Tiny(), card)  # type: ignore[arg-type]
+        except BaseException as e:
+            errors.append(e)
+
+    def reader() -> None:
+        while not done.is_set():
+            if not (root / "busy" / "card.json").is_file():
+                missing.append(1)
+
+    threads = [threading.Thread(target=saver) for _ in range(2)]
+    watcher = threading.Thread(target=reader)
+    watcher.start()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    done.set()
+    watcher.join()
+    assert errors == [] and missing == []
+    assert sorted(p.name for p in root.iterdir()) == [".busy.lock", "busy"]  # no leftovers
+
+
+def test_deleting_the_default_model_clears_the_default(tmp_path: Path) -> None:
+    from hanseek.sentiment.registry import ModelCard, default_name, delete_model, save_model, set_default
+
+    class Tiny:
+        def save(self, directory: Path) -> None:
+            (directory / "weights.bin").write_bytes(b"w")
+
+    root = tmp_path / "sentiment"
+    save_model(root, Tiny(), ModelCard(name="a", kind="baseline", domains=["movie"], train_size=1))  # type: ignore[arg-type]
+    set_default(root, "a")
+    delete_model(root, "a")
+    save_model(root, Tiny(), ModelCard(name="a", kind="baseline", domains=["game"], train_size=1))  # type: ignore[arg-type]
+    assert default_name(root) is None  # a new, unrelated "a" does not become the default

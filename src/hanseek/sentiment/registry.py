@@ -7,10 +7,15 @@ model is named in ``<models_dir>/sentiment/DEFAULT``.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import fcntl
 import json
+import os
 import re
 import shutil
 import tempfile
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -102,26 +107,62 @@ def save_model(root: Path, model: SentimentModel, card: ModelCard) -> Path:
     try:
         model.save(tmp)
         (tmp / CARD).write_text(card.model_dump_json(indent=2) + "\n", encoding="utf-8")
-        old = None
-        if target.exists():
-            old = root / f".{card.name}.old"
-            shutil.rmtree(old, ignore_errors=True)
-            target.rename(old)
-        tmp.rename(target)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        # One saver of a name at a time (server workers training the demo model at once, two
+        # trainings under one name), and an exchange, so the name never points at nothing.
+        with _locked(root, card.name):
+            if target.exists() and _exchange(tmp, target):
+                shutil.rmtree(tmp, ignore_errors=True)  # now holds the previous model
+            elif target.exists():  # no atomic exchange here: a moment without the model
+                old = Path(tempfile.mkdtemp(prefix=f".{card.name}.old.", dir=root))
+                old.rmdir()
+                target.rename(old)
+                tmp.rename(target)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                tmp.rename(target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return target
 
 
+@contextlib.contextmanager
+def _locked(root: Path, name: str) -> Iterator[None]:
+    with open(root / f".{name}.lock", "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths atomically (Linux renameat2 RENAME_EXCHANGE); False where that is unavailable."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (22, 38, 95):  # EINVAL, ENOSYS, EOPNOTSUPP: this file system or kernel cannot
+        return False
+    raise OSError(err, os.strerror(err), str(b))
+
+
 def delete_model(root: Path, name: str) -> None:
     d = model_dir(root, name)
     if not (d / CARD).is_file():
         raise ModelNotFound(f"no sentiment model named {name!r}")
+    was_default = default_name(root) == name  # read first: without its card it is no default
     shutil.rmtree(d)
-    if default_name(root) == name:
+    if was_default:
         (root / _DEFAULT).unlink(missing_ok=True)
 
 
@@ -137,9 +178,10 @@ def set_default(root: Path, name: str) -> None:
     if not (model_dir(root, name) / CARD).is_file():
         raise ModelNotFound(f"no sentiment model named {name!r}")
     root.mkdir(parents=True, exist_ok=True)
-    tmp = root / f".{_DEFAULT}.tmp"
-    tmp.write_text(name + "\n", encoding="utf-8")
-    tmp.replace(root / _DEFAULT)
+    fd, tmp = tempfile.mkstemp(prefix=f".{_DEFAULT}.", dir=root)  # one per writer
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(name + "\n")
+    os.replace(tmp, root / _DEFAULT)
 
 
 def card_json(card: ModelCard) -> dict[str, Any]:
