@@ -1,6 +1,7 @@
 """Corpus statistics in the real embedded PostgreSQL: incremental, transactional, exact."""
 
 import threading
+import unicodedata
 import uuid
 from typing import Any
 
@@ -54,6 +55,28 @@ def test_identical_document_is_stored_once(db: Any) -> None:
     again = store.add_documents(name, [NewDocument("같은 문서", ["문서"])])
     assert first[0].created and not again[0].created and first[0].id == again[0].id
     assert store.all_stats(name).n_docs == 1
+    # The same text decomposed (NFD), with a zero-width space or a trailing blank: still one document.
+    body = "빗살무늬토기를 만들었다"
+    variants = [body, unicodedata.normalize("NFD", body), body + " ", "\u200b" + body]
+    stored = [store.add_documents(name, [NewDocument(v, ["빗살무늬토기"])])[0] for v in variants]
+    assert [d.created for d in stored] == [True, False, False, False]
+    assert store.all_stats(name).n_docs == 2 and store.all_stats(name).df["빗살무늬토기"] == 1
+
+
+def test_a_document_stored_under_its_raw_digest_is_still_found(db: Any) -> None:
+    """Rows from before session 14 carry the SHA-256 of the raw body, not of the normalised text."""
+    import hashlib
+
+    store, name = CorpusStore(db), subject_name()
+    body = "  옛날에 저장된 문서  "
+    first = store.add_documents(name, [NewDocument(body, ["문서"])])[0]
+    with db.connection() as conn:  # as an older version stored it
+        conn.execute(
+            "UPDATE kw_documents SET sha256 = %s WHERE id = %s",
+            (hashlib.sha256(body.encode()).digest(), first.id),
+        )
+    again = store.add_documents(name, [NewDocument(body, ["문서"])])[0]
+    assert not again.created and again.id == first.id
 
 
 def test_failed_add_leaves_nothing_behind(db: Any) -> None:

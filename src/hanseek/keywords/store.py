@@ -16,6 +16,7 @@ import psycopg
 from hanseek.keywords.scoring import CorpusStats
 from hanseek.keywords.terms import EXTRACTOR_VERSION
 from hanseek.store.db import Database
+from hanseek.text import normalize
 
 
 class UnknownSubject(LookupError):
@@ -182,19 +183,25 @@ class CorpusStore:
     def _add_one(
         self, conn: psycopg.Connection[Any], sid: int, subject: str, doc: NewDocument
     ) -> StoredDocument:
-        digest = hashlib.sha256(doc.body.encode("utf-8")).digest()
+        # Identity is the normalised text (NFC, no zero-width characters, trimmed), which is what the
+        # statistics count: an NFD copy or a trailing space is the same document. Rows stored
+        # before session 14 carry the digest of the raw body, so that one is looked up too. The
+        # subject row is locked by the caller, so nothing can slip in between lookup and insert.
+        digest = hashlib.sha256(normalize(doc.body).encode("utf-8")).digest()
+        raw = hashlib.sha256(doc.body.encode("utf-8")).digest()
+        existing = conn.execute(
+            "SELECT id, title, source, n_terms FROM kw_documents WHERE subject_id = %s AND sha256 = ANY(%s) "
+            "ORDER BY id LIMIT 1",
+            (sid, [digest, raw]),
+        ).fetchone()
+        if existing is not None:
+            return StoredDocument(existing[0], subject, existing[1], existing[2], existing[3], created=False)
         row = conn.execute(
             "INSERT INTO kw_documents (subject_id, title, source, body, sha256, n_terms) "
-            "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (subject_id, sha256) DO NOTHING RETURNING id",
+            "VALUES (%s, %s, %s, %s, %s, %s) RETURNING id",
             (sid, doc.title, doc.source, doc.body, digest, len(doc.terms)),
         ).fetchone()
-        if row is None:
-            existing = conn.execute(
-                "SELECT id, title, source, n_terms FROM kw_documents WHERE subject_id = %s AND sha256 = %s",
-                (sid, digest),
-            ).fetchone()
-            assert existing is not None
-            return StoredDocument(existing[0], subject, existing[1], existing[2], existing[3], created=False)
+        assert row is not None
         doc_id = int(row[0])
         counts = Counter(doc.terms)
         if counts:
