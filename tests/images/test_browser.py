@@ -149,3 +149,16 @@ def test_only_the_newest_search_shows_and_an_error_clears_old_results(
     assert page.locator("#status").inner_text() == "no image model is installed"
     color = page.locator("#status").evaluate("e => getComputedStyle(e).color")
     assert color == "rgb(180, 35, 24)"
+
+
+def test_a_search_survives_reload(live_server: str, page: Any, collection: dict[str, int], tag: str) -> None:
+    page.goto(live_server + "/images")
+    page.fill("#tag-filter", tag)
+    page.fill("#q", "해군 장교")
+    page.click("#text-search button")
+    page.locator(".img-card").first.wait_for()
+    assert "q=" in page.url and f"tag={tag}" in page.url
+    page.reload()
+    page.locator(".img-card").first.wait_for()
+    assert page.input_value("#q") == "해군 장교" and page.input_value("#tag-filter") == tag
+    assert page.locator(".img-card").first.get_attribute("data-image-id") == str(collection["hopper"])

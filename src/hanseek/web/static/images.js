@@ -133,8 +133,20 @@
     }
     const p = commonParams();
     p.set("q", q);
+    // Reload, Back and a shared link come back to this search.
+    const here = new URLSearchParams({ q });
+    if ($("tag-filter").value.trim()) here.set("tag", $("tag-filter").value.trim());
+    history.replaceState(null, "", `${location.pathname}?${here}`);
     run(fetch(`/images/search?${p}`, { headers: headers() }), `“${q}”`);
   });
+  {
+    const given = new URLSearchParams(location.search);
+    if (given.get("q")) {
+      $("q").value = given.get("q");
+      $("tag-filter").value = given.get("tag") || "";
+      $("text-search").requestSubmit();
+    }
+  }
 
   function findSimilar(id, name) {
     run(fetch(`/images/${id}/similar?${commonParams()}`, { headers: headers() }), `“${name}”`);
