@@ -219,10 +219,6 @@ def lock_files(conn: Conn, shas: Iterable[str]) -> None:
         conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (_FILE_LOCK_NS, sha))
 
 
-def has_sha(conn: Conn, sha256: str) -> bool:
-    return conn.execute("SELECT 1 FROM images WHERE sha256 = %s", (sha256,)).fetchone() is not None
-
-
 def delete_image(conn: Conn, image_id: int) -> dict[str, Any] | None:
     with conn.cursor(row_factory=dict_row) as cur:
         return cur.execute("DELETE FROM images WHERE id = %s RETURNING sha256, ext", (image_id,)).fetchone()

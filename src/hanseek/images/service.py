@@ -496,7 +496,7 @@ class ImageService:
             raise ImageNotFound(f"image {image_id} does not exist")
         with self.db.connection() as conn:
             repo.lock_files(conn, [row["sha256"]])
-            if not repo.has_sha(conn, row["sha256"]):  # the same bytes may have been added again since
+            if not repo.existing_by_sha(conn, [row["sha256"]]):  # the same bytes may have been added again
                 self.media.delete(row["sha256"], row["ext"])
 
     def reindex(
