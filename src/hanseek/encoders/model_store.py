@@ -3,16 +3,20 @@
 A saved text encoder is `config.json` + `model.safetensors` + tokenizer files, sentence-transformers
 metadata (modules.json, mean pooling, normalise, prompts), a model card (README.md) and
 `hanseek.json` (kind, base model, prompts, training facts and scores). Saving is atomic: everything
-goes into a temporary sibling directory that is renamed into place.
+goes into a temporary sibling directory that is swapped into place. The sentiment registry saves its
+model directories the same way.
 """
 
 from __future__ import annotations
 
+import ctypes
+import fcntl
 import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -69,8 +73,45 @@ def publishable(root: Path) -> None:
         p.chmod((0o777 if p.is_dir() else 0o666) & ~umask)
 
 
-def atomic_model_dir(dest: Path, write: Callable[[Path], None], *, replace: bool = False) -> Path:
-    """Run `write(tmp)` on a fresh sibling directory, then rename it to `dest`."""
+@contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """Exclusive lock on `path` (created if missing) across processes and threads (flock is held per
+    open file). Writers of one model directory take turns under `.NAME.lock` beside it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+
+
+def exchange_paths(a: Path, b: Path) -> bool:
+    """Swap two paths atomically (Linux renameat2 RENAME_EXCHANGE); False where that is unavailable."""
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return False
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (22, 38, 95):  # EINVAL, ENOSYS, EOPNOTSUPP: this file system or kernel cannot
+        return False
+    raise OSError(err, os.strerror(err), str(b))
+
+
+def atomic_model_dir(
+    dest: Path, write: Callable[[Path], None], *, replace: bool = False, lock: Path | None = None
+) -> Path:
+    """Run `write(tmp)` on a fresh sibling directory, then swap it in as `dest`: readers see the old
+    directory or the new one, never none (where the file system cannot exchange two paths, the old
+    one is renamed away first). Concurrent writers of one `dest` take turns: under their own
+    `file_lock`, or under `lock`, which is held for the swap only (a failed write leaves nothing)."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     if dest.exists() and not replace:
         raise FileExistsError(f"{dest} already exists")
@@ -78,15 +119,23 @@ def atomic_model_dir(dest: Path, write: Callable[[Path], None], *, replace: bool
     try:
         write(tmp)
         publishable(tmp)
-        if dest.exists():
-            old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
-            dest.rename(old)
-            shutil.rmtree(old, ignore_errors=True)
-        tmp.rename(dest)
+        with file_lock(lock) if lock is not None else nullcontext():
+            _swap_in(tmp, dest)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return dest
+
+
+def _swap_in(tmp: Path, dest: Path) -> None:
+    if dest.exists() and exchange_paths(tmp, dest):
+        shutil.rmtree(tmp, ignore_errors=True)  # now holds the previous directory
+        return
+    if dest.exists():
+        old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
+        dest.rename(old)
+        shutil.rmtree(old, ignore_errors=True)
+    tmp.rename(dest)
 
 
 def save_text_encoder(

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from hanseek.encoders.base import EncoderError
-from hanseek.encoders.e5_convert import _lock
+from hanseek.encoders.model_store import file_lock
 from hanseek.encoders.modeldir import resolve_prompts
 from hanseek.encoders.pooling import PooledEncoder, TokenWindows
 
@@ -389,7 +389,7 @@ def ensure_onnx_export(model_dir: Path, *, quantized: bool = False) -> Path:
     if _current(model_dir, key, filename):
         return onnx_dir / filename
     onnx_dir.mkdir(exist_ok=True)
-    with _lock(onnx_dir / ".export.lock"):
+    with file_lock(onnx_dir / ".export.lock"):
         if _current(model_dir, key, filename):
             return onnx_dir / filename
         meta = _meta(model_dir)

@@ -7,15 +7,11 @@ model is named in ``<models_dir>/sentiment/DEFAULT``.
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
-import fcntl
 import json
 import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -25,6 +21,7 @@ from pydantic import BaseModel, Field
 
 from hanseek import __version__
 from hanseek.config import Settings
+from hanseek.encoders.model_store import atomic_model_dir
 
 CARD = "card.json"
 _DEFAULT = "DEFAULT"
@@ -100,60 +97,15 @@ def list_cards(root: Path) -> list[ModelCard]:
 
 def save_model(root: Path, model: SentimentModel, card: ModelCard) -> Path:
     """Write the model into a temporary directory, then swap it in, so a reader never sees a
-    half-written model and a failed save leaves the previous one in place."""
+    half-written model (or none) and a failed save leaves the previous one in place. Savers of one
+    name (server workers training the demo model at once) take turns."""
     target = model_dir(root, card.name)
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{card.name}.", dir=root))
-    try:
+
+    def write(tmp: Path) -> None:
         model.save(tmp)
         (tmp / CARD).write_text(card.model_dump_json(indent=2) + "\n", encoding="utf-8")
-        # One saver of a name at a time (server workers training the demo model at once, two
-        # trainings under one name), and an exchange, so the name never points at nothing.
-        with _locked(root, card.name):
-            if target.exists() and _exchange(tmp, target):
-                shutil.rmtree(tmp, ignore_errors=True)  # now holds the previous model
-            elif target.exists():  # no atomic exchange here: a moment without the model
-                old = Path(tempfile.mkdtemp(prefix=f".{card.name}.old.", dir=root))
-                old.rmdir()
-                target.rename(old)
-                tmp.rename(target)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                tmp.rename(target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return target
 
-
-@contextlib.contextmanager
-def _locked(root: Path, name: str) -> Iterator[None]:
-    with open(root / f".{name}.lock", "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
-_RENAME_EXCHANGE = 2
-_AT_FDCWD = -100
-
-
-def _exchange(a: Path, b: Path) -> bool:
-    """Swap two paths atomically (Linux renameat2 RENAME_EXCHANGE); False where that is unavailable."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        renameat2 = libc.renameat2
-    except (OSError, AttributeError):
-        return False
-    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
-    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
-        return True
-    err = ctypes.get_errno()
-    if err in (22, 38, 95):  # EINVAL, ENOSYS, EOPNOTSUPP: this file system or kernel cannot
-        return False
-    raise OSError(err, os.strerror(err), str(b))
+    return atomic_model_dir(target, write, replace=True, lock=root / f".{card.name}.lock")
 
 
 def delete_model(root: Path, name: str) -> None:
