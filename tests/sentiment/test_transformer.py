@@ -48,3 +48,20 @@ def test_frozen_probe_on_e5_learns(e5_model_dir: Path, movie: DomainData) -> Non
     assert clf.info["probe_C"] in (0.1, 0.3, 1.0, 3.0, 10.0)
     # 300 training reviews, frozen encoder: ~0.75 measured, chance 0.5.
     assert accuracy(clf.predict_proba(te.texts), te.labels) > 0.65
+
+
+def test_fine_tune_reads_the_vector_it_serves(tiny_bert_dir: Path) -> None:
+    """Training pools every window of a long review as `embed` does, not only the first window."""
+    import torch
+
+    clf = TransformerClassifier.from_base(
+        tiny_bert_dir, TransformerConfig(base_model=str(tiny_bert_dir), freeze_layers=1, max_length=16)
+    )
+    texts = ["짧은 리뷰", "처음에는 정말 재미있었는데 " * 6 + "마지막 결말이 너무 실망스러웠고 돈이 아까웠다"]
+    win = clf.encoder.windows.windows(clf.encoder.prefixed(texts, "query"))
+    groups = [[w for w, o in enumerate(win.owner.tolist()) if o == t] for t in range(len(texts))]
+    assert len(groups[1]) > 2  # the long review spans several windows
+    with torch.no_grad():
+        trained = clf._text_vectors(win, groups).numpy()
+    served = clf.embed(texts) / np.sqrt(clf.dim)
+    np.testing.assert_allclose(trained, served, atol=1e-5)

@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from hanseek.encoders.pooling import Windows
+
 Progress = Callable[[str, int, int], None]  # (phase, done, total)
 
 _HEAD = "head.safetensors"
@@ -189,6 +191,28 @@ class TransformerClassifier:
                 p.requires_grad = True
         return [p for p in self.net.parameters() if p.requires_grad]
 
+    def _text_vectors(self, windows: Windows, groups: Sequence[Sequence[int]]) -> Any:
+        """Unit vectors [len(groups), dim] with gradients: each group is one text's windows, pooled
+        and combined as `hanseek.encoders.pooling` does at inference."""
+        import torch
+        import torch.nn.functional as F
+
+        flat = [w for group in groups for w in group]
+        owner = torch.tensor([g for g, group in enumerate(groups) for _ in group], dtype=torch.long)
+        weight = torch.tensor([float(windows.weight[w]) for w in flat])
+        width = max(len(windows.ids[w]) for w in flat)
+        input_ids = torch.full((len(flat), width), self.encoder.windows.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(flat), width), dtype=torch.long)
+        for r, w in enumerate(flat):
+            input_ids[r, : len(windows.ids[w])] = torch.tensor(windows.ids[w])
+            mask[r, : len(windows.ids[w])] = 1
+        hidden = self.net(input_ids=input_ids, attention_mask=mask).last_hidden_state
+        m = mask.unsqueeze(-1).to(hidden.dtype)
+        means = (hidden * m).sum(1) / m.sum(1).clamp(min=1.0)
+        acc = torch.zeros((len(groups), means.shape[1]), dtype=means.dtype)
+        acc = acc.index_add(0, owner, means * weight.to(means.dtype)[:, None])
+        return F.normalize(acc, dim=-1)
+
     def _fine_tune(
         self, texts: Sequence[str], y: np.ndarray, dev: tuple[Sequence[str], np.ndarray] | None, say: Progress
     ) -> None:
@@ -206,11 +230,13 @@ class TransformerClassifier:
         if enc_params:
             groups.append({"params": enc_params, "lr": cfg.lr})
         opt = torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)
-        ids = self.tokenizer(
-            [cfg.prompt + t for t in texts], truncation=True, max_length=cfg.max_length, padding=False
-        )["input_ids"]
-        pad = int(self.tokenizer.pad_token_id or 0)
-        steps_per_epoch = math.ceil(len(ids) / cfg.batch_size)
+        # The same windows the encoder serves with: a review longer than one window is trained on
+        # all of it, pooled the way `embed` pools it, so training and serving read the same vector.
+        windows = self.encoder.windows.windows(self.encoder.prefixed(list(texts), "query"))
+        by_text: list[list[int]] = [[] for _ in texts]
+        for w, owner in enumerate(windows.owner.tolist()):
+            by_text[owner].append(w)
+        steps_per_epoch = math.ceil(len(texts) / cfg.batch_size)
         total = steps_per_epoch * cfg.epochs
         warm = max(1, int(cfg.warmup_ratio * total))
         sched = torch.optim.lr_scheduler.LambdaLR(
@@ -222,20 +248,11 @@ class TransformerClassifier:
         step = 0
         for epoch in range(cfg.epochs):
             self.net.train()
-            order = rng.permutation(len(ids))
+            order = rng.permutation(len(texts))
             losses: list[float] = []
             for b in range(steps_per_epoch):
                 idx = order[b * cfg.batch_size : (b + 1) * cfg.batch_size]
-                width = max(len(ids[i]) for i in idx)
-                input_ids = torch.full((len(idx), width), pad, dtype=torch.long)
-                mask = torch.zeros((len(idx), width), dtype=torch.long)
-                for r, i in enumerate(idx):
-                    input_ids[r, : len(ids[i])] = torch.tensor(ids[i])
-                    mask[r, : len(ids[i])] = 1
-                hidden = self.net(input_ids=input_ids, attention_mask=mask).last_hidden_state
-                m = mask.unsqueeze(-1).to(hidden.dtype)
-                pooled = (hidden * m).sum(1) / m.sum(1).clamp(min=1.0)
-                logits = head(F.normalize(pooled, dim=-1) * scale).squeeze(-1)
+                logits = head(self._text_vectors(windows, [by_text[i] for i in idx]) * scale).squeeze(-1)
                 loss = F.binary_cross_entropy_with_logits(logits, torch.from_numpy(y[idx]).float())
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(params, 1.0)
