@@ -373,6 +373,38 @@ def test_app_state_follows_the_active_model(sdb: Database, settings: Settings) -
     assert pinned.text_encoder.name == "tiny-a"  # HANSEEK_TEXT_MODEL pins the model
 
 
+def test_app_state_loads_a_switched_model_once_when_asked_together(
+    sdb: Database, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The background poll and writers that find the switch at the same moment share one load."""
+    import threading
+
+    from hanseek.api.state import AppState
+    from hanseek.encoders import registry
+
+    state = AppState(settings, sdb)
+    assert state.text_encoder.name == "tiny-a"
+    set_active(sdb, settings, "tiny-b")
+    real, loads = registry.load_text_encoder, []
+
+    def counted(*args: object, **kwargs: object) -> TextEncoder:
+        loads.append(args[1:])
+        time.sleep(0.2)  # a model read from disk takes a while: the others ask meanwhile
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(registry, "load_text_encoder", counted)
+    results: list[bool] = []
+    threads = [
+        threading.Thread(target=lambda: results.append(state._load_active("tiny-b"))) for _ in range(4)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == [True] * 4 and state.text_encoder.name == "tiny-b"
+    assert loads == [("tiny-b",)]
+
+
 @pytest.mark.parametrize("writer", ["server", "cli"])
 def test_a_writer_that_has_not_switched_yet_ingests_with_the_new_model(
     sdb: Database, settings: Settings, encoders: dict[str, TextEncoder], writer: str

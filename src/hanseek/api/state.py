@@ -35,6 +35,9 @@ class AppState:
         self._follows_registry = False
         self._model_checked = 0.0
         self._model_loading: threading.Thread | None = None
+        # One model load at a time: the background poll and a writer that finds the switch in its
+        # transaction can ask for the same model together, and it should be read from disk once.
+        self._load_lock = threading.Lock()
 
     def service(self, name: str, factory: Callable[[AppState], T]) -> T:
         """The named service, built once by `factory(state)` (thread-safe)."""
@@ -100,17 +103,29 @@ class AppState:
         if row is None or row[0] == current.name:
             return
         name = str(row[0])
-        thread = threading.Thread(target=self._load_active, args=(name,), name="text-model-load", daemon=True)
+        thread = threading.Thread(
+            target=self._load_in_background, args=(name,), name="text-model-load", daemon=True
+        )
         self._model_loading = thread
         thread.start()
 
-    def _load_active(self, name: str) -> bool:
-        from hanseek.encoders.registry import load_text_encoder
-
+    def _load_in_background(self, name: str) -> None:
         try:
+            self._load_active(name)
+        finally:
+            self._model_loading = None
+
+    def _load_active(self, name: str) -> bool:
+        with self._load_lock:
             current = self._services.get("text_encoder")
             if current is not None and current.name == name:
                 return True  # loaded meanwhile (the background poll and a writer can both ask)
+            return self._load(name)
+
+    def _load(self, name: str) -> bool:
+        from hanseek.encoders.registry import load_text_encoder
+
+        try:
             enc = load_text_encoder(self.settings, name)
             with self._lock:
                 self._services["text_encoder"] = enc
@@ -126,8 +141,6 @@ class AppState:
         except Exception:
             log.exception("loading the active text model %s failed; keeping the current one", name)
             return False
-        finally:
-            self._model_loading = None
 
     def close_services(self) -> None:
         """Release services (models, caches) built for this app; the database stays open."""
