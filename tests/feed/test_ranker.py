@@ -14,7 +14,7 @@ import pytest
 from hanseek.feed.evalsets.model import EvalSet, ReaderParams
 from hanseek.feed.evaluate import WINDOWS, ReaderOracle, window_candidates
 from hanseek.feed.metrics import hit_at_k, ndcg_at_k
-from hanseek.feed.models import EventIn, PostIn
+from hanseek.feed.models import EventIn, FeedOut, PostIn
 from hanseek.feed.ranker import features as fx
 from hanseek.feed.ranker.candidates import CandidateConfig, merge, top_n
 from hanseek.feed.ranker.model import RankerModel, blend_model
@@ -464,12 +464,12 @@ def test_serving_features_equal_offline_features(ranked_world: FeedService, tag:
     with svc.db.connection() as conn:
         t_from = at - timedelta(days=30)
         # Both ways the service can know the user: the one-round-trip context and the plain user row.
-        for user, memory in (
-            (qy.load_context(conn, f"{tag}-u0", t_from, 200, affinity=True), True),
-            (qy.load_user(conn, f"{tag}-u0"), True),
+        for user, path in (
+            (qy.load_context(conn, f"{tag}-u0", t_from, 200, affinity=True), "auto"),
+            (qy.load_user(conn, f"{tag}-u0"), "exact"),
             # The SQL path, without the in-process index: its window size is the planner's estimate
             # and the union can differ, so only the community volumes' feature is compared there.
-            (qy.load_user(conn, f"{tag}-u0"), False),
+            (qy.load_user(conn, f"{tag}-u0"), "exact-sql"),
         ):
             model = blend_model()
             # The plain blend skips the volumes and the exposure (below).
@@ -482,8 +482,8 @@ def test_serving_features_equal_offline_features(ranked_world: FeedService, tag:
                 return orig(x)
 
             model.score = spy  # type: ignore[method-assign]
-            r = serving.rank(svc, conn, user, model, t_from, at, 20, diversity_share=None, memory=memory)
-            if not memory:
+            r = serving.rank(svc, conn, user, model, t_from, at, 20, diversity_share=None, path=path)
+            if path == "exact-sql":
                 for name in ("community_lift", "exposure_lift"):
                     lift = fx.FEATURES.index(name)
                     offline_lift = np.stack(list(captured["rows"].values()))[:, lift]
@@ -535,7 +535,15 @@ def test_volumes_are_counted_only_for_a_model_that_reads_the_lift(
         for model, want in ((plain, 0), (lifted, 1), (pruned, 2)):
             user = qy.load_user(conn, f"{tag}-u")
             r = serving.rank(
-                svc, conn, user, model, now - timedelta(days=30), now, 10, diversity_share=None, memory=False
+                svc,
+                conn,
+                user,
+                model,
+                now - timedelta(days=30),
+                now,
+                10,
+                diversity_share=None,
+                path="exact-sql",
             )
             assert len(r.hits) == 10 and len(calls) == want
     assert calls[-1] == [f"{tag}-c"]
@@ -724,3 +732,32 @@ def test_read_exposure_is_kept_incrementally_and_the_backfill_agrees(feed: FeedS
             again = qy.user_exposure(conn, u)
         assert again.reads == want.reads and again.exposure == pytest.approx(want.exposure)
         assert qy.user_exposure(conn, u).reads == want.reads  # rolled back: the rows are as they were
+
+
+def test_ranked_candidates_take_the_approximate_path_on_a_broad_window_in_sql(db: Any, tag: str) -> None:
+    """Without the in-process index, the nearest-neighbour sources follow `path` as the similar feed
+    does: HNSW when asked or when the window is above `exact_max_candidates`, exact SQL otherwise."""
+    now = datetime(2024, 3, 1, tzinfo=UTC)
+    got: dict[tuple[int, str], FeedOut] = {}
+    for limit in (0, 1_000_000):  # every window is broad / narrow
+        svc = FeedService(
+            db,
+            settings=FeedSettings(memory_index=False, exact_max_candidates=limit, diversity_share=1.0),
+            load_in_background=False,
+            follow=False,
+        )
+        try:
+            if limit == 0:
+                _hourly_posts(svc, tag, 40, now, seed=6)
+                svc.set_memberships(f"{tag}-u", [f"{tag}-c"])
+                svc.record_events([EventIn(user_id=f"{tag}-u", post_id=f"{tag}-20", kind="like", at=now)])
+            for p in ("auto", "approx", "exact-sql", "exact"):
+                got[limit, p] = svc.feed(f"{tag}-u", k=10, days=30, at=now, path=p)
+        finally:
+            svc.close()
+    assert got[0, "auto"].path == "approx-hnsw" and got[1_000_000, "auto"].path == "exact-sql"
+    assert {got[lim, "approx"].path for lim in (0, 1_000_000)} == {"approx-hnsw"}
+    assert {got[lim, p].path for lim in (0, 1_000_000) for p in ("exact-sql", "exact")} == {"exact-sql"}
+    # HNSW finds every post of so small a table: the same page either way.
+    exact = [it.id for it in got[0, "exact-sql"].items]
+    assert len(exact) == 10 and all([it.id for it in out.items] == exact for out in got.values())

@@ -276,7 +276,7 @@ class FeedService:
             if not user.communities:
                 out.note = NO_COMMUNITY
             elif method == "ranked":
-                self._ranked(conn, user, out, t_from, at, k, memory=path in ("auto", "exact"))
+                self._ranked(conn, user, out, t_from, at, k, path)
             elif (vec := user.profile.vector()) is None:
                 out.kind, out.cold_start = "cold-start", True
                 out.items = self._cold_start(conn, user_id, user.communities, t_from, at, k)
@@ -299,8 +299,7 @@ class FeedService:
         t_from: datetime | None,
         at: datetime,
         k: int,
-        *,
-        memory: bool = True,
+        path: str = "auto",
     ) -> None:
         from hanseek.feed.ranker.serving import rank
 
@@ -314,7 +313,7 @@ class FeedService:
             at,
             k,
             diversity_share=self.settings.diversity_share,
-            memory=memory,
+            path=path,
         )
         out.kind, out.path, out.estimated_candidates = "ranked", r.path, r.n_window
         out.ranker = str(model.meta.get("name", model.kind))

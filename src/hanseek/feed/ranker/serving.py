@@ -44,10 +44,11 @@ def rank(
     *,
     diversity_share: float | None,
     cfg: CandidateConfig | None = None,
-    memory: bool = True,
+    path: str = "auto",
 ) -> Ranked:
-    """The ranked top-k. Candidate sources run on the in-process index when it is loaded and
-    `memory` (path auto/exact), otherwise in SQL (exact)."""
+    """The ranked top-k. Candidate sources run on the in-process index when it is loaded and `path`
+    is auto or exact; otherwise in SQL, where the nearest-neighbour sources are exact (`exact-sql`)
+    or HNSW (`approx`, or `auto` on a window above `exact_max_candidates`), as in the similar feed."""
     cfg = cfg or CandidateConfig()
     if cfg.n_latest < k + 5:
         # The ranker orders only the union, so a page longer than it would come back short while the
@@ -60,7 +61,7 @@ def rank(
     ]
     exclude = user.read_rids if user.read_rids is not None else qy.read_rids(conn, user.id, comms, t_from)
     f_epoch = None if t_from is None else t_from.timestamp()
-    mem = svc.index if memory and svc.memory_ready else None
+    mem = svc.index if path in ("auto", "exact") and svc.memory_ready else None
     lists: dict[str, list[int]] = {}
     if mem is not None:
         svc._maybe_poll()
@@ -92,8 +93,18 @@ def rank(
     else:
         filters = qy.feed_filters(comms, t_from, at, user.id)
         n_window = qy.estimate_candidates(conn, filters)
+        s = svc.settings
+        approx = path == "approx" or (path == "auto" and n_window > s.exact_max_candidates)
+
+        def nearest(q: F32, n: int) -> list[int]:
+            if approx:
+                return [
+                    r for r, _ in qy.sql_approx(conn, q, filters, n, s.hnsw_ef_search, s.hnsw_max_scan_tuples)
+                ]
+            return [r for r, _ in qy.sql_exact(conn, q, filters, n)]
+
         if vec is not None:
-            lists["similar"] = [r for r, _ in qy.sql_exact(conn, vec, filters, cfg.n_similar)]
+            lists["similar"] = nearest(vec, cfg.n_similar)
         lists["latest"] = [
             r for r, _ in qy.baseline(conn, "latest", comms, t_from, at, cfg.n_latest, user.id)
         ]
@@ -102,7 +113,7 @@ def rank(
         rv = np.stack(have) if have else np.zeros((0, svc.dim), np.float32)
         short = []
         for v in rv:
-            short.extend(r for r, _ in qy.sql_exact(conn, v, filters, cfg.n_short))
+            short.extend(nearest(v, cfg.n_short))
         if short:
             lists["short"] = short
         lists["popular"] = [
@@ -111,7 +122,7 @@ def rank(
                 conn, "popular", comms, t_from, at, cfg.n_popular, user.id, cfg.popular_half_life_days
             )
         ]
-        path = "exact-sql"
+        path = "approx-hnsw" if approx else "exact-sql"
     union = merge(lists)
     if not union.members:
         return Ranked([], path, n_window, 0)
