@@ -155,3 +155,49 @@ def test_only_the_newest_search_shows_and_an_error_clears_old_results(
     assert page.locator("#status").inner_text() == "no image model is installed"
     color = page.locator("#status").evaluate("e => getComputedStyle(e).color")
     assert color == "rgb(180, 35, 24)"
+
+
+def test_browse_all_pages_through_the_collection(
+    live_server: str, page: Any, collection: dict[str, int], tag: str
+) -> None:
+    newest_first = [str(i) for i in sorted(collection.values(), reverse=True)]
+    page.goto(live_server + "/images")
+    page.fill("#tag-filter", f"#{tag}")
+    page.fill("#k", "2")  # the page size
+    page.click("#browse")
+    cards = page.locator(".img-card")
+    page.wait_for_function("document.querySelectorAll('.img-card').length === 2")
+    assert [c.get_attribute("data-image-id") for c in cards.all()] == newest_first[:2]
+    assert page.inner_text("#status") == f"2 of 3 image(s) tagged #{tag}, newest first."
+    assert page.locator(".img-card .img-source").first.inner_text().startswith("added ")
+    # "More" asks for the next page (offset 2) and adds it below; nothing remains after it.
+    with page.expect_request("**/images/list?*") as asked:
+        page.click("#more")
+    assert "offset=2" in asked.value.url and "limit=2" in asked.value.url
+    page.wait_for_function("document.querySelectorAll('.img-card').length === 3")
+    assert [c.get_attribute("data-image-id") for c in cards.all()] == newest_first
+    assert page.inner_text("#status").startswith("3 of 3 image(s)")
+    assert page.locator("#more").is_hidden()
+    # The cards are the search's, thumbnails included.
+    assert page.locator(".img-card img").first.evaluate("img => img.complete && img.naturalWidth > 0")
+
+    # Browsing lives in the URL: opening it again lists the first page again.
+    assert "browse=1" in page.url and f"tag=%23{tag}" in page.url
+    url = page.url
+    page.goto("about:blank")
+    page.goto(url)
+    page.wait_for_function("document.querySelectorAll('.img-card').length === 3")  # k is back to 12
+    assert page.input_value("#tag-filter") == f"#{tag}"
+    assert [c.get_attribute("data-image-id") for c in page.locator(".img-card").all()] == newest_first
+    assert page.locator("#more").is_hidden()
+
+    # A refused page: the message in red, and no cards from before under it.
+    problem = '{"title": "Service unavailable", "status": 503, "detail": "the database is gone"}'
+    page.route(
+        "**/images/list?*",
+        lambda route: route.fulfill(status=503, content_type="application/problem+json", body=problem),
+    )
+    page.click("#browse")
+    page.locator("#status.error").wait_for()
+    assert page.locator(".img-card").count() == 0
+    assert page.inner_text("#status") == "the database is gone"

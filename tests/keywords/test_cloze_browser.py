@@ -1,9 +1,14 @@
 """The /cloze page in headless Chromium against the live app."""
 
+import uuid
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from fastapi.testclient import TestClient
+
+from tests.fixtures.api import PAGE_KEY, type_key
 
 DATA = Path(__file__).parent / "data"
 PAGE = (
@@ -83,3 +88,95 @@ def test_a_network_failure_is_shown_not_left_loading(live_server: str, page: Any
         assert page.inner_text("#cloze-error").startswith("Could not reach the server")
     finally:
         page.context.set_offline(False)
+
+
+def url_state(url: str) -> dict[str, str]:
+    return {k: v[0] for k, v in parse_qs(urlsplit(url).query).items()}
+
+
+def test_the_settings_and_a_short_text_are_kept_in_the_url(
+    live_server: str, page: Any, client: TestClient
+) -> None:
+    subject = f"한국사-{uuid.uuid4().hex[:8]}"
+    assert client.post("/keywords/subjects", json={"name": subject}).status_code == 201
+    page.goto(live_server + "/cloze")
+    page.select_option("#cloze-subject", subject)
+    page.select_option("#cloze-method", "tfidf")
+    page.fill("#cloze-ratio", "0.5")
+    page.check("#cloze-duplicates")
+    page.fill("#cloze-text", PAGE)
+    page.click("#cloze-submit")
+    page.wait_for_selector("#cloze-result:not([hidden])")
+    answers = page.locator("#cloze-answers li").all_inner_texts()
+    assert url_state(page.url) == {
+        "subject": subject,
+        "method": "tfidf",
+        "ratio": "0.5",
+        "dup": "1",
+        "text": PAGE,
+    }
+
+    # A shared link (or a reload) restores every input and makes the same worksheet again.
+    url = page.url
+    page.goto("about:blank")
+    with page.expect_request("**/keywords/cloze") as asked:
+        page.goto(url)
+    assert asked.value.post_data_json == {
+        "text": PAGE,
+        "method": "tfidf",
+        "ratio": 0.5,
+        "allow_duplicates": True,
+        "subject": subject,
+    }
+    page.wait_for_selector("#cloze-result:not([hidden])")
+    assert page.input_value("#cloze-subject") == subject and page.input_value("#cloze-method") == "tfidf"
+    assert page.input_value("#cloze-ratio") == "0.5" and page.is_checked("#cloze-duplicates")
+    assert page.input_value("#cloze-text") == PAGE
+    assert page.locator("#cloze-answers li").all_inner_texts() == answers
+
+    # A long page stays out of the URL (the settings stay), and nothing is asked for on opening it.
+    page.fill("#cloze-text", PAGE * 20)  # 1,180 characters, 8.9 KB percent-encoded
+    with page.expect_response("**/keywords/cloze"):
+        page.click("#cloze-submit")
+    assert url_state(page.url) == {"subject": subject, "method": "tfidf", "ratio": "0.5", "dup": "1"}
+    asked_for: list[str] = []
+    page.on("request", lambda r: asked_for.append(r.url) if "/keywords/cloze" in r.url else None)
+    page.goto(page.url)
+    page.wait_for_load_state("networkidle")
+    assert page.input_value("#cloze-text") == "" and page.input_value("#cloze-subject") == subject
+    assert page.locator("#cloze-result").is_hidden() and asked_for == []
+
+
+def test_a_subject_in_the_url_is_asked_for_even_when_unknown(live_server: str, page: Any) -> None:
+    page.goto(live_server + "/cloze?subject=없는과목&text=" + PAGE)
+    page.wait_for_function("document.getElementById('cloze-error').textContent.length > 0")
+    assert "unknown subject '없는과목'" in page.inner_text("#cloze-error")
+    assert page.input_value("#cloze-subject") == "없는과목"
+    assert page.locator("#cloze-result").is_hidden()
+
+
+@pytest.mark.parametrize("keyed", ["read"], indirect=True)
+def test_a_reload_under_protect_reads_keeps_the_subject_listed_later(
+    live_server: str, page: Any, client: TestClient, keyed: str
+) -> None:
+    subject = f"한국사-{uuid.uuid4().hex[:8]}"
+    r = client.post("/keywords/subjects", json={"name": subject}, headers={"X-API-Key": PAGE_KEY})
+    assert r.status_code == 201
+    page.goto(live_server + "/cloze")
+    type_key(page)
+    page.wait_for_function(
+        "name => [...document.querySelectorAll('#cloze-subject option')].some(o => o.value === name)",
+        arg=subject,
+    )
+    page.select_option("#cloze-subject", subject)
+    page.fill("#cloze-text", PAGE)
+    page.click("#cloze-submit")
+    page.wait_for_selector("#cloze-result:not([hidden])")
+    # The page comes without the list; the key (kept for the tab) loads it, then the worksheet is made.
+    with page.expect_request("**/keywords/cloze") as asked:
+        page.reload()
+    assert asked.value.post_data_json["subject"] == subject
+    page.wait_for_selector("#cloze-result:not([hidden])")
+    assert page.input_value("#cloze-subject") == subject
+    assert page.locator("#cloze-subject option").count() > 2  # the whole list, not just this one
+    assert page.inner_text("#cloze-error") == ""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
@@ -74,3 +75,47 @@ def test_protect_reads_lists_models_once_the_key_is_typed(
     page.wait_for_function("document.querySelectorAll('#sentiment-model option').length > 1")
     listed = page.eval_on_selector_all("#sentiment-model option", "os => os.map((o) => o.value)")
     assert listed[0] == "" and len(listed) > 1 and all(listed[1:])
+
+
+def is_classify(request: Any) -> bool:
+    return request.method == "POST" and urlsplit(request.url).path == "/sentiment"
+
+
+def test_reviews_and_model_are_kept_in_the_url(live_server: str, page: Any, sentiment_ready: None) -> None:
+    reviews = "연기도 좋고 스토리도 탄탄한 인생 영화\n돈 아깝다 최악의 영화 시간 낭비"
+    page.goto(live_server + "/sentiment")
+    page.fill("#sentiment-text", reviews)
+    page.click("#sentiment-submit")
+    page.locator("#sentiment-rows tr").first.wait_for(timeout=120_000)  # may train the demo model
+    assert parse_qs(urlsplit(page.url).query) == {"text": [reviews]}
+    # A model exists now: pick it by name, and the link names it too.
+    page.goto(live_server + "/sentiment")
+    name = page.eval_on_selector_all("#sentiment-model option", "os => os.map((o) => o.value)")[1]
+    page.select_option("#sentiment-model", name)
+    page.fill("#sentiment-text", reviews)
+    with page.expect_response(lambda r: is_classify(r.request)):
+        page.click("#sentiment-submit")
+    assert parse_qs(urlsplit(page.url).query) == {"text": [reviews], "model": [name]}
+
+    # Opening the link restores both and classifies the reviews again.
+    url = page.url
+    page.goto("about:blank")
+    with page.expect_request(is_classify) as asked:
+        page.goto(url)
+    assert asked.value.post_data_json == {"texts": reviews.split("\n"), "model": name}
+    page.locator("#sentiment-rows tr").first.wait_for()
+    assert page.input_value("#sentiment-text") == reviews and page.input_value("#sentiment-model") == name
+    assert page.locator("#sentiment-rows tr").count() == 2
+    assert page.inner_text("#sentiment-model-used") == f"model: {name}"
+
+    # Long reviews stay out of the URL; the model stays, and nothing is classified on opening it.
+    page.fill("#sentiment-text", "배우들 연기가 정말 좋았다 " * 100)
+    with page.expect_response(lambda r: is_classify(r.request)):
+        page.click("#sentiment-submit")
+    assert parse_qs(urlsplit(page.url).query) == {"model": [name]}
+    asked_for: list[str] = []
+    page.on("request", lambda r: asked_for.append(r.url) if is_classify(r) else None)
+    page.goto(page.url)
+    page.wait_for_load_state("networkidle")
+    assert page.input_value("#sentiment-text") == "" and page.input_value("#sentiment-model") == name
+    assert page.locator("#sentiment-result").is_hidden() and asked_for == []

@@ -8,6 +8,9 @@
   let shown = 0;  // counts messages, so a background load clears only what was there when it began
   const runs = hanseekApi.sequence();  // only the newest worksheet is shown
   let lastOcr = null;  // the text the last photo gave: a new photo replaces it, typed text stays
+  // The text goes in the URL only while the URL stays short enough for any server or proxy
+  // (percent-encoded Korean takes 9 bytes a character: about 650 characters); a longer page is left out.
+  const MAX_URL_TEXT = 6000;
   function show(msg, isError) {
     shown += 1;
     status.textContent = isError ? "" : msg;
@@ -81,6 +84,7 @@
     };
     const subject = $("cloze-subject").value;
     if (subject) payload.subject = subject;
+    keepInUrl(payload);
     show("Weighing words…", false);
     try {
       const resp = await fetch("/keywords/cloze", {
@@ -107,6 +111,26 @@
     }
   }
 
+  // Reload, Back and a shared link come back to this subject and these settings (and the text if short).
+  function keepInUrl(payload) {
+    const here = new URLSearchParams();
+    if (payload.subject) here.set("subject", payload.subject);
+    here.set("method", payload.method);
+    here.set("ratio", String(payload.ratio));
+    if (payload.allow_duplicates) here.set("dup", "1");
+    if (encodeURIComponent(payload.text).length <= MAX_URL_TEXT) here.set("text", payload.text);
+    history.replaceState(null, "", `${location.pathname}?${here}`);
+  }
+
+  // A subject named in the URL is asked for even when the list lacks it (not loaded yet under
+  // protect_reads, or deleted since): an unknown one gets the API's 404, not a general worksheet.
+  function chooseSubject(name) {
+    const select = $("cloze-subject");
+    if (!name) return;
+    if (![...select.options].some((o) => o.value === name)) select.appendChild(new Option(name, name));
+    select.value = name;
+  }
+
   // Under protect_reads the page came without the subject list: ask for it with the key.
   async function loadSubjects() {
     if (!hanseekApi.readsNeedKey || !hanseekApi.value()) return;
@@ -118,7 +142,7 @@
       const chosen = select.value;
       select.replaceChildren(new Option("(general)", ""));
       for (const s of await resp.json()) select.appendChild(new Option(s.name, s.name));
-      if ([...select.options].some((o) => o.value === chosen)) select.value = chosen;
+      chooseSubject(chosen);
       if (shown === before) show("", false);  // e.g. the 401 from before the key was typed
     } catch (e) {
       if (shown === before) show(hanseekApi.unreachable(e), true);
@@ -127,7 +151,16 @@
 
   form.addEventListener("submit", makeCloze);
   hanseekApi.onChange(loadSubjects);
-  loadSubjects();
+  // Settings from the URL; with the text there too the worksheet is made again, as the images page
+  // runs its search again (after the subject list, which under protect_reads comes with the key).
+  const given = new URLSearchParams(location.search);
+  const method = given.get("method");
+  if (method && [...$("cloze-method").options].some((o) => o.value === method)) $("cloze-method").value = method;
+  if (given.get("ratio")) $("cloze-ratio").value = given.get("ratio");
+  if (given.has("dup")) $("cloze-duplicates").checked = given.get("dup") === "1";
+  if (given.get("text")) $("cloze-text").value = given.get("text");
+  chooseSubject(given.get("subject"));
+  loadSubjects().then(() => { if (given.get("text")) form.requestSubmit(); });
   $("cloze-ocr").addEventListener("click", () => { runOcr(); });
   // A new photo: the text read from the previous one goes, so "Make blanks" reads the new one.
   $("cloze-image").addEventListener("change", () => {

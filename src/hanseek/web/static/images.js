@@ -15,88 +15,150 @@
   function commonParams() {
     const p = new URLSearchParams();
     p.set("k", $("k").value || "12");
-    // Cards show tags as "#tag": the filter takes them either way.
-    const tags = $("tag-filter").value.split(",").map((t) => t.trim().replace(/^#+/, "")).filter(Boolean);
+    const tags = tagList();
     if (tags.length) p.append("tag", tags.join(","));
     return p;
   }
 
-  function render(data, what) {
+  // Cards show tags as "#tag": the filter takes them either way.
+  function tagList() {
+    return $("tag-filter").value.split(",").map((t) => t.trim().replace(/^#+/, "")).filter(Boolean);
+  }
+
+  function clearResults() {
     results.replaceChildren();
     for (const u of thumbUrls) URL.revokeObjectURL(u);
     thumbUrls = [];
+  }
+
+  function render(data, what) {
+    clearResults();
     if (!data.results.length) {
       setStatus(`No images found for ${what}.`);
       return;
     }
     setStatus(`${data.count} result(s) for ${what}.`);
-    for (const hit of data.results) {
-      const img = hit.image;
-      const li = document.createElement("li");
-      li.className = "img-card";
-      li.dataset.imageId = String(img.id);
-      const link = document.createElement("a");
-      link.href = img.file_url;
-      link.target = "_blank";
-      link.rel = "noopener";
-      if (hanseekApi.readsNeedKey) {
-        link.addEventListener("click", (ev) => {
-          ev.preventDefault();
-          keyedBlobUrl(img.file_url).then((src) => window.open(src, "_blank", "noopener"))
-            .catch((err) => setStatus(err.message, true));
-        });
-      }
-      const thumb = document.createElement("img");
-      thumb.alt = img.caption || img.source_name || `image ${img.id}`;
-      thumb.loading = "lazy";
-      setThumb(thumb, img.thumbnail_url);
-      link.append(thumb);
-      const meta = document.createElement("div");
-      meta.className = "img-meta";
-      const score = document.createElement("span");
-      score.className = "img-score";
-      score.textContent = hit.score.toFixed(3);
-      score.title = `matched by ${hit.source}`;
-      const source = document.createElement("span");
-      source.className = "img-source";
-      source.textContent = hit.source;
-      const caption = document.createElement("p");
-      caption.className = "img-caption";
-      const labels = img.auto_labels.map((l) => l.label).slice(0, 3).join(", ");
-      caption.textContent = img.caption || (labels ? `looks like: ${labels}` : img.source_name || "");
-      const tags = document.createElement("p");
-      tags.className = "img-tags";
-      tags.textContent = img.tags.map((t) => `#${t}`).join(" ");
-      const similar = document.createElement("button");
-      similar.type = "button";
-      similar.className = "img-similar";
-      similar.textContent = "Find similar";
-      similar.addEventListener("click", () => findSimilar(img.id, img.caption || img.source_name || `image ${img.id}`));
-      meta.append(score, source, caption, tags, similar);
-      li.append(link, meta);
-      results.append(li);
-    }
+    for (const hit of data.results) results.append(card(hit.image, hit));
   }
 
-  async function run(promise, what) {
+  // One result card; `hit` (score and the space that matched) is absent when browsing.
+  function card(img, hit) {
+    const li = document.createElement("li");
+    li.className = "img-card";
+    li.dataset.imageId = String(img.id);
+    const link = document.createElement("a");
+    link.href = img.file_url;
+    link.target = "_blank";
+    link.rel = "noopener";
+    if (hanseekApi.readsNeedKey) {
+      link.addEventListener("click", (ev) => {
+        ev.preventDefault();
+        keyedBlobUrl(img.file_url).then((src) => window.open(src, "_blank", "noopener"))
+          .catch((err) => setStatus(err.message, true));
+      });
+    }
+    const thumb = document.createElement("img");
+    thumb.alt = img.caption || img.source_name || `image ${img.id}`;
+    thumb.loading = "lazy";
+    setThumb(thumb, img.thumbnail_url);
+    link.append(thumb);
+    const meta = document.createElement("div");
+    meta.className = "img-meta";
+    const score = document.createElement("span");
+    score.className = "img-score";
+    const source = document.createElement("span");
+    source.className = "img-source";
+    if (hit) {
+      score.textContent = hit.score.toFixed(3);
+      score.title = `matched by ${hit.source}`;
+      source.textContent = hit.source;
+    } else {
+      source.textContent = `added ${img.created_at.slice(0, 10)}`;
+      source.title = img.created_at;
+    }
+    const caption = document.createElement("p");
+    caption.className = "img-caption";
+    const labels = img.auto_labels.map((l) => l.label).slice(0, 3).join(", ");
+    caption.textContent = img.caption || (labels ? `looks like: ${labels}` : img.source_name || "");
+    const tags = document.createElement("p");
+    tags.className = "img-tags";
+    tags.textContent = img.tags.map((t) => `#${t}`).join(" ");
+    const similar = document.createElement("button");
+    similar.type = "button";
+    similar.className = "img-similar";
+    similar.textContent = "Find similar";
+    similar.addEventListener("click", () => findSimilar(img.id, img.caption || img.source_name || `image ${img.id}`));
+    meta.append(score, source, caption, tags, similar);
+    li.append(link, meta);
+    return li;
+  }
+
+  // Sends one request (a search, or a page of the collection) and hands its answer to `show`
+  // (by default: search results for `what`), unless a newer request was started meanwhile.
+  async function run(promise, what, show = (body) => render(body, what), pending = "Searching…") {
     const ticket = searches.next();
-    setStatus("Searching…");
+    more.hidden = true;  // a page of the collection says again whether more remain
+    setStatus(pending);
     try {
       const resp = await promise;
       const body = resp.ok ? await resp.json() : await hanseekApi.problem(resp);
       if (!searches.isLatest(ticket)) return;  // a newer search was started meanwhile
       if (!resp.ok) {
-        results.replaceChildren();  // results of an earlier search would pass for this one's
+        clearResults();  // results of an earlier search would pass for this one's
         setStatus(body, true);
         return;
       }
-      render(body, what);
+      show(body);
     } catch (err) {
       if (!searches.isLatest(ticket)) return;
-      results.replaceChildren();
+      clearResults();
       setStatus(hanseekApi.unreachable(err), true);
     }
   }
+
+  // Browsing: the collection newest first, `k` images a page (GET /images/list, limit and offset),
+  // with the tag filter. "More" asks for the page after the cards already shown.
+  const more = $("more");
+  let browsing = null;  // {tags, limit, offset: the next page's, shown: ids of the cards shown}
+
+  function browsePage(offset) {
+    const p = new URLSearchParams({ limit: String(browsing.limit), offset: String(offset) });
+    if (browsing.tags.length) p.set("tag", browsing.tags.join(","));
+    const state = browsing;
+    run(fetch(`/images/list?${p}`, { headers: headers() }), "", (body) => {
+      if (offset === 0) {
+        clearResults();
+        state.shown = new Set();
+      }
+      // Images added since the previous page move the later ones down: one already shown may come again.
+      for (const img of body.results) {
+        if (state.shown.has(img.id)) continue;
+        state.shown.add(img.id);
+        results.append(card(img, null));
+      }
+      state.offset = offset + body.results.length;
+      const which = state.tags.length ? ` tagged ${state.tags.map((t) => `#${t}`).join(" ")}` : "";
+      if (!body.total) setStatus(`No images${which} in the collection.`);
+      else setStatus(`${state.shown.size} of ${body.total} image(s)${which}, newest first.`);
+      more.hidden = !(body.results.length && state.offset < body.total);
+    }, "Loading…");
+  }
+
+  function browse() {
+    if ($("tag-filter").value.length > MAX_QUERY_CHARS) {
+      setStatus(`The tag filter is too long (the limit is ${MAX_QUERY_CHARS} characters).`, true);
+      return;
+    }
+    const limit = Math.min(Math.max(parseInt($("k").value, 10) || 12, 1), 200);
+    browsing = { tags: tagList(), limit, offset: 0, shown: new Set() };
+    const here = new URLSearchParams({ browse: "1" });
+    if ($("tag-filter").value.trim()) here.set("tag", $("tag-filter").value.trim());
+    history.replaceState(null, "", `${location.pathname}?${here}`);
+    browsePage(0);
+  }
+
+  $("browse").addEventListener("click", browse);
+  more.addEventListener("click", () => { if (browsing) browsePage(browsing.offset); });
 
   const headers = () => hanseekApi.headers(false);
 
@@ -145,6 +207,9 @@
       $("q").value = given.get("q");
       $("tag-filter").value = given.get("tag") || "";
       $("text-search").requestSubmit();
+    } else if (given.get("browse") === "1") {
+      $("tag-filter").value = given.get("tag") || "";
+      browse();
     }
   }
 

@@ -10,6 +10,23 @@
   const rows = document.getElementById("sentiment-rows");
   const used = document.getElementById("sentiment-model-used");
   const runs = hanseekApi.sequence();  // only the newest classification shows
+  // The reviews go in the URL only while the URL stays short enough for any server or proxy
+  // (percent-encoded Korean takes 9 bytes a character: about 650 characters); longer ones are left out.
+  const MAX_URL_TEXT = 6000;
+  // Reload, Back and a shared link come back to these reviews (when short) and this model.
+  function keepInUrl() {
+    const here = new URLSearchParams();
+    if (encodeURIComponent(text.value).length <= MAX_URL_TEXT) here.set("text", text.value);
+    if (model.value) here.set("model", model.value);
+    history.replaceState(null, "", `${location.pathname}?${here}`);
+  }
+  // A model named in the URL is asked for even when the list lacks it (not loaded yet under
+  // protect_reads, or gone since): an unknown one gets the API's 404, not the default's answer.
+  function chooseModel(name) {
+    if (!name) return;
+    if (![...model.options].some((o) => o.value === name)) model.appendChild(new Option(name, name));
+    model.value = name;
+  }
   form.addEventListener("submit", async (ev) => {
     ev.preventDefault();
     error.textContent = "";
@@ -23,6 +40,7 @@
     }
     const body = { texts };
     if (model.value) body.model = model.value;
+    keepInUrl();
     const ticket = runs.next();
     status.textContent = "Classifying…";
     try {
@@ -70,12 +88,17 @@
       const chosen = model.value;
       model.replaceChildren(new Option(data.default ? `default (${data.default})` : "default", ""));
       for (const m of data.models) model.appendChild(new Option(m.name, m.name));
-      if ([...model.options].some((o) => o.value === chosen)) model.value = chosen;
+      chooseModel(chosen);
       if (error.textContent === before) error.textContent = "";  // only what was there before the key
     } catch (e) {
       if (error.textContent === before) error.textContent = hanseekApi.unreachable(e);
     }
   }
   hanseekApi.onChange(loadModels);
-  loadModels();
+  // Reviews and model from the URL; with reviews there they are classified again, as the images page
+  // runs its search again (after the model list, which under protect_reads comes with the key).
+  const given = new URLSearchParams(location.search);
+  if (given.get("text")) text.value = given.get("text");
+  chooseModel(given.get("model"));
+  loadModels().then(() => { if (given.get("text")) form.requestSubmit(); });
 })();
