@@ -265,6 +265,43 @@ def test_reindex_skips_an_image_whose_file_is_gone_and_goes_on(
         assert lost.id in repo.ids_without_vectors(conn, svc.image_space)
 
 
+def test_reindex_passes_over_an_image_deleted_while_its_batch_encodes(
+    db: Any,
+    db_settings: Any,
+    text_encoder: Any,
+    image_config: Any,
+    image_service: ImageService,
+    sample_images: dict[str, Image.Image],
+    tag: str,
+) -> None:
+    from hanseek.encoders.image_descriptor import DescriptorEncoder
+
+    gone, kept = image_service.add(
+        [Upload(unique_png(sample_images["flower"]), tags=[tag]), Upload(unique_png(sample_images["china"]))]
+    )
+
+    class Fresh(DescriptorEncoder):
+        name = f"descriptor-{tag}"  # a new, empty space
+
+        def encode_images(self, images: Any) -> Any:
+            out = super().encode_images(images)
+            deleted.append(gone.id)
+            image_service.delete(gone.id)  # type: ignore[arg-type]  # another request, meanwhile
+            return out
+
+    deleted: list[Any] = []
+    svc = ImageService(db, db_settings.media_dir, image_config, Fresh(), lambda: text_encoder)
+    with db.connection() as conn:
+        todo = repo.ids_without_vectors(conn, svc.image_space)
+    n = svc.reindex(batch=len(todo))  # one batch: the deleted image's vector was computed with the rest
+    assert deleted == [gone.id]
+    with db.connection() as conn:
+        # Earlier tests may have left images whose files are gone: those are skipped, the rest stored.
+        left = repo.ids_without_vectors(conn, svc.image_space)
+        assert repo.get_vector(conn, svc.image_space, kept.id) is not None  # type: ignore[arg-type]
+    assert gone.id not in left and kept.id not in left and n == len(set(todo) - set(left) - {gone.id}) >= 1
+
+
 def test_reindex_fills_a_new_image_space(
     db: Any, db_settings: Any, text_encoder: Any, image_config: Any, stored: Stored
 ) -> None:

@@ -291,8 +291,8 @@ def _encode_images(conn: Conn, encoder: TextEncoder, kind: str, ids: Sequence[in
     keep = [i for i in ids if docs.get(i)]
     if keep:
         vecs = encoder.encode([str(docs[i]) for i in keep], kind="passage")
-        repo.put_vectors(conn, space, keep, np.asarray(vecs, dtype=np.float32))
-    return len(keep)
+        return repo.put_vectors(conn, space, keep, np.asarray(vecs, dtype=np.float32))
+    return 0
 
 
 def _stage_images(db: Database, encoder: TextEncoder, batch_size: int, progress: Progress | None) -> int:

@@ -123,17 +123,30 @@ def insert_image(conn: Conn, values: dict[str, Any]) -> int | None:
     return int(row[0]) if row else None
 
 
-def put_vectors(conn: Conn, space: Space, ids: Sequence[int], vecs: np.ndarray) -> None:
+def put_vectors(conn: Conn, space: Space, ids: Sequence[int], vecs: np.ndarray) -> int:
+    """Store the vectors of the images that still exist; returns how many were stored. The rows are
+    key-share locked first, so an image deleted while its vector was computed is passed over instead
+    of failing the batch on the foreign key."""
     if not ids:
-        return
+        return 0
+    present = {
+        int(r[0])
+        for r in conn.execute(
+            "SELECT id FROM images WHERE id = ANY(%s) FOR KEY SHARE", ([int(i) for i in ids],)
+        ).fetchall()
+    }
+    rows = [
+        (int(i), np.asarray(v, dtype=np.float32)) for i, v in zip(ids, vecs, strict=True) if int(i) in present
+    ]
+    if not rows:
+        return 0
     stmt = sql.SQL(
         "INSERT INTO {t} (image_id, embedding) VALUES (%s, %s) "
         "ON CONFLICT (image_id) DO UPDATE SET embedding = EXCLUDED.embedding"
     ).format(t=sql.Identifier(space.table))
     with conn.cursor() as cur:
-        cur.executemany(
-            stmt, [(int(i), np.asarray(v, dtype=np.float32)) for i, v in zip(ids, vecs, strict=True)]
-        )
+        cur.executemany(stmt, rows)
+    return len(rows)
 
 
 def get_vector(conn: Conn, space: Space, image_id: int) -> np.ndarray | None:

@@ -530,8 +530,7 @@ class ImageService:
             if ids:
                 vecs = self.encoder.encode_images(images)
                 with self.db.connection() as conn:
-                    repo.put_vectors(conn, self.image_space, ids, vecs)
-                encoded += len(ids)
+                    encoded += repo.put_vectors(conn, self.image_space, ids, vecs)
             done = min(start + batch, len(todo))
             if progress:
                 progress(done, len(todo))
