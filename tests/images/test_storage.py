@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import stat
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
+from hanseek.filemode import shared_mode
 from hanseek.images.storage import MediaStore
 
 
@@ -37,6 +39,8 @@ def test_save_is_idempotent_and_leaves_no_temp_files(tmp_path: Path) -> None:
     with Image.open(thumb) as t:
         assert t.format == "WEBP" and t.size == (64, 21)
     assert not [p for p in tmp_path.rglob(".tmp-*")]
+    # Written through a private temporary, stored with the mode an ordinary write gives (not 0600).
+    assert {stat.S_IMODE(p.stat().st_mode) for p in (p1, thumb)} == {shared_mode()}
     store.delete(sha, "png")
     assert not p1.exists() and not thumb.exists()
     store.delete(sha, "png")  # deleting twice is fine

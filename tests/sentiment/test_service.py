@@ -87,6 +87,38 @@ def test_save_is_atomic_on_failure(tmp_path: Path) -> None:
     assert [p.name for p in tmp_path.iterdir()] == []
 
 
+def test_the_default_is_readable_by_others_and_a_delete_waits_for_a_save(tmp_path: Path) -> None:
+    import stat
+    import threading
+    import time
+
+    from hanseek.encoders.model_store import file_lock
+    from hanseek.filemode import shared_mode
+
+    class Tiny:
+        def save(self, directory: Path) -> None:
+            (directory / "weights.bin").write_bytes(b"w")
+
+    card = registry.ModelCard(name="m", kind="baseline", domains=["x"], train_size=1)
+    registry.save_model(tmp_path, Tiny(), card)  # type: ignore[arg-type]
+    registry.set_default(tmp_path, "m")
+    # A server running as another OS user reads the DEFAULT file too (mkstemp alone gives 0600).
+    assert stat.S_IMODE((tmp_path / "DEFAULT").stat().st_mode) == shared_mode()
+    done = threading.Event()
+
+    def delete() -> None:
+        registry.delete_model(tmp_path, "m")
+        done.set()
+
+    with file_lock(tmp_path / ".m.lock"):  # a save of "m" is swapping its directory in
+        t = threading.Thread(target=delete)
+        t.start()
+        time.sleep(0.2)
+        assert not done.is_set() and (tmp_path / "m" / registry.CARD).is_file()
+    t.join(timeout=10)
+    assert done.is_set() and not (tmp_path / "m").exists() and registry.default_name(tmp_path) is None
+
+
 def test_damaged_model_raises_load_error(svc: SentimentService) -> None:
     d = svc.root / "half"
     d.mkdir(parents=True)

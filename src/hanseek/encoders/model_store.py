@@ -10,6 +10,7 @@ model directories the same way.
 from __future__ import annotations
 
 import ctypes
+import errno
 import fcntl
 import json
 import os
@@ -19,6 +20,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
+
+from hanseek.filemode import shared_mode
 
 MARKER = "hanseek.json"
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
@@ -67,10 +70,9 @@ def read_marker(model_dir: Path) -> dict[str, Any]:
 
 def publishable(root: Path) -> None:
     """mkdtemp (and some writers) create private 0700/0600 entries; models are plain shared data."""
-    umask = os.umask(0)
-    os.umask(umask)
+    dir_mode, file_mode = shared_mode(directory=True), shared_mode()
     for p in [root, *root.rglob("*")]:
-        p.chmod((0o777 if p.is_dir() else 0o666) & ~umask)
+        p.chmod(dir_mode if p.is_dir() else file_mode)
 
 
 @contextmanager
@@ -102,11 +104,13 @@ def exchange_paths(a: Path, b: Path) -> bool:
     err = ctypes.get_errno()
     if err in (22, 38, 95):  # EINVAL, ENOSYS, EOPNOTSUPP: this file system or kernel cannot
         return False
+    if err == errno.ENOENT and os.path.lexists(a) and not os.path.lexists(b):
+        return False  # `b` was removed meanwhile: nothing to exchange with, a plain rename installs `a`
     raise OSError(err, os.strerror(err), str(b))
 
 
 def atomic_model_dir(
-    dest: Path, write: Callable[[Path], None], *, replace: bool = False, lock: Path | None = None
+    dest: Path, write: Callable[[Path], object], *, replace: bool = False, lock: Path | None = None
 ) -> Path:
     """Run `write(tmp)` on a fresh sibling directory, then swap it in as `dest`: readers see the old
     directory or the new one, never none (where the file system cannot exchange two paths, the old
@@ -120,14 +124,24 @@ def atomic_model_dir(
         write(tmp)
         publishable(tmp)
         with file_lock(lock) if lock is not None else nullcontext():
-            _swap_in(tmp, dest)
+            _swap_in(tmp, dest, replace=replace)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return dest
 
 
-def _swap_in(tmp: Path, dest: Path) -> None:
+def _swap_in(tmp: Path, dest: Path, *, replace: bool) -> None:
+    if not replace:
+        # Another writer may have created `dest` since the check above: a directory rename never
+        # lands on a non-empty directory, so this cannot overwrite its model.
+        try:
+            tmp.rename(dest)
+        except OSError as exc:
+            if exc.errno in (errno.EEXIST, errno.ENOTEMPTY):
+                raise FileExistsError(f"{dest} already exists") from exc
+            raise
+        return
     if dest.exists() and exchange_paths(tmp, dest):
         shutil.rmtree(tmp, ignore_errors=True)  # now holds the previous directory
         return

@@ -35,6 +35,7 @@ from hanseek.encoders.base import EncoderError
 from hanseek.encoders.model_store import file_lock
 from hanseek.encoders.modeldir import resolve_prompts
 from hanseek.encoders.pooling import PooledEncoder, TokenWindows
+from hanseek.filemode import shared_mode
 
 log = logging.getLogger("hanseek.encoders")
 
@@ -420,7 +421,7 @@ def _atomic(folder: Path, name: str, write: Any) -> None:
     tmp = Path(tmp_name)
     try:
         write(tmp)
-        tmp.chmod(0o644)
+        tmp.chmod(shared_mode())
         os.replace(tmp, folder / name)
     finally:
         tmp.unlink(missing_ok=True)

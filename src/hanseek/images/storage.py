@@ -16,6 +16,7 @@ from pathlib import Path
 from PIL import Image
 
 from hanseek.encoders.image_base import to_rgb
+from hanseek.filemode import shared_mode
 
 _SHA = re.compile(r"^[0-9a-f]{64}$")
 _EXT = re.compile(r"^[a-z0-9]{1,5}$")
@@ -70,6 +71,7 @@ def _atomic_write(path: Path, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+            os.fchmod(f.fileno(), shared_mode())  # mkstemp's 0600 would hide it from other users
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

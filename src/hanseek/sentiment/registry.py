@@ -21,7 +21,8 @@ from pydantic import BaseModel, Field
 
 from hanseek import __version__
 from hanseek.config import Settings
-from hanseek.encoders.model_store import atomic_model_dir
+from hanseek.encoders.model_store import atomic_model_dir, file_lock
+from hanseek.filemode import shared_mode
 
 CARD = "card.json"
 _DEFAULT = "DEFAULT"
@@ -110,12 +111,14 @@ def save_model(root: Path, model: SentimentModel, card: ModelCard) -> Path:
 
 def delete_model(root: Path, name: str) -> None:
     d = model_dir(root, name)
-    if not (d / CARD).is_file():
-        raise ModelNotFound(f"no sentiment model named {name!r}")
-    was_default = default_name(root) == name  # read first: without its card it is no default
-    shutil.rmtree(d)
-    if was_default:
-        (root / _DEFAULT).unlink(missing_ok=True)
+    # The saver's lock: a save of this name finishes before the delete, or starts after it.
+    with file_lock(root / f".{name}.lock"):
+        if not (d / CARD).is_file():
+            raise ModelNotFound(f"no sentiment model named {name!r}")
+        was_default = default_name(root) == name  # read first: without its card it is no default
+        shutil.rmtree(d)
+        if was_default:
+            (root / _DEFAULT).unlink(missing_ok=True)
 
 
 def default_name(root: Path) -> str | None:
@@ -133,6 +136,7 @@ def set_default(root: Path, name: str) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{_DEFAULT}.", dir=root)  # one per writer
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
         fh.write(name + "\n")
+        os.fchmod(fh.fileno(), shared_mode())  # readable by a server running as another user
     os.replace(tmp, root / _DEFAULT)
 
 

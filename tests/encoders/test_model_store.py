@@ -1,0 +1,74 @@
+"""Model directories: swapped in whole, never over another writer's new model, readable by others."""
+
+from __future__ import annotations
+
+import stat
+import threading
+import time
+from pathlib import Path
+
+from hanseek.encoders.model_store import atomic_model_dir, exchange_paths, file_lock
+from hanseek.filemode import shared_mode
+
+
+def test_a_new_directory_is_never_written_over_by_a_second_creator(tmp_path: Path) -> None:
+    """Both writers pass the "does it exist" check before either installs: one wins, one is told."""
+    dest = tmp_path / "my-model"
+    both_checked = threading.Barrier(2)
+    results: dict[str, str] = {}
+
+    def writer(tag: str) -> None:
+        def write(tmp: Path) -> None:
+            both_checked.wait()
+            (tmp / "who").write_text(tag)
+
+        try:
+            atomic_model_dir(dest, write, replace=False)
+            results[tag] = "ok"
+        except FileExistsError:
+            results[tag] = "exists"
+
+    threads = [threading.Thread(target=writer, args=(t,)) for t in ("A", "B")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results.values()) == ["exists", "ok"]
+    winner = next(t for t, r in results.items() if r == "ok")
+    assert (dest / "who").read_text() == winner
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["my-model"]  # the loser's temporary is gone
+
+
+def test_replacing_swaps_the_whole_directory_and_tolerates_a_vanished_target(tmp_path: Path) -> None:
+    dest = tmp_path / "m"
+    atomic_model_dir(dest, lambda d: (d / "v").write_text("1"))
+    atomic_model_dir(dest, lambda d: (d / "v").write_text("2"), replace=True)
+    assert (dest / "v").read_text() == "2" and sorted(p.name for p in tmp_path.iterdir()) == ["m"]
+    # The target removed between the caller's look and the exchange: nothing to exchange, not an error.
+    (tmp_path / "a").mkdir()
+    assert exchange_paths(tmp_path / "a", tmp_path / "gone") is False
+
+
+def test_model_files_get_the_mode_an_ordinary_write_would_give(tmp_path: Path) -> None:
+    dest = atomic_model_dir(tmp_path / "m", lambda d: (d / "weights.bin").write_bytes(b"w"))
+    assert stat.S_IMODE((dest / "weights.bin").stat().st_mode) == shared_mode()
+    assert stat.S_IMODE(dest.stat().st_mode) == shared_mode(directory=True)
+    (tmp_path / "plain").write_bytes(b"x")  # what open() gives under this process's umask
+    assert shared_mode() == stat.S_IMODE((tmp_path / "plain").stat().st_mode)
+
+
+def test_the_file_lock_makes_writers_take_turns(tmp_path: Path) -> None:
+    lock = tmp_path / ".m.lock"
+    order: list[str] = []
+
+    def second() -> None:
+        with file_lock(lock):
+            order.append("second")
+
+    with file_lock(lock):
+        t = threading.Thread(target=second)
+        t.start()
+        time.sleep(0.2)
+        order.append("first")
+    t.join(timeout=10)
+    assert order == ["first", "second"]
