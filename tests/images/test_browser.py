@@ -115,6 +115,15 @@ def test_thumbnails_load_under_protect_reads(
     )
     assert page.locator(".img-card img").first.evaluate("img => img.src.startsWith('blob:')")
 
+    # The search's link opened in a new tab, which has no key yet: refused, then run once it is typed.
+    tab = page.context.new_page()
+    tab.goto(page.url)
+    tab.locator("#status.error").wait_for()
+    assert "API key" in tab.inner_text("#status") and tab.locator(".img-card").count() == 0
+    type_key(tab)
+    tab.locator(".img-card").first.wait_for()
+    assert tab.locator(".img-card").count() == page.locator(".img-card").count()
+
 
 def test_an_overlong_query_gets_a_message(live_server: str, page: Any) -> None:
     page.goto(live_server + "/images")

@@ -159,9 +159,10 @@ def test_a_subject_in_the_url_is_asked_for_even_when_unknown(live_server: str, p
 def test_a_reload_under_protect_reads_keeps_the_subject_listed_later(
     live_server: str, page: Any, client: TestClient, keyed: str
 ) -> None:
-    subject = f"한국사-{uuid.uuid4().hex[:8]}"
-    r = client.post("/keywords/subjects", json={"name": subject}, headers={"X-API-Key": PAGE_KEY})
-    assert r.status_code == 201
+    subject, other = f"한국사-{uuid.uuid4().hex[:8]}", f"과학-{uuid.uuid4().hex[:8]}"
+    for name in (subject, other):
+        r = client.post("/keywords/subjects", json={"name": name}, headers={"X-API-Key": PAGE_KEY})
+        assert r.status_code == 201
     page.goto(live_server + "/cloze")
     type_key(page)
     page.wait_for_function(
@@ -178,5 +179,17 @@ def test_a_reload_under_protect_reads_keeps_the_subject_listed_later(
     assert asked.value.post_data_json["subject"] == subject
     page.wait_for_selector("#cloze-result:not([hidden])")
     assert page.input_value("#cloze-subject") == subject
-    assert page.locator("#cloze-subject option").count() > 2  # the whole list, not just this one
+    listed = page.eval_on_selector_all("#cloze-subject option", "os => os.map((o) => o.value)")
+    assert {subject, other} <= set(listed)  # the whole list, not just the kept one
     assert page.inner_text("#cloze-error") == ""
+
+    # The link opened in a new tab, which has no key yet: refused, then made once the key is typed.
+    tab = page.context.new_page()
+    tab.goto(page.url)
+    tab.wait_for_function("document.getElementById('cloze-error').textContent.length > 0")
+    assert "API key" in tab.inner_text("#cloze-error") and tab.locator("#cloze-result").is_hidden()
+    with tab.expect_request("**/keywords/cloze") as asked:
+        type_key(tab)
+    assert asked.value.post_data_json["subject"] == subject
+    tab.wait_for_selector("#cloze-result:not([hidden])")
+    assert tab.inner_text("#cloze-error") == "" and tab.input_value("#cloze-subject") == subject

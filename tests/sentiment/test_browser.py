@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, quote, urlsplit
 
 import pytest
 
@@ -75,6 +75,17 @@ def test_protect_reads_lists_models_once_the_key_is_typed(
     page.wait_for_function("document.querySelectorAll('#sentiment-model option').length > 1")
     listed = page.eval_on_selector_all("#sentiment-model option", "os => os.map((o) => o.value)")
     assert listed[0] == "" and len(listed) > 1 and all(listed[1:])
+
+    # A link to reviews opened in a new tab, which has no key yet: refused, then classified once the
+    # key is typed.
+    tab = page.context.new_page()
+    tab.goto(live_server + "/sentiment?text=" + quote("정말 재미있는 영화"))
+    tab.wait_for_function("document.getElementById('sentiment-error').textContent.length > 0")
+    assert "API key" in tab.inner_text("#sentiment-error")
+    with tab.expect_request(is_classify):
+        type_key(tab)
+    tab.locator("#sentiment-rows tr").first.wait_for(timeout=60_000)
+    assert tab.inner_text("#sentiment-error") == "" and tab.locator("#sentiment-rows tr").count() == 1
 
 
 def is_classify(request: Any) -> bool:

@@ -11,6 +11,9 @@
   // The text goes in the URL only while the URL stays short enough for any server or proxy
   // (percent-encoded Korean takes 9 bytes a character: about 650 characters); a longer page is left out.
   const MAX_URL_TEXT = 6000;
+  // A worksheet refused for want of the API key (a link opened in a new tab under protect_reads) is
+  // asked for again once the key is typed.
+  let refused = false;
   function show(msg, isError) {
     shown += 1;
     status.textContent = isError ? "" : msg;
@@ -94,6 +97,7 @@
       });
       const answer = resp.ok ? await resp.json() : await hanseekApi.problem(resp);
       if (!runs.isLatest(ticket)) return;  // a newer worksheet was asked for meanwhile
+      refused = resp.status === 401;
       if (!resp.ok) { $("cloze-result").hidden = true; show(answer, true); return; }
       if (!answer.blanks.length) {
         $("cloze-result").hidden = true;
@@ -118,7 +122,7 @@
     here.set("method", payload.method);
     here.set("ratio", String(payload.ratio));
     if (payload.allow_duplicates) here.set("dup", "1");
-    if (encodeURIComponent(payload.text).length <= MAX_URL_TEXT) here.set("text", payload.text);
+    if (new URLSearchParams({ text: payload.text }).toString().length <= MAX_URL_TEXT) here.set("text", payload.text);
     history.replaceState(null, "", `${location.pathname}?${here}`);
   }
 
@@ -150,7 +154,7 @@
   }
 
   form.addEventListener("submit", makeCloze);
-  hanseekApi.onChange(loadSubjects);
+  hanseekApi.onChange(() => loadSubjects().then(() => { if (refused) form.requestSubmit(); }));
   // Settings from the URL; with the text there too the worksheet is made again, as the images page
   // runs its search again (after the subject list, which under protect_reads comes with the key).
   const given = new URLSearchParams(location.search);

@@ -93,16 +93,23 @@
     return li;
   }
 
-  // Sends one request (a search, or a page of the collection) and hands its answer to `show`
-  // (by default: search results for `what`), unless a newer request was started meanwhile.
-  async function run(promise, what, show = (body) => render(body, what), pending = "Searching…") {
+  // A request refused for want of the API key (a link opened in a new tab under protect_reads) is
+  // sent again, with the key, once it is typed.
+  let refused = null;
+  hanseekApi.onChange(() => { const again = refused; refused = null; if (again) again(); });
+
+  // Sends one request (`request()`: a search, or a page of the collection) and hands its answer to
+  // `show` (by default: search results for `what`), unless a newer request was started meanwhile.
+  async function run(request, what, show = (body) => render(body, what), pending = "Searching…") {
+    const again = () => run(request, what, show, pending);
     const ticket = searches.next();
     more.hidden = true;  // a page of the collection says again whether more remain
     setStatus(pending);
     try {
-      const resp = await promise;
+      const resp = await request();
       const body = resp.ok ? await resp.json() : await hanseekApi.problem(resp);
       if (!searches.isLatest(ticket)) return;  // a newer search was started meanwhile
+      refused = resp.status === 401 ? again : null;
       if (!resp.ok) {
         clearResults();  // results of an earlier search would pass for this one's
         setStatus(body, true);
@@ -125,7 +132,7 @@
     const p = new URLSearchParams({ limit: String(browsing.limit), offset: String(offset) });
     if (browsing.tags.length) p.set("tag", browsing.tags.join(","));
     const state = browsing;
-    run(fetch(`/images/list?${p}`, { headers: headers() }), "", (body) => {
+    run(() => fetch(`/images/list?${p}`, { headers: headers() }), "", (body) => {
       if (offset === 0) {
         clearResults();
         state.shown = new Set();
@@ -199,7 +206,7 @@
     const here = new URLSearchParams({ q });
     if ($("tag-filter").value.trim()) here.set("tag", $("tag-filter").value.trim());
     history.replaceState(null, "", `${location.pathname}?${here}`);
-    run(fetch(`/images/search?${p}`, { headers: headers() }), `“${q}”`);
+    run(() => fetch(`/images/search?${p}`, { headers: headers() }), `“${q}”`);
   });
   {
     const given = new URLSearchParams(location.search);
@@ -214,7 +221,8 @@
   }
 
   function findSimilar(id, name) {
-    run(fetch(`/images/${id}/similar?${commonParams()}`, { headers: headers() }), `“${name}”`);
+    const p = commonParams();
+    run(() => fetch(`/images/${id}/similar?${p}`, { headers: headers() }), `“${name}”`);
     window.scrollTo({ top: 0, behavior: "smooth" });
   }
 
@@ -225,7 +233,8 @@
     preview.hidden = false;
     const form = new FormData();
     form.append("file", file, file.name || "pasted-image");
-    run(fetch(`/images/search?${commonParams()}`, { method: "POST", body: form, headers: headers() }),
+    const p = commonParams();
+    run(() => fetch(`/images/search?${p}`, { method: "POST", body: form, headers: headers() }),
         file.name ? `“${file.name}”` : "the pasted image");
   }
 

@@ -13,10 +13,13 @@
   // The reviews go in the URL only while the URL stays short enough for any server or proxy
   // (percent-encoded Korean takes 9 bytes a character: about 650 characters); longer ones are left out.
   const MAX_URL_TEXT = 6000;
+  // Reviews refused for want of the API key (a link opened in a new tab under protect_reads) are
+  // classified again once the key is typed.
+  let refused = false;
   // Reload, Back and a shared link come back to these reviews (when short) and this model.
   function keepInUrl() {
     const here = new URLSearchParams();
-    if (encodeURIComponent(text.value).length <= MAX_URL_TEXT) here.set("text", text.value);
+    if (new URLSearchParams({ text: text.value }).toString().length <= MAX_URL_TEXT) here.set("text", text.value);
     if (model.value) here.set("model", model.value);
     history.replaceState(null, "", `${location.pathname}?${here}`);
   }
@@ -49,6 +52,7 @@
       });
       const answer = res.ok ? await res.json() : await hanseekApi.problem(res);
       if (!runs.isLatest(ticket)) return;
+      refused = res.status === 401;
       if (!res.ok) { error.textContent = answer; result.hidden = true; return; }
       const data = answer;
       rows.replaceChildren(...data.results.map((r, i) => {
@@ -94,7 +98,7 @@
       if (error.textContent === before) error.textContent = hanseekApi.unreachable(e);
     }
   }
-  hanseekApi.onChange(loadModels);
+  hanseekApi.onChange(() => loadModels().then(() => { if (refused) form.requestSubmit(); }));
   // Reviews and model from the URL; with reviews there they are classified again, as the images page
   // runs its search again (after the model list, which under protect_reads comes with the key).
   const given = new URLSearchParams(location.search);
