@@ -9,7 +9,7 @@ import pytest
 
 from hanseek.sentiment.datasets import DomainData
 from hanseek.sentiment.training import accuracy
-from hanseek.sentiment.transformer import TransformerClassifier, TransformerConfig
+from hanseek.sentiment.transformer import TransformerClassifier, TransformerConfig, _window_budget
 
 pytestmark = pytest.mark.slow
 
@@ -65,3 +65,37 @@ def test_fine_tune_reads_the_vector_it_serves(tiny_bert_dir: Path) -> None:
         trained = clf._text_vectors(win, groups).numpy()
     served = clf.embed(texts) / np.sqrt(clf.dim)
     np.testing.assert_allclose(trained, served, atol=1e-5)
+
+
+def test_window_budget_keeps_reviews_whole_and_forward_passes_small() -> None:
+    counts = [1, 1, 3, 1, 9, 1, 1]
+    parts = _window_budget(counts, 4)
+    assert parts == [slice(0, 2), slice(2, 4), slice(4, 5), slice(5, 7)]
+    assert [i for p in parts for i in range(len(counts))[p]] == list(range(len(counts)))
+    assert _window_budget([], 4) == [] and _window_budget([5], 4) == [slice(0, 1)]
+
+
+def test_fine_tuning_trains_on_every_window_within_the_budget(
+    tiny_bert_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = TransformerConfig(
+        base_model=str(tiny_bert_dir), freeze_layers=1, max_length=16, batch_size=4, epochs=1
+    )
+    clf = TransformerClassifier.from_base(tiny_bert_dir, cfg)
+    long_review = "처음에는 정말 재미있었는데 " * 6 + "마지막 결말이 너무 실망스러웠고 돈이 아까웠다"
+    texts = ["재밌다", "별로", long_review, "최고의 영화", "지루했다", "또 보고 싶다"]
+    n_long = len(clf.encoder.windows.windows(clf.encoder.prefixed([long_review], "query")).ids)
+    assert n_long > cfg.batch_size  # the long review alone is over the budget
+    seen: list[list[list[int]]] = []
+    real = clf._text_vectors
+
+    def spy(windows: object, groups: list[list[int]]) -> object:
+        seen.append([list(g) for g in groups])
+        return real(windows, groups)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(clf, "_text_vectors", spy)
+    clf.fit(texts, np.array([1, 0, 0, 1, 0, 1]))
+    groups = [g for call in seen for g in call]
+    assert sorted(len(g) for g in groups) == sorted([1] * 5 + [n_long])  # every text once, whole
+    assert all(sum(map(len, call)) <= cfg.batch_size or len(call) == 1 for call in seen)
+    assert np.isfinite(clf.info["epochs"][0]["loss"])

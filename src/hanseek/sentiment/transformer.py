@@ -94,6 +94,20 @@ def _fit_probe(
     return clf.coef_[0].astype(np.float32), float(clf.intercept_[0]), float(best[1]), scores
 
 
+def _window_budget(counts: Sequence[int], budget: int) -> list[slice]:
+    """Consecutive runs of texts whose windows add up to at most `budget` (one text alone may be more)."""
+    parts: list[slice] = []
+    start = total = 0
+    for i, n in enumerate(counts):
+        if i > start and total + n > budget:
+            parts.append(slice(start, i))
+            start, total = i, 0
+        total += n
+    if start < len(counts):
+        parts.append(slice(start, len(counts)))
+    return parts
+
+
 class TransformerClassifier:
     """Binary review classifier; `predict_proba` gives P(positive)."""
 
@@ -252,14 +266,24 @@ class TransformerClassifier:
             losses: list[float] = []
             for b in range(steps_per_epoch):
                 idx = order[b * cfg.batch_size : (b + 1) * cfg.batch_size]
-                logits = head(self._text_vectors(windows, [by_text[i] for i in idx]) * scale).squeeze(-1)
-                loss = F.binary_cross_entropy_with_logits(logits, torch.from_numpy(y[idx]).float())
-                loss.backward()
+                loss_sum = 0.0
+                # At most `batch_size` windows a forward pass, as with short reviews (a review is never
+                # split: one longer than that runs alone); gradients add up to the whole batch's mean.
+                for part in _window_budget([len(by_text[i]) for i in idx], cfg.batch_size):
+                    ids_part = idx[part]
+                    logits = head(
+                        self._text_vectors(windows, [by_text[i] for i in ids_part]) * scale
+                    ).squeeze(-1)
+                    loss = F.binary_cross_entropy_with_logits(
+                        logits, torch.from_numpy(y[ids_part]).float(), reduction="sum"
+                    ) / len(idx)
+                    loss.backward()
+                    loss_sum += float(loss.detach())
                 torch.nn.utils.clip_grad_norm_(params, 1.0)
                 opt.step()
                 sched.step()
                 opt.zero_grad(set_to_none=True)
-                losses.append(float(loss.detach()))
+                losses.append(loss_sum)
                 step += 1
                 say(f"fine-tune epoch {epoch + 1}/{cfg.epochs}", step, total)
             self.net.eval()
