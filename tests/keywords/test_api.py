@@ -224,3 +224,60 @@ def test_keywords_under_a_name_with_edge_spaces_land_on_the_trimmed_subject(clie
     )
     assert r.status_code == 200, r.text
     assert r.json()["name"] == name and r.json()["keywords"] == 2 and r.json()["floor"] == pytest.approx(0.7)
+
+
+def test_jsonl_content_that_cannot_be_stored_is_a_422(client: TestClient) -> None:
+    """The body is valid JSON; a line of its JSON Lines content decodes to text PostgreSQL cannot hold."""
+    name = subject_name()
+    for line, what in (
+        ('{"text": "토기 \\ud800 문서"}', "surrogate"),
+        ('{"text": "토기 문서", "title": "a\\u0000b"}', "NUL"),
+    ):
+        body = {"content": line + "\n", "kind": "jsonl"}
+        r = client.post(f"/keywords/subjects/{name}/documents", json=body)
+        assert is_problem(r, 422) and what in r.json()["detail"], r.text
+    assert client.get(f"/keywords/subjects/{name}").status_code == 404  # nothing was written
+
+
+def test_subject_names_are_nfc_and_fit_a_url(client: TestClient) -> None:
+    import unicodedata
+
+    name = subject_name()
+    assert client.post("/keywords/subjects", json={"name": name}).status_code == 201
+    nfd = unicodedata.normalize("NFD", name)
+    assert nfd != name
+    r = client.post(f"/keywords/subjects/{nfd}/documents", json={"documents": [{"text": PAGE}]})
+    assert r.status_code == 201 and r.json()["subject"]["name"] == name  # the same subject
+    assert client.get(f"/keywords/subjects/{nfd}").json()["documents"] == 1
+    r = client.post("/keywords/weights", json={"text": PAGE, "subject": f" {nfd} "})
+    assert r.status_code == 200, r.text
+    for bad in ("a/b", "탭\t이름"):
+        r = client.post("/keywords/subjects", json={"name": bad})
+        assert is_problem(r, 422) and "cannot contain" in r.json()["detail"], bad
+    assert client.delete(f"/keywords/subjects/{nfd}").status_code == 204
+
+
+def test_a_dictionary_weight_past_the_stored_range_is_a_422(client: TestClient) -> None:
+    name = subject_name()
+    r = client.put(f"/keywords/subjects/{name}/dictionary", json={"csv": "토기,1e39\n"})
+    assert is_problem(r, 422) and "토기" in r.json()["detail"]
+    r = client.put(f"/keywords/subjects/{name}/dictionary", json={"weights": {"토기": 3e38}})
+    assert r.status_code == 200 and r.json()["dictionary_words"] == 1
+
+
+def test_a_subject_deleted_during_a_write_is_a_409(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The answer re-reads the subject after the write committed; a DELETE in between is a conflict,
+    not the 404 "create it or add documents first" that the endpoint itself contradicts."""
+    name = subject_name()
+    real = KeywordService.add_documents
+
+    def then_deleted(self: KeywordService, subject: str, docs: Any, **kw: Any) -> Any:
+        stored = real(self, subject, docs, **kw)
+        self.delete_subject(subject)  # another request's DELETE commits now
+        return stored
+
+    monkeypatch.setattr(KeywordService, "add_documents", then_deleted)
+    r = client.post(f"/keywords/subjects/{name}/documents", json={"documents": [{"text": PAGE}]})
+    assert is_problem(r, 409) and "deleted by another request" in r.json()["detail"]

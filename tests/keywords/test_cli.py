@@ -77,6 +77,39 @@ def test_corpus_add_rejects_unknown_files(cli_env: None, tmp_path: Path) -> None
     assert r.exit_code == 1 and "unsupported" in r.output
 
 
+def test_refused_input_is_one_error_line_not_a_traceback(cli_env: None, tmp_path: Path) -> None:
+    subject = f"과학-{uuid.uuid4().hex[:6]}"
+    words = tmp_path / "words.txt"
+    words.write_text("토기\n", encoding="utf-8")
+    big = tmp_path / "big.csv"
+    big.write_text("토기,1e39\n", encoding="utf-8")
+    bad = tmp_path / "bad.jsonl"
+    lines = ['{"text": "토기 \\ud800 문서"}', '{"text": "문서", "title": "a\\u0000b"}']
+    bad.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    refused = [
+        (["corpus", "keywords", "-s", "  ", str(words)], "subject name is empty"),
+        (["corpus", "keywords", "-s", "a/b", str(words)], "cannot contain"),
+        (["corpus", "dictionary", "-s", subject, str(big)], "토기"),
+        (["corpus", "add", "-s", subject, str(bad)], "surrogate"),
+    ]
+    for args, said in refused:
+        r = runner.invoke(app, ["keywords", *args])
+        out = " ".join(r.output.split())
+        assert r.exit_code == 1 and "error:" in out and said in out, (args, r.output)
+        assert r.exception is None or isinstance(r.exception, SystemExit), args
+    # Out-of-range options are usage errors (exit 2) before anything runs.
+    for args in (
+        ["weights", "--k1", "-1", "--no-length-norm", "구석기 시대 토기"],
+        ["weights", "--b", "5", "구석기 시대 토기"],
+        ["weights", "--top", "0", "구석기 시대 토기"],
+        ["cloze", "--ratio", "0", "구석기 시대 토기"],
+        ["corpus", "docs", "-s", subject, "--limit", "-1"],
+        ["corpus", "docs", "-s", subject, "--offset", "-1"],
+    ):
+        r = runner.invoke(app, ["keywords", *args])
+        assert r.exit_code == 2, (args, r.output)
+
+
 def test_eval_on_study_notes(shared_data: Path, tmp_path: Path) -> None:
     out = tmp_path / "report"
     r = runner.invoke(

@@ -62,6 +62,9 @@ def test_count_ratio_and_determinism(weights: list[TermWeight]) -> None:
     r = make_cloze(PAGE, weights, ClozeOptions(ratio=0.25, allow_duplicates=True))
     assert len(r.blanks) == target_count(r.candidates, ClozeOptions(ratio=0.25))
     assert target_count(10, ClozeOptions(ratio=0.25)) == 3  # 2.5 rounds up
+    # Halves as written, not as binary floating point has them (0.29 × 50 = 14.4999…).
+    for ratio, n, want in ((0.29, 50, 15), (0.35, 90, 32), (0.58, 25, 15), (0.3, 5, 2), (0.7, 5, 4)):
+        assert target_count(n, ClozeOptions(ratio=ratio)) == want, (ratio, n)
     assert target_count(10, ClozeOptions(ratio=0.01)) == 1  # never zero when asked for blanks
     assert target_count(0, ClozeOptions(ratio=0.5)) == 0
 

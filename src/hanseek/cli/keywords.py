@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import sys
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -49,6 +50,27 @@ def _fail(msg: str) -> None:
     raise typer.Exit(1)
 
 
+def _positive(value: float | None) -> float | None:
+    if value is not None and not value > 0:
+        raise typer.BadParameter("must be greater than 0")
+    return value
+
+
+@contextmanager
+def _refusals(subject: str | None = None) -> Iterator[None]:
+    """What the keyword service refuses (a bad name or text, an unknown or stale subject): one
+    `error:` line and exit 1, as the API answers it with a 4xx."""
+    from hanseek.keywords.service import InvalidText
+    from hanseek.keywords.store import StaleStatistics, UnknownSubject
+
+    try:
+        yield
+    except (InvalidText, StaleStatistics) as exc:
+        _fail(str(exc))
+    except UnknownSubject:
+        _fail(f"unknown subject {subject!r}")
+
+
 @corpus_app.command("add")
 def corpus_add(
     files: Annotated[
@@ -62,7 +84,7 @@ def corpus_add(
 ) -> None:
     """Add documents to a subject's corpus (statistics are updated in the same transaction)."""
     from hanseek.keywords.ingest import DocInput, IngestError, Split, read_documents
-    from hanseek.keywords.service import InvalidText, KeywordService
+    from hanseek.keywords.service import KeywordService
 
     docs: list[DocInput] = []
     try:
@@ -78,11 +100,10 @@ def corpus_add(
         svc = KeywordService(db, max_text_chars=max(s.max_text_chars, max(len(d.body) for d in docs)))
         with progress() as bar:
             task = bar.add_task(f"adding to {subject}", total=len(docs), info="")
-            try:
+            with _refusals(subject):
                 stored = svc.add_documents(subject, docs, on_progress=lambda n: bar.advance(task, n))
-            except InvalidText as exc:
-                _fail(str(exc))
-        info = svc.subject(subject.strip())
+        with _refusals(subject):
+            info = svc.subject(subject)
     new = sum(d.created for d in stored)
     console.print(
         f"{subject}: {new} new documents ({len(stored) - new} already present); "
@@ -132,18 +153,14 @@ def corpus_remove(
 @corpus_app.command("docs")
 def corpus_docs(
     subject: Annotated[str, typer.Option("--subject", "-s")],
-    limit: int = 50,
-    offset: int = 0,
+    limit: Annotated[int, typer.Option(min=1)] = 50,
+    offset: Annotated[int, typer.Option(min=0)] = 0,
 ) -> None:
     """List a subject's documents."""
     from hanseek.keywords.service import KeywordService
-    from hanseek.keywords.store import UnknownSubject
 
-    with open_db(settings()) as db:
-        try:
-            docs = KeywordService(db).documents(subject, limit=limit, offset=offset)
-        except UnknownSubject:
-            _fail(f"unknown subject {subject!r}")
+    with open_db(settings()) as db, _refusals(subject):
+        docs = KeywordService(db).documents(subject, limit=limit, offset=offset)
     table = Table("id", "title", "source", "terms", "chars")
     for d in docs:
         table.add_row(str(d.id), d.title or "", d.source or "", str(d.n_terms), str(d.chars))
@@ -166,7 +183,7 @@ def corpus_dictionary(
         weights = parse_dictionary_csv(csv_file.read_text(encoding="utf-8-sig"))
     except (IngestError, OSError) as exc:
         _fail(str(exc))
-    with open_db(settings()) as db:
+    with open_db(settings()) as db, _refusals(subject):
         n = KeywordService(db).set_dictionary(subject, weights, replace=not merge)
     console.print(f"{subject}: dictionary set ({n} words)")
 
@@ -185,7 +202,7 @@ def corpus_keywords(
     from hanseek.keywords.service import KeywordService
 
     words = parse_word_list(words_file.read_text(encoding="utf-8-sig"))
-    with open_db(settings()) as db:
+    with open_db(settings()) as db, _refusals(subject):
         n = KeywordService(db).set_keywords(subject, words, floor=floor, replace=not merge)
     console.print(f"{subject}: {n} keywords" + (f", floor {floor:.2f}" if floor is not None else ""))
 
@@ -196,11 +213,11 @@ def weights(
     file: Annotated[Path | None, typer.Option("--file", "-f", exists=True, dir_okay=False)] = None,
     subject: SubjectOpt = None,
     method: MethodOpt = "bm25",
-    k1: float = 1.2,
-    b: float = 0.75,
+    k1: Annotated[float, typer.Option(min=0, max=10, help="BM25 term-frequency saturation")] = 1.2,
+    b: Annotated[float, typer.Option(min=0, max=1, help="BM25 length normalisation strength")] = 0.75,
     length_norm: Annotated[bool, typer.Option(help="BM25 page-length normalisation")] = True,
     floor: Annotated[bool, typer.Option(help="Apply the subject's keyword floor")] = True,
-    top: Annotated[int, typer.Option(help="Show the best N words")] = 30,
+    top: Annotated[int, typer.Option(min=1, help="Show the best N words")] = 30,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
 ) -> None:
     """Weigh the words of a page."""
@@ -255,7 +272,10 @@ def cloze(
     ] = None,
     subject: SubjectOpt = None,
     method: MethodOpt = "bm25",
-    ratio: Annotated[float | None, typer.Option(min=0.0, max=1.0, help="Share of words to blank")] = None,
+    ratio: Annotated[
+        float | None,
+        typer.Option(max=1.0, callback=_positive, help="Share of words to blank, 0 < r <= 1"),
+    ] = None,
     count: Annotated[int | None, typer.Option(min=1, help="Number of blanks")] = None,
     duplicates: Annotated[bool, typer.Option(help="Blank every occurrence of a chosen word")] = False,
     as_json: Annotated[bool, typer.Option("--json")] = False,

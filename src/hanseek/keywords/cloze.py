@@ -7,9 +7,9 @@ duplicates are asked for.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal
 
 from hanseek.keywords.scoring import TermWeight
 from hanseek.keywords.terms import TermOccurrence
@@ -57,8 +57,9 @@ def target_count(candidates: int, opts: ClozeOptions) -> int:
     if opts.count is not None:
         return max(0, opts.count)
     ratio = 0.2 if opts.ratio is None else opts.ratio
-    # Round half up (not banker's rounding) and never 0 blanks when something was asked for.
-    n = math.floor(ratio * candidates + 0.5)
+    # Round half up (not banker's rounding) and never 0 blanks when something was asked for. In
+    # decimal: 0.29 × 50 is 14.499999… in binary floating point, but 14.5 as written.
+    n = int((Decimal(str(ratio)) * candidates).to_integral_value(rounding=ROUND_HALF_UP))
     return max(1, n) if ratio > 0 and candidates else 0
 
 

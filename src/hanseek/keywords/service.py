@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
@@ -27,8 +28,28 @@ DEFAULT_FLOOR = 0.5
 MAX_SUBJECT_CHARS = 100
 
 
+# Dictionary weights are stored as `real`: above this they overflow (a database error, not a weight).
+MAX_WEIGHT = 3.4e38
+
+
 class InvalidText(ValueError):
     pass
+
+
+def subject_key(name: str) -> str:
+    """How a subject name is stored and looked up: trimmed and NFC, so the NFD form of a name (as some
+    systems type or paste it) is the same subject."""
+    return unicodedata.normalize("NFC", name.strip())
+
+
+def _check_storable(value: str, what: str) -> None:
+    """PostgreSQL text holds neither NUL nor an unpaired surrogate (JSON Lines content may decode to one)."""
+    if "\x00" in value:
+        raise InvalidText(f"{what} contains NUL characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidText(f"{what} contains an unpaired UTF-16 surrogate (\\uD800-\\uDFFF)") from None
 
 
 class TextTooLong(InvalidText):
@@ -86,11 +107,15 @@ class KeywordService:
 
     @staticmethod
     def check_subject(name: str) -> str:
-        name = name.strip()
+        """The stored form of a subject name (trimmed, NFC), or InvalidText. A name must fit in a
+        URL path segment (`/keywords/subjects/{name}`), so "/" and control characters are refused."""
+        name = subject_key(name)
         if not name:
             raise InvalidText("subject name is empty")
         if len(name) > MAX_SUBJECT_CHARS:
             raise InvalidText(f"subject name longer than {MAX_SUBJECT_CHARS} characters")
+        if "/" in name or any(unicodedata.category(c) in ("Cc", "Cs") for c in name):
+            raise InvalidText("a subject name cannot contain '/' or control characters")
         return name
 
     def _store(self) -> CorpusStore:
@@ -103,7 +128,7 @@ class KeywordService:
     def context(self, subject: str | None, terms: Iterable[str]) -> SubjectContext:
         if subject is None:
             return SubjectContext.empty()
-        return self._store().context(subject, terms)
+        return self._store().context(subject_key(subject), terms)
 
     def weigh_occurrences(
         self,
@@ -197,8 +222,9 @@ class KeywordService:
         for n, d in enumerate(docs):
             if not d.body.strip():
                 raise InvalidText(f"document {n} is empty")
-            if "\x00" in d.body:
-                raise InvalidText(f"document {n} contains NUL characters")
+            for what, value in (("text", d.body), ("title", d.title), ("source", d.source)):
+                if value is not None:
+                    _check_storable(value, f"document {n}'s {what}")
         out: list[StoredDocument] = []
         for i in range(0, len(docs), batch_size):
             chunk = docs[i : i + batch_size]
@@ -213,24 +239,29 @@ class KeywordService:
         return out
 
     def remove_document(self, subject: str, doc_id: int) -> bool:
-        return self._store().remove_document(subject, doc_id)
+        return self._store().remove_document(subject_key(subject), doc_id)
 
     def subjects(self) -> list[Subject]:
         return self._store().subjects()
 
     def subject(self, name: str) -> Subject:
-        return self._store().subject(name)
+        return self._store().subject(subject_key(name))
 
     def create_subject(self, name: str) -> Subject:
         return self._store().ensure_subject(self.check_subject(name))
 
     def delete_subject(self, name: str) -> None:
-        self._store().delete_subject(name)
+        self._store().delete_subject(subject_key(name))
 
     def documents(self, subject: str, *, limit: int = 100, offset: int = 0) -> list[DocumentInfo]:
-        return self._store().documents(subject, limit=limit, offset=offset)
+        if limit < 1 or offset < 0:
+            raise InvalidText("limit must be at least 1 and offset at least 0")
+        return self._store().documents(subject_key(subject), limit=limit, offset=offset)
 
     def set_dictionary(self, subject: str, weights: Mapping[str, float], *, replace: bool = True) -> int:
+        for word, w in weights.items():
+            if not 0 <= w <= MAX_WEIGHT:
+                raise InvalidText(f"weight of {word!r} must be a number from 0 to {MAX_WEIGHT:.1e}")
         return self._store().set_dictionary(self.check_subject(subject), weights, replace=replace)
 
     def set_keywords(

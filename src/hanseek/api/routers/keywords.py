@@ -66,6 +66,16 @@ def errors() -> _Errors:
     return _Errors()
 
 
+def _written(svc: KeywordService, name: str) -> SubjectOut:
+    """The subject a write just committed to, read again for the answer."""
+    try:
+        return _subject(svc.subject(name))
+    except UnknownSubject as exc:  # a DELETE of the subject committed in between
+        raise ProblemError(
+            409, "Subject deleted", f"subject {name.strip()!r} was deleted by another request during this one"
+        ) from exc
+
+
 # -- request and response models -------------------------------------------------------------
 
 
@@ -436,9 +446,8 @@ def add_documents(name: str, body: DocumentsIn, request: Request) -> DocumentsOu
                     f"document {i} has {len(d.body):,} characters; the limit is {limit:,}",
                 )
         stored = svc.add_documents(name, docs)
-        subject = svc.subject(svc.check_subject(name))
     return DocumentsOut(
-        subject=_subject(subject),
+        subject=_written(svc, name),
         documents=[
             DocumentOut(id=s.id, title=s.title, source=s.source, terms=s.n_terms, created=s.created)
             for s in stored
@@ -482,7 +491,7 @@ def put_dictionary(name: str, body: DictionaryIn, request: Request) -> SubjectOu
         if len(weights) > MAX_DICTIONARY_WORDS:
             raise TooLarge(f"more than {MAX_DICTIONARY_WORDS} words")
         svc.set_dictionary(name, weights, replace=body.replace)
-        return _subject(svc.subject(name.strip()))
+    return _written(svc, name)
 
 
 @router.put(
@@ -499,7 +508,7 @@ def put_keywords(name: str, body: KeywordsIn, request: Request) -> SubjectOut:
         if len(words) > MAX_DICTIONARY_WORDS:
             raise TooLarge(f"more than {MAX_DICTIONARY_WORDS} words")
         svc.set_keywords(name, words, floor=body.floor, replace=body.replace)
-        return _subject(svc.subject(name.strip()))
+    return _written(svc, name)
 
 
 # -- page -----------------------------------------------------------------------------------
