@@ -34,11 +34,28 @@ from ..clitext import flat
         (["sentiment", "experiment", "--train-size", "-1"], "--train-size"),
         (["sentiment", "experiment", "--dev-size", "0"], "--dev-size"),
         (["feed", "eval", "--out", "{file}"], "is a file"),
+        (["train", "simcse", "-n", "m", "--texts", "{file}", "--eval-korsts", "{file}"], "not a KorSTS file"),
+        (["train", "simcse", "-n", "m", "--texts", "{file}", "--eval-korsts", "{empty}"], "not a KorSTS"),
+        (
+            ["train", "simcse", "-n", "m", "--texts", "{file}", "--eval-parakqc", "{file}"],
+            "no complete paraphrase set",
+        ),
+        (["train", "simcse", "-n", "m", "--texts", "{file}", "--pairs", "{file}"], "one training source"),
+        (["train", "simcse", "-n", "m", "--temperature", "0"], "--temperature"),
+        (["train", "simcse", "-n", "m", "--lr", "0"], "--lr"),
+        (["keywords", "weights", "--k1", "-1", "x"], "--k1"),
+        (["keywords", "cloze", "--ratio", "0", "x"], "--ratio"),
     ],
 )
 def test_paths_and_sizes_are_checked_before_any_work(tmp_path: Path, args: list[str], needle: str) -> None:
     (tmp_path / "f.txt").write_text("x", encoding="utf-8")
-    paths = {"dir": str(tmp_path), "missing": str(tmp_path / "missing.txt"), "file": str(tmp_path / "f.txt")}
+    (tmp_path / "empty.tsv").write_text("", encoding="utf-8")
+    paths = {
+        "dir": str(tmp_path),
+        "missing": str(tmp_path / "missing.txt"),
+        "file": str(tmp_path / "f.txt"),
+        "empty": str(tmp_path / "empty.tsv"),
+    }
     r = CliRunner().invoke(
         app, [a.format(**paths) for a in args], env={"HANSEEK_DATA_DIR": str(tmp_path / "d")}
     )

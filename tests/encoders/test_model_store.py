@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from hanseek.encoders.model_store import atomic_model_dir, exchange_paths, file_lock
-from hanseek.filemode import shared_mode
+from hanseek.files import shared_mode
 
 
 def test_a_new_directory_is_never_written_over_by_a_second_creator(tmp_path: Path) -> None:

@@ -761,3 +761,34 @@ def test_ranked_candidates_take_the_approximate_path_on_a_broad_window_in_sql(db
     # HNSW finds every post of so small a table: the same page either way.
     exact = [it.id for it in got[0, "exact-sql"].items]
     assert len(exact) == 10 and all([it.id for it in out.items] == exact for out in got.values())
+
+
+def test_register_checks_the_name_before_writing_and_keeps_the_serving_model(
+    ranked_world: FeedService, tag: str, tmp_path: Any
+) -> None:
+    from hanseek.feed.ranker import registry
+
+    svc = ranked_world
+    es, evecs = tiny_eval_set(3, n_users=40)
+    trained = train(
+        es, evecs, kinds=("logistic",), max_train_queries=None, max_val_queries=None, neg_per_query=20
+    )  # type: ignore[arg-type]
+    data = tmp_path / "data"
+    for bad in ("../../models/active", "-bad", "a/b", ""):
+        with pytest.raises(registry.RankerNameError, match="bad ranker name"):
+            registry.register(svc.db, data, bad, trained.model)
+    assert not any(p.is_file() for p in tmp_path.rglob("*"))  # nothing written anywhere
+    name = f"{tag}-serving"
+    try:
+        registry.register(svc.db, data, name, trained.model)
+        before = (registry.rankers_dir(data) / f"{name}.joblib").read_bytes()
+        # Retraining the serving model's name "without activating" would swap the file under the
+        # servers while the catalogue said nothing serves: refused, and everything stays as it was.
+        with pytest.raises(registry.RankerNameError, match="serving ranker"):
+            registry.register(svc.db, data, name, trained.model, activate=False)
+        assert [r["name"] for r in registry.listing(svc.db) if r["active"]] == [name]
+        assert (registry.rankers_dir(data) / f"{name}.joblib").read_bytes() == before
+        registry.register(svc.db, data, f"{tag}-other", trained.model, activate=False)  # another name: fine
+        assert [r["name"] for r in registry.listing(svc.db) if r["active"]] == [name]
+    finally:
+        registry.activate(svc.db, None)

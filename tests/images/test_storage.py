@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from hanseek.filemode import shared_mode
+from hanseek.files import shared_mode
 from hanseek.images.storage import MediaStore
 
 

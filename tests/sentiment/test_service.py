@@ -93,7 +93,7 @@ def test_the_default_is_readable_by_others_and_a_delete_waits_for_a_save(tmp_pat
     import time
 
     from hanseek.encoders.model_store import file_lock
-    from hanseek.filemode import shared_mode
+    from hanseek.files import shared_mode
 
     class Tiny:
         def save(self, directory: Path) -> None:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated, cast
 import typer
 
 from hanseek.cli.common import console, err_console, open_db, progress, settings
+from hanseek.files import write_text_atomic
 
 if TYPE_CHECKING:
     from hanseek.feed.service import FeedService
@@ -273,8 +274,8 @@ def evaluate(
         )
     folder = out or s.data_dir / "feed" / "reports"
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "feed-eval.json").write_text(json.dumps(report.data, ensure_ascii=False, indent=2) + "\n")
-    (folder / "feed-eval.md").write_text(report.markdown)
+    write_text_atomic(folder / "feed-eval.json", json.dumps(report.data, ensure_ascii=False, indent=2) + "\n")
+    write_text_atomic(folder / "feed-eval.md", report.markdown)
     console.print(report.markdown)
     console.print(f"written to {folder / 'feed-eval.json'} and {folder / 'feed-eval.md'}")
 
@@ -326,12 +327,22 @@ def train_ranker(
             with progress() as bar:
                 es, vecs = runner.load(str(set_name), bar=bar)
             source = str(set_name)
+        if name is not None:
+            try:  # before training: a bad name should not cost the training run
+                registry.check_name(name)
+            except registry.RankerNameError as e:
+                _fail(str(e))
         with console.status("training (time split)…"):
-            trained = train(es, vecs, kinds=kinds, max_train_queries=train_queries)
+            try:
+                trained = train(es, vecs, kinds=kinds, max_train_queries=train_queries)
+            except ValueError as e:  # e.g. too few events for a time split
+                _fail(str(e))
         model_name = name or f"{source}-{trained.model.kind}-{datetime.now(UTC):%Y%m%d-%H%M%S}"
         try:
             path = registry.register(db, s.data_dir, model_name, trained.model, activate=activate)
-        except Exception as e:  # a bad name is the usual cause (letters, digits, . _ -)
+        except registry.RankerNameError as e:
+            _fail(str(e))
+        except Exception as e:  # the catalogue write failed: the training is lost, say why
             _fail(f"could not register {model_name!r}: {e}")
     console.print(
         f"[bold]{model_name}[/] ({trained.model.kind}, {trained.train_rows} rows, {trained.seconds}s)"

@@ -9,7 +9,7 @@ import typer
 
 from hanseek.cli.common import console, err_console, open_db, parse_range, progress, settings
 
-app = typer.Typer(help="Train models (SimCSE, classifiers).", no_args_is_help=True)
+app = typer.Typer(help="Train text encoders (SimCSE).", no_args_is_help=True)
 
 
 @app.command("simcse")
@@ -25,12 +25,14 @@ def simcse(
         None, "--pairs", exists=True, dir_okay=False, help="Supervised: anchor<TAB>positive[<TAB>negative]"
     ),
     base: str | None = typer.Option(None, "--base", help="Starting model (default: the active model)"),
-    max_texts: int | None = typer.Option(None, min=2, help="Use at most N texts (seeded sample)"),
+    max_texts: int | None = typer.Option(
+        None, min=2, help="Use at most N texts (--texts: a seeded sample; --from-posts: the newest N)"
+    ),
     max_length: int = typer.Option(32, min=4, max=512, help="Tokens per training text (shorter = faster)"),
     batch_size: int = typer.Option(32, min=2, help="Sentences per micro-batch (= in-batch negatives + 1)"),
-    lr: float = typer.Option(3e-5, help="Peak learning rate (linear warm-up and decay)"),
+    lr: float = typer.Option(3e-5, min=1e-12, max=1.0, help="Peak learning rate (linear warm-up and decay)"),
     steps: int = typer.Option(300, min=1, help="Optimizer steps"),
-    temperature: float = typer.Option(0.05),
+    temperature: float = typer.Option(0.05, min=1e-3, help="Softmax temperature of the contrastive loss"),
     freeze_embeddings: bool = typer.Option(True, help="Freeze the word embeddings (most of e5-small)"),
     grad_accum: int = typer.Option(1, min=1, help="Micro-batches per optimizer step"),
     eval_every: int = typer.Option(50, min=1, help="Validate every N steps and keep the best checkpoint"),
@@ -57,13 +59,23 @@ def simcse(
 
     if select not in ("mean", "korsts", "parakqc"):
         raise typer.BadParameter("select must be mean, korsts or parakqc")
+    if sum((texts is not None, from_posts, pairs is not None)) > 1:
+        raise typer.BadParameter("give one training source: --texts, --from-posts or --pairs")
     val_sts = None
-    if eval_korsts is not None:
-        p = load_korsts(eval_korsts)
-        val_sts = StsPairs(
-            p.first[:eval_korsts_pairs], p.second[:eval_korsts_pairs], p.scores[:eval_korsts_pairs]
-        )
-    val_pk = load_parakqc(eval_parakqc, parse_range(eval_parakqc_sets)) if eval_parakqc is not None else None
+    try:
+        if eval_korsts is not None:
+            p = load_korsts(eval_korsts)
+            val_sts = StsPairs(
+                p.first[:eval_korsts_pairs], p.second[:eval_korsts_pairs], p.scores[:eval_korsts_pairs]
+            )
+        val_pk = None
+        if eval_parakqc is not None:
+            val_pk = load_parakqc(eval_parakqc, parse_range(eval_parakqc_sets))
+            if not val_pk:
+                raise ValueError(f"{eval_parakqc}: no complete paraphrase set in the range given")
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        err_console.print(f"[red]error:[/red] {e}")
+        raise typer.Exit(2) from e
     job = SimCSEJob(
         name=name,
         config=SimCSEConfig(
@@ -111,5 +123,8 @@ def simcse(
         except (EncoderError, ValueError) as e:
             err_console.print(f"[red]error:[/red] {e}")
             raise typer.Exit(2) from e
+        except FloatingPointError as e:  # the loss diverged: the run's settings, not a bug
+            err_console.print(f"[red]error:[/red] {e}")
+            raise typer.Exit(1) from e
     console.print(f"saved {dest} (best step {summary['best_step']}, score {summary['best_score']})")
     console.print_json(json.dumps({k: summary[k] for k in ("best_step", "best_score", "train_seconds")}))

@@ -35,7 +35,7 @@ from hanseek.encoders.base import EncoderError
 from hanseek.encoders.model_store import file_lock
 from hanseek.encoders.modeldir import resolve_prompts
 from hanseek.encoders.pooling import PooledEncoder, TokenWindows
-from hanseek.filemode import shared_mode
+from hanseek.files import shared_mode
 
 log = logging.getLogger("hanseek.encoders")
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from PIL import Image
 
 from hanseek.encoders.image_base import to_rgb
-from hanseek.filemode import shared_mode
+from hanseek.files import shared_mode
 
 _SHA = re.compile(r"^[0-9a-f]{64}$")
 _EXT = re.compile(r"^[a-z0-9]{1,5}$")

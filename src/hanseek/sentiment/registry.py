@@ -22,7 +22,7 @@ from pydantic import BaseModel, Field
 from hanseek import __version__
 from hanseek.config import Settings
 from hanseek.encoders.model_store import atomic_model_dir, file_lock
-from hanseek.filemode import shared_mode
+from hanseek.files import shared_mode
 
 CARD = "card.json"
 _DEFAULT = "DEFAULT"

@@ -44,14 +44,21 @@ def load_korsts(path: Path) -> StsPairs:
     scores: list[float] = []
     with Path(path).open(encoding="utf-8", newline="") as fh:
         rows = csv.reader(fh, delimiter="\t", quoting=csv.QUOTE_NONE)
-        header = next(rows)
+        header = next(rows, [])
+        missing = [c for c in ("score", "sentence1", "sentence2") if c not in header]
+        if missing:
+            raise ValueError(f"{path}: not a KorSTS file (its header lacks {', '.join(missing)})")
         i_score, i_a, i_b = header.index("score"), header.index("sentence1"), header.index("sentence2")
-        for row in rows:
+        for n, row in enumerate(rows, start=2):
             if len(row) <= max(i_score, i_a, i_b):
                 continue
+            try:
+                score = float(row[i_score])
+            except ValueError:
+                raise ValueError(f"{path}:{n}: score {row[i_score]!r} is not a number") from None
             first.append(row[i_a])
             second.append(row[i_b])
-            scores.append(float(row[i_score]))
+            scores.append(score)
     if not scores:
         raise ValueError(f"no pairs in {path}")
     return StsPairs(first, second, np.asarray(scores, dtype=np.float64))

@@ -8,24 +8,51 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hanseek.encoders.model_store import NAME_PATTERN
 from hanseek.feed.ranker.model import RankerModel, blend_model
 
 if TYPE_CHECKING:
     from hanseek.store.db import Database
 
 log = logging.getLogger(__name__)
+_NAME = re.compile(NAME_PATTERN)
 
 
 def rankers_dir(data_dir: Path) -> Path:
     return data_dir / "feed" / "rankers"
 
 
+class RankerNameError(ValueError):
+    pass
+
+
+def check_name(name: str) -> str:
+    """A ranker name is a file name under rankers/: letters, digits, '.', '_', '-' (the catalogue's
+    CHECK), checked before anything is written."""
+    if not _NAME.match(name):
+        raise RankerNameError(
+            f"bad ranker name {name!r}: up to 100 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit"
+        )
+    return name
+
+
 def register(db: Database, data_dir: Path, name: str, model: RankerModel, *, activate: bool = True) -> Path:
+    check_name(name)
+    if not activate:
+        with db.connection() as conn:
+            row = conn.execute("SELECT active FROM feed_rankers WHERE name = %s", (name,)).fetchone()
+        if row is not None and row[0]:
+            # Its file would be replaced under the servers while the catalogue said "not active".
+            raise RankerNameError(
+                f"{name!r} is the serving ranker: save the new model under another name, or activate it"
+            )
     path = rankers_dir(data_dir) / f"{name}.joblib"
     model.meta["name"] = name
     model.save(path)

@@ -1,4 +1,4 @@
-"""Ordinary permissions for files hanseek writes through private temporaries.
+"""Writing files: whole or not at all, with the permissions an ordinary write gives.
 
 `tempfile.mkstemp` and `mkdtemp` create 0600/0700 entries, and a rename keeps them: a model, a media
 file or a setting written that way cannot be read by a server running as another OS user. The mode
@@ -7,7 +7,9 @@ a plain `open()` would have given is 0666/0777 less the process umask.
 
 from __future__ import annotations
 
+import os
 import re
+import tempfile
 from pathlib import Path
 
 _UMASK = re.compile(r"^Umask:\s*([0-7]+)$", re.MULTILINE)
@@ -25,3 +27,18 @@ def umask() -> int:
 
 def shared_mode(directory: bool = False) -> int:
     return (0o777 if directory else 0o666) & ~umask()
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write `text` (UTF-8) to `path` through a temporary beside it: a reader or a crash never sees
+    half a file, and an earlier version stays until the new one is complete."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            os.fchmod(fh.fileno(), shared_mode())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

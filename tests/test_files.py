@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from hanseek.filemode import shared_mode, umask
+from hanseek.files import shared_mode, umask
 
 
 @pytest.mark.parametrize("mask", [0o022, 0o077, 0o002])
