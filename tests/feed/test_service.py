@@ -200,6 +200,45 @@ def test_delete_removes_from_feeds_and_profiles(feed: FeedService, tag: str) -> 
         feed.delete_post(top)
 
 
+def test_an_update_of_a_read_post_carries_over_to_profiles_and_affinities(
+    feed: FeedService, tag: str
+) -> None:
+    """A read post re-ingested with a new vector and board: the profile and the board affinity follow
+    it, and deleting it afterwards leaves exactly what the remaining events give."""
+    posts, vecs = make_posts(tag, 40, 2, 10, seed=8)
+    feed.ingest_posts(posts)
+    user = _setup_user(feed, tag, posts, [(0, "read"), (2, "like")])
+    new_vec = np.random.default_rng(3).standard_normal(vecs.shape[1]).astype(np.float32)
+    new_vec /= np.linalg.norm(new_vec)
+    moved = posts[2].model_copy(update={"community": f"{tag}-c1", "embedding": new_vec.tolist()})
+    assert (posts[0].community, posts[2].community, moved.community) == (
+        f"{tag}-c0",
+        f"{tag}-c0",
+        f"{tag}-c1",
+    )
+    feed.ingest_posts([moved])
+
+    def profile_and_boards() -> tuple[np.ndarray, dict[str, float]]:
+        with feed.db.connection() as conn:
+            row = conn.execute("SELECT vec_sum FROM user_profiles WHERE user_id = %s", (user,)).fetchone()
+            boards = conn.execute(
+                "SELECT key, weight FROM user_affinity WHERE user_id = %s AND dim = 'community'", (user,)
+            ).fetchall()
+        assert row is not None
+        v = to_np(row[0], np.float64)
+        return v / np.linalg.norm(v), {str(k): float(w) for k, w in boards}
+
+    now_vecs = vecs.copy()
+    now_vecs[2] = new_vec
+    got, boards = profile_and_boards()
+    np.testing.assert_allclose(got, _profile_reference(now_vecs, [(0, "read"), (2, "like")]), atol=1e-5)
+    assert boards == {f"{tag}-c0": pytest.approx(1.0), f"{tag}-c1": pytest.approx(3.0)}  # the like moved
+    feed.delete_post(moved.id)
+    got, boards = profile_and_boards()
+    np.testing.assert_allclose(got, _profile_reference(vecs, [(0, "read")]), atol=1e-5)
+    assert boards == {posts[0].community: pytest.approx(1.0)}
+
+
 def test_reingest_updates_a_post(feed: FeedService, tag: str) -> None:
     posts, _ = make_posts(tag, 50, 2, 10, seed=5)
     feed.ingest_posts(posts)

@@ -78,13 +78,58 @@ def ensure_communities(conn: Conn, names: Sequence[str]) -> None:
 
 
 def upsert_posts(
-    conn: Conn, posts: Sequence[PostIn], vecs: npt.NDArray[np.float32], encoded: int
+    conn: Conn,
+    posts: Sequence[PostIn],
+    vecs: npt.NDArray[np.float32],
+    encoded: int,
+    settings: FeedSettings | None = None,
 ) -> IngestResult:
-    """Insert or update the posts (by id) in the caller's transaction."""
+    """Insert or update the posts (by id) in the caller's transaction. An update that changes a read
+    post's vector, community, author or category carries over to what was built from its events:
+    the readers' profiles are recomputed and their affinities move to the new keys, so both keep
+    equalling what the remaining events give (and a later delete takes out what was put in)."""
     ids = [p.id for p in posts]
-    existing = {r[0] for r in conn.execute("SELECT id FROM posts WHERE id = ANY(%s)", (ids,)).fetchall()}
+    before = {
+        r[0]: (to_np(r[1]), (r[2], r[3], r[4]))
+        for r in conn.execute(
+            "SELECT id, embedding, community, author, category FROM posts WHERE id = ANY(%s) "
+            "ORDER BY id FOR UPDATE",
+            (ids,),
+        ).fetchall()
+    }
+    after = {p.id: (vecs[i], (p.community, p.author, p.category)) for i, p in enumerate(posts)}  # last wins
+    moved = sorted(pid for pid, (_, keys) in before.items() if after[pid][1] != keys)
+    revec = {pid for pid, (vec, _) in before.items() if not np.allclose(vec, after[pid][0], atol=1e-6)}
+    readers: list[tuple[str, str, float]] = []
+    if moved or revec:
+        readers = [
+            (str(r[0]), str(r[1]), float(r[2]))
+            for r in conn.execute(
+                "SELECT user_id, post_id, weight FROM events WHERE post_id = ANY(%s) ORDER BY user_id",
+                (sorted(set(moved) | revec),),
+            ).fetchall()
+        ]
+    from hanseek.feed.events import update_affinity
+
+    moved_set = set(moved)
+    shifted = [(u, pid, w) for u, pid, w in readers if pid in moved_set]
+    update_affinity(conn, [(u, pid, -w) for u, pid, w in shifted])  # under the old keys
     ensure_communities(conn, [p.community for p in posts])
     upsert_rows(conn, "posts", POST_COLUMNS, _rows(posts, vecs), key_columns=("id",))
+    if shifted:
+        update_affinity(conn, shifted)  # under the new ones
+        conn.execute(
+            "DELETE FROM user_affinity WHERE user_id = ANY(%s) AND weight <= 1e-9",
+            (sorted({u for u, _, _ in shifted}),),
+        )
+    users = sorted({u for u, pid, _ in readers if pid in revec})
+    if users:
+        from hanseek.feed.events import recompute_profile
+
+        cfg = settings or FeedSettings()
+        load_profiles_for_update(conn, users)
+        save_profiles(conn, {u: recompute_profile(conn, u, cfg) for u in users}, cfg.decay_half_life_days)
+    existing = set(before)
     distinct = set(ids)
     return IngestResult(inserted=len(distinct - existing), updated=len(distinct & existing), encoded=encoded)
 

@@ -158,7 +158,7 @@ class FeedService:
                 check = self._encoder_is_active
                 if encoder is not None and check is not None and not check(conn, encoder):
                     continue  # the text model was switched meanwhile: encode with the new one
-                result = po.upsert_posts(conn, posts, vecs, encoded)
+                result = po.upsert_posts(conn, posts, vecs, encoded, self.settings)
             self.refresh_index()
             return result
         from hanseek.encoders.base import EncoderError
