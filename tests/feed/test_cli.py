@@ -62,3 +62,44 @@ def test_show_takes_days_all_as_the_api_does(
     assert r.exit_code == 2 and "neither a number of days nor 'all'" in " ".join(r.output.split())
     r = runner.invoke(app, ["feed", "show", f"{tag}-u", "--days", "0"])
     assert r.exit_code == 1 and "or 'all' for no window" in " ".join(r.output.split())
+
+
+def test_files_are_checked_whole_and_a_failed_batch_says_what_was_stored(
+    db: Database, db_settings: Settings, tag: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    monkeypatch.setenv("HANSEEK_DATA_DIR", str(db_settings.data_dir))
+    monkeypatch.delenv("HANSEEK_DATABASE_URL", raising=False)
+    # A NUL in the second row: refused while reading, so the first row is not written either.
+    members = tmp_path / "members.csv"
+    members.write_text(f"user_id,community\n{tag}-ok,{tag}-c0\n{tag}-x\x00y,{tag}-c0\n", encoding="utf-8")
+    r = runner.invoke(app, ["feed", "memberships", str(members)])
+    out = " ".join(r.output.split())
+    assert r.exit_code == 1 and "NUL" in out and "Traceback" not in out, r.output
+    with db.connection() as conn:
+        assert conn.execute("SELECT 1 FROM users WHERE id = %s", (f"{tag}-ok",)).fetchone() is None
+    for command, header in (("memberships", "user_id,community\n"), ("events", ""), ("ingest", "")):
+        empty = tmp_path / f"empty-{command}.{'csv' if header else 'jsonl'}"
+        empty.write_text(header, encoding="utf-8")
+        r = runner.invoke(app, ["feed", command, str(empty)])
+        assert r.exit_code == 1 and "no " in r.output and "in it" in r.output, (command, r.output)
+
+    posts, _ = make_posts(tag, 2, 1, 1, seed=2)
+    svc = FeedService(db, settings=FeedSettings(), load_in_background=False, follow=False)
+    try:
+        svc.ingest_posts(posts)
+    finally:
+        svc.close()
+    events = tmp_path / "events.jsonl"
+    rows = [
+        {"user_id": f"{tag}-reader", "post_id": posts[0].id, "at": "2024-01-02T00:00:00Z"},
+        {"user_id": f"{tag}-reader", "post_id": f"{tag}-no-such-post", "at": "2024-01-02T00:00:00Z"},
+    ]
+    events.write_text("".join(json.dumps(x) + "\n" for x in rows), encoding="utf-8")
+    r = runner.invoke(app, ["feed", "events", str(events), "--batch-size", "1"])
+    out = " ".join(r.output.split())
+    assert r.exit_code == 1 and "none of this batch was recorded" in out and "rows 1-1" in out, r.output
+    with db.connection() as conn:
+        row = conn.execute("SELECT count(*) FROM events WHERE user_id = %s", (f"{tag}-reader",)).fetchone()
+    assert row is not None and row[0] == 1  # what the message says: the first batch was stored

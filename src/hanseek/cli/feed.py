@@ -48,7 +48,8 @@ def ingest(
     batch_size: Annotated[int, typer.Option(min=1, max=10_000, help="Posts per transaction")] = 256,
 ) -> None:
     """Insert or update posts: id, community, title, body, category, created_at, likes, comments,
-    author, optional embedding. Every row is validated before anything is written."""
+    author, optional embedding (JSON Lines only). Every row's fields are validated before anything is
+    written; then each batch is one transaction."""
     from hanseek.feed.errors import FeedError
     from hanseek.feed.files import read_models
     from hanseek.feed.models import PostIn
@@ -57,6 +58,8 @@ def ingest(
         posts = read_models(file, PostIn)
     except FeedError as e:
         _fail(str(e))
+    if not posts:
+        _fail(f"{file}: no posts in it")
     s = settings()
     need_encoder = any(p.embedding is None for p in posts)
     totals = {"inserted": 0, "updated": 0, "encoded": 0}
@@ -69,7 +72,7 @@ def ingest(
                 try:
                     r = svc.ingest_posts(chunk)
                 except FeedError as e:
-                    _fail(f"batch starting at row {start + 1}: {e}")
+                    _fail(f"batch starting at row {start + 1}: {e}{_earlier(start)}")
                 for key in totals:
                     totals[key] += getattr(r, key)
                 bar.update(task, advance=len(chunk), info=f"{totals['encoded']} encoded")
@@ -90,6 +93,8 @@ def events(
         rows = read_models(file, EventIn)
     except FeedError as e:
         _fail(str(e))
+    if not rows:
+        _fail(f"{file}: no events in it")
     totals = {"accepted": 0, "duplicates": 0, "users_created": 0}
     with open_db(settings()) as db:
         svc = _service(db)
@@ -100,7 +105,7 @@ def events(
                 try:
                     r = svc.record_events(chunk)
                 except FeedError as e:
-                    _fail(f"batch starting at row {start + 1}: {e}")
+                    _fail(f"batch starting at row {start + 1}: {e}{_earlier(start)}")
                 for key in totals:
                     totals[key] += getattr(r, key)
                 bar.update(task, advance=len(chunk), info=f"{totals['duplicates']} duplicates")
@@ -120,6 +125,8 @@ def memberships(
         rows = read_models(file, MembershipIn)
     except FeedError as e:
         _fail(str(e))
+    if not rows:
+        _fail(f"{file}: no memberships in it")
     by_user: dict[str, list[str]] = {}
     for r in rows:
         by_user.setdefault(r.user_id, []).append(r.community)
@@ -128,6 +135,14 @@ def memberships(
         for user, comms in by_user.items():
             svc.set_memberships(user, comms, replace=False)
     console.print(f"{len(rows)} memberships for {len(by_user)} users")
+
+
+def _earlier(start: int) -> str:
+    """What a failed batch leaves: the batches before it were committed (sending the file again is
+    safe: posts are upserted by id, events with an `id` or `at` are not counted twice)."""
+    if start == 0:
+        return ""
+    return f" (rows 1-{start}, in earlier batches, were stored; sending the file again is safe)"
 
 
 def _days(value: str) -> int | None:

@@ -56,7 +56,9 @@ def record_events(
     unknown = [p for p in post_ids if p not in known]
     if unknown:
         more = f" and {len(unknown) - 10} more" if len(unknown) > 10 else ""
-        raise InvalidInput(f"unknown post id(s): {', '.join(unknown[:10])}{more}; nothing was recorded")
+        raise InvalidInput(
+            f"unknown post id(s): {', '.join(unknown[:10])}{more}; none of this batch was recorded"
+        )
     created = ensure_users(conn, [e.user_id for e, _ in keyed.values()])
     # Sorted: two batches carrying the same keys in different orders would otherwise lock them in
     # opposite orders and deadlock (every other table here is written in sorted order too).

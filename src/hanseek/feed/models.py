@@ -6,7 +6,7 @@ import math
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 EventKind = Literal["read", "like", "comment"]
 PathName = Literal["auto", "exact", "exact-sql", "approx"]
@@ -15,7 +15,23 @@ MethodName = Literal["ranked", "similar"]
 # API's path parameters take the same bounds (api.routers.feed.PathId).
 IDENT_MAX = 200
 IDENT_PATTERN = r"^\S(.*\S)?$"
-Ident = Annotated[str, Field(min_length=1, max_length=IDENT_MAX, pattern=IDENT_PATTERN)]
+
+
+def storable(v: str) -> str:
+    """PostgreSQL text holds neither NUL nor an unpaired surrogate: refused here, with the field's
+    name, so a file is checked row by row before anything is written (not half-way, by the database)."""
+    if "\x00" in v:
+        raise ValueError("contains a NUL character")
+    try:
+        v.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("contains an unpaired UTF-16 surrogate (\\uD800-\\uDFFF)") from None
+    return v
+
+
+Ident = Annotated[
+    str, Field(min_length=1, max_length=IDENT_MAX, pattern=IDENT_PATTERN), AfterValidator(storable)
+]
 
 
 def as_utc(v: datetime) -> datetime:
@@ -35,10 +51,10 @@ class PostIn(BaseModel):
 
     id: Ident
     community: Ident
-    author: str | None = Field(default=None, max_length=200)
-    title: str = Field(default="", max_length=1_000)
-    body: str = Field(default="", max_length=100_000)
-    category: str | None = Field(default=None, max_length=200)
+    author: Annotated[str, AfterValidator(storable)] | None = Field(default=None, max_length=200)
+    title: Annotated[str, AfterValidator(storable)] = Field(default="", max_length=1_000)
+    body: Annotated[str, AfterValidator(storable)] = Field(default="", max_length=100_000)
+    category: Annotated[str, AfterValidator(storable)] | None = Field(default=None, max_length=200)
     created_at: datetime
     likes: int = Field(default=0, ge=0, le=2_000_000_000)
     comments: int = Field(default=0, ge=0, le=2_000_000_000)
@@ -76,7 +92,7 @@ class EventIn(BaseModel):
     post_id: Ident
     kind: EventKind = "read"
     at: datetime | None = Field(default=None, description="When it happened (default: now)")
-    id: str | None = Field(
+    id: Annotated[str, AfterValidator(storable)] | None = Field(
         default=None,
         max_length=200,
         description="Idempotency key, unique across all users (e.g. a UUID; a per-user counter would "

@@ -22,10 +22,10 @@ class FeedSettings(BaseSettings):
     text_fields: list[str] = Field(default_factory=lambda: ["title", "category", "body"])
     max_body_chars: int = Field(default=1000, ge=0)
 
-    default_k: int = 20
+    # The API's and CLI's defaults (k 20, days 30) are part of their documented signatures; these
+    # are the bounds they enforce.
     max_k: int = Field(default=200, ge=1, le=1000)  # 1000: pgvector's widest HNSW scan (store.vectors)
-    default_days: int | None = 30
-    max_days: int = 3650
+    max_days: int = Field(default=3650, ge=1)
 
     # Planner: above this many estimated candidate rows the SQL exact path costs more than the
     # approximate one (≈3 µs per row in pgvector); the in-process index is exact up to `memory_max_rows`.
