@@ -87,3 +87,17 @@ def test_errors_are_messages_not_tracebacks(cli_env: None, tmp_path: Path) -> No
     (tmp_path / "x.png").write_bytes(b"nope")
     r = runner.invoke(app, ["images", "similar", str(tmp_path / "x.png")])
     assert r.exit_code == 1 and "not an image" in _text(r.output)
+    # Nothing usable added, an unknown id removed, a bad --path or tag, a captions file without the
+    # columns it needs: each says so and exits non-zero.
+    r = runner.invoke(app, ["images", "add", str(tmp_path / "x.png")])
+    assert r.exit_code == 1 and "1 rejected" in _text(r.output)
+    r = runner.invoke(app, ["images", "remove", "999999999"])
+    assert r.exit_code == 1 and "does not exist" in _text(r.output)
+    r = runner.invoke(app, ["images", "search", "고양이", "--path", "foo"])
+    assert r.exit_code == 2 and "auto, exact, hnsw" in _text(r.output)
+    r = runner.invoke(app, ["images", "list", "--tag", "a" * 70])
+    assert r.exit_code == 1 and "64 characters" in _text(r.output) and "Traceback" not in r.output
+    caps = tmp_path / "caps.csv"
+    caps.write_text("filename,text\nx.png,우주비행사\n", encoding="utf-8")
+    r = runner.invoke(app, ["images", "add", str(tmp_path / "x.png"), "--captions", str(caps)])
+    assert r.exit_code == 1 and "needs a 'file' column" in _text(r.output)

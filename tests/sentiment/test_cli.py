@@ -92,3 +92,27 @@ def test_train_refuses_meaningless_sizes_before_training(
     assert not (tmp_path / "models" / "sentiment").exists() or not any(
         (tmp_path / "models" / "sentiment").iterdir()
     )
+
+
+def test_experiment_and_train_refusals_are_one_line(tmp_path: Path) -> None:
+    env = {"HANSEEK_DATA_DIR": str(tmp_path / "d")}
+    bad = tmp_path / "bad.txt"
+    bad.write_text("1\t좋다\n1\t둘\t셋\n", encoding="utf-8")
+    empty = tmp_path / "empty.txt"
+    empty.write_text("", encoding="utf-8")
+    ok = tmp_path / "ok.txt"
+    rows = [f"{i % 2}\t리뷰 {i}번 {'좋다' if i % 2 else '별로'}\n" for i in range(60)]
+    ok.write_text("".join(rows), encoding="utf-8")
+    data = ["--data", str(tmp_path / "none")]
+    cases = [
+        (["experiment", *data, "--file", f"x={bad}"], "expected 2 tab-separated"),
+        (["experiment", *data, "--file", f"x={empty}"], "no labelled reviews"),
+        # Checked before the run: a report name that cannot be written does not cost the experiment.
+        (["experiment", *data, "--file", f"x={ok}", "--stem", "a/b"], "plain file"),
+        (["train", *data, "-d", "x", "--file", f"x={ok}", "--name", "zz\n"], "name"),
+    ]
+    for args, needle in cases:
+        r = CliRunner().invoke(app, ["sentiment", *args], env=env)
+        assert r.exit_code == 1 and needle in flat(r.output), (args, r.output)
+        assert "Traceback" not in r.output
+    assert not (tmp_path / "d" / "models" / "sentiment" / "zz\n").exists()

@@ -93,7 +93,9 @@ def test_shopping_drops_in_by_path(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     ("content", "message"),
     [
         ("1\t좋다\n1\t둘\t셋\n", ":2: expected 2"),
-        ("x1\t좋다\n", "header"),  # a header-looking first line is skipped, so no error...
+        ("x1\t좋다\n", "no labelled reviews"),  # a header-looking first line is skipped: nothing left
+        ("", "no labelled reviews"),
+        ("3\t그저 그렇다\n", "no labelled reviews"),  # neutral rows are skipped
         ("1\t좋다\nabc\t나쁘다\n", "not an integer"),
         ("1\t좋다\n7\t나쁘다\n", "labels must be"),
         ("0\t좋다\n5\t나쁘다\n", "mixes 0"),
@@ -102,9 +104,6 @@ def test_shopping_drops_in_by_path(tmp_path: Path, monkeypatch: pytest.MonkeyPat
 def test_malformed_files(tmp_path: Path, content: str, message: str) -> None:
     f = tmp_path / "bad.txt"
     f.write_text(content, encoding="utf-8")
-    if message == "header":
-        assert read_reviews(f).texts == []
-        return
     with pytest.raises(ValueError, match=message):
         read_reviews(f)
 
@@ -147,3 +146,10 @@ def test_valid_unicode() -> None:
 
     assert valid_unicode("좋아요") == "좋아요"
     assert valid_unicode("\ud800좋아") == "?좋아"
+
+
+def test_a_domain_too_small_for_its_splits_is_refused(tmp_path: Path) -> None:
+    f = tmp_path / "tiny.txt"
+    f.write_text("1\t좋다\n1\t최고\n0\t별로\n0\t나쁘다\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="test split has no review of one label"):
+        load_domain(DomainSource("tiny", f))

@@ -28,7 +28,16 @@ TagOpt = Annotated[
     list[str] | None, typer.Option("--tag", "-t", help="Only images with this tag (repeatable)")
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table")]
-PathOpt = Annotated[str, typer.Option("--path", help="auto | exact | hnsw")]
+PATHS = ("auto", "exact", "hnsw")
+
+
+def _check_path(value: str) -> str:
+    if value not in PATHS:
+        raise typer.BadParameter(f"must be one of {', '.join(PATHS)}")
+    return value
+
+
+PathOpt = Annotated[str, typer.Option("--path", callback=_check_path, help="auto | exact | hnsw")]
 
 
 def _fail(msg: str) -> None:
@@ -67,12 +76,24 @@ def expand_paths(paths: list[Path], recursive: bool = True) -> list[Path]:
     return out
 
 
+class CaptionsError(ValueError):
+    pass
+
+
 def read_captions(path: Path) -> dict[str, tuple[str | None, list[str]]]:
     """A CSV with columns `file` and `caption` (or `caption_ko`/`caption_en`) and optional `tags`
     (`;` or `,` separated); `file` matches a path relative to the CSV's folder or a bare file name."""
     table: dict[str, tuple[str | None, list[str]]] = {}
     with path.open(encoding="utf-8-sig", newline="") as f:
-        for row in csv.DictReader(f):
+        reader = csv.DictReader(f)
+        columns = set(reader.fieldnames or [])
+        wanted = {"caption", "caption_ko", "caption_en", "tags", "category"}
+        if "file" not in columns or not columns & wanted:
+            raise CaptionsError(
+                f"{path}: needs a 'file' column and a 'caption' (or caption_ko / caption_en) or 'tags' "
+                f"column; its header has {', '.join(sorted(columns)) or 'nothing'}"
+            )
+        for row in reader:
             caption = row.get("caption") or row.get("caption_ko") or row.get("caption_en") or None
             raw_tags = row.get("tags") or row.get("category") or ""
             tags = [t.strip() for t in raw_tags.replace(";", ",").split(",") if t.strip()]
@@ -100,7 +121,11 @@ def add(
     files = expand_paths(paths, recursive)
     if not files:
         _fail("no image files found")
-    meta = read_captions(captions) if captions else {}
+    try:
+        meta = read_captions(captions) if captions else {}
+    except (CaptionsError, UnicodeDecodeError) as exc:
+        _fail(str(exc))
+    matched: set[str] = set()
     counts = {"added": 0, "duplicate": 0, "rejected": 0}
     problems: list[tuple[str, str]] = []
     with _service() as svc, progress() as bar:
@@ -109,7 +134,9 @@ def add(
             chunk = files[start : start + batch]
             uploads = []
             for f in chunk:
-                cap, tag_list = meta.get(str(f.resolve()), meta.get(f.name, (None, [])))
+                key = str(f.resolve()) if str(f.resolve()) in meta else f.name
+                matched.add(key)
+                cap, tag_list = meta.get(key, (None, []))
                 uploads.append(Upload(f.read_bytes(), f.name, caption or cap, [*split_tags(tags), *tag_list]))
             for f, res in zip(chunk, svc.add(uploads), strict=True):
                 counts[res.status] += 1
@@ -118,9 +145,16 @@ def add(
             bar.update(task, advance=len(chunk), info=f"{counts['added']} added")
     for name, msg in problems:
         err_console.print(f"[yellow]skipped[/yellow] {name}: {msg}")
+    # Each CSV row is keyed by its path and by its bare file name: a row is unused when neither matched.
+    used_names = {Path(m).name for m in matched}
+    unused = sorted(k for k in meta if not Path(k).is_absolute() and k not in used_names)
+    if unused:
+        err_console.print(f"[yellow]captions without a matching file:[/yellow] {', '.join(unused[:10])}")
     console.print(
         f"{counts['added']} added, {counts['duplicate']} duplicate(s), {counts['rejected']} rejected"
     )
+    if counts["rejected"] and not counts["added"] and not counts["duplicate"]:
+        raise typer.Exit(1)  # nothing usable: as the API's 422
 
 
 def _print(outcome: SearchOutcome, as_json: bool) -> None:
@@ -212,8 +246,13 @@ def list_images(
     tag: TagOpt = None,
 ) -> None:
     """The most recently added images."""
+    from hanseek.images.service import ImageServiceError
+
     with _service() as svc:
-        rows, total = svc.list(limit=limit, tags=tag or [])
+        try:
+            rows, total = svc.list(limit=limit, tags=tag or [])
+        except ImageServiceError as exc:
+            _fail(str(exc))
     table = Table("id", "added", "file", "size", "caption", "tags")
     for r in rows:
         table.add_row(
@@ -233,13 +272,17 @@ def remove(image_ids: Annotated[list[int], typer.Argument(help="Image ids")]) ->
     """Delete images (rows, vectors and files)."""
     from hanseek.images.service import ImageNotFound
 
+    missing = 0
     with _service() as svc:
         for i in image_ids:
             try:
                 svc.delete(i)
                 console.print(f"removed {i}")
             except ImageNotFound as exc:
+                missing += 1
                 err_console.print(f"[yellow]{exc}[/yellow]")
+    if missing:
+        raise typer.Exit(1)
 
 
 @app.command("reindex")

@@ -155,6 +155,7 @@ def train(
     ] = None,
 ) -> None:
     """Train a classifier on a domain's train split and score it on its held-out test split."""
+    from hanseek.encoders.base import EncoderError
     from hanseek.sentiment.service import SentimentService
 
     opts = _options(kind, train_size, dev_size, base_model, freeze_layers, epochs, batch_size, lr, max_length)
@@ -165,7 +166,7 @@ def train(
             card = svc.train_domain(
                 domain, sources, opts, name=name, make_default=make_default, say=say, test_size=test_size
             )
-    except (KeyError, ValueError) as e:
+    except (KeyError, ValueError, EncoderError) as e:
         _fail(str(e).strip("'\""))
     console.print(f"[green]saved[/green] {card.name} ({card.kind}) in {svc.root / card.name}")
     console.print(f"trained on {card.train_size:,} reviews in {card.train_seconds:.1f} s")
@@ -267,6 +268,7 @@ def experiment(
     ] = None,
 ) -> None:
     """Cross-domain accuracy matrix: one model per domain and one on all, tested on every domain."""
+    from hanseek.encoders.base import EncoderError
     from hanseek.sentiment import experiment as exp
     from hanseek.sentiment.datasets import load_domain
     from hanseek.sentiment.service import SentimentService
@@ -274,17 +276,22 @@ def experiment(
     opts = _options(kind, train_size, dev_size, base_model, freeze_layers, epochs, batch_size, lr, max_length)
     sources = _sources(data, files)
     svc = SentimentService(settings())
-    data_sets = [load_domain(s, seed=opts.seed) for s in sources]
-    with _progress_say() as say:
-        res = exp.run(
-            data_sets,
-            opts,
-            analyzer_factory=svc.analyzer,
-            base_model_dir=svc.base_model_dir,
-            test_size=test_size,
-            say=say,
-        )
-    paths = exp.write_report(res, out, stem or f"sentiment-{kind}")
+    name = stem or f"sentiment-{kind}"
+    try:
+        exp.report_paths(out, name)  # before the run: a bad --out or --stem should not cost it
+        data_sets = [load_domain(s, seed=opts.seed) for s in sources]
+        with _progress_say() as say:
+            res = exp.run(
+                data_sets,
+                opts,
+                analyzer_factory=svc.analyzer,
+                base_model_dir=svc.base_model_dir,
+                test_size=test_size,
+                say=say,
+            )
+    except (KeyError, ValueError, EncoderError) as e:
+        _fail(str(e).strip("'\""))
+    paths = exp.write_report(res, out, name)
     console.print(exp.to_markdown(res).split("## Setup")[0])
     for p in paths:
         console.print(f"wrote {p}")

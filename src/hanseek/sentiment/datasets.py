@@ -138,6 +138,8 @@ def read_reviews(path: Path | str, domain: str = "") -> Reviews:
             raw_labels.append(label)
     labels = _labels_from_raw(raw_labels, path)
     keep = [i for i, (t, y) in enumerate(zip(texts, labels, strict=True)) if t and y is not None]
+    if not keep:
+        raise ValueError(f"{path}: no labelled reviews in it")
     return Reviews([texts[i] for i in keep], np.asarray([labels[i] for i in keep], dtype=np.int64), domain)
 
 
@@ -232,6 +234,12 @@ def load_domain(src: DomainSource, dev_fraction: float = 0.1, seed: int = DEFAUL
         notes.append(f"test: stratified {src.test_fraction:.0%} hold-out (seed {seed}), no official split")
     train, dev = split(train, dev_fraction, seed + 1)
     notes.append(f"dev: stratified {dev_fraction:.0%} of train (seed {seed + 1})")
+    for which, part in (("train", train), ("test", test)):
+        if len(part) == 0 or len(np.unique(part.labels)) < 2:
+            raise ValueError(
+                f"{src.name}: its {which} split has no review of one label or none at all "
+                f"({len(train)} train / {len(test)} test reviews): give more reviews of both labels"
+            )
     return DomainData(src.name, train, dev, test, notes)
 
 

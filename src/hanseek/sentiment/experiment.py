@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import platform
 import time
 from collections.abc import Sequence
@@ -20,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from hanseek.files import shared_mode, write_text_atomic
 from hanseek.sentiment.datasets import DomainData, Reviews, concat
 from hanseek.sentiment.training import AnalyzerFactory, Say, TrainOptions, accuracy, evaluate, fit
 
@@ -218,10 +220,30 @@ def heatmap(res: ExperimentResult, path: Path) -> None:
     plt.close(fig)
 
 
-def write_report(res: ExperimentResult, out_dir: Path, stem: str) -> list[Path]:
+def report_paths(out_dir: Path, stem: str) -> tuple[Path, Path, Path]:
+    """The report's .md, .json and .png; checked (and the folder made) before a run, so a bad
+    `--out`/`--stem` does not cost the experiment."""
+    if not stem or "/" in stem or stem in (".", ".."):
+        raise ValueError(f"report name {stem!r} must be a plain file name")
     out_dir.mkdir(parents=True, exist_ok=True)
-    md, js, png = out_dir / f"{stem}.md", out_dir / f"{stem}.json", out_dir / f"{stem}.png"
-    md.write_text(to_markdown(res) + f"\n![heatmap]({png.name})\n", encoding="utf-8")
-    js.write_text(json.dumps(res.to_json(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    heatmap(res, png)
+    paths = out_dir / f"{stem}.md", out_dir / f"{stem}.json", out_dir / f"{stem}.png"
+    for p in paths:
+        if p.is_dir():
+            raise ValueError(f"{p} is a directory")
+    return paths
+
+
+def write_report(res: ExperimentResult, out_dir: Path, stem: str) -> list[Path]:
+    """Write all three files, or none: each goes to a temporary beside it, and they are renamed into
+    place once the heatmap (the step most likely to fail) is drawn."""
+    md, js, png = report_paths(out_dir, stem)
+    tmp_png = png.with_name(f".{png.name}.tmp.png")
+    try:
+        heatmap(res, tmp_png)
+        write_text_atomic(md, to_markdown(res) + f"\n![heatmap]({png.name})\n")
+        write_text_atomic(js, json.dumps(res.to_json(), indent=2, ensure_ascii=False) + "\n")
+        os.chmod(tmp_png, shared_mode())
+        os.replace(tmp_png, png)
+    finally:
+        tmp_png.unlink(missing_ok=True)
     return [md, js, png]

@@ -70,7 +70,7 @@ def models_root(settings: Settings) -> Path:
 
 
 def check_name(name: str) -> str:
-    if not _NAME.match(name):
+    if not _NAME.fullmatch(name):
         raise ValueError(f"invalid model name {name!r}: letters, digits, '.', '_', '-' (max 64)")
     return name
 
@@ -126,7 +126,7 @@ def default_name(root: Path) -> str | None:
         name = (root / _DEFAULT).read_text(encoding="utf-8").strip()
     except OSError:
         return None
-    return name if name and _NAME.match(name) and (root / name / CARD).is_file() else None
+    return name if name and _NAME.fullmatch(name) and (root / name / CARD).is_file() else None
 
 
 def set_default(root: Path, name: str) -> None:
