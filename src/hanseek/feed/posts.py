@@ -92,8 +92,10 @@ def upsert_posts(
     before = {
         r[0]: (to_np(r[1]), (r[2], r[3], r[4]))
         for r in conn.execute(
+            # NO KEY UPDATE, as the upsert's own UPDATE: it does not block the events writer's
+            # foreign-key checks (KEY SHARE), which may hold a profile this update goes on to lock.
             "SELECT id, embedding, community, author, category FROM posts WHERE id = ANY(%s) "
-            "ORDER BY id FOR UPDATE",
+            "ORDER BY id FOR NO KEY UPDATE",
             (ids,),
         ).fetchall()
     }
