@@ -45,6 +45,8 @@ def test_train_predict_models_default_experiment(
     assert r.exit_code == 0, r.output
     out = json.loads(r.output)
     assert out["model"] == "f1" and [x["label"] for x in out["results"]] == ["positive", "negative"]
+    # The same fields as the API's answer (docs/sentiment.md), plus the text.
+    assert set(out["results"][0]) == {"text", "label", "probability", "positive_probability", "model"}
 
     r = runner.invoke(app, ["sentiment", "models"])
     assert r.exit_code == 0 and "f1 (default)" in r.output

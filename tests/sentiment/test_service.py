@@ -37,7 +37,7 @@ def test_train_save_predict_and_default(svc: SentimentService, game: DomainData)
     assert [p.label for p in preds] == ["positive", "negative"]
     for p in preds:
         assert 0.5 <= p.probability <= 1.0
-        assert p.positive == pytest.approx(
+        assert p.positive_probability == pytest.approx(
             p.probability if p.label == "positive" else 1 - p.probability, abs=1e-3
         )
     # A second model does not take over the default unless asked.

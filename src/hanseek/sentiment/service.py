@@ -49,7 +49,7 @@ PREDICT_CHUNK = 512
 class Prediction:
     label: str
     probability: float  # of `label`
-    positive: float  # P(positive)
+    positive_probability: float  # P(positive), named as in the API
 
 
 @dataclass

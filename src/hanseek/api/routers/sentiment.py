@@ -100,7 +100,7 @@ def classify(body: SentimentIn, request: Request) -> SentimentOut:
             SentimentResult(
                 label=p.label,  # type: ignore[arg-type]
                 probability=p.probability,
-                positive_probability=p.positive,
+                positive_probability=p.positive_probability,
                 model=card.name,
             )
             for p in preds
