@@ -528,3 +528,25 @@ def test_a_running_service_follows_a_restore(scratch_settings: Settings, tmp_pat
                 assert sorted(it.id for it in out.items) == sorted([keep.id, old.id]), (path, out.path)
         finally:
             svc.close()
+
+
+def test_memberships_of_many_users_are_stored_whole(
+    feed: FeedService, tag: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hanseek.feed import events as ev
+
+    real = ev.set_memberships
+
+    def failing_second(conn: object, user: str, communities: object, *, replace: bool) -> int:
+        if user.endswith("-b"):
+            raise RuntimeError("the database went away")  # what a real failure mid-file looks like here
+        return real(conn, user, communities, replace=replace)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ev, "set_memberships", failing_second)
+    with pytest.raises(RuntimeError):
+        feed.add_memberships({f"{tag}-a": [f"{tag}-c0"], f"{tag}-b": [f"{tag}-c1"]})
+    with pytest.raises(NotFoundError):
+        feed.get_user(f"{tag}-a")  # the first user was not stored either
+    monkeypatch.setattr(ev, "set_memberships", real)
+    assert feed.add_memberships({f"{tag}-a": [f"{tag}-c0"], f"{tag}-b": [f"{tag}-c1", f"{tag}-c0"]}) == 2
+    assert feed.get_user(f"{tag}-b").communities == sorted([f"{tag}-c0", f"{tag}-c1"])

@@ -131,9 +131,7 @@ def memberships(
     for r in rows:
         by_user.setdefault(r.user_id, []).append(r.community)
     with open_db(settings()) as db:
-        svc = _service(db)
-        for user, comms in by_user.items():
-            svc.set_memberships(user, comms, replace=False)
+        _service(db).add_memberships(by_user)
     console.print(f"{len(rows)} memberships for {len(by_user)} users")
 
 

@@ -10,7 +10,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -198,6 +198,14 @@ class FeedService:
         with self.db.connection() as conn:
             ev.set_memberships(conn, user_id, communities, replace=replace)
         return self.get_user(user_id)
+
+    def add_memberships(self, by_user: Mapping[str, Sequence[str]]) -> int:
+        """Join each user to their communities, all in one transaction (a file of memberships is
+        stored whole or not at all); returns the number of users."""
+        with self.db.connection() as conn:
+            for user in sorted(by_user):  # one lock order for concurrent writers
+                ev.set_memberships(conn, user, by_user[user], replace=False)
+        return len(by_user)
 
     def remove_membership(self, user_id: str, community: str) -> UserOut:
         with self.db.connection() as conn:
