@@ -21,7 +21,7 @@ def encode(
     kind: KindOption = typer.Option(KindOption.passage, "--kind", "-k", help="query or passage (e5 prefix)"),
     model: str | None = typer.Option(None, "--model", "-m", help="Model name, directory or hub id"),
     backend: str | None = typer.Option(None, "--backend", help="torch | onnx | onnx-int8"),
-    dims: int = typer.Option(0, "--dims", help="Also print the first N dimensions of each vector"),
+    dims: int = typer.Option(0, "--dims", min=0, help="Also print the first N dimensions of each vector"),
 ) -> None:
     """Embed sentences and print each vector's norm and the pairwise cosine matrix."""
     from hanseek.encoders.base import EncoderError

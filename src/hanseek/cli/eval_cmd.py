@@ -9,6 +9,7 @@ import typer
 
 from hanseek.cli.common import console, err_console, parse_range, progress, settings
 from hanseek.encoders.base import TextEncoder
+from hanseek.files import write_text_atomic
 
 app = typer.Typer(help="Evaluate models (STS, retrieval).", no_args_is_help=True)
 
@@ -62,6 +63,8 @@ def sts(
         texts_to_encode,
     )
 
+    if skip_korsts and skip_parakqc:
+        raise typer.BadParameter("--skip-korsts and --skip-parakqc together leave nothing to evaluate")
     root = data_root or default_data_root()
     pairs = groups = None
     try:
@@ -73,7 +76,7 @@ def sts(
                 )
         if not skip_parakqc:
             groups = load_parakqc(parakqc or root / "parakqc" / "paraKQC_v1.txt", parse_range(parakqc_sets))
-    except OSError as e:
+    except (OSError, UnicodeDecodeError, ValueError) as e:
         err_console.print(f"[red]error:[/red] cannot read evaluation data: {e}")
         raise typer.Exit(2) from e
 
@@ -94,9 +97,9 @@ def sts(
     if pairs is not None:
         result["korsts"]["file"] = str(korsts or root / "korsts" / "sts-dev.tsv")
     if groups is not None:
-        result["parakqc"]["set_range"] = list(parse_range(parakqc_sets) or (0, len(groups)))
+        start = (parse_range(parakqc_sets) or (0, 0))[0]
+        result["parakqc"]["set_range"] = [start, start + len(groups)]  # the sets there were, not asked
     text = json.dumps(result, ensure_ascii=False, indent=2)
     if out:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(text + "\n", encoding="utf-8")
+        write_text_atomic(out, text + "\n")
     console.print_json(text)

@@ -71,8 +71,6 @@ def simcse(
         val_pk = None
         if eval_parakqc is not None:
             val_pk = load_parakqc(eval_parakqc, parse_range(eval_parakqc_sets))
-            if not val_pk:
-                raise ValueError(f"{eval_parakqc}: no complete paraphrase set in the range given")
     except (OSError, UnicodeDecodeError, ValueError) as e:
         err_console.print(f"[red]error:[/red] {e}")
         raise typer.Exit(2) from e

@@ -72,6 +72,9 @@ def load_parakqc(path: Path, sets: tuple[int, int] | None = None) -> list[list[s
     groups = [g for g in groups if len(g) == PARAKQC_SET_SIZE]
     if sets is not None:
         groups = groups[sets[0] : sets[1]]
+    if not groups:
+        where = f" in sets {sets[0]}:{sets[1]}" if sets is not None else ""
+        raise ValueError(f"{path}: no complete paraphrase set{where} (a set is {PARAKQC_SET_SIZE} lines)")
     return groups
 
 
