@@ -254,7 +254,8 @@ def _count_on_posts(conn: Conn, inserted: list[tuple[Any, ...]]) -> None:
 
 
 def update_affinity(conn: Conn, items: Sequence[tuple[str, str, float]]) -> None:
-    """Add (user, post, weight) to the user's per-community/author/category weight sums."""
+    """Add (user, post, weight) to the user's per-community/author/category weight sums; a negative
+    weight takes an event back out, and a sum it leaves at zero is dropped."""
     if not items:
         return
     rows = conn.execute(
@@ -273,6 +274,8 @@ def update_affinity(conn: Conn, items: Sequence[tuple[str, str, float]]) -> None
         "ON CONFLICT (user_id, dim, key) DO UPDATE SET weight = user_affinity.weight + EXCLUDED.weight",
         [(u, d, k, w) for (u, d, k), w in ordered],
     )
+    if lowered := sorted({u for (u, _, _), w in ordered if w < 0}):
+        conn.execute("DELETE FROM user_affinity WHERE user_id = ANY(%s) AND weight <= 1e-9", (lowered,))
 
 
 def set_memberships(conn: Conn, user: str, communities: Sequence[str], *, replace: bool) -> int:

@@ -118,12 +118,7 @@ def upsert_posts(
     update_affinity(conn, [(u, pid, -w) for u, pid, w in shifted])  # under the old keys
     ensure_communities(conn, [p.community for p in posts])
     upsert_rows(conn, "posts", POST_COLUMNS, _rows(posts, vecs), key_columns=("id",))
-    if shifted:
-        update_affinity(conn, shifted)  # under the new ones
-        conn.execute(
-            "DELETE FROM user_affinity WHERE user_id = ANY(%s) AND weight <= 1e-9",
-            (sorted({u for u, _, _ in shifted}),),
-        )
+    update_affinity(conn, shifted)  # under the new ones
     users = sorted({u for u, pid, _ in readers if pid in revec})
     if users:
         from hanseek.feed.events import recompute_profile
@@ -191,9 +186,6 @@ def delete_posts(conn: Conn, ids: Sequence[str], settings: FeedSettings) -> list
             "SELECT user_id, post_id, weight FROM events WHERE post_id = ANY(%s)", (found,)
         ).fetchall()
         update_affinity(conn, [(u, p, -float(w)) for u, p, w in weights])
-        conn.execute(
-            "DELETE FROM user_affinity WHERE user_id = ANY(%s) AND weight <= 1e-9", (sorted(by_user),)
-        )
     conn.execute("DELETE FROM posts WHERE id = ANY(%s)", (found,))
     if stale:
         from hanseek.feed.events import recompute_profile
