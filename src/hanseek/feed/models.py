@@ -8,6 +8,8 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from hanseek.text.storable import unstorable
+
 EventKind = Literal["read", "like", "comment"]
 PathName = Literal["auto", "exact", "exact-sql", "approx"]
 MethodName = Literal["ranked", "similar"]
@@ -18,14 +20,10 @@ IDENT_PATTERN = r"^\S(.*\S)?$"
 
 
 def storable(v: str) -> str:
-    """PostgreSQL text holds neither NUL nor an unpaired surrogate: refused here, with the field's
-    name, so a file is checked row by row before anything is written (not half-way, by the database)."""
-    if "\x00" in v:
-        raise ValueError("contains a NUL character")
-    try:
-        v.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValueError("contains an unpaired UTF-16 surrogate (\\uD800-\\uDFFF)") from None
+    """Refused while validating, with the field's name, so a file is checked row by row before
+    anything is written."""
+    if problem := unstorable(v):
+        raise ValueError(problem)
     return v
 
 

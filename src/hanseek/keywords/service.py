@@ -23,6 +23,7 @@ from hanseek.keywords.store import (
 from hanseek.keywords.terms import TermExtractor, TermOccurrence
 from hanseek.store.db import Database
 from hanseek.text.analyzer import KoreanAnalyzer, default_analyzer
+from hanseek.text.storable import unstorable
 
 DEFAULT_FLOOR = 0.5
 MAX_SUBJECT_CHARS = 100
@@ -43,13 +44,9 @@ def subject_key(name: str) -> str:
 
 
 def _check_storable(value: str, what: str) -> None:
-    """PostgreSQL text holds neither NUL nor an unpaired surrogate (JSON Lines content may decode to one)."""
-    if "\x00" in value:
-        raise InvalidText(f"{what} contains NUL characters")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise InvalidText(f"{what} contains an unpaired UTF-16 surrogate (\\uD800-\\uDFFF)") from None
+    """JSON Lines content may decode to text PostgreSQL cannot hold."""
+    if problem := unstorable(value):
+        raise InvalidText(f"{what} {problem}")
 
 
 class TextTooLong(InvalidText):
