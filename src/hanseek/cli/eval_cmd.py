@@ -55,7 +55,6 @@ def sts(
     from hanseek.encoders.base import EncoderError
     from hanseek.encoders.registry import load_text_encoder
     from hanseek.train.sts_eval import (
-        StsPairs,
         default_data_root,
         evaluate,
         load_korsts,
@@ -71,9 +70,7 @@ def sts(
         if not skip_korsts:
             pairs = load_korsts(korsts or root / "korsts" / "sts-dev.tsv")
             if limit_pairs:
-                pairs = StsPairs(
-                    pairs.first[:limit_pairs], pairs.second[:limit_pairs], pairs.scores[:limit_pairs]
-                )
+                pairs = pairs.head(limit_pairs)
         if not skip_parakqc:
             groups = load_parakqc(parakqc or root / "parakqc" / "paraKQC_v1.txt", parse_range(parakqc_sets))
     except (OSError, UnicodeDecodeError, ValueError) as e:

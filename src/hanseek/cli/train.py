@@ -55,7 +55,7 @@ def simcse(
     from hanseek.encoders.base import EncoderError
     from hanseek.train.simcse import SimCSEConfig, StepInfo
     from hanseek.train.simcse_job import SimCSEJob, run_simcse
-    from hanseek.train.sts_eval import StsPairs, load_korsts, load_parakqc
+    from hanseek.train.sts_eval import load_korsts, load_parakqc
 
     if select not in ("mean", "korsts", "parakqc"):
         raise typer.BadParameter("select must be mean, korsts or parakqc")
@@ -64,10 +64,7 @@ def simcse(
     val_sts = None
     try:
         if eval_korsts is not None:
-            p = load_korsts(eval_korsts)
-            val_sts = StsPairs(
-                p.first[:eval_korsts_pairs], p.second[:eval_korsts_pairs], p.scores[:eval_korsts_pairs]
-            )
+            val_sts = load_korsts(eval_korsts).head(eval_korsts_pairs)
         val_pk = None
         if eval_parakqc is not None:
             val_pk = load_parakqc(eval_parakqc, parse_range(eval_parakqc_sets))

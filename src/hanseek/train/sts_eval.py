@@ -36,6 +36,10 @@ class StsPairs:
     second: list[str]
     scores: np.ndarray
 
+    def head(self, n: int) -> StsPairs:
+        """The first `n` pairs."""
+        return StsPairs(self.first[:n], self.second[:n], self.scores[:n])
+
 
 def load_korsts(path: Path) -> StsPairs:
     """KorSTS TSV (header; sentence1/sentence2 in columns 6/7; quotes are literal characters)."""
