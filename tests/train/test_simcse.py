@@ -12,6 +12,7 @@ import torch
 
 from hanseek.encoders.base import TextEncoder
 from hanseek.encoders.transformer import load_hf
+from hanseek.train.checkpoint import CheckpointMismatch
 from hanseek.train.simcse import SimCSEConfig, StepInfo, contrastive_loss, train_simcse
 from tests.fixtures.encoders import TINY_TEXTS
 
@@ -94,3 +95,60 @@ def test_rejects_bad_arguments(tiny_bert_dir: Path) -> None:
         train_simcse(net, tok, _cfg(), texts=TEXTS, pairs=[("a", "b")])
     with pytest.raises(ValueError, match="at least two"):
         train_simcse(net, tok, _cfg(), texts=["only one"])
+
+
+def _pair_cosine(enc: TextEncoder) -> tuple[float, dict[str, Any]]:
+    v = enc.encode([TINY_TEXTS[0], TINY_TEXTS[1]])
+    return float(v[0] @ v[1]), {}
+
+
+class _Killed(Exception):
+    pass
+
+
+def test_a_killed_run_resumes_to_the_weights_of_an_uninterrupted_one(
+    tiny_bert_dir: Path, tmp_path: Path
+) -> None:
+    tok, net, _ = load_hf(tiny_bert_dir)
+    whole = train_simcse(
+        net, tok, _cfg(), texts=TEXTS, evaluator=_pair_cosine, checkpoint=tmp_path / "whole.pt"
+    )
+    expected = {k: v.clone() for k, v in net.state_dict().items()}
+
+    def kill_after_step_9(info: StepInfo) -> None:
+        if info.step == 9:
+            raise _Killed
+
+    tok, net, _ = load_hf(tiny_bert_dir)
+    with pytest.raises(_Killed):
+        train_simcse(
+            net, tok, _cfg(), texts=TEXTS, evaluator=_pair_cosine,
+            checkpoint=tmp_path / "run.pt", on_step=kill_after_step_9,
+        )  # fmt: skip
+    assert (tmp_path / "run.pt").is_file()  # written at step 8 (eval_every 4)
+
+    tok, net, _ = load_hf(tiny_bert_dir)  # a new process: the untouched base model again
+    seen: list[int] = []
+    resumed = train_simcse(
+        net, tok, _cfg(), texts=TEXTS, evaluator=_pair_cosine,
+        checkpoint=tmp_path / "run.pt", on_step=lambda i: seen.append(i.step),
+    )  # fmt: skip
+    assert resumed.resumed_from == 8 and seen == [8, 9, 10, 11, 12]
+    assert (resumed.best_step, resumed.best_score) == (whole.best_step, whole.best_score)
+    assert [(h.step, h.score) for h in resumed.history] == [(h.step, h.score) for h in whole.history]
+    for k, v in net.state_dict().items():
+        assert torch.equal(v, expected[k]), k
+
+
+def test_a_checkpoint_of_another_run_is_refused(tiny_bert_dir: Path, tmp_path: Path) -> None:
+    tok, net, _ = load_hf(tiny_bert_dir)
+    train_simcse(net, tok, _cfg(steps=8), texts=TEXTS, checkpoint=tmp_path / "run.pt")
+    for other in ({"cfg": _cfg(steps=8, lr=5e-4)}, {"cfg": _cfg(steps=8), "texts": TEXTS[:-1]}):
+        tok, net, _ = load_hf(tiny_bert_dir)
+        with pytest.raises(CheckpointMismatch, match="--restart"):
+            train_simcse(
+                net, tok, other["cfg"], texts=other.get("texts", TEXTS), checkpoint=tmp_path / "run.pt"
+            )
+    (tmp_path / "broken.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointMismatch, match="cannot be read"):
+        train_simcse(net, tok, _cfg(steps=8), texts=TEXTS, checkpoint=tmp_path / "broken.pt")

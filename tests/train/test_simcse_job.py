@@ -15,7 +15,7 @@ from hanseek.encoders.model_registry import active_pointer, list_registered, set
 from hanseek.encoders.registry import configured_model, load_text_encoder
 from hanseek.encoders.transformer import TransformersTextEncoder
 from hanseek.train.simcse import SimCSEConfig
-from hanseek.train.simcse_job import SimCSEJob, make_evaluator, run_simcse
+from hanseek.train.simcse_job import SimCSEJob, checkpoint_path, make_evaluator, run_simcse
 from hanseek.train.sts_eval import StsPairs
 from tests.fixtures.encoders import TINY_TEXTS
 
@@ -107,3 +107,25 @@ def test_train_cli_with_validation(
         env={"HANSEEK_DATA_DIR": str(tmp_path)},
     )
     assert again.exit_code == 2 and "exists" in again.output
+
+
+def test_train_cli_refuses_a_foreign_checkpoint_until_restart_and_removes_its_own(
+    tmp_path: Path, tiny_bert_dir: Path, corpus: Path
+) -> None:
+    ckpt = checkpoint_path(Settings(data_dir=tmp_path), "cli-resume")
+    ckpt.parent.mkdir(parents=True)
+    ckpt.write_bytes(b"left by something else")
+    args = [
+        "train", "simcse", "--name", "cli-resume", "--texts", str(corpus), "--base", str(tiny_bert_dir),
+        "--steps", "4", "--batch-size", "8", "--max-length", "24", "--eval-every", "2", "--no-register",
+    ]  # fmt: skip
+    env = {"HANSEEK_DATA_DIR": str(tmp_path)}
+    refused = CliRunner().invoke(app, args, env=env)
+    assert refused.exit_code == 2 and "--restart" in refused.output and "Traceback" not in refused.output
+    assert not (tmp_path / "models" / "cli-resume").exists()
+    done = CliRunner().invoke(app, [*args, "--restart"], env=env)
+    assert done.exit_code == 0, done.output
+    assert (tmp_path / "models" / "cli-resume" / "model.safetensors").is_file()
+    assert not ckpt.exists()  # written at step 2, removed once the model was saved
+    marker = json.loads((tmp_path / "models" / "cli-resume" / "hanseek.json").read_text())
+    assert marker["resumed_from_step"] == 0

@@ -49,6 +49,9 @@ def simcse(
     threads: int | None = typer.Option(None, min=1, help="PyTorch CPU threads"),
     note: str = typer.Option("", help="Data description for the model card"),
     overwrite: bool = typer.Option(False, help="Replace an existing model of that name"),
+    restart: bool = typer.Option(
+        False, "--restart", help="Discard the checkpoint a killed run of this name left instead of resuming"
+    ),
     register: bool = typer.Option(True, help="Record the model in the database catalogue"),
 ) -> None:
     """Unsupervised SimCSE (dropout noise, in-batch negatives) or supervised SimCSE from pairs."""
@@ -95,13 +98,18 @@ def simcse(
         select=select,  # type: ignore[arg-type]
         overwrite=overwrite,
         data_note=note,
+        restart=restart,
     )
     s = settings()
     with progress() as bar:
         task = bar.add_task("SimCSE", total=steps, info="")
         last: dict[str, str] = {"score": "-"}
+        first = [True]
 
         def on_step(info: StepInfo) -> None:
+            if first[0] and info.step > 0:
+                bar.console.log(f"resuming from the checkpoint at step {info.step} (--restart discards it)")
+            first[0] = False
             if info.score is not None:
                 last["score"] = f"{info.score:.4f}"
                 # One line per validation, so logs (not only the live bar) show how training went.

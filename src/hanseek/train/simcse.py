@@ -18,6 +18,7 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -63,6 +64,7 @@ class TrainResult:
     seconds: float = 0.0
     examples: int = 0
     trainable_params: int = 0
+    resumed_from: int = 0
 
 
 Evaluator = Callable[[TextEncoder], tuple[float, dict[str, Any]]]
@@ -112,6 +114,31 @@ class _Batches:
         take, self.order = self.order[: self.batch_size], self.order[self.batch_size :]
         return [self.items[i] for i in take]
 
+    def state(self) -> dict[str, Any]:
+        return {"order": list(self.order), "epoch": self.epoch, "rng": self.rng.getstate()}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.order, self.epoch = list(state["order"]), int(state["epoch"])
+        self.rng.setstate(state["rng"])
+
+
+def _rng_states() -> dict[str, Any]:
+    import torch
+
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    # numpy's key array as a list: a checkpoint holds only what torch's weights_only loader accepts
+    numpy_state = (kind, [int(k) for k in keys], pos, has_gauss, gauss)
+    return {"python": random.getstate(), "numpy": numpy_state, "torch": torch.get_rng_state()}
+
+
+def _restore_rngs(state: dict[str, Any]) -> None:
+    import torch
+
+    random.setstate(state["python"])
+    kind, keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((kind, np.array(keys, dtype=np.uint32), pos, has_gauss, gauss))
+    torch.set_rng_state(state["torch"])
+
 
 def train_simcse(
     net: Any,
@@ -124,12 +151,19 @@ def train_simcse(
     evaluator: Evaluator | None = None,
     on_step: Callable[[StepInfo], None] | None = None,
     name: str = "simcse",
+    checkpoint: Path | None = None,
+    run_key: str = "",
 ) -> TrainResult:
     """Fine-tune `net` in place (unsupervised from `texts`, or supervised from `pairs`) and return it
-    with the best evaluated weights restored (step 0 = the untouched model counts as a candidate)."""
+    with the best evaluated weights restored (step 0 = the untouched model counts as a candidate).
+
+    With `checkpoint`, the run's state is written there every `eval_every` steps, and a run started
+    with a checkpoint of the same run (same config, data and `run_key`: the base model and validation
+    data) on disk resumes from it; the caller removes the file once the result is saved."""
     import torch
 
     from hanseek.encoders.transformer import TransformersTextEncoder
+    from hanseek.train import checkpoint as ckpt
 
     if (texts is None) == (pairs is None):
         raise ValueError("give either texts (unsupervised) or pairs (supervised)")
@@ -187,18 +221,57 @@ def train_simcse(
             info.score, info.metrics = evaluator(enc)
         return info
 
-    history: list[StepInfo] = []
+    run_config = {k: v for k, v in config.as_dict().items() if k != "threads"}
+    key = ckpt.fingerprint(
+        {**run_config, "evaluated": evaluator is not None, "prompt": prefix}, run_key, batches.items
+    )
+    saved = ckpt.load(checkpoint, key) if checkpoint is not None else None
     start = time.monotonic()
-    first = evaluate(0, float("nan"))
-    history.append(first)
-    if on_step:
-        on_step(first)
-    best_score, best_step = first.score, 0
-    best_state = {k: v.detach().clone() for k, v in net.state_dict().items() if k in trainable}
+    if saved is None:
+        first = evaluate(0, float("nan"))
+        history = [first]
+        if on_step:
+            on_step(first)
+        best_score, best_step = first.score, 0
+        best_state = {k: v.detach().clone() for k, v in net.state_dict().items() if k in trainable}
+        running: list[float] = []
+        done, earlier_seconds = 0, 0.0
+    else:
+        net.load_state_dict(saved["weights"], strict=False)
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        batches.restore(saved["batches"])
+        _restore_rngs(saved["rngs"])
+        history = [StepInfo(**h) for h in saved["history"]]
+        best_score, best_step, best_state = saved["best_score"], saved["best_step"], saved["best_state"]
+        running = list(saved["running"])
+        done, earlier_seconds = int(saved["step"]), float(saved["seconds"])
+        if on_step:
+            on_step(StepInfo(done, running[-1] if running else float("nan")))
+
+    def save_checkpoint(step: int) -> None:
+        assert checkpoint is not None
+        ckpt.save(
+            checkpoint,
+            {
+                "fingerprint": key,
+                "step": step,
+                "weights": {k: v for k, v in net.state_dict().items() if k in trainable},
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "batches": batches.state(),
+                "rngs": _rng_states(),
+                "history": [asdict(h) for h in history],
+                "best_score": best_score,
+                "best_step": best_step,
+                "best_state": best_state,
+                "running": running,
+                "seconds": earlier_seconds + time.monotonic() - start,
+            },
+        )
 
     net.train()
-    running: list[float] = []
-    for step in range(1, config.steps + 1):
+    for step in range(done + 1, config.steps + 1):
         optimizer.zero_grad(set_to_none=True)
         total = 0.0
         for _ in range(config.grad_accum):
@@ -219,6 +292,8 @@ def train_simcse(
                 best_score, best_step = info.score, step
                 best_state = {k: v.detach().clone() for k, v in net.state_dict().items() if k in trainable}
             history.append(info)
+        if checkpoint is not None and step % config.eval_every == 0 and step < config.steps:
+            save_checkpoint(step)
         if on_step:
             on_step(info)
 
@@ -233,7 +308,8 @@ def train_simcse(
         best_step=best_step,
         best_score=best_score,
         history=history,
-        seconds=round(time.monotonic() - start, 1),
+        seconds=round(earlier_seconds + time.monotonic() - start, 1),
         examples=len(batches.items),
         trainable_params=sum(p.numel() for p in params),
+        resumed_from=done,
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,6 +32,27 @@ class SimCSEJob:
     select: Select = "mean"
     overwrite: bool = False
     data_note: str = ""
+    restart: bool = False
+
+
+def checkpoint_path(settings: Settings, name: str) -> Path:
+    """Where a run of `name` keeps its resumable state until its model is saved."""
+    return settings.data_dir / "train" / "checkpoints" / f"{name}.pt"
+
+
+def _run_key(job: SimCSEJob, base: str) -> str:
+    """What, besides the config and training data, decides a run's result: the base model, the
+    validation data and how a checkpoint is selected."""
+    sts = job.eval_korsts
+    return json.dumps(
+        {
+            "base": base,
+            "select": job.select,
+            "korsts": None if sts is None else [sts.first, sts.second, [float(x) for x in sts.scores]],
+            "parakqc": job.eval_parakqc,
+        },
+        ensure_ascii=False,
+    )
 
 
 def make_evaluator(
@@ -126,6 +148,9 @@ def run_simcse(
         raise EncoderError("not enough training data (need at least two examples)")
 
     kind = "supervised-simcse" if pairs is not None else "simcse"
+    ckpt = checkpoint_path(settings, job.name)
+    if job.restart:
+        ckpt.unlink(missing_ok=True)
     result = train_simcse(
         net,
         tokenizer,
@@ -136,6 +161,8 @@ def run_simcse(
         evaluator=make_evaluator(job.eval_korsts, job.eval_parakqc, job.select),
         on_step=on_step,
         name=job.name,
+        checkpoint=ckpt,
+        run_key=_run_key(job, info.name),
     )
     summary = {
         "kind": kind,
@@ -147,6 +174,7 @@ def run_simcse(
         "best_score": result.best_score,
         "history": [_step_json(h) for h in result.history],
         "train_seconds": result.seconds,
+        "resumed_from_step": result.resumed_from,
         "trainable_params": result.trainable_params,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
@@ -160,6 +188,7 @@ def run_simcse(
         card=_card(job, info.name, result, kind),
         replace=job.overwrite,
     )
+    ckpt.unlink(missing_ok=True)  # the model is saved: nothing left to resume
     if db is not None:
         register(db, job.name, dest, kind=kind, dim=int(net.config.hidden_size), base_model=info.name)
     return dest, summary

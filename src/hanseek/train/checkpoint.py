@@ -1,0 +1,76 @@
+"""On-disk checkpoints of a training run, so a killed run resumes where it stopped.
+
+A checkpoint holds everything the next step depends on: the trainable weights, the optimizer and
+learning-rate schedule, the batch order and every random generator (dropout draws from torch's), the
+losses and validation history, and the best weights so far. A resumed run therefore ends with the
+same weights as one that was never interrupted. The file is written aside and renamed, so a kill
+during the write leaves the previous checkpoint.
+
+A checkpoint is only resumed by the run it belongs to: its fingerprint covers the configuration, the
+base model and the training data. Anything else is refused rather than silently mixed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from hanseek.files import shared_mode
+
+
+class CheckpointMismatch(ValueError):
+    """The checkpoint on disk belongs to another run (other data, settings or base model)."""
+
+
+def fingerprint(config: dict[str, Any], base: str, items: Sequence[Any]) -> str:
+    h = hashlib.sha256()
+    h.update(json.dumps({"config": config, "base": base}, sort_keys=True, default=str).encode())
+    for item in items:
+        h.update(json.dumps(item, ensure_ascii=False).encode())
+        h.update(b"\n")
+    return h.hexdigest()
+
+
+def save(path: Path, state: dict[str, Any]) -> None:
+    import torch
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            torch.save(state, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+            os.fchmod(fh.fileno(), shared_mode())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load(path: Path, expected: str) -> dict[str, Any] | None:
+    """The checkpoint at `path` if there is one; CheckpointMismatch if it is another run's."""
+    import torch
+
+    if not path.exists():
+        return None
+    try:
+        # weights_only: tensors and plain containers only, so a planted file cannot run code.
+        state: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # any unreadable file is reported the same way
+        raise CheckpointMismatch(f"checkpoint {path} cannot be read ({e}); pass --restart") from e
+    if state.get("fingerprint") != expected:
+        raise CheckpointMismatch(
+            f"checkpoint {path} is from a run with other data or settings; "
+            "run it again with the same options to resume it, or pass --restart to discard it"
+        )
+    return state
+
+
+def remove(path: Path) -> None:
+    path.unlink(missing_ok=True)
