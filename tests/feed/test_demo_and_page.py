@@ -170,3 +170,33 @@ def test_a_late_answer_for_an_earlier_pick_never_replaces_the_current_user(
     page.reload()
     page.wait_for_function("document.body.dataset.feedReady === '1'")
     assert page.input_value("#feed-user") == users["b"] and page.input_value("#feed-days") == "all"
+
+
+@pytest.mark.browser
+def test_a_long_title_wraps_and_a_user_without_communities_reads_cleanly(
+    client: TestClient, live_server: str, page: Any, tag: str
+) -> None:
+    url_title = "https://example.com/" + "a" * 200  # one unbroken word, far wider than a phone
+    vec = unit(np.random.default_rng(7), 1)[0].tolist()
+    post = {
+        "id": f"{tag}-long",
+        "community": f"{tag}-wide",
+        "title": url_title,
+        "created_at": "2020-02-01T00:00:00Z",
+        "embedding": vec,
+    }
+    assert client.post("/posts", json={"posts": [post]}).status_code == 200
+    user = f"{tag}-phone"
+    assert client.put(f"/users/{user}/memberships", json={"communities": [f"{tag}-wide"]}).status_code == 200
+    page.set_viewport_size({"width": 375, "height": 800})
+    page.goto(f"{live_server}/feed?user={user}&days=all")
+    page.wait_for_selector(f"#col-latest .feed-item[data-post-id='{tag}-long']")
+    assert page.evaluate("document.documentElement.scrollWidth <= document.documentElement.clientWidth")
+
+    nowhere = f"{tag}-nowhere"
+    assert client.put(f"/users/{nowhere}/memberships", json={"communities": []}).status_code == 200
+    page.goto(f"{live_server}/feed?user={nowhere}")
+    page.wait_for_function("document.body.dataset.feedReady === '1'")
+    status = page.inner_text("#feed-status")
+    assert "communities: none" in status and "?" not in status
+    assert "()" not in page.inner_text("#feed-mode")

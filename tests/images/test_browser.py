@@ -49,12 +49,14 @@ def test_upload_an_example_and_find_similar(
 ) -> None:
     example = tmp_path / "example.jpg"
     example.write_bytes(encode_jpeg(STANDARD["crop_centre_80"](sample_images["flower"]), 75))
-    page.goto(live_server + "/images")
+    page.goto(live_server + "/images?q=%EA%BD%83")  # a text search from a link, then an example
+    page.locator("#status:has-text('result(s)')").wait_for()
     page.fill("#tag-filter", tag)
     page.set_input_files("#example", str(example))
+    page.wait_for_function("document.getElementById('status').textContent.includes('example.jpg')")
     cards = page.locator(".img-card")
-    cards.first.wait_for()
     assert cards.count() == 3
+    assert "q=" not in page.url  # a reload must not bring back the text search that is gone
     assert cards.first.get_attribute("data-image-id") == str(collection["flower"])
     scores = [float(s) for s in page.locator(".img-score").all_inner_texts()]
     assert scores == sorted(scores, reverse=True) and scores[0] > 0.7
@@ -68,6 +70,12 @@ def test_upload_an_example_and_find_similar(
         "id => ![...document.querySelectorAll('.img-card')].some(c => c.dataset.imageId === id)", arg=second
     )
     assert page.locator(".img-card").count() == 2
+    # The URL holds the image asked about: a reload comes back to the same search.
+    assert f"similar={second}" in page.url and f"tag={tag}" in page.url
+    page.reload()
+    page.wait_for_function("document.querySelectorAll('.img-card').length === 2")
+    assert second not in [c.get_attribute("data-image-id") for c in page.locator(".img-card").all()]
+    assert page.input_value("#tag-filter") == tag
 
     # A thumbnail actually loads.
     assert page.locator(".img-card img").first.evaluate("img => img.complete && img.naturalWidth > 0")
@@ -97,6 +105,40 @@ def test_bad_upload_shows_the_problem(
     page.set_input_files("#example", str(bad))
     page.locator("#status.error").wait_for()
     assert "not an image" in page.locator("#status").inner_text()
+
+
+def test_adding_an_image_twice_quickly_uploads_it_once(
+    live_server: str,
+    page: Any,
+    collection: dict[str, int],
+    sample_images: dict[str, Image.Image],
+    tag: str,
+    tmp_path: Path,
+) -> None:
+    new = tmp_path / "new.png"
+    new.write_bytes(unique_png(sample_images["flower"]))
+    uploads: list[Any] = []
+
+    def hold(route: Any) -> None:
+        if route.request.method == "POST":
+            uploads.append(route)
+        else:
+            route.continue_()
+
+    page.route("**/images", hold)
+    page.goto(live_server + "/images")
+    page.click("#add-panel summary")
+    page.set_input_files("#add-files", str(new))
+    page.fill("#add-tags", tag)
+    page.dblclick("#add-form button")
+    page.wait_for_function("document.getElementById('status').textContent === 'Uploading…'")
+    assert len(uploads) == 1 and page.locator("#add-form button").is_disabled()
+    uploads[0].continue_()
+    page.locator("#status:has-text('added')").wait_for()
+    assert page.inner_text("#status") == "1 added, 0 duplicate(s), 0 rejected."
+    listed = page.locator("#add-results li").all_inner_texts()
+    assert len(listed) == 1 and listed[0].startswith("new.png: added (#")
+    assert len(uploads) == 1 and page.locator("#add-form button").is_enabled()
 
 
 @pytest.mark.parametrize("keyed", ["read"], indirect=True)
@@ -190,14 +232,29 @@ def test_browse_all_pages_through_the_collection(
     # The cards are the search's, thumbnails included.
     assert page.locator(".img-card img").first.evaluate("img => img.complete && img.naturalWidth > 0")
 
-    # Browsing lives in the URL: opening it again lists the first page again.
-    assert "browse=1" in page.url and f"tag=%23{tag}" in page.url
+    # Browsing lives in the URL, page size included: opening it again lists the first page again.
+    assert "browse=1" in page.url and f"tag=%23{tag}" in page.url and "k=2" in page.url
     url = page.url
     page.goto("about:blank")
     page.goto(url)
-    page.wait_for_function("document.querySelectorAll('.img-card').length === 3")  # k is back to 12
-    assert page.input_value("#tag-filter") == f"#{tag}"
-    assert [c.get_attribute("data-image-id") for c in page.locator(".img-card").all()] == newest_first
+    page.wait_for_function("document.querySelectorAll('.img-card').length === 2")
+    assert page.input_value("#tag-filter") == f"#{tag}" and page.input_value("#k") == "2"
+    assert [c.get_attribute("data-image-id") for c in page.locator(".img-card").all()] == newest_first[:2]
+
+    # A "More" that fails keeps the page already shown, and can be tried again.
+    page.route(
+        "**/images/list?*offset=2*",
+        lambda route: route.fulfill(
+            status=503, content_type="application/problem+json", body='{"status": 503, "detail": "busy"}'
+        ),
+    )
+    page.click("#more")
+    page.locator("#status.error").wait_for()
+    assert page.locator(".img-card").count() == 2 and page.locator("#more").is_visible()
+    page.unroute("**/images/list?*offset=2*")
+    page.click("#more")
+    page.wait_for_function("document.querySelectorAll('.img-card').length === 3")
+    assert page.inner_text("#status").startswith("3 of 3 image(s)")
     assert page.locator("#more").is_hidden()
 
     # A refused page: the message in red, and no cards from before under it.

@@ -146,6 +146,19 @@ def test_the_settings_and_a_short_text_are_kept_in_the_url(
     assert page.input_value("#cloze-text") == "" and page.input_value("#cloze-subject") == subject
     assert page.locator("#cloze-result").is_hidden() and asked_for == []
 
+    # A short page, then the text cleared: a reload shows the emptied form and asks for nothing.
+    page.fill("#cloze-text", PAGE)
+    with page.expect_response("**/keywords/cloze"):
+        page.click("#cloze-submit")
+    assert "text" in url_state(page.url)
+    page.fill("#cloze-text", "")
+    page.click("#cloze-submit")
+    assert url_state(page.url) == {"subject": subject, "method": "tfidf", "ratio": "0.5", "dup": "1"}
+    asked_for.clear()
+    page.reload()
+    page.wait_for_load_state("networkidle")
+    assert page.input_value("#cloze-text") == "" and asked_for == []
+
 
 def test_a_subject_in_the_url_is_asked_for_even_when_unknown(live_server: str, page: Any) -> None:
     page.goto(live_server + "/cloze?subject=없는과목&text=" + PAGE)

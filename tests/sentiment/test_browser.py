@@ -133,3 +133,15 @@ def test_reviews_and_model_are_kept_in_the_url(live_server: str, page: Any, sent
     page.wait_for_load_state("networkidle")
     assert page.input_value("#sentiment-text") == "" and page.input_value("#sentiment-model") == name
     assert page.locator("#sentiment-result").is_hidden() and asked_for == []
+
+    # Reviews classified, then cleared: a reload shows the emptied form, and classifies nothing.
+    page.fill("#sentiment-text", "재밌다")
+    with page.expect_response(lambda r: is_classify(r.request)):
+        page.click("#sentiment-submit")
+    page.fill("#sentiment-text", "")
+    page.click("#sentiment-submit")
+    assert parse_qs(urlsplit(page.url).query) == {"model": [name]}
+    asked_for.clear()
+    page.reload()
+    page.wait_for_load_state("networkidle")
+    assert page.input_value("#sentiment-text") == "" and asked_for == []

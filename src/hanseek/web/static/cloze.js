@@ -77,6 +77,10 @@
     if (!$("cloze-text").value.trim()) {
       $("cloze-result").hidden = true;
       show("Paste a page, or choose a photo of one.", true);
+      // A reload shows the emptied form, not the worksheet of the text cleared from it.
+      const here = new URLSearchParams(location.search);
+      here.delete("text");
+      history.replaceState(null, "", here.size ? `${location.pathname}?${here}` : location.pathname);
       return;
     }
     const payload = {

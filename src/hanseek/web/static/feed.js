@@ -109,11 +109,14 @@
       render($("col-latest"), latest, false);
       render($("col-popular"), popular, false);
       state.previous = new Set(mine.items.map((it) => it.id));
-      const how = [mine.ranker, mine.path].filter(Boolean).join(" · ");
-      $("feed-mode").textContent = mine.cold_start ? `(cold start: latest + popular · ${how})` : `(${how})`;
+      // A user in no community has no ranker, path or candidates to name: no "()" or "?" for them.
+      const how = [mine.cold_start ? "cold start: latest + popular" : "", mine.ranker, mine.path]
+        .filter(Boolean).join(" · ");
+      $("feed-mode").textContent = how ? `(${how})` : "";
+      const candidates = mine.estimated_candidates == null ? "" : `${mine.estimated_candidates} candidates · `;
       $("feed-status").textContent =
         `${user} · communities: ${mine.communities.join(", ") || "none"} · ` +
-        `${mine.estimated_candidates ?? "?"} candidates · ${mine.took_ms.toFixed(1)} ms`;
+        `${candidates}${mine.took_ms.toFixed(1)} ms`;
       document.body.dataset.feedReady = "1";
       document.body.dataset.feedVersion = String(++state.version);  // lets tests wait for a re-render
     } catch (e) {

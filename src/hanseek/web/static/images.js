@@ -100,27 +100,44 @@
 
   // Sends one request (`request()`: a search, or a page of the collection) and hands its answer to
   // `show` (by default: search results for `what`), unless a newer request was started meanwhile.
-  async function run(request, what, show = (body) => render(body, what), pending = "Searching…") {
-    const again = () => run(request, what, show, pending);
+  // A failed request clears the cards (an earlier search's would pass for this one's), except a
+  // further page of the collection (`nextPage`): the pages shown stay, and "More" can be tried again.
+  async function run(request, what, show = (body) => render(body, what), pending = "Searching…", nextPage = false) {
+    const again = () => run(request, what, show, pending, nextPage);
     const ticket = searches.next();
     more.hidden = true;  // a page of the collection says again whether more remain
     setStatus(pending);
+    const failed = (message) => {
+      if (nextPage) more.hidden = false;
+      else clearResults();
+      setStatus(message, true);
+    };
     try {
       const resp = await request();
       const body = resp.ok ? await resp.json() : await hanseekApi.problem(resp);
       if (!searches.isLatest(ticket)) return;  // a newer search was started meanwhile
       refused = resp.status === 401 ? again : null;
       if (!resp.ok) {
-        clearResults();  // results of an earlier search would pass for this one's
-        setStatus(body, true);
+        failed(body);
         return;
       }
       show(body);
     } catch (err) {
       if (!searches.isLatest(ticket)) return;
-      clearResults();
-      setStatus(hanseekApi.unreachable(err), true);
+      failed(hanseekApi.unreachable(err));
     }
+  }
+
+  // Reload, Back and a shared link come back to what is on screen: the search's parameters, or
+  // none for a search by an example file (which a URL cannot hold).
+  function keepInUrl(params) {
+    const here = new URLSearchParams(params);
+    if (Object.keys(params).length) {
+      if ($("tag-filter").value.trim()) here.set("tag", $("tag-filter").value.trim());
+      if ($("k").value && $("k").value !== $("k").defaultValue) here.set("k", $("k").value);
+    }
+    const query = here.toString();
+    history.replaceState(null, "", query ? `${location.pathname}?${query}` : location.pathname);
   }
 
   // Browsing: the collection newest first, `k` images a page (GET /images/list, limit and offset),
@@ -148,7 +165,7 @@
       if (!body.total) setStatus(`No images${which} in the collection.`);
       else setStatus(`${state.shown.size} of ${body.total} image(s)${which}, newest first.`);
       more.hidden = !(body.results.length && state.offset < body.total);
-    }, "Loading…");
+    }, "Loading…", offset > 0);
   }
 
   function browse() {
@@ -158,9 +175,7 @@
     }
     const limit = Math.min(Math.max(parseInt($("k").value, 10) || 12, 1), 200);
     browsing = { tags: tagList(), limit, offset: 0, shown: new Set() };
-    const here = new URLSearchParams({ browse: "1" });
-    if ($("tag-filter").value.trim()) here.set("tag", $("tag-filter").value.trim());
-    history.replaceState(null, "", `${location.pathname}?${here}`);
+    keepInUrl({ browse: "1" });
     browsePage(0);
   }
 
@@ -202,28 +217,29 @@
     }
     const p = commonParams();
     p.set("q", q);
-    // Reload, Back and a shared link come back to this search.
-    const here = new URLSearchParams({ q });
-    if ($("tag-filter").value.trim()) here.set("tag", $("tag-filter").value.trim());
-    history.replaceState(null, "", `${location.pathname}?${here}`);
+    keepInUrl({ q });
     run(() => fetch(`/images/search?${p}`, { headers: headers() }), `“${q}”`);
   });
-  {
-    const given = new URLSearchParams(location.search);
-    if (given.get("q")) {
-      $("q").value = given.get("q");
-      $("tag-filter").value = given.get("tag") || "";
-      $("text-search").requestSubmit();
-    } else if (given.get("browse") === "1") {
-      $("tag-filter").value = given.get("tag") || "";
-      browse();
-    }
-  }
-
   function findSimilar(id, name) {
     const p = commonParams();
+    keepInUrl({ similar: String(id) });
     run(() => fetch(`/images/${id}/similar?${p}`, { headers: headers() }), `“${name}”`);
     window.scrollTo({ top: 0, behavior: "smooth" });
+  }
+
+  {
+    const given = new URLSearchParams(location.search);
+    $("tag-filter").value = given.get("tag") || "";
+    if (/^[0-9]+$/.test(given.get("k") || "")) $("k").value = given.get("k");
+    const similar = given.get("similar") || "";
+    if (given.get("q")) {
+      $("q").value = given.get("q");
+      $("text-search").requestSubmit();
+    } else if (given.get("browse") === "1") {
+      browse();
+    } else if (/^[0-9]+$/.test(similar)) {
+      findSimilar(Number(similar), `image #${similar}`);
+    }
   }
 
   function searchByExample(file) {
@@ -234,6 +250,7 @@
     const form = new FormData();
     form.append("file", file, file.name || "pasted-image");
     const p = commonParams();
+    keepInUrl({});
     run(() => fetch(`/images/search?${p}`, { method: "POST", body: form, headers: headers() }),
         file.name ? `“${file.name}”` : "the pasted image");
   }
@@ -269,8 +286,11 @@
     if (item) searchByExample(item.getAsFile());
   });
 
+  const addButton = $("add-form").querySelector("button[type=submit], button:not([type])");
   $("add-form").addEventListener("submit", async (ev) => {
     ev.preventDefault();
+    // A second click while the files upload would send them again (the second copy: "duplicate").
+    if (addButton.disabled) return;
     const files = $("add-files").files;
     const list = $("add-results");
     list.replaceChildren();
@@ -283,6 +303,7 @@
     if ($("add-caption").value.trim()) form.append("caption", $("add-caption").value.trim());
     if ($("add-tags").value.trim()) form.append("tags", $("add-tags").value.trim());
     setStatus("Uploading…");
+    addButton.disabled = true;
     try {
       const resp = await fetch("/images", { method: "POST", body: form, headers: headers() });
       const body = await resp.json();
@@ -297,6 +318,8 @@
       else setStatus(`${body.added} added, ${body.duplicates} duplicate(s), ${body.rejected} rejected.`);
     } catch (err) {
       setStatus(hanseekApi.unreachable(err), true);
+    } finally {
+      addButton.disabled = false;
     }
   });
 })();

@@ -19,7 +19,8 @@
   // Reload, Back and a shared link come back to these reviews (when short) and this model.
   function keepInUrl() {
     const here = new URLSearchParams();
-    if (new URLSearchParams({ text: text.value }).toString().length <= MAX_URL_TEXT) here.set("text", text.value);
+    const short = new URLSearchParams({ text: text.value }).toString().length <= MAX_URL_TEXT;
+    if (text.value.trim() && short) here.set("text", text.value);
     if (model.value) here.set("model", model.value);
     history.replaceState(null, "", `${location.pathname}?${here}`);
   }
@@ -39,6 +40,7 @@
       result.hidden = true;
       status.textContent = "";
       error.textContent = "Type a review first.";
+      keepInUrl();  // a reload shows the emptied form, not the reviews cleared from it
       return;
     }
     const body = { texts };
