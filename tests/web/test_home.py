@@ -9,6 +9,17 @@ def test_home_page_lists_features(client):
         assert f'href="{path}"' in r.text
 
 
+def test_a_mistyped_page_address_is_a_page_and_api_clients_still_get_problems(client):
+    page = client.get("/Feed", headers={"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"})
+    assert page.status_code == 404 and "text/html" in page.headers["content-type"]
+    assert "Page not found" in page.text and 'href="/"' in page.text and "/Feed" in page.text
+    # An API client (no HTML in Accept), and a 404 that a route itself raised, stay problem+json.
+    api = client.get("/Feed")
+    assert api.status_code == 404 and api.headers["content-type"] == "application/problem+json"
+    raised = client.get("/users/no-such-user-404", headers={"Accept": "text/html"})
+    assert raised.status_code == 404 and raised.headers["content-type"] == "application/problem+json"
+
+
 @pytest.mark.browser
 def test_home_page_in_chromium(live_server, page):
     page.goto(live_server + "/")

@@ -9,7 +9,7 @@ from typing import Any
 import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from hanseek.store.db import ROLLED_BACK
@@ -90,6 +90,16 @@ def _reason(exc: Exception, fallback: str) -> str:
     return (str(exc).strip().splitlines() or [fallback])[0][:300]
 
 
+def _is_page_visit(request: Request) -> bool:
+    """A person's browser asking for a page that does not exist (a mistyped address): no route
+    matched, and the request asks for HTML. API clients, and 404s a route raises, stay problem+json."""
+    return (
+        request.method == "GET"
+        and "route" not in request.scope
+        and "text/html" in request.headers.get("accept", "")
+    )
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ProblemError)
     async def _problem(_: Request, exc: ProblemError) -> JSONResponse:
@@ -104,7 +114,13 @@ def install_error_handlers(app: FastAPI) -> None:
         return problem(422, "Invalid input", detail, errors=errors)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == 404 and _is_page_visit(request):
+            from hanseek.web.pages import render
+
+            page = render(request, "not_found.html", path=request.url.path)
+            page.status_code = 404
+            return page
         if exc.status_code == 400:
             # Only the framework raises 400: Starlette for a multipart body it cannot parse ("Missing
             # boundary", "Invalid multipart data."), FastAPI for any other body it fails to read. A
