@@ -151,7 +151,7 @@ def test_similar_and_threshold(api: TestClient, uploaded: dict[str, Any]) -> Non
         ("get", "/images/search", {"params": {"q": "cat", "path": "magic"}}, 422),
         ("get", "/images/search", {"params": {"q": "cat", "from": "yesterday"}}, 422),
         ("get", "/images/search", {"params": {"q": "cat", "tag": "x" * 100}}, 422),
-        ("get", "/images/search", {"params": {"q": "x" * 2000}}, 422),
+        ("get", "/images/search", {"params": {"q": "x" * 2000}}, 422),  # the search's own 1,000 cap
         ("post", "/images/search", {}, 422),
         ("post", "/images/search", {"files": {"file": ("a.txt", b"hello", "text/plain")}}, 422),
         ("post", "/images", {}, 422),
@@ -188,6 +188,25 @@ def test_writes_need_the_api_key(keyed: TestClient, sample_images: dict[str, Ima
     assert keyed.delete(f"/images/{image_id}").status_code == 401
     assert keyed.delete(f"/images/{image_id}", headers={"Authorization": "Bearer s3cret"}).status_code == 204
     assert keyed.get(f"/images/{image_id}").status_code == 404
+
+
+@pytest.fixture()
+def small_limits(app_state: AppState, image_service: ImageService, text_encoder: Any) -> Iterator[TestClient]:
+    settings = app_state.settings.model_copy(update={"max_text_chars": 50})
+    state = AppState(settings, app_state.db)
+    state.ready = True
+    state.service("text_encoder", lambda st: text_encoder)
+    state.service("images", lambda st: image_service)
+    with contract_client(create_app(settings, state=state), settings) as c:
+        yield c
+
+
+def test_search_query_length_is_the_text_limit(small_limits: TestClient) -> None:
+    """`q` was capped by a fixed 1,000 characters (a 422) that HANSEEK_MAX_TEXT_CHARS did not move."""
+    assert small_limits.get("/images/search", params={"q": "기와 지붕" * 10}).status_code == 200
+    r = small_limits.get("/images/search", params={"q": "기와 지붕" * 10 + "!"})
+    assert r.status_code == 413 and r.headers["content-type"].startswith("application/problem+json")
+    assert r.json()["detail"] == "q has 51 characters; the limit is 50"
 
 
 def test_page_renders(api: TestClient) -> None:

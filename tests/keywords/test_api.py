@@ -281,3 +281,69 @@ def test_a_subject_deleted_during_a_write_is_a_409(
     monkeypatch.setattr(KeywordService, "add_documents", then_deleted)
     r = client.post(f"/keywords/subjects/{name}/documents", json={"documents": [{"text": PAGE}]})
     assert is_problem(r, 409) and "deleted by another request" in r.json()["detail"]
+
+
+def test_a_bad_first_dictionary_row_is_a_422_and_keeps_the_dictionary(client: TestClient) -> None:
+    """A first row with a mistyped weight was taken for a header: the row was lost, or the PUT
+    answered 200 with no words and emptied the dictionary."""
+    name = subject_name()
+    r = client.put(f"/keywords/subjects/{name}/dictionary", json={"csv": "단어,가중치\n움집,5\n목축,2\n"})
+    assert r.status_code == 200 and r.json()["dictionary_words"] == 2, r.text
+    for csv_text, said in (
+        ("뗀석기,0.9x\n고인돌,0.5\n", "line 1: weight '0.9x' is not a number"),
+        ("뗀석기,O.9\n", "line 1: weight 'O.9' is not a number"),
+        ("word,weight\n", "no words"),
+        ("", "no words"),
+    ):
+        r = client.put(f"/keywords/subjects/{name}/dictionary", json={"csv": csv_text})
+        assert is_problem(r, 422) and said in r.json()["detail"], (csv_text, r.text)
+    assert client.get(f"/keywords/subjects/{name}").json()["dictionary_words"] == 2  # untouched
+    r = client.put(f"/keywords/subjects/{name}/dictionary", json={"weights": {}})
+    assert r.status_code == 200 and r.json()["dictionary_words"] == 0  # the explicit way to empty it
+
+
+@pytest.fixture()
+def small_limits(db_settings: Settings, db: Any) -> Iterator[TestClient]:
+    settings = db_settings.model_copy(update={"max_batch_items": 3, "max_text_chars": 50})
+    state = AppState(settings, db)
+    state.ready = True
+    with contract_client(create_app(settings, state=state), settings) as c:
+        yield c
+
+
+def test_documents_per_request_follow_max_batch_items(small_limits: TestClient) -> None:
+    """The documents of one request were capped by a fixed 1,000, whatever the setting said."""
+    name = subject_name()
+    url = f"/keywords/subjects/{name}/documents"
+    r = small_limits.post(url, json={"documents": [{"text": f"토기 {i}"} for i in range(4)]})
+    assert is_problem(r, 413) and "4 documents in one request; the limit is 3" in r.json()["detail"]
+    r = small_limits.post(url, json={"content": "가\n\n나\n\n다\n\n라\n", "split": "paragraph"})
+    assert is_problem(r, 413) and "the limit is 3" in r.json()["detail"]  # split ones count too
+    assert small_limits.get(f"/keywords/subjects/{name}").status_code == 404  # nothing was written
+    r = small_limits.post(url, json={"documents": [{"text": "가" * 51}]})
+    assert is_problem(r, 413) and "51 characters; the limit is 50" in r.json()["detail"]
+    r = small_limits.post(url, json={"documents": [{"text": f"토기 {i}"} for i in range(3)]})
+    assert r.status_code == 201 and r.json()["subject"]["documents"] == 3, r.text
+    assert small_limits.delete(f"/keywords/subjects/{name}").status_code == 204
+
+
+def test_subject_name_length_is_counted_in_nfc_by_every_endpoint(client: TestClient) -> None:
+    """`POST /keywords/subjects` counted the raw input (NFD: two code points a syllable) while the
+    path endpoints count the NFC name: the same name was refused by one and created by the other."""
+    import unicodedata
+
+    tag = uuid.uuid4().hex[:4]
+    nfc = "한" * (60 - len(tag)) + tag
+    nfd = unicodedata.normalize("NFD", nfc)
+    assert len(nfd) > 100
+    r = client.post("/keywords/subjects", json={"name": nfd})
+    assert r.status_code == 201 and r.json()["name"] == nfc, r.text
+    r = client.post(f"/keywords/subjects/{nfd}/documents", json={"documents": [{"text": PAGE}]})
+    assert r.status_code == 201 and r.json()["subject"]["name"] == nfc, r.text
+    too_long = "한" * 101
+    for r in (
+        client.post("/keywords/subjects", json={"name": too_long}),
+        client.post(f"/keywords/subjects/{too_long}/documents", json={"documents": [{"text": PAGE}]}),
+    ):
+        assert is_problem(r, 422) and "longer than 100 characters" in r.json()["detail"], r.text
+    assert client.delete(f"/keywords/subjects/{nfc}").status_code == 204

@@ -97,12 +97,16 @@ def test_refused_input_is_one_error_line_not_a_traceback(cli_env: None, tmp_path
         out = " ".join(r.output.split())
         assert r.exit_code == 1 and "error:" in out and said in out, (args, r.output)
         assert r.exception is None or isinstance(r.exception, SystemExit), args
-    # Out-of-range options are usage errors (exit 2) before anything runs.
+    # Out-of-range options are usage errors (exit 2) before anything runs, as docs/keywords.md says.
     for args in (
         ["weights", "--k1", "-1", "--no-length-norm", "구석기 시대 토기"],
+        ["weights", "--k1", "11", "구석기 시대 토기"],
         ["weights", "--b", "5", "구석기 시대 토기"],
         ["weights", "--top", "0", "구석기 시대 토기"],
         ["cloze", "--ratio", "0", "구석기 시대 토기"],
+        ["cloze", "--ratio", "1.5", "구석기 시대 토기"],
+        ["cloze", "--count", "2", "--ratio", "0.2", "구석기 시대 토기"],
+        ["corpus", "docs", "-s", subject, "--limit", "0"],
         ["corpus", "docs", "-s", subject, "--limit", "-1"],
         ["corpus", "docs", "-s", subject, "--offset", "-1"],
     ):
@@ -126,3 +130,38 @@ def test_eval_on_study_notes(shared_data: Path, tmp_path: Path) -> None:
     # Weighting must beat blanking at random (the share of bold candidates).
     assert methods["bm25"]["occurrences"]["precision"] > chance + 0.05
     assert "| bm25 |" in out.with_suffix(".md").read_text(encoding="utf-8")
+
+
+def test_a_bad_first_dictionary_row_fails_and_keeps_the_dictionary(cli_env: None, tmp_path: Path) -> None:
+    """`x,abc` on line 1 was dropped as a header: "dictionary set (0 words)", exit 0, dictionary gone."""
+    subject = f"역사-{uuid.uuid4().hex[:6]}"
+    good = tmp_path / "good.csv"
+    good.write_text("단어,가중치\n움집,5\n", encoding="utf-8")
+    r = runner.invoke(app, ["keywords", "corpus", "dictionary", "-s", subject, str(good)])
+    assert r.exit_code == 0 and "(1 words)" in r.output, r.output
+    for text, said in (("x,abc\n", "line 1: weight 'abc' is not a number"), ("word,weight\n", "no words")):
+        bad = tmp_path / "bad.csv"
+        bad.write_text(text, encoding="utf-8")
+        r = runner.invoke(app, ["keywords", "corpus", "dictionary", "-s", subject, str(bad)])
+        out = " ".join(r.output.split())
+        assert r.exit_code == 1 and out.startswith("error:") and said in out, r.output
+    r = runner.invoke(app, ["keywords", "corpus", "list"])
+    row = next(line for line in r.output.splitlines() if subject in line)
+    assert row.split("│")[4].strip() == "1"  # the dictionary column: still the good file's word
+
+
+def test_corpus_remove_of_a_missing_id_exits_1(cli_env: None, tmp_path: Path) -> None:
+    """The API answers 404 and `images remove` exits 1; `corpus remove` printed a line and exited 0."""
+    subject = f"역사-{uuid.uuid4().hex[:6]}"
+    (tmp_path / "a.txt").write_text("구석기 시대에는 뗀석기를 썼다.", encoding="utf-8")
+    r = runner.invoke(app, ["keywords", "corpus", "add", "-s", subject, str(tmp_path / "a.txt")])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["keywords", "corpus", "docs", "-s", subject])
+    doc_id = next(line.split("│")[1].strip() for line in r.output.splitlines() if "a.txt" in line)
+    r = runner.invoke(app, ["keywords", "corpus", "remove", "-s", subject, "999999999", doc_id])
+    assert r.exit_code == 1 and f"error: document 999999999 is not in {subject}" in r.output, r.output
+    assert f"removed {doc_id}" in r.output  # the ids that were there are removed all the same
+    r = runner.invoke(app, ["keywords", "corpus", "remove", "-s", subject, doc_id])
+    assert r.exit_code == 1, r.output
+    r = runner.invoke(app, ["keywords", "corpus", "remove", "-s", "없는-" + subject, "1"])
+    assert r.exit_code == 1 and "unknown subject" in r.output

@@ -1,4 +1,5 @@
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -84,6 +85,31 @@ def test_dictionary_csv_and_word_list() -> None:
         parse_dictionary_csv("a,-1\n")
     with pytest.raises(IngestError, match="word,weight"):
         parse_dictionary_csv("a\n")
+    assert parse_dictionary_csv("\ufeff# 한국사\n단어,가중치\n토기,2\n") == {"토기": 2.0}
+    assert parse_dictionary_csv("Term,Score\n토기,2\n") == {"토기": 2.0}
+
+
+@pytest.mark.parametrize(
+    ("csv_text", "said"),
+    [
+        ("뗀석기,0.9x\n고인돌,0.5\n", "line 1: weight '0.9x' is not a number"),
+        ("뗀석기,O.9\n", "line 1: weight 'O.9' is not a number"),
+        ("x,abc\n", "line 1: weight 'abc' is not a number"),
+        ("word,0.9x\n", "line 1: weight '0.9x' is not a number"),  # a word column beside a typo
+        ("word,weight\n고인돌,0.5\n토기,x\n", "line 3"),
+    ],
+)
+def test_a_bad_weight_on_the_first_row_is_an_error_not_a_header(csv_text: str, said: str) -> None:
+    """Any first row whose weight failed to parse used to be dropped as a header, so a typo lost
+    the row, or left no words at all and emptied the dictionary it replaced."""
+    with pytest.raises(IngestError, match=re.escape(said)):
+        parse_dictionary_csv(csv_text)
+
+
+@pytest.mark.parametrize("csv_text", ["", "\n\n", "word,weight\n", "# 주석만\n\n단어,가중치\n"])
+def test_a_dictionary_csv_without_words_is_refused(csv_text: str) -> None:
+    with pytest.raises(IngestError, match="no words"):
+        parse_dictionary_csv(csv_text)
     assert parse_word_list("뗀석기\n# x\n빗살무늬토기, 5\n\n") == ["뗀석기", "빗살무늬토기"]
 
 

@@ -136,18 +136,25 @@ def corpus_remove(
     subject: Annotated[str, typer.Option("--subject", "-s")],
     doc_ids: Annotated[list[int], typer.Argument(help="Document ids (see `corpus docs`)")],
 ) -> None:
-    """Remove documents (their counts are subtracted from the statistics)."""
+    """Remove documents (their counts are subtracted from the statistics). Exits 1 when an id was
+    not in the subject (the API's 404), after removing the others."""
     from hanseek.keywords.service import KeywordService
     from hanseek.keywords.store import UnknownSubject
 
+    missing = 0
     with open_db(settings()) as db:
         svc = KeywordService(db)
         try:
             for i in doc_ids:
-                if not svc.remove_document(subject, i):
-                    err_console.print(f"document {i} is not in {subject}")
+                if svc.remove_document(subject, i):
+                    console.print(f"removed {i}")
+                else:
+                    missing += 1
+                    err_console.print(f"[red]error:[/red] document {i} is not in {subject}")
         except UnknownSubject:
             _fail(f"unknown subject {subject!r}")
+    if missing:
+        raise typer.Exit(1)
 
 
 @corpus_app.command("docs")

@@ -114,25 +114,45 @@ def read_documents(path: Path, *, split: Split = Split.AUTO) -> list[DocInput]:
     return documents_from_text(text, kind=kind, source=path.name, split=split)
 
 
+# Column names a dictionary header may use (compared case-insensitively). Only a row that names its
+# columns is a header: a first row with a mistyped weight ("0.9x", "O.9") must be an error, not be
+# dropped as if it were a header.
+_WORD_COLUMNS = frozenset({"word", "term", "keyword", "단어", "용어", "키워드"})
+_WEIGHT_COLUMNS = frozenset({"weight", "score", "가중치", "점수"})
+
+
+def _is_header(row: list[str]) -> bool:
+    word, weight = row[0].strip().casefold(), row[1].strip().casefold()
+    # A word column name beside a cell with a digit in it is a data row with a bad weight.
+    return weight in _WEIGHT_COLUMNS or (word in _WORD_COLUMNS and not any(c.isdigit() for c in weight))
+
+
 def parse_dictionary_csv(text: str) -> dict[str, float]:
-    """`word,weight` rows (an optional header, # comments and blank lines are skipped)."""
+    """`word,weight` rows. The first row may be a header naming the columns (`word,weight`,
+    `단어,가중치`, ...); # comments and blank lines are skipped. A CSV without a single word is an
+    error: setting it would silently replace the dictionary by an empty one."""
     out: dict[str, float] = {}
+    first = True
     for n, row in enumerate(csv.reader(io.StringIO(text.lstrip("\ufeff"))), start=1):
         if not row or not row[0].strip() or row[0].lstrip().startswith("#"):
             continue
         if len(row) < 2:
             raise IngestError(f"line {n}: expected word,weight")
+        if first and _is_header(row):
+            first = False
+            continue
+        first = False
         try:
             weight = float(row[1])
         except ValueError:
-            if not out and n == 1:
-                continue  # header
             raise IngestError(f"line {n}: weight {row[1]!r} is not a number") from None
         if not weight >= 0 or weight == float("inf"):
             raise IngestError(f"line {n}: weight must be a finite number >= 0")
         term = normalize_term(row[0])
         if term:
             out[term] = weight
+    if not out:
+        raise IngestError("no words: the CSV needs at least one word,weight row")
     return out
 
 

@@ -17,6 +17,7 @@ from hanseek.images.decode import ImageRejected
 from hanseek.images.repo import ImageFilters
 from hanseek.images.service import (
     MAX_K,
+    MAX_QUERY_CHARS,
     AddResult,
     ImageNotFound,
     ImageService,
@@ -266,16 +267,31 @@ def _add_out(results: list[AddResult]) -> AddOut:
 
 
 # -- search ------------------------------------------------------------------------------------
+def _check_query_length(q: str, limit: int) -> None:
+    """`q` against `HANSEEK_MAX_TEXT_CHARS`, the limit (and 413) of every other text, rather than a
+    number of the route's own that the setting did not move. The service still caps what a query
+    may mean (MAX_QUERY_CHARS once trimmed and in NFC, a 422)."""
+    if len(q) > limit:
+        raise TooLarge(f"q has {len(q):,} characters; the limit is {limit:,}")
+
+
 @router.get(
     "/images/search",
     response_model=SearchOut,
     dependencies=[Depends(require_read_key)],
     summary="Text → images (Korean or English)",
-    responses=problems(503),
+    responses={**problems(503), 413: problem_response(413, "`q` is longer than `HANSEEK_MAX_TEXT_CHARS`.")},
 )
 def search_text(
     request: Request,
-    q: Annotated[str, Query(min_length=1, max_length=1000, description="What the images show")],
+    q: Annotated[
+        str,
+        Query(
+            min_length=1,
+            description=f"What the images show: at most `HANSEEK_MAX_TEXT_CHARS` characters (413) "
+            f"and {MAX_QUERY_CHARS:,} once trimmed and in NFC (422)",
+        ),
+    ],
     params: Annotated[SearchParams, Depends()],
     source: Annotated[
         list[Literal["caption", "labels", "clip"]] | None,
@@ -284,6 +300,7 @@ def search_text(
 ) -> SearchOut:
     """Images for a Korean or English description, from the caption, label and (when a CLIP model is
     installed) image-text spaces."""
+    _check_query_length(q, get_state(request).settings.max_text_chars)
     svc = _service(request)
     outcome = _service_call(
         svc.search_text,

@@ -26,7 +26,6 @@ from hanseek.web.pages import reads_need_key, render
 # No prefix: the same router serves the /cloze page (the app includes one `router` per feature).
 router = APIRouter(tags=["keywords"])
 
-MAX_DOCS_PER_REQUEST = 1000
 MAX_DICTIONARY_WORDS = 100_000
 
 
@@ -247,7 +246,10 @@ def _subject(s: Subject) -> SubjectOut:
 
 
 class SubjectIn(BaseModel):
-    name: str = Field(..., min_length=1, max_length=100)
+    # No max_length here: pydantic would count the raw input, so the NFD form of a name (two or three
+    # code points a syllable) could be refused while the same name in a path is accepted. The
+    # service checks the length once, after NFC, for every endpoint that names a subject.
+    name: str = Field(..., min_length=1, description="At most 100 characters in NFC")
 
 
 class DocumentIn(BaseModel):
@@ -430,20 +432,19 @@ def list_documents(
 )
 def add_documents(name: str, body: DocumentsIn, request: Request) -> DocumentsOut:
     """Add documents to a subject's corpus (created if new); statistics update in the same transaction."""
-    svc = _svc(request)
-    limit = get_state(request).settings.max_text_chars
+    state = get_state(request)
+    svc, settings = service(state), state.settings
     with errors():
         docs = [DocInput(d.text, d.title, d.source) for d in body.documents]
         if body.content is not None:
             docs += documents_from_text(body.content, kind=body.kind, source=None, split=body.split)
         if not docs:
             raise InvalidText("no documents given (documents[] or content)")
-        if len(docs) > MAX_DOCS_PER_REQUEST:
-            raise TooLarge(f"{len(docs)} documents; the limit is {MAX_DOCS_PER_REQUEST}")
+        check_batch(len(docs), settings, "documents")
         for i, d in enumerate(docs):
-            if len(d.body) > limit:
+            if len(d.body) > settings.max_text_chars:
                 raise TooLarge(
-                    f"document {i} has {len(d.body):,} characters; the limit is {limit:,}",
+                    f"document {i} has {len(d.body):,} characters; the limit is {settings.max_text_chars:,}",
                 )
         stored = svc.add_documents(name, docs)
     return DocumentsOut(
