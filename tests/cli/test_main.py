@@ -107,3 +107,37 @@ def test_version_is_printed_without_a_command() -> None:
     assert r.exit_code == 0 and r.output == f"hanseek {__version__}\n"
     r = CliRunner().invoke(app, [])
     assert "Usage" in r.output and "--version" in r.output  # no command: the help, as before
+
+
+def test_a_store_error_of_any_command_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Outside `hanseek db`, an unreachable database was a traceback (docs/store.md promises a line)."""
+    monkeypatch.setenv("HANSEEK_DATA_DIR", str(tmp_path / "d"))
+    monkeypatch.setenv("HANSEEK_DATABASE_URL", f"postgresql://u:pw@/x?host={tmp_path}&port=1")
+    monkeypatch.setattr("sys.argv", ["hanseek", "feed", "rebuild-profiles"])
+    with pytest.raises(SystemExit) as exit_:
+        cli.main()
+    assert exit_.value.code == 1
+    err = capsys.readouterr().err
+    assert "error: cannot connect to PostgreSQL" in flat(err) and "Traceback" not in err
+    assert ":pw@" not in err
+
+
+def test_a_store_error_message_is_not_read_as_markup(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from hanseek.store.errors import StoreError
+
+    broken = typer.Typer()
+
+    @broken.command()
+    def start() -> None:
+        raise StoreError("/data/[bold]pgdata[/bold] is neither empty nor a PostgreSQL data directory")
+
+    monkeypatch.setattr(cli, "app", broken)
+    monkeypatch.setattr("sys.argv", ["hanseek"])
+    with pytest.raises(SystemExit) as exit_:
+        cli.main()
+    assert exit_.value.code == 1
+    assert "/data/[bold]pgdata[/bold] is neither empty" in flat(capsys.readouterr().err)

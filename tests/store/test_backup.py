@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import io
+import stat
+import tarfile
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -9,10 +13,12 @@ import numpy as np
 import psycopg
 import pytest
 from pgvector.psycopg import register_vector
-from psycopg.conninfo import conninfo_to_dict
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from hanseek.config import Settings
-from hanseek.store.backup import backup, restore
+from hanseek.files import shared_mode
+from hanseek.store.backup import backup, media_archive, restore
 from hanseek.store.db import Database
 from hanseek.store.errors import StoreError
 from hanseek.store.migrations import Migrator
@@ -103,7 +109,7 @@ def _mutate(url: str) -> None:
 def test_backup_restore_round_trip(populated: str, tmp_path: Path) -> None:
     before = _snapshot(populated)
     archive = tmp_path / "nested" / "hanseek.dump"
-    assert backup(populated, archive) > 0
+    assert backup(populated, archive).size > 0
     assert not list(archive.parent.glob("*.partial"))
     # A live pool across the restore: the vector type must keep its oid for it to keep working.
     with Database.open(Settings(data_dir=tmp_path, database_url=populated, pool_min_size=1)) as live:
@@ -171,3 +177,105 @@ def test_the_client_programs_get_the_password_in_their_environment_not_their_arg
     }
     conninfo, env = _libpq("host=/tmp/sock dbname=hanseek")  # the embedded server: no password
     assert conninfo_to_dict(conninfo) == {"host": "/tmp/sock", "dbname": "hanseek"}
+
+
+def test_a_failing_statement_is_reported_with_psql_error(populated: str, tmp_path: Path) -> None:
+    """psql stops at the first error and pg_restore is then killed: the message must be psql's, not
+    an empty 'reading FILE failed' (pg_restore's exit status after the kill)."""
+    with psycopg.connect(populated, autocommit=True) as conn:
+        # Output well past the pipe buffers, so pg_restore is still writing when psql stops.
+        conn.execute(
+            "CREATE TABLE bulk AS SELECT g, repeat('x', 200) AS pad FROM generate_series(1, 20000) g"
+        )
+        role = f"restorer_{uuid.uuid4().hex[:8]}"
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
+    archive = tmp_path / "big.dump"
+    backup(populated, archive)
+    before = _snapshot(populated)
+    # A role that owns none of the tables: the restore's first DROP fails.
+    params = conninfo_to_dict(populated)
+    params["user"] = role
+    as_role = make_conninfo("", **params)
+    with pytest.raises(StoreError, match="failed and was rolled back") as info:
+        restore(as_role, archive)
+    assert "must be owner of" in str(info.value)
+    assert _snapshot(populated) == before
+
+
+def _media_tree(media: Path) -> dict[str, bytes]:
+    """Files as MediaStore lays them out, plus what a backup must leave out."""
+    files = {
+        f"images/ab/{'ab' * 32}.jpg": b"\xff\xd8original",
+        f"thumbs/ab/{'ab' * 32}.webp": b"RIFFthumb",
+        f"images/cd/{'cd' * 32}.png": "\x89PNG 한국어".encode(),
+    }
+    for rel, data in files.items():
+        (media / rel).parent.mkdir(parents=True, exist_ok=True)
+        (media / rel).write_bytes(data)
+    (media / "images" / "cd" / ".tmp-abc123").write_bytes(b"half written")
+    (media / "images" / "cd" / "link.jpg").symlink_to("/etc/passwd")
+    return files
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {
+        p.relative_to(root).as_posix(): p.read_bytes()
+        for p in root.rglob("*")
+        if p.is_file() and not p.is_symlink()
+    }
+
+
+def test_media_files_go_with_the_backup_into_a_fresh_data_dir(populated: str, tmp_path: Path) -> None:
+    files = _media_tree(tmp_path / "old" / "media")
+    archive = tmp_path / "with-media.dump"
+    info = backup(populated, archive, media_dir=tmp_path / "old" / "media")
+    assert info.size == archive.stat().st_size and info.media_files == len(files)
+    assert media_archive(archive).is_file() and not list(tmp_path.glob("*.partial"))
+    before = _snapshot(populated)
+    _mutate(populated)
+
+    fresh = tmp_path / "fresh" / "media"  # a new machine: no media dir yet
+    assert restore(populated, archive, media_dir=fresh) == len(files)
+    assert _snapshot(populated) == before
+    assert _files(fresh) == files  # no temp files, no links
+    assert all(stat.S_IMODE((fresh / rel).stat().st_mode) == shared_mode() for rel in files)
+    assert [p.name for p in fresh.parent.iterdir()] == ["media"]  # the staging dir is gone
+
+    # a backup taken without media leaves none beside it, not even an older backup's
+    assert backup(populated, archive).media_files is None
+    assert not media_archive(archive).exists()
+    assert restore(populated, archive, media_dir=tmp_path / "other") is None
+    assert not (tmp_path / "other").exists()
+
+
+def _media_tar(archive: Path, member: str) -> None:
+    with tarfile.open(media_archive(archive), "w") as tar:
+        data = b"payload"
+        entry = tarfile.TarInfo(member)
+        entry.size = len(data)
+        tar.addfile(entry, io.BytesIO(data))
+
+
+@pytest.mark.parametrize("member", ["../escaped.jpg", "images/../../escaped.jpg"])
+def test_an_unsafe_media_archive_restores_nothing(populated: str, tmp_path: Path, member: str) -> None:
+    archive = tmp_path / "x.dump"
+    backup(populated, archive, media_dir=tmp_path / "media")
+    _media_tar(archive, member)
+    _mutate(populated)
+    mutated = _snapshot(populated)
+    target = tmp_path / "data" / "media"
+    with pytest.raises(StoreError, match="cannot read the media archive"):
+        restore(populated, archive, media_dir=target)
+    assert _snapshot(populated) == mutated  # checked before the database was touched
+    assert not list(tmp_path.rglob("escaped.jpg"))
+    assert not target.exists() and not list((tmp_path / "data").iterdir())
+
+
+def test_an_absolute_media_path_stays_inside_the_media_dir(populated: str, tmp_path: Path) -> None:
+    archive = tmp_path / "x.dump"
+    backup(populated, archive, media_dir=tmp_path / "media")
+    outside = tmp_path / "outside.jpg"
+    _media_tar(archive, str(outside))
+    target = tmp_path / "data" / "media"
+    assert restore(populated, archive, media_dir=target) == 1
+    assert not outside.exists() and (target / str(outside).lstrip("/")).read_bytes() == b"payload"

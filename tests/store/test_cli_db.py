@@ -63,3 +63,35 @@ def test_store_errors_are_messages_not_tracebacks(tmp_path: Path) -> None:
     assert res.exit_code == 1
     assert "cannot connect" in res.output and "Traceback" not in res.output
     assert ":pw@" not in res.output
+
+
+def _joined(output: str) -> str:
+    """The output without whitespace: rich wraps long paths anywhere, even inside a name."""
+    return "".join(output.split())
+
+
+def test_backup_and_restore_carry_the_media_files(scratch_settings: Settings, tmp_path: Path) -> None:
+    """An image's file lives in data_dir/media, outside the database: a restore on a new machine without
+    it answered 404 for every image file, for good."""
+    env = _env(scratch_settings)
+    assert runner.invoke(app, ["db", "init"], env=env).exit_code == 0
+    original = f"images/ab/{'ab' * 32}.jpg"
+    (scratch_settings.media_dir / original).parent.mkdir(parents=True, exist_ok=True)
+    (scratch_settings.media_dir / original).write_bytes(b"\xff\xd8jpeg")
+    archive = tmp_path / "b[1].dump"  # brackets: printed as a name, not as Rich markup
+    res = runner.invoke(app, ["db", "backup", str(archive)], env=env)
+    assert res.exit_code == 0, res.output
+    assert f"1mediafile(s)to{archive}.media.tar" in _joined(res.output)
+
+    fresh = Settings(data_dir=tmp_path / "fresh", database_url=scratch_settings.database_url)
+    res = runner.invoke(app, ["db", "restore", str(archive), "--yes"], env=_env(fresh))
+    assert res.exit_code == 0, res.output
+    assert f"restored{archive}and1mediafile(s)" in _joined(res.output) and "warning" not in res.output
+    assert (fresh.media_dir / original).read_bytes() == b"\xff\xd8jpeg"
+
+    # A backup made before media were backed up: the database is restored, with one line of warning.
+    Path(f"{archive}.media.tar").unlink()
+    res = runner.invoke(app, ["db", "restore", str(archive), "--yes"], env=_env(fresh))
+    assert res.exit_code == 0, res.output
+    assert f"restored{archive}" in _joined(res.output)
+    assert "warning:mediafileswerenotinthebackup" in _joined(res.output)

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import pwd
 import signal
+import stat
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
+import traceback
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +26,14 @@ from psycopg import sql
 from hanseek.config import Settings
 from hanseek.store.db import Database, redact_url
 from hanseek.store.errors import StoreError
-from hanseek.store.server import EmbeddedServer, _shared_buffers_mb, running_pid, stop_server
+from hanseek.store.server import (
+    SYSTEM_USER,
+    EmbeddedServer,
+    _shared_buffers_mb,
+    _socket_dir,
+    running_pid,
+    stop_server,
+)
 
 CHILD = textwrap.dedent(
     """
@@ -229,6 +241,23 @@ def test_unreachable_external_url(tmp_path: Path) -> None:
     assert "secret" not in str(info.value)
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://u:s3cretpw@[bad/db",
+        "not-a-url",
+        "mysql://x:s3cretpw@y/z",
+        "postgresql://u:s3cretpw@h/d?x=1",
+    ],
+)
+def test_a_malformed_url_is_one_clear_error_without_the_password(tmp_path: Path, url: str) -> None:
+    """libpq's parse error quotes the whole URL: it was a traceback showing the password."""
+    with pytest.raises(StoreError, match="the database URL is malformed") as info:
+        Database.open(Settings(data_dir=tmp_path, database_url=url))
+    shown = "".join(traceback.format_exception(info.value))
+    assert "s3cretpw" not in shown and "psycopg" not in shown
+
+
 def test_redact_url() -> None:
     assert redact_url("postgresql://me:pw@host:5432/db") == "postgresql://me:***@host:5432/db"
     assert redact_url("postgresql://me@host/db?password=pw&x=1") == "postgresql://me@host/db?password=***&x=1"
@@ -262,3 +291,93 @@ def test_server_that_cannot_start_reports_its_log(module_settings: Settings) -> 
     finally:
         conf.write_text(original)
     EmbeddedServer.start(module_settings.pgdata_dir).close()  # fine again once the setting is fixed
+
+
+def _long_pgdata(root: Path) -> Path:
+    """A data dir whose socket path would pass the ~107-byte limit: the socket goes to the temp dir."""
+    return root / ("d" * 110) / "pgdata"
+
+
+def _server_uid() -> int:
+    return pwd.getpwnam(SYSTEM_USER).pw_uid if os.geteuid() == 0 else os.geteuid()
+
+
+@pytest.fixture()
+def private_tmpdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A temp dir of the test's own as $TMPDIR, where the fallback socket dirs are made."""
+    tmp = tmp_path / "tmpdir"
+    tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp))
+    return tmp
+
+
+def test_the_fallback_socket_dir_is_made_private(private_tmpdir: Path) -> None:
+    sock = _socket_dir(_long_pgdata(private_tmpdir))
+    assert sock.parent == private_tmpdir and sock.name.startswith("hanseek-pg-")
+    st = sock.lstat()
+    assert stat.S_ISDIR(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o700 and st.st_uid == _server_uid()
+    assert _socket_dir(_long_pgdata(private_tmpdir)) == sock  # ours: used again
+
+
+@pytest.mark.parametrize("planted", ["symlink", "open-mode", "foreign-owner"])
+def test_a_planted_socket_dir_is_refused_untouched(private_tmpdir: Path, planted: str) -> None:
+    """Anyone can create the fallback name in a shared temp dir first; following it would chown/chmod
+    what it points at, or put our trust-auth socket in a directory someone else controls."""
+    pgdata = _long_pgdata(private_tmpdir)
+    digest = hashlib.sha256(str(pgdata).encode()).hexdigest()[:16]
+    name = private_tmpdir / f"hanseek-pg-{digest}"
+    victim = private_tmpdir / "victim"
+    victim.mkdir(mode=0o755)
+    victim.chmod(0o755)
+    if planted == "symlink":
+        name.symlink_to(victim)
+    elif planted == "open-mode":
+        name.mkdir()
+        name.chmod(0o755)
+    else:
+        if os.geteuid() != 0:
+            pytest.skip("needs root to make a directory of another user")
+        name.mkdir(mode=0o700)
+        os.chown(name, 54321, 54321)
+    before = {p: (p.lstat().st_mode, p.lstat().st_uid) for p in (name, victim)}
+    with pytest.raises(StoreError, match=f"refusing to use the socket directory {name}") as info:
+        _socket_dir(pgdata)
+    assert "\n" not in str(info.value)
+    assert {p: (p.lstat().st_mode, p.lstat().st_uid) for p in (name, victim)} == before
+
+
+_KILLED_INITDB = textwrap.dedent(
+    """
+    import os, signal, sys
+    from pathlib import Path
+    from hanseek.store import server
+
+    def half_initdb(args, *, timeout):
+        # What a kill -9 during initdb leaves: the directory half written, no cleanup run.
+        target = Path(args[args.index("-D") + 1])
+        (target / "PG_VERSION").write_text("18\\n")
+        (target / "base").mkdir()
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    server._run = half_initdb
+    server.EmbeddedServer.start(Path(sys.argv[1]))
+    """
+)
+
+
+def test_an_initdb_killed_half_way_leaves_no_half_made_data_dir(own_settings: Settings) -> None:
+    pgdata = own_settings.pgdata_dir
+    proc = subprocess.run(
+        [sys.executable, "-c", _KILLED_INITDB, str(pgdata)], capture_output=True, timeout=60
+    )
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    assert not (pgdata / "PG_VERSION").exists()  # the half-made directory never became the data dir
+    leftovers = list(pgdata.parent.glob("pgdata.init-*"))
+    assert leftovers and (leftovers[0] / "PG_VERSION").exists()
+    server = EmbeddedServer.start(pgdata)  # before: 'database "postgres" does not exist', at every start
+    try:
+        with psycopg.connect(server.url()) as conn:
+            assert conn.execute("SELECT current_database()").fetchone() == ("hanseek",)
+    finally:
+        server.close()
+    assert not list(pgdata.parent.glob("pgdata.init-*"))  # removed under the start lock

@@ -10,6 +10,7 @@ from rich.markup import escape
 from hanseek import __version__
 from hanseek.cli import db, demo, encode, eval_cmd, feed, images, keywords, models, sentiment, serve, train
 from hanseek.cli.common import err_console
+from hanseek.store.errors import StoreError
 
 app = typer.Typer(
     name="hanseek",
@@ -51,9 +52,13 @@ app.add_typer(sentiment.app, name="sentiment")
 def main() -> None:
     """The console script. A file that cannot be read or written, or is not UTF-8 text, is the
     user's to fix: say which and why in one line (exit 1) instead of a traceback. Commands check
-    what they can up front; this catches what they could not foresee."""
+    what they can up front; this catches what they could not foresee. So is a StoreError (database
+    unreachable, malformed URL, a data dir that cannot be used) from any command, as `hanseek db` does."""
     try:
         app()
+    except StoreError as e:
+        err_console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False)
+        raise SystemExit(1) from None
     except UnicodeDecodeError as e:
         err_console.print(f"[red]error:[/red] a file is not UTF-8 text ({e.reason} at byte {e.start})")
         raise SystemExit(1) from None

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from hanseek.cli.common import console, err_console, open_db, settings
@@ -27,7 +28,7 @@ def _store_errors(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except StoreError as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False)
+            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", markup=True, highlight=False)
             raise typer.Exit(1) from None
 
     return wrapper  # type: ignore[return-value]
@@ -95,15 +96,25 @@ def status() -> None:
 @app.command()
 @_store_errors
 def backup(
-    file: Annotated[Path, typer.Argument(dir_okay=False, help="Archive to write (pg_dump custom format)")],
+    file: Annotated[
+        Path, typer.Argument(dir_okay=False, help="Archive to write (pg_dump custom format; media beside it)")
+    ],
 ) -> None:
-    """Back the database up to FILE."""
-    from hanseek.store.backup import backup as run_backup
+    """Back the database up to FILE and the media files (images, thumbnails) to FILE.media.tar.
 
-    with open_db(settings(), migrate=False) as db:
+    Model directories are not backed up: they are large and can be downloaded or trained again."""
+    from hanseek.store.backup import backup as run_backup
+    from hanseek.store.backup import media_archive
+
+    s = settings()
+    with open_db(s, migrate=False) as db:
         with err_console.status(f"dumping to {file} ..."):
-            size = run_backup(db.url, file)
-        console.print(f"[green]backed up[/] to {file} ({size / 2**20:.1f} MiB)")
+            info = run_backup(db.url, file, media_dir=s.media_dir)
+        console.print(
+            f"[green]backed up[/] to {escape(str(file))} ({info.size / 2**20:.1f} MiB), "
+            f"{info.media_files} media file(s) to {escape(str(media_archive(file)))}",
+            highlight=False,
+        )
 
 
 @app.command()
@@ -114,17 +125,27 @@ def restore(
     ],
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation")] = False,
 ) -> None:
-    """Replace ALL data in the database with the contents of FILE (atomic), then migrate."""
+    """Replace ALL data in the database with the contents of FILE (atomic), then migrate; put the
+    media files of FILE.media.tar, when there, back into the media directory."""
+    from hanseek.store.backup import media_archive
     from hanseek.store.backup import restore as run_restore
 
-    with open_db(settings(), migrate=False) as db:
+    s = settings()
+    with open_db(s, migrate=False) as db:
         if not yes:
             typer.confirm(f"Replace everything in {_where(db)} with {file}?", abort=True)
         with err_console.status(f"restoring {file} ..."):
-            run_restore(db.url, file)
+            media_files = run_restore(db.url, file, media_dir=s.media_dir)
         applied = db.migrate()
         then = f"; then applied {', '.join(applied)}" if applied else ""
-        console.print(f"[green]restored[/] {file}{then}")
+        media = "" if media_files is None else f" and {media_files} media file(s)"
+        console.print(f"[green]restored[/] {escape(str(file))}{media}{then}", highlight=False)
+        if media_files is None:
+            err_console.print(
+                f"[yellow]warning:[/] media files were not in the backup (no "
+                f"{escape(str(media_archive(file)))}): stored images have no files until added again",
+                highlight=False,
+            )
 
 
 @app.command()

@@ -5,6 +5,10 @@ belong to an extension, then replays the archive. The pgvector extension itself 
 (the archive is taken without it), so the `vector` type keeps its oid and open connection pools
 keep working. The transaction is committed only after pg_restore has produced the whole archive
 without error: a truncated or unreadable file leaves the database exactly as it was.
+
+The media files (image originals and thumbnails, which the database only names) go beside the
+archive, in FILE.media.tar, so that FILE itself stays a plain pg_dump archive. Model directories are
+left out: they are large and can be downloaded or trained again.
 """
 
 from __future__ import annotations
@@ -13,16 +17,21 @@ import contextlib
 import os
 import shutil
 import subprocess
+import tarfile
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from hanseek.store.db import ensure_vector_extension, redact_url
+from hanseek.files import shared_mode
+from hanseek.store.db import check_url, ensure_vector_extension, redact_url
 from hanseek.store.errors import StoreError
 from hanseek.store.server import pg_binary
 
-__all__ = ["backup", "restore"]
+__all__ = ["BackupInfo", "backup", "media_archive", "restore"]
+
+MEDIA_SUFFIX = ".media.tar"
 
 # Drops what a previous restore or the migrations created; skips anything owned by an extension
 # (pgvector's type, operators, functions) and schemas that hold an extension.
@@ -86,6 +95,7 @@ def _tail(path: Path, n: int = 2000) -> str:
 def _libpq(url: str) -> tuple[str, dict[str, str]]:
     """(conninfo without the password, environment with PGPASSWORD) for the bundled client programs:
     a password on their command line would be readable by every local user in the process list."""
+    check_url(url)
     params = conninfo_to_dict(url)
     password = params.pop("password", None)
     env = dict(os.environ)
@@ -94,18 +104,51 @@ def _libpq(url: str) -> tuple[str, dict[str, str]]:
     return make_conninfo("", **params), env
 
 
-def backup(url: str, file: Path) -> int:
-    """Dump the database at `url` to `file` (pg_dump custom format); return the file's size in bytes."""
+@dataclass(frozen=True)
+class BackupInfo:
+    size: int  # bytes of the database archive
+    media_files: int | None  # files in the media archive; None when media were not backed up
+
+
+def media_archive(file: Path) -> Path:
+    """Where the media files of the backup `file` are: beside it."""
+    return file.with_name(file.name + MEDIA_SUFFIX)
+
+
+def backup(url: str, file: Path, *, media_dir: Path | None = None) -> BackupInfo:
+    """Dump the database at `url` to `file` (pg_dump custom format) and, when `media_dir` is given,
+    its files to `media_archive(file)`."""
     file = file.expanduser().resolve()
     file.parent.mkdir(parents=True, exist_ok=True)
     partial = file.with_name(file.name + ".partial")  # a failed dump never looks like a backup
+    media, media_partial = media_archive(file), media_archive(partial)
+    try:
+        _dump(url, partial)
+        # After the dump's snapshot: images are written before their rows and deleted after them, so
+        # every image row in the dump has its files here, unless deleted during the backup.
+        count = None if media_dir is None else _tar_media(media_dir, media_partial)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        media_partial.unlink(missing_ok=True)
+        raise
+    if count is None:
+        media.unlink(missing_ok=True)  # an older backup's media must not be restored with this one
+    else:
+        media_partial.replace(media)
+    # The archive last: a crash in between leaves the old archive beside newer media, which restores
+    # every file the old archive names.
+    partial.replace(file)
+    return BackupInfo(file.stat().st_size, count)
+
+
+def _dump(url: str, out: Path) -> None:
     conninfo, env = _libpq(url)
     proc = subprocess.run(
         [
             str(pg_binary("pg_dump")),
             "--format=custom",
             "--exclude-extension=vector",  # see the module docstring
-            f"--file={partial}",
+            f"--file={out}",
             f"--dbname={conninfo}",
         ],
         capture_output=True,
@@ -113,10 +156,31 @@ def backup(url: str, file: Path) -> int:
         env=env,
     )
     if proc.returncode != 0:
-        partial.unlink(missing_ok=True)
         raise StoreError(f"pg_dump of {redact_url(url)} failed:\n{proc.stderr.strip()[-2000:]}")
-    partial.replace(file)
-    return file.stat().st_size
+
+
+def _anonymous(member: tarfile.TarInfo) -> tarfile.TarInfo:
+    # Owners mean nothing on the machine restored to.
+    member.uid = member.gid = 0
+    member.uname = member.gname = ""
+    return member
+
+
+def _tar_media(media_dir: Path, out: Path) -> int:
+    """Write the regular files under `media_dir` to the tar `out`; return how many."""
+    count = 0
+    with tarfile.open(out, "w") as tar:
+        files = sorted(media_dir.rglob("*")) if media_dir.is_dir() else []
+        for path in files:
+            # .tmp-*: a file being written (MediaStore writes aside, then renames)
+            if path.is_symlink() or not path.is_file() or path.name.startswith(".tmp-"):
+                continue
+            try:
+                tar.add(path, arcname=path.relative_to(media_dir).as_posix(), filter=_anonymous)
+            except FileNotFoundError:
+                continue  # deleted since the listing
+            count += 1
+    return count
 
 
 def _check_archive(file: Path) -> None:
@@ -129,10 +193,63 @@ def _check_archive(file: Path) -> None:
         )
 
 
-def restore(url: str, file: Path) -> None:
-    """Replace the contents of the database at `url` with the archive `file`, atomically."""
+def restore(url: str, file: Path, *, media_dir: Path | None = None) -> int | None:
+    """Replace the contents of the database at `url` with the archive `file`, atomically, and, when
+    `media_dir` is given, put the backup's media files back into it.
+
+    Returns the number of media files restored; None when the backup holds no media archive (made
+    before media were backed up, or without them) or `media_dir` is None. The media archive is
+    unpacked and checked before the database is touched; its files are then added to `media_dir`
+    (files already there and not in the backup stay: the database no longer names them).
+    """
     file = file.expanduser().resolve()
     _check_archive(file)
+    media = media_archive(file)
+    staged = _stage_media(media, media_dir) if media_dir is not None and media.exists() else None
+    try:
+        _restore_database(url, file)
+        return None if staged is None or media_dir is None else _install_media(staged, media_dir)
+    finally:
+        if staged is not None:
+            shutil.rmtree(staged, ignore_errors=True)
+
+
+def _media_member(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo | None:
+    # tarfile's "data" filter refuses absolute paths, ".." and links leaving `dest`; of what it lets
+    # through only regular files are kept, with the owner (uid -1: chown leaves it) and mode of an
+    # ordinary write here, so that a server running as another user can read them.
+    member = tarfile.data_filter(member, dest)
+    if not member.isfile():
+        return None
+    return member.replace(uid=-1, gid=-1, uname="", gname="", mode=shared_mode(), deep=False)
+
+
+def _stage_media(media: Path, media_dir: Path) -> Path:
+    """Unpack the media archive beside `media_dir` (same file system, so installing is renames)."""
+    media_dir.parent.mkdir(parents=True, exist_ok=True)
+    staged = Path(tempfile.mkdtemp(prefix=".media-restore-", dir=media_dir.parent))
+    try:
+        with tarfile.open(media) as tar:
+            tar.extractall(staged, filter=_media_member)
+    except (tarfile.TarError, OSError) as exc:
+        shutil.rmtree(staged, ignore_errors=True)
+        raise StoreError(f"cannot read the media archive {media}, nothing was restored: {exc}") from exc
+    return staged
+
+
+def _install_media(staged: Path, media_dir: Path) -> int:
+    count = 0
+    for path in sorted(staged.rglob("*")):
+        if path.is_symlink() or not path.is_file():
+            continue
+        target = media_dir / path.relative_to(staged)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(path, target)
+        count += 1
+    return count
+
+
+def _restore_database(url: str, file: Path) -> None:
     ensure_vector_extension(url)
     conninfo, env = _libpq(url)
     with tempfile.TemporaryDirectory(prefix="hanseek-restore-") as tmp:
@@ -151,7 +268,7 @@ def restore(url: str, file: Path) -> None:
                 stderr=rerr,
             )
             assert psql.stdin is not None and dump.stdout is not None
-            complete = False
+            complete = killed = False
             try:
                 psql.stdin.write(b"BEGIN;\n" + _WIPE.encode() + b"\n")
                 shutil.copyfileobj(dump.stdout, psql.stdin, 1 << 20)
@@ -164,13 +281,15 @@ def restore(url: str, file: Path) -> None:
             finally:
                 if dump.poll() is None:
                     dump.kill()
+                    killed = True
                 dump.wait()
                 with contextlib.suppress(BrokenPipeError):
                     psql.stdin.close()  # EOF inside an open transaction = rollback
                 psql.wait()
-        if dump.returncode != 0:
+        # pg_restore is to blame only when it failed by itself: when psql stops on an error we kill
+        # pg_restore, whose exit status then says nothing (and its stderr is empty).
+        if dump.returncode != 0 and not killed:
             raise StoreError(f"reading {file} failed, nothing was restored:\n{_tail(restore_err)}")
         if psql.returncode != 0 or not complete:
-            raise StoreError(
-                f"restoring {file} into {redact_url(url)} failed and was rolled back:\n{_tail(psql_err)}"
-            )
+            reason = _tail(psql_err) or _tail(restore_err) or f"psql exit {psql.returncode}"
+            raise StoreError(f"restoring {file} into {redact_url(url)} failed and was rolled back:\n{reason}")

@@ -17,6 +17,7 @@ from typing import Any
 import psycopg
 from pgvector.psycopg import register_vector
 from psycopg import errors as pg_errors
+from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from hanseek.config import Settings
@@ -24,7 +25,7 @@ from hanseek.store.errors import StoreError
 from hanseek.store.migrations import MigrationStatus, Migrator
 from hanseek.store.server import EmbeddedServer
 
-__all__ = ["Database", "StoreError", "redact_url"]
+__all__ = ["Database", "StoreError", "check_url", "redact_url"]
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,19 @@ def redact_url(url: str) -> str:
     return _PASSWORD_PARAM.sub(r"\1***", _PASSWORD_IN_URL.sub(r"\1***@", url))
 
 
+def check_url(url: str) -> None:
+    """A StoreError, password masked, when libpq cannot parse `url` (a URL or a key=value string)."""
+    try:
+        conninfo_to_dict(url)
+    except psycopg.Error as exc:
+        # libpq's message quotes the whole URL, password included: mask it, and drop the chained
+        # exception, whose traceback would show it again.
+        reason = redact_url(str(exc).strip())
+        raise StoreError(
+            f"the database URL is malformed ({reason}); expected postgresql://user:password@host:port/dbname"
+        ) from None
+
+
 def _configure(conn: psycopg.Connection[Any]) -> None:
     register_vector(conn)
     # The pool requires connections to come back idle; the type lookups opened a transaction.
@@ -54,6 +68,7 @@ def _configure(conn: psycopg.Connection[Any]) -> None:
 
 def ensure_vector_extension(url: str) -> None:
     """Create pgvector in the target database if missing; a clear StoreError when that is impossible."""
+    check_url(url)
     where = redact_url(url)
     try:
         with psycopg.connect(url, autocommit=True, connect_timeout=10) as conn:

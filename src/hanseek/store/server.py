@@ -27,6 +27,8 @@ import logging
 import os
 import pwd
 import shlex
+import shutil
+import stat
 import subprocess
 import tempfile
 import time
@@ -249,6 +251,7 @@ class EmbeddedServer:
         pgdata.parent.mkdir(parents=True, exist_ok=True)
         with _file_lock(cls._lock_path(pgdata), timeout):
             _prepare_dir(pgdata)
+            _remove_stale_inits(pgdata)
             if not (pgdata / "PG_VERSION").exists():
                 _initdb(pgdata, timeout)
             _check_version(pgdata)
@@ -341,16 +344,45 @@ def _prepare_dir(pgdata: Path) -> None:
             ensure_folder_permissions(POSTGRES_BIN_PATH.parent / "lib", 0o044)
 
 
+_INIT_MARK = ".init-"
+
+
+def _remove_stale_inits(pgdata: Path) -> None:
+    """Remove what an initdb killed half-way left beside the data dir (we hold the start lock, so no
+    initdb of this data dir is running now)."""
+    prefix = pgdata.name + _INIT_MARK
+    for entry in pgdata.parent.iterdir():
+        if entry.name.startswith(prefix) and entry.is_dir() and not entry.is_symlink():
+            log.warning("removing %s, left by an initdb that did not finish", entry)
+            shutil.rmtree(entry, ignore_errors=True)
+
+
 def _initdb(pgdata: Path, timeout: float) -> None:
+    """Initialise `pgdata` whole or not at all: initdb writes into a sibling temp dir that is renamed
+    into place only once complete. A killed initdb in place left a half-made data dir that every later
+    start then failed on, with a misleading 'database "postgres" does not exist'."""
     if any(pgdata.iterdir()):
         raise StoreError(
             f"{pgdata} is neither empty nor a PostgreSQL data directory (no PG_VERSION); "
             "move it away or point HANSEEK_DATA_DIR elsewhere"
         )
+    building = Path(tempfile.mkdtemp(prefix=pgdata.name + _INIT_MARK, dir=pgdata.parent))
+    try:
+        _initdb_into(building, timeout)
+        os.rename(building, pgdata)  # replaces the empty directory atomically, with initdb's mode
+    except BaseException:
+        shutil.rmtree(building, ignore_errors=True)
+        raise
+
+
+def _initdb_into(target: Path, timeout: float) -> None:
+    if _is_root():
+        entry = pwd.getpwnam(SYSTEM_USER)
+        os.chown(target, entry.pw_uid, entry.pw_gid)
     args = [
         str(pg_binary("initdb")),
         "-D",
-        str(pgdata),
+        str(target),
         "-U",
         SUPERUSER,
         "--auth=trust",  # private unix socket only, see the module docstring
@@ -361,10 +393,10 @@ def _initdb(pgdata: Path, timeout: float) -> None:
     ]
     code, out = _run(args, timeout=timeout)
     if code != 0:
-        raise StoreError(f"initdb failed for {pgdata} (exit {code}):\n{out.strip()[-2000:]}")
+        raise StoreError(f"initdb failed for {target} (exit {code}):\n{out.strip()[-2000:]}")
     # PostgreSQL's 128MB default is smaller than one 100k x 384 table plus its HNSW index, and vector
     # scans then thrash the buffer cache. Written to postgresql.conf, so ALTER SYSTEM still overrides it.
-    with open(pgdata / "postgresql.conf", "a") as conf:
+    with open(target / "postgresql.conf", "a") as conf:
         conf.write("\n# hanseek defaults (override with ALTER SYSTEM)\n")
         conf.write(f"shared_buffers = '{_shared_buffers_mb()}MB'\n")
 
@@ -430,12 +462,48 @@ def _socket_dir(pgdata: Path) -> Path:
     # Unix socket paths are limited to ~107 bytes: fall back to a short private dir per data dir.
     digest = hashlib.sha256(str(pgdata).encode()).hexdigest()[:16]
     sock = Path(tempfile.gettempdir()) / f"hanseek-pg-{digest}"
-    sock.mkdir(mode=0o700, exist_ok=True)
-    if _is_root():
-        entry = pwd.getpwnam(SYSTEM_USER)
-        os.chown(sock, entry.pw_uid, entry.pw_gid)
-    sock.chmod(0o700)
+    owner = pwd.getpwnam(SYSTEM_USER) if _is_root() else None
+    try:
+        os.mkdir(sock, 0o700)  # mkdir never follows a symlink: a planted one is EEXIST
+    except FileExistsError:
+        _check_socket_dir(sock, os.geteuid() if owner is None else owner.pw_uid)
+        return sock
+    # Ours: change it through a descriptor opened without following links, never by name.
+    fd = os.open(sock, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    try:
+        if owner is not None:
+            os.fchown(fd, owner.pw_uid, owner.pw_gid)
+        os.fchmod(fd, 0o700)
+    finally:
+        os.close(fd)
     return sock
+
+
+def _check_socket_dir(sock: Path, server_uid: int) -> None:
+    """Accept an existing socket dir only if it is one we could have made: anyone can plant a name in
+    the shared temp dir, and a symlink or someone else's directory would let them hijack the socket
+    (or, before this check, make us chown/chmod whatever the link pointed at)."""
+    st = os.lstat(sock)
+    if stat.S_ISLNK(st.st_mode):
+        problem = "is a symbolic link"
+    elif not stat.S_ISDIR(st.st_mode):
+        problem = "is not a directory"
+    elif st.st_uid not in (server_uid, os.geteuid()):
+        problem = f"belongs to uid {st.st_uid}, not to the server's user (uid {server_uid})"
+    elif stat.S_IMODE(st.st_mode) != 0o700:
+        problem = f"has mode {stat.S_IMODE(st.st_mode):04o}, not 0700"
+    else:
+        if st.st_uid != server_uid:  # made by root for the server's user: hand it over
+            fd = os.open(sock, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+            try:
+                os.fchown(fd, server_uid, -1)
+            finally:
+                os.close(fd)
+        return
+    raise StoreError(
+        f"refusing to use the socket directory {sock}: it {problem}; remove it if nobody should have "
+        "made it, or use a shorter HANSEEK_DATA_DIR (its socket then lives in the data dir itself)"
+    )
 
 
 def _log_tail(pgdata: Path, n: int = 30) -> str:
