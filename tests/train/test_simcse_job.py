@@ -129,3 +129,36 @@ def test_train_cli_refuses_a_foreign_checkpoint_until_restart_and_removes_its_ow
     assert not ckpt.exists()  # written at step 2, removed once the model was saved
     marker = json.loads((tmp_path / "models" / "cli-resume" / "hanseek.json").read_text())
     assert marker["resumed_from_step"] == 0
+
+
+def test_overwrite_refuses_the_active_model_and_forgets_an_inactive_ones_vectors(
+    db_settings: Settings, db: object, tiny_bert_dir: Path, corpus: Path
+) -> None:
+    from hanseek.encoders.base import EncoderError
+    from hanseek.images import repo
+
+    def job(name: str) -> SimCSEJob:
+        cfg = SimCSEConfig(max_length=24, batch_size=8, steps=2, eval_every=2, lr=1e-3)
+        return SimCSEJob(name=name, config=cfg, base=str(tiny_bert_dir), texts_file=corpus, overwrite=True)
+
+    run_simcse(db_settings, job("tiny-served"), db=db)
+    set_active(db, db_settings, "tiny-served")
+    try:
+        weights = (db_settings.models_dir / "tiny-served" / "model.safetensors").read_bytes()
+        with pytest.raises(EncoderError, match="active text model"):
+            run_simcse(db_settings, job("tiny-served"), db=db)
+        assert (db_settings.models_dir / "tiny-served" / "model.safetensors").read_bytes() == weights
+    finally:
+        (db_settings.models_dir / "active.json").unlink(missing_ok=True)
+        with db.connection() as conn:  # type: ignore[attr-defined]
+            conn.execute("UPDATE models SET active = false")
+
+    # Inactive, with vectors made by its old weights (its image space, a pending re-embedding to
+    # it): replaced weights make them wrong, so they go with the old weights.
+    with db.connection() as conn:  # type: ignore[attr-defined]
+        repo.ensure_space(conn, "caption", "tiny-served", 32)
+        conn.execute("INSERT INTO reembed_jobs (model, dim) VALUES ('tiny-served', 32)")
+    run_simcse(db_settings, job("tiny-served"), db=db)
+    with db.connection() as conn:  # type: ignore[attr-defined]
+        assert repo.find_space(conn, "caption", "tiny-served") is None
+        assert conn.execute("SELECT 1 FROM reembed_jobs WHERE model = 'tiny-served'").fetchone() is None

@@ -118,7 +118,7 @@ def simcse(
             bar.update(task, completed=info.step, info=f"loss {loss}  val {last['score']}")
 
         try:
-            if from_posts or register:
+            if from_posts or register or overwrite:  # --overwrite checks what is stored
                 with open_db(s) as db:
                     dest, summary = run_simcse(s, job, db=db, on_step=on_step)
             else:

@@ -123,6 +123,8 @@ def run_simcse(
     dest = settings.models_dir / job.name
     if dest.exists() and not job.overwrite:
         raise EncoderError(f"{dest} exists; pick another --name or pass --overwrite")
+    if dest.exists():
+        _refuse_serving_model(settings, db, job.name)
     info = resolve_model(settings, job.base)
     source: str | Path = info.path if info.path is not None else info.name
     tokenizer, net, model_dir = load_hf(source)
@@ -178,6 +180,8 @@ def run_simcse(
         "trainable_params": result.trainable_params,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
+    if job.overwrite and dest.exists():
+        _refuse_serving_model(settings, db, job.name)  # again: it may have been switched to meanwhile
     save_text_encoder(
         result.model,
         result.tokenizer,
@@ -190,8 +194,44 @@ def run_simcse(
     )
     ckpt.unlink(missing_ok=True)  # the model is saved: nothing left to resume
     if db is not None:
+        if job.overwrite:
+            forget_vectors(db, job.name)
         register(db, job.name, dest, kind=kind, dim=int(net.config.hidden_size), base_model=info.name)
     return dest, summary
+
+
+def _refuse_serving_model(settings: Settings, db: Any, name: str) -> None:
+    """Replacing the weights of the model the service encodes with would leave every stored vector
+    from the old weights beside new ones from the same name, which nothing would ever notice."""
+    from hanseek.encoders.reembed import active_model
+    from hanseek.encoders.registry import configured_model
+
+    serving = {configured_model(settings)}
+    if db is not None:
+        with db.connection() as conn:
+            serving.add(active_model(conn) or "")
+    if name in serving:
+        raise EncoderError(
+            f"{name} is the active text model, and the stored vectors were made with the weights "
+            "--overwrite would replace: train under another name and switch with `hanseek models use`"
+        )
+
+
+def forget_vectors(db: Any, name: str) -> None:
+    """Drop what was encoded with the replaced weights of an inactive model `name`: a pending
+    re-embedding to it (its staged post vectors) and its image caption/label spaces, which a later
+    `models use name` would otherwise take as already done."""
+    from psycopg import sql
+
+    from hanseek.images import repo
+
+    with db.connection() as conn, conn.transaction():
+        conn.execute("DELETE FROM reembed_jobs WHERE model = %s", (name,))
+        for kind in ("caption", "labels"):
+            space = repo.find_space(conn, kind, name)
+            if space is not None:
+                conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(space.table)))
+                conn.execute("DELETE FROM image_spaces WHERE id = %s", (space.id,))
 
 
 def _step_json(h: StepInfo) -> dict[str, Any]:
