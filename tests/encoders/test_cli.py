@@ -38,3 +38,32 @@ def test_models_prepare_and_list(e5_model_dir: Path, monkeypatch: pytest.MonkeyP
     assert r.exit_code == 0 and "ready" in r.output, r.output
     r = runner.invoke(app, ["models", "list"])
     assert r.exit_code == 0 and "e5-small" in r.output and "ready" in r.output
+
+
+def test_encode_prints_bracketed_texts_literally(
+    tiny_bert_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # user sentences are data, not Rich markup: "[/foo]" used to raise MarkupError, "[notice]" vanished
+    monkeypatch.setenv("HANSEEK_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("HANSEEK_TEXT_MODEL", str(tiny_bert_dir))
+    r = runner.invoke(app, ["encode", "[/foo]", "[notice] down", "hi"])
+    assert r.exit_code == 0, r.output
+    assert "[/foo]" in r.output
+    assert "[notice] down" in r.output
+
+
+def test_encode_with_truncated_weights_is_one_error_line(
+    tiny_bert_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+
+    broken = tmp_path / "models" / "b3"
+    shutil.copytree(tiny_bert_dir, broken)
+    weights = broken / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:4096])  # header intact, tensors cut off
+    monkeypatch.setenv("HANSEEK_DATA_DIR", str(tmp_path))
+    monkeypatch.delenv("HANSEEK_TEXT_MODEL", raising=False)
+    r = runner.invoke(app, ["encode", "-m", "b3", "hi"])
+    assert r.exit_code == 2, r.output
+    assert r.output.count("error:") == 1 and "Traceback" not in r.output
+    assert f"cannotloadmodelfrom{broken}:" in "".join(r.output.split())  # however Rich wraps it

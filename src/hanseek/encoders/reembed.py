@@ -254,9 +254,9 @@ def _job_still_there(model: str) -> Iterator[None]:
         ) from exc
 
 
-def _image_todo(conn: Conn, kind: str, model: str) -> list[int]:
+def _image_todo(conn: Conn, kind: str, model: str, redo: bool = False) -> list[int]:
     """Images with a caption/tags (kind caption) or auto labels (kind labels) that have no vector
-    in the (kind, model) space yet."""
+    in the (kind, model) space yet (`redo`: all of them)."""
     from hanseek.images import repo
 
     have = (
@@ -265,7 +265,7 @@ def _image_todo(conn: Conn, kind: str, model: str) -> list[int]:
         else ("jsonb_array_length(auto_labels) > 0")
     )
     space = repo.find_space(conn, kind, model)  # type: ignore[arg-type]
-    if space is None:
+    if space is None or redo:
         rows = conn.execute(f"SELECT id FROM images WHERE {have} ORDER BY id").fetchall()
     else:
         rows = conn.execute(
@@ -295,12 +295,15 @@ def _encode_images(conn: Conn, encoder: TextEncoder, kind: str, ids: Sequence[in
     return 0
 
 
-def _stage_images(db: Database, encoder: TextEncoder, batch_size: int, progress: Progress | None) -> int:
-    """Fill the target model's caption and label spaces for every image that needs them."""
+def _stage_images(
+    db: Database, encoder: TextEncoder, batch_size: int, progress: Progress | None, redo: bool = False
+) -> int:
+    """Fill the target model's caption and label spaces for every image that needs them (`redo`:
+    encode every image again, for a re-embedding to the model already active)."""
     encoded = 0
     for kind in ("caption", "labels"):
         with db.connection() as conn:
-            todo = _image_todo(conn, kind, encoder.name)
+            todo = _image_todo(conn, kind, encoder.name, redo)
         for start in range(0, len(todo), batch_size):
             with db.connection() as conn:
                 encoded += _encode_images(conn, encoder, kind, todo[start : start + batch_size])
@@ -351,6 +354,8 @@ def run(
             "INSERT INTO reembed_jobs (model, dim, from_model) VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
             (model, enc.dim, active_model(conn) or settings.text_model),
         )
+        # The model already active: its image spaces are full, but "redo every vector" means them too.
+        redo_images = active_model(conn) == model
         cfg = _text_config(fs)
         total = conn.execute("SELECT count(*) FROM posts").fetchone()
         todo = conn.execute(f"SELECT count(*) {_TODO_FROM}", {"model": model, "cfg": cfg}).fetchone()
@@ -375,7 +380,7 @@ def run(
                 after_batch(batches)
         if staged_this_pass == 0:
             break
-    result.images_encoded = _stage_images(db, enc, batch_size, progress)
+    result.images_encoded = _stage_images(db, enc, batch_size, progress, redo_images)
 
     for attempt in range(3):
         try:

@@ -53,6 +53,30 @@ def quiet_load(local: bool) -> Iterator[None]:
                 hf_logging.enable_progress_bar()
 
 
+def _load_errors() -> tuple[type[BaseException], ...]:
+    """What a broken or incomplete model directory raises while loading.
+
+    A truncated or corrupt weights file raises safetensors' own error (not an OSError), torch's
+    unpickler and shape checks raise RuntimeError; all of them mean "this directory is not a usable
+    model", which callers report as one EncoderError line rather than a traceback.
+    """
+    errors: tuple[type[BaseException], ...] = (OSError, ValueError, RuntimeError)
+    try:
+        from safetensors import SafetensorError
+    except ImportError:  # pragma: no cover - transformers depends on safetensors
+        return errors
+    return (*errors, SafetensorError)
+
+
+_LOAD_ERRORS = _load_errors()
+
+
+def one_line(e: BaseException, limit: int = 300) -> str:
+    """An exception as one short line: loaders' messages span lines and embed whole file lists."""
+    text = " ".join(str(e).split()) or type(e).__name__
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def load_hf(model: str | Path) -> tuple[Any, Any, Path | None]:
     """(tokenizer, model in eval mode, local dir or None) with a clear error when it cannot load."""
     from transformers import AutoConfig, AutoModel, AutoTokenizer
@@ -70,12 +94,13 @@ def load_hf(model: str | Path) -> tuple[Any, Any, Path | None]:
             if config.model_type in _POOLER_TYPES:
                 kwargs["add_pooling_layer"] = False
             net = AutoModel.from_pretrained(src, config=config, **kwargs)
-    except (OSError, ValueError) as e:
+    except _LOAD_ERRORS as e:
         if local_dir is not None:
-            raise EncoderError(f"cannot load the model in {local_dir}: {e}") from e
+            raise EncoderError(f"cannot load model from {local_dir}: {one_line(e)}") from e
         raise EncoderError(
             f"{model!r} is neither a local model directory nor loadable from the Hugging Face hub "
-            f"(no network here?). Download it where a network exists and pass its directory. ({e})"
+            f"(no network here?). Download it where a network exists and pass its directory. "
+            f"({one_line(e)})"
         ) from e
     net.eval()
     return tokenizer, net, local_dir
