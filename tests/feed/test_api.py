@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 
 from hanseek.feed.pgvec import to_np
 
-from .conftest import NOW, make_posts
+from .conftest import DIM, NOW, make_posts
 
 
 def _post_json(p: Any) -> dict[str, Any]:
@@ -189,3 +189,30 @@ def test_ranked_feed_with_an_empty_window_is_empty_not_500(client: TestClient, t
             r = client.get(f"/users/{user}/feed", params=params)
             assert r.status_code == 200, (path, method, r.text)
             assert r.json()["items"] == []
+
+
+def test_slashes_in_post_ids_and_communities_reach_their_routes(client: TestClient, tag: str) -> None:
+    """A client percent-encodes "/" (%2F), the router sees it decoded: post ids and community names
+    (the demo's "인권/성평등") are the routes' last segment and keep it; user ids refuse it."""
+    from urllib.parse import quote
+
+    board = f"{tag}-인권/성평등"
+    user = f"{tag}-slash-reader"
+    r = client.post(f"/users/{user}/memberships/{quote(board, safe='')}")
+    assert r.status_code == 200 and r.json()["communities"] == [board], r.text
+    post = {
+        "id": f"https://example.com/{tag}/1",
+        "community": board,
+        "title": "제목",
+        "created_at": NOW.isoformat(),
+    }
+    post["embedding"] = [1.0] + [0.0] * (DIM - 1)
+    assert client.post("/posts", json={"posts": [post]}).status_code == 200
+    assert client.delete(f"/posts/{quote(post['id'], safe='')}").status_code == 204
+    assert client.delete(f"/posts/{quote(post['id'], safe='')}").status_code == 404
+    r = client.delete(f"/users/{user}/memberships/{quote(board, safe='')}")
+    assert r.status_code == 200 and r.json()["communities"] == []
+
+    bad = {"user_id": "team/kim", "post_id": post["id"], "at": NOW.isoformat()}
+    r = client.post("/events", json={"events": [bad]})
+    assert r.status_code == 422 and "cannot contain '/'" in r.json()["detail"]

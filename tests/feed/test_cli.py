@@ -103,3 +103,31 @@ def test_files_are_checked_whole_and_a_failed_batch_says_what_was_stored(
     with db.connection() as conn:
         row = conn.execute("SELECT count(*) FROM events WHERE user_id = %s", (f"{tag}-reader",)).fetchone()
     assert row is not None and row[0] == 1  # what the message says: the first batch was stored
+
+
+def test_ingest_checks_every_rows_dimension_before_writing_any(
+    db: Database, db_settings: Settings, tag: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    monkeypatch.setenv("HANSEEK_DATA_DIR", str(db_settings.data_dir))
+    monkeypatch.delenv("HANSEEK_DATABASE_URL", raising=False)
+    good = [0.0] * (db_settings.embed_dim - 1) + [1.0]
+    rows = [
+        {
+            "id": f"{tag}-dim-{i}",
+            "community": f"{tag}-c",
+            "title": f"t{i}",
+            "created_at": "2024-01-01",
+            "embedding": vec,
+        }
+        for i, vec in enumerate([good, good, [0.1, 0.2, 0.3]])
+    ]
+    file = tmp_path / "posts.jsonl"
+    file.write_text("".join(json.dumps(x) + "\n" for x in rows), encoding="utf-8")
+    r = runner.invoke(app, ["feed", "ingest", str(file), "--batch-size", "1"])
+    out = " ".join(r.output.split())
+    assert r.exit_code == 1 and "row 3" in out and "3 values, expected" in out, r.output
+    with db.connection() as conn:
+        stored = conn.execute("SELECT count(*) FROM posts WHERE id LIKE %s", (f"{tag}-dim-%",)).fetchone()
+    assert stored is not None and stored[0] == 0

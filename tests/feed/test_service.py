@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -467,6 +467,19 @@ def test_times_outside_years_1_to_9999_in_utc_are_refused(feed: FeedService, tag
     feed.set_memberships(f"{tag}-u", [f"{tag}-c"])
     with pytest.raises(InvalidInput, match="outside years 1-9999"):
         feed.feed(f"{tag}-u", at=datetime.fromisoformat(early))
+
+
+def test_event_times_must_be_past_and_after_1970() -> None:
+    """A read dated 2036 froze the post's trend counters until then; dates at the calendar's ends
+    made ranker training fail on NaN features. A day ahead is clock skew, and accepted."""
+    now = datetime.now(UTC)
+    for at in (now + timedelta(days=2), datetime(9999, 12, 31, tzinfo=UTC)):
+        with pytest.raises(ValueError, match="in the future"):
+            EventIn(user_id="u", post_id="p", at=at)
+    with pytest.raises(ValueError, match="before 1970-01-01"):
+        EventIn(user_id="u", post_id="p", at="1969-12-31T23:59:59Z")
+    assert EventIn(user_id="u", post_id="p", at=now + timedelta(hours=20)).at is not None
+    assert EventIn(user_id="u", post_id="p", at="1970-01-01T00:00:00Z").at is not None
 
 
 def test_a_delete_after_the_half_life_changed_rebuilds_the_profile(db: Database, tag: str) -> None:

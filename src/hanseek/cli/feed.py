@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, cast
 
 import typer
+from rich.markup import escape
 
 from hanseek.cli.common import console, err_console, open_db, progress, settings
 from hanseek.files import write_text_atomic
@@ -19,7 +20,7 @@ app = typer.Typer(help="Personalized feed: ingest, events, evaluation.", no_args
 
 
 def _fail(msg: str) -> None:
-    err_console.print(f"[red]error:[/red] {msg}")
+    err_console.print(f"[red]error:[/red] {escape(msg)}")  # ids and file names are not markup
     raise typer.Exit(1)
 
 
@@ -65,6 +66,14 @@ def ingest(
     totals = {"inserted": 0, "updated": 0, "encoded": 0}
     with open_db(s) as db:
         svc = _service(db, with_encoder=need_encoder)
+        # The one check `read_models` cannot make (the dimension is the database's): before any batch,
+        # so a bad row 3 does not leave rows 1-2 stored.
+        for row, p in enumerate(posts, start=1):
+            if p.embedding is not None and len(p.embedding) != svc.dim:
+                _fail(
+                    f"{file}: row {row} (post {p.id}): embedding has {len(p.embedding)} values, "
+                    f"expected {svc.dim}"
+                )
         with progress() as bar:
             task = bar.add_task("ingesting posts", total=len(posts), info="")
             for start in range(0, len(posts), batch_size):

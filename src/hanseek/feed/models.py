@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -30,6 +30,20 @@ def storable(v: str) -> str:
 Ident = Annotated[
     str, Field(min_length=1, max_length=IDENT_MAX, pattern=IDENT_PATTERN), AfterValidator(storable)
 ]
+
+
+def no_slash(v: str) -> str:
+    # A user id is a path segment (/users/{id}/feed): with a "/" in it, no URL could name the user.
+    if "/" in v:
+        raise ValueError("a user id cannot contain '/' (it is part of URL paths such as /users/{id}/feed)")
+    return v
+
+
+UserIdent = Annotated[Ident, AfterValidator(no_slash)]
+
+
+EARLIEST_EVENT = datetime(1970, 1, 1, tzinfo=UTC)
+EVENT_CLOCK_SKEW = timedelta(days=1)  # clients' clocks run ahead; a day covers any time zone mix-up
 
 
 def as_utc(v: datetime) -> datetime:
@@ -86,7 +100,7 @@ class PostIn(BaseModel):
 class EventIn(BaseModel):
     model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
 
-    user_id: Ident
+    user_id: UserIdent
     post_id: Ident
     kind: EventKind = "read"
     at: datetime | None = Field(default=None, description="When it happened (default: now)")
@@ -101,13 +115,24 @@ class EventIn(BaseModel):
     @field_validator("at")
     @classmethod
     def _tz(cls, v: datetime | None) -> datetime | None:
-        return None if v is None else as_utc(v)
+        if v is None:
+            return None
+        at = as_utc(v)
+        # An event is something that happened: one dated years ahead froze the post's trend
+        # counters until then, and dates at the ends of the calendar broke ranker training.
+        if at < EARLIEST_EVENT:
+            raise ValueError(f"{at.isoformat()} is before {EARLIEST_EVENT.date()}")
+        if at > datetime.now(UTC) + EVENT_CLOCK_SKEW:
+            raise ValueError(
+                f"{at.isoformat()} is in the future (more than a day ahead of the server's clock)"
+            )
+        return at
 
 
 class MembershipIn(BaseModel):
     model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
 
-    user_id: Ident
+    user_id: UserIdent
     community: Ident
 
 

@@ -46,7 +46,9 @@ K = Annotated[int, Query(ge=1, description="How many posts: 1 to `HANSEEK_FEED_M
 At = Annotated[datetime | None, Query(description="Evaluate the feed as of this time (default: now)")]
 # Ids in the path obey the request bodies' rule (feed.models.Ident), so a user created by a
 # membership call is one the events endpoint accepts, and an over-long id is a 422, not a database
-# constraint violation.
+# constraint violation. Post ids and community names may hold "/" (URLs as ids, boards such as
+# "인권/성평등"): they are the routes' last segment, taken with Starlette's `:path` converter, since
+# a client's %2F reaches the router decoded. User ids, which routes continue after, cannot hold "/".
 PathId = Annotated[
     str,
     Path(
@@ -101,7 +103,7 @@ def ingest_posts(body: PostsBatch, request: Request, svc: Service) -> IngestResu
         return svc.ingest_posts(body.posts)
 
 
-@router.delete("/posts/{post_id}", status_code=204, dependencies=write, responses=problems(404))
+@router.delete("/posts/{post_id:path}", status_code=204, dependencies=write, responses=problems(404))
 def delete_post(post_id: PathId, svc: Service) -> Response:
     """Delete a post: it leaves every feed, and its events leave the users' profiles."""
     with _errors():
@@ -124,7 +126,7 @@ def set_memberships(user_id: PathId, body: MembershipsIn, svc: Service) -> UserO
         return svc.set_memberships(user_id, body.communities, replace=True)
 
 
-@router.post("/users/{user_id}/memberships/{community}", response_model=UserOut, dependencies=write)
+@router.post("/users/{user_id}/memberships/{community:path}", response_model=UserOut, dependencies=write)
 def join(user_id: PathId, community: PathId, svc: Service) -> UserOut:
     """Add one community to the user's (creates the user when new)."""
     with _errors():
@@ -132,7 +134,7 @@ def join(user_id: PathId, community: PathId, svc: Service) -> UserOut:
 
 
 @router.delete(
-    "/users/{user_id}/memberships/{community}",
+    "/users/{user_id}/memberships/{community:path}",
     response_model=UserOut,
     dependencies=write,
     responses=problems(404),
