@@ -78,15 +78,17 @@ def test_backup_and_restore_carry_the_media_files(scratch_settings: Settings, tm
     original = f"images/ab/{'ab' * 32}.jpg"
     (scratch_settings.media_dir / original).parent.mkdir(parents=True, exist_ok=True)
     (scratch_settings.media_dir / original).write_bytes(b"\xff\xd8jpeg")
+    # The session's other tests may have stored images in the same media dir: count them all.
+    files = sum(1 for p in scratch_settings.media_dir.rglob("*") if p.is_file())
     archive = tmp_path / "b[1].dump"  # brackets: printed as a name, not as Rich markup
     res = runner.invoke(app, ["db", "backup", str(archive)], env=env)
     assert res.exit_code == 0, res.output
-    assert f"1mediafile(s)to{archive}.media.tar" in _joined(res.output)
+    assert f"{files}mediafile(s)to{archive}.media.tar" in _joined(res.output)
 
     fresh = Settings(data_dir=tmp_path / "fresh", database_url=scratch_settings.database_url)
     res = runner.invoke(app, ["db", "restore", str(archive), "--yes"], env=_env(fresh))
     assert res.exit_code == 0, res.output
-    assert f"restored{archive}and1mediafile(s)" in _joined(res.output) and "warning" not in res.output
+    assert f"restored{archive}and{files}mediafile(s)" in _joined(res.output) and "warning" not in res.output
     assert (fresh.media_dir / original).read_bytes() == b"\xff\xd8jpeg"
 
     # A backup made before media were backed up: the database is restored, with one line of warning.
