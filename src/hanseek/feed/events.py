@@ -52,7 +52,19 @@ def record_events(
         at = e.at or now
         keyed.setdefault(event_key(e, at), (e, at))
     post_ids = sorted({e.post_id for e, _ in keyed.values()})
-    known = {r[0] for r in conn.execute("SELECT id FROM posts WHERE id = ANY(%s)", (post_ids,)).fetchall()}
+    # Lock order of every feed writer: posts (by id) -> user_profiles (by user) -> user_affinity.
+    # KEY SHARE, as the events' foreign keys take anyway, but first: a post update or delete (FOR
+    # UPDATE) waits for this batch and then sees its events, or this batch waits for it and then
+    # folds the post's new vector and keys. Reading them unlocked let an update commit between the
+    # read and this batch's commit without seeing the batch's uncommitted events: the profile and
+    # affinities kept the old vector and keys for good. (Not SHARE: that would also conflict with
+    # the re-embedding's UPDATE of every post, taken in no particular order.)
+    known = {
+        r[0]
+        for r in conn.execute(
+            "SELECT id FROM posts WHERE id = ANY(%s) ORDER BY id FOR KEY SHARE", (post_ids,)
+        ).fetchall()
+    }
     unknown = [p for p in post_ids if p not in known]
     if unknown:
         more = f" and {len(unknown) - 10} more" if len(unknown) > 10 else ""
@@ -96,6 +108,8 @@ def _fold_into_profiles(conn: Conn, inserted: list[tuple[Any, ...]], settings: F
         "ON CONFLICT DO NOTHING",
         (settings.decay_half_life_days, users),
     )
+    profiles = load_profiles_for_update(conn, users)
+    # After the lock: a writer that held it may have rebuilt the profile under another half-life.
     stale = {
         r[0]
         for r in conn.execute(
@@ -103,7 +117,9 @@ def _fold_into_profiles(conn: Conn, inserted: list[tuple[Any, ...]], settings: F
             (users, settings.decay_half_life_days),
         ).fetchall()
     }
-    profiles = load_profiles_for_update(conn, users)
+    # Also after the lock, not with the posts' lock above: KEY SHARE does not keep the re-embedding
+    # (`models use`) from changing a vector, but it rebuilds every profile under this lock, so a
+    # vector read now is the one that profile was (or will be) rebuilt with.
     vecs = {
         r[0]: to_np(r[1])
         for r in conn.execute(

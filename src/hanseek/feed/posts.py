@@ -92,10 +92,12 @@ def upsert_posts(
     before = {
         r[0]: (to_np(r[1]), (r[2], r[3], r[4]))
         for r in conn.execute(
-            # NO KEY UPDATE, as the upsert's own UPDATE: it does not block the events writer's
-            # foreign-key checks (KEY SHARE), which may hold a profile this update goes on to lock.
+            # The lock order of every feed writer: posts (by id) -> user_profiles (by user) ->
+            # user_affinity. FOR UPDATE conflicts with the KEY SHARE that an event batch takes on its
+            # posts before anything else: a batch still open finishes first, and the readers query
+            # below then sees its events; a batch arriving now waits, then folds the new vector.
             "SELECT id, embedding, community, author, category FROM posts WHERE id = ANY(%s) "
-            "ORDER BY id FOR NO KEY UPDATE",
+            "ORDER BY id FOR UPDATE",
             (ids,),
         ).fetchall()
     }
@@ -113,6 +115,10 @@ def upsert_posts(
         ]
     from hanseek.feed.events import update_affinity
 
+    # Every reader's profile before any affinity row (an event batch holds them in that order);
+    # also those whose profile stays: the profile lock is what serialises each user's affinities.
+    if readers:
+        load_profiles_for_update(conn, sorted({u for u, _, _ in readers}))
     moved_set = set(moved)
     shifted = [(u, pid, w) for u, pid, w in readers if pid in moved_set]
     update_affinity(conn, [(u, pid, -w) for u, pid, w in shifted])  # under the old keys
@@ -123,8 +129,8 @@ def upsert_posts(
     if users:
         from hanseek.feed.events import recompute_profile
 
+        # Under the profile locks: every event of these users is committed or waits behind them.
         cfg = settings or FeedSettings()
-        load_profiles_for_update(conn, users)
         save_profiles(conn, {u: recompute_profile(conn, u, cfg) for u in users}, cfg.decay_half_life_days)
     existing = set(before)
     distinct = set(ids)
@@ -143,7 +149,10 @@ def delete_posts(conn: Conn, ids: Sequence[str], settings: FeedSettings) -> list
     found = [
         r[0]
         for r in conn.execute(
-            "SELECT id FROM posts WHERE id = ANY(%s) ORDER BY id FOR UPDATE", (list(ids),)
+            # Posts -> profiles -> affinities, as every feed writer (see upsert_posts): FOR UPDATE
+            # waits for the event batches holding these posts, so the events read below are all.
+            "SELECT id FROM posts WHERE id = ANY(%s) ORDER BY id FOR UPDATE",
+            (list(ids),),
         ).fetchall()
     ]
     if not found:

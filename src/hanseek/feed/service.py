@@ -6,13 +6,14 @@ thread that follows PostgreSQL's changes into it); everything else is stateless 
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -52,6 +53,7 @@ log = logging.getLogger(__name__)
 
 NO_COMMUNITY = "the user belongs to no community"
 F32 = npt.NDArray[np.float32]
+T = TypeVar("T")
 
 
 class FeedService:
@@ -154,16 +156,21 @@ class FeedService:
                     raise InvalidInput("posts without an embedding need a text encoder")
                 encoder = self._encoder()
             vecs, encoded = po.post_vectors(posts, encoder, self.settings, self.dim)
-            with self.db.connection() as conn:
-                check = self._encoder_is_active
-                if encoder is not None and check is not None and not check(conn, encoder):
-                    continue  # the text model was switched meanwhile: encode with the new one
-                result = po.upsert_posts(conn, posts, vecs, encoded, self.settings)
-            self.refresh_index()
-            return result
+            result = self._retried(functools.partial(self._upsert, posts, vecs, encoded, encoder))
+            if result is not None:
+                self.refresh_index()
+                return result
         from hanseek.encoders.base import EncoderError
 
         raise EncoderError("the active text model kept changing while the posts were encoded; retry")
+
+    def _upsert(
+        self, posts: Sequence[PostIn], vecs: F32, encoded: int, encoder: TextEncoder | None, conn: qy.Conn
+    ) -> IngestResult | None:
+        check = self._encoder_is_active
+        if encoder is not None and check is not None and not check(conn, encoder):
+            return None  # the text model was switched meanwhile: encode with the new one
+        return po.upsert_posts(conn, posts, vecs, encoded, self.settings)
 
     def bulk_insert_posts(self, posts: Sequence[PostIn], vecs: F32) -> int:
         with self.db.connection() as conn:
@@ -172,8 +179,7 @@ class FeedService:
         return n
 
     def delete_posts(self, ids: Sequence[str]) -> list[str]:
-        with self.db.connection() as conn:
-            found = po.delete_posts(conn, ids, self.settings)
+        found = self._retried(lambda conn: po.delete_posts(conn, ids, self.settings))
         self.refresh_index()
         return found
 
@@ -182,13 +188,19 @@ class FeedService:
             raise NotFoundError(f"unknown post {post_id!r}")
 
     def record_events(self, events: Sequence[EventIn], now: datetime | None = None) -> EventsResult:
+        # The same batch again is safe: its keys make it idempotent.
+        return self._retried(lambda conn: ev.record_events(conn, events, self.settings, now))
+
+    def _retried(self, work: Callable[[qy.Conn], T]) -> T:
+        """`work` in one transaction, run again (up to 3 times in all) when a deadlock or serialization
+        failure with a concurrent writer rolled it back whole. The feed writers lock in one order
+        (posts -> user_profiles -> user_affinity) and should not deadlock one another; this covers
+        the rest (the API answers 409 when the last try fails too)."""
         for attempt in range(3):
             try:
                 with self.db.connection() as conn:
-                    return ev.record_events(conn, events, self.settings, now)
+                    return work(conn)
             except ROLLED_BACK:
-                # A deadlock or serialization failure with a concurrent batch rolled this one back
-                # whole; the same batch again is safe (its keys make it idempotent).
                 if attempt == 2:
                     raise
                 time.sleep(0.05 * (attempt + 1))
