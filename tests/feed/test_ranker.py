@@ -467,8 +467,8 @@ def test_serving_features_equal_offline_features(ranked_world: FeedService, tag:
         for user, path in (
             (qy.load_context(conn, f"{tag}-u0", t_from, 200, affinity=True), "auto"),
             (qy.load_user(conn, f"{tag}-u0"), "exact"),
-            # The SQL path, without the in-process index: its window size is the planner's estimate
-            # and the union can differ, so only the community volumes' feature is compared there.
+            # The SQL path, without the in-process index: the same window size (an exact count) and
+            # the same sources, so the same union and rows as well.
             (qy.load_user(conn, f"{tag}-u0"), "exact-sql"),
         ):
             model = blend_model()
@@ -490,7 +490,6 @@ def test_serving_features_equal_offline_features(ranked_world: FeedService, tag:
                     # One value per community: the same values both ways.
                     values = set(np.round(offline_lift, 5).tolist())
                     assert set(np.round(seen["x"][:, lift], 5).tolist()) == values and len(values) > 1, name
-                continue
             members = [row.id for row in qy.post_rows(conn, [h[0] for h in r.hits]).values()]
             assert r.union == len(captured["rows"])
             assert members and set(members) <= set(captured["rows"])
@@ -761,6 +760,130 @@ def test_ranked_candidates_take_the_approximate_path_on_a_broad_window_in_sql(db
     # HNSW finds every post of so small a table: the same page either way.
     exact = [it.id for it in got[0, "exact-sql"].items]
     assert len(exact) == 10 and all([it.id for it in out.items] == exact for out in got.values())
+
+
+@pytest.fixture(scope="module")
+def small_trained_model() -> RankerModel:
+    """A small logistic re-ranker trained on a synthetic log (deterministic: fixed seeds)."""
+    es, evecs = tiny_eval_set(3, n_users=40)
+    trained = train(
+        es, evecs, kinds=("logistic",), max_train_queries=None, max_val_queries=None, neg_per_query=20
+    )  # type: ignore[arg-type]
+    return trained.model
+
+
+def test_ranked_feed_is_the_same_from_the_index_and_from_sql(
+    ranked_world: FeedService, tag: str, small_trained_model: RankerModel
+) -> None:
+    """`exact-memory` (the API's default) and `exact-sql` (`hanseek feed show`) give one trained
+    model the same candidates and features, so the same page with the same scores: the window's
+    size is the exact count of unread posts (not the planner's estimate) on both, and the popular
+    source ranks by the likes + comments stored on the posts on both (event likes are features)."""
+    from hanseek.feed import query as qy
+    from hanseek.feed.ranker import serving
+
+    model = small_trained_model
+    assert model.uses("log_candidates") and model.uses("log_rank_popular")
+    svc = ranked_world
+    now = datetime(2024, 4, 1, tzinfo=UTC)
+    rng = np.random.default_rng(11)
+    n = 150
+    vecs = unit(rng, n)
+    stored = rng.integers(0, 40, n)
+    comms = [f"{tag}-a", f"{tag}-b"]
+    svc.ingest_posts(
+        [
+            PostIn(
+                id=f"{tag}-{i}",
+                community=comms[i % 3 == 0],
+                title=f"p{i}",
+                created_at=now - timedelta(hours=4 * i + 1),  # 150 posts over 25 days
+                likes=int(stored[i]),
+                comments=int(stored[i] % 3),
+                embedding=vecs[i].tolist(),
+            )
+            for i in range(n)
+        ]
+    )
+    # Event likes on the posts with the fewest stored counts: ranked by all counts, those would
+    # lead the popular source.
+    liked = [int(i) for i in np.argsort(stored, kind="stable")[:30]]
+    svc.record_events(
+        [
+            EventIn(user_id=f"{tag}-fan{j}", post_id=f"{tag}-{i}", kind="like", at=now - timedelta(minutes=5))
+            for j in range(25)
+            for i in liked
+        ]
+    )
+    users = {
+        f"{tag}-reader": (comms, [3, 8, 9, 20, 41, 77, 120]),
+        f"{tag}-narrow": (comms[:1], [1, 2, 4]),
+        f"{tag}-cold": (comms, []),
+    }
+    for user, (member_of, reads) in users.items():
+        svc.set_memberships(user, member_of)
+        svc.record_events(
+            [
+                EventIn(user_id=user, post_id=f"{tag}-{i}", kind="read", at=now - timedelta(minutes=30 - j))
+                for j, i in enumerate(reads)
+            ]
+        )
+    for days in (30, 7, None):
+        t_from = None if days is None else now - timedelta(days=days)
+        for user, (member_of, reads) in users.items():
+            in_window = {
+                i
+                for i in range(n)
+                if comms[i % 3 == 0] in member_of
+                and (t_from is None or now - timedelta(hours=4 * i + 1) >= t_from)
+            }
+            unread = len(in_window - set(reads))
+            got = {}
+            with svc.db.connection() as conn:
+                for path in ("exact", "exact-sql", "approx"):
+                    ctx = qy.load_context(conn, user, t_from, 200, affinity=True)
+                    got[path] = serving.rank(
+                        svc, conn, ctx, model, t_from, now, 20, diversity_share=None, path=path
+                    )
+            mem, sql, approx = got["exact"], got["exact-sql"], got["approx"]
+            label = (user, days)
+            assert (mem.path, sql.path, approx.path) == ("exact-memory", "exact-sql", "approx-hnsw")
+            # The exact count of unread posts in the window, on every path (the model reads it).
+            assert mem.n_window == sql.n_window == approx.n_window == unread, label
+            assert mem.union == sql.union, label
+            assert [h[0] for h in sql.hits] == [h[0] for h in mem.hits] and len(mem.hits) == 20, label
+            assert [h[2] for h in sql.hits] == [h[2] for h in mem.hits], label  # same sources
+            np.testing.assert_allclose(
+                [h[1] for h in sql.hits], [h[1] for h in mem.hits], rtol=1e-6, atol=1e-6, err_msg=str(label)
+            )
+            # HNSW finds every post of so small a window: here the approximate path agrees too.
+            assert [h[0] for h in approx.hits] == [h[0] for h in mem.hits], label
+            assert [h[2] for h in approx.hits] == [h[2] for h in mem.hits], label
+            np.testing.assert_allclose(
+                [h[1] for h in approx.hits],
+                [h[1] for h in mem.hits],
+                rtol=1e-6,
+                atol=1e-6,
+                err_msg=str(label),
+            )
+    # The popular source ranks by the stored counts, decayed by age (as the offline replay's source):
+    # on a window all in the union, its members are the 40 best of those by hand.
+    with svc.db.connection() as conn:
+        for path in ("exact", "exact-sql", "approx"):
+            ctx = qy.load_context(conn, f"{tag}-cold", None, 200, affinity=True)
+            r = serving.rank(svc, conn, ctx, model, None, now, n, diversity_share=None, path=path)
+            assert r.union == len(r.hits) and len(r.hits) > 40, path
+            popular = {r.rows[rid].id for rid, _, src in r.hits if "popular" in src.split("+")}
+            half_life_h = CandidateConfig().popular_half_life_days * 24
+            decayed = (stored + stored % 3) * 2.0 ** (-(4 * np.arange(n) + 1) / half_life_h)
+            best = np.lexsort((np.arange(n), -decayed))[: CandidateConfig().n_popular]  # ties: newer
+            assert popular == {f"{tag}-{i}" for i in best.tolist()}, path
+            # Counting the event likes too would pick other posts: the world tells the two apart.
+            total = decayed + 25 * np.isin(np.arange(n), liked) * 2.0 ** (
+                -(4 * np.arange(n) + 1) / half_life_h
+            )
+            with_events = np.lexsort((np.arange(n), -total))[: CandidateConfig().n_popular]
+            assert set(with_events.tolist()) != set(best.tolist())
 
 
 def test_register_checks_the_name_before_writing_and_keeps_the_serving_model(

@@ -22,6 +22,8 @@ if TYPE_CHECKING:
     from hanseek.feed.service import FeedService
 
 F32 = npt.NDArray[np.float32]
+F64 = npt.NDArray[np.float64]
+I64 = npt.NDArray[np.int64]
 
 
 @dataclass
@@ -80,21 +82,22 @@ def rank(
         recent_scores = scores[:, 1:] if vec is not None else scores
         if cos_long_all is not None:
             lists["similar"] = rids[top_n(cos_long_all, times, cfg.n_similar)].tolist()
-        lists["latest"] = rids[top_n(times, times, cfg.n_latest)].tolist()
         short: list[int] = []
         for j in range(recent_scores.shape[1]):  # recent is newest first
             short.extend(rids[top_n(recent_scores[:, j], times, cfg.n_short)].tolist())
         if short:
             lists["short"] = short
-        # Popular recently, from the stored counts kept in the index (event likes are features only).
-        decayed = popularity(pops, 0.0, at.timestamp() - times, cfg.popular_half_life_days)
-        lists["popular"] = rids[top_n(decayed, times, cfg.n_popular)].tolist()
+        _window_sources(lists, rids, times, pops, at, cfg)
         path = "exact-memory"
     else:
         filters = qy.feed_filters(comms, t_from, at, user.id)
-        n_window = qy.estimate_candidates(conn, filters)
         s = svc.settings
-        approx = path == "approx" or (path == "auto" and n_window > s.exact_max_candidates)
+        # The planner's estimate only picks the path, as in the similar feed; the model's
+        # `log_candidates` reads the exact count of unread posts in the window, as the index and the
+        # offline replay give it.
+        approx = path == "approx" or (
+            path == "auto" and qy.estimate_candidates(conn, filters) > s.exact_max_candidates
+        )
 
         def nearest(q: F32, n: int) -> list[int]:
             if approx:
@@ -105,9 +108,16 @@ def rank(
 
         if vec is not None:
             lists["similar"] = nearest(vec, cfg.n_similar)
-        lists["latest"] = [
-            r for r, _ in qy.baseline(conn, "latest", comms, t_from, at, cfg.n_latest, user.id)
-        ]
+        if approx:
+            # A broad window: counted and ranked in PostgreSQL rather than read out.
+            n_window = _window_count(conn, comms, t_from, at, user.id)
+            lists["latest"], lists["popular"] = _sources_sql(conn, comms, t_from, at, user.id, cfg)
+        else:
+            # At most `exact_max_candidates` rows under `auto`: three columns of each, in the index's
+            # order, so latest and popular come out of the same code as on the in-process index.
+            w_rids, w_times, w_pops = _window_rows(conn, comms, t_from, at, user.id)
+            n_window = len(w_rids)
+            _window_sources(lists, w_rids, w_times, w_pops, at, cfg)
         rv_map = qy.embeddings(conn, [x.rid for x in recent])
         have = [rv_map[x.rid] for x in recent if x.rid in rv_map]
         rv = np.stack(have) if have else np.zeros((0, svc.dim), np.float32)
@@ -116,12 +126,6 @@ def rank(
             short.extend(nearest(v, cfg.n_short))
         if short:
             lists["short"] = short
-        lists["popular"] = [
-            r
-            for r, _ in qy.baseline(
-                conn, "popular", comms, t_from, at, cfg.n_popular, user.id, cfg.popular_half_life_days
-            )
-        ]
         path = "approx-hnsw" if approx else "exact-sql"
     union = merge(lists)
     if not union.members:
@@ -229,6 +233,88 @@ def rank(
         rows = qy.post_rows(conn, [h[0] for h in hits])
     hits = [h for h in hits if h[0] in rows][:k]
     return Ranked(hits, path, n_window, len(members), rows)
+
+
+def _window_sources(
+    lists: dict[str, list[int]], rids: I64, times: F64, pops: F32, at: datetime, cfg: CandidateConfig
+) -> None:
+    """The latest and popular sources over the window's unread posts (rids, times, stored likes +
+    comments), ordered as the in-process index holds them: the user's communities in turn, each by
+    (created_at, rid). The exact paths (index and SQL) both build them here, so ties and ranks agree.
+    Popular reads the counts stored on the posts, as the offline replay's source does; likes and
+    comments from the events log enter as features only."""
+    lists["latest"] = rids[top_n(times, times, cfg.n_latest)].tolist()
+    decayed = popularity(pops, 0.0, at.timestamp() - times, cfg.popular_half_life_days)
+    lists["popular"] = rids[top_n(decayed, times, cfg.n_popular)].tolist()
+
+
+# The window of the feed (the user's communities, [t_from, at]) less the posts the user interacted
+# with: the in-process index's window with the read rids left out.
+_WINDOW = """p.community = ANY(%(comms)s) AND p.created_at <= %(at)s
+      AND (%(t_from)s::timestamptz IS NULL OR p.created_at >= %(t_from)s)"""
+_UNREAD = "NOT EXISTS (SELECT 1 FROM events e WHERE e.user_id = %(user)s AND e.post_id = p.id)"
+# Stored likes + comments, clipped as the index stores them (indexsync._SELECT_ROWS).
+_STORED_POP = "least(p.likes::int8 + p.comments, 2147483647)"
+
+
+def _params(comms: list[str], t_from: datetime | None, at: datetime, user_id: str) -> dict[str, Any]:
+    return {"comms": list(dict.fromkeys(comms)), "t_from": t_from, "at": at, "user": user_id}
+
+
+def _window_rows(
+    conn: qy.Conn, comms: list[str], t_from: datetime | None, at: datetime, user_id: str
+) -> tuple[I64, F64, F32]:
+    """rid, created_at (epoch seconds) and stored likes + comments of every unread post in the
+    window, in the in-process index's order (communities as listed, then created_at, rid)."""
+    rows = conn.execute(
+        f"SELECT p.rid, extract(epoch FROM p.created_at)::float8, {_STORED_POP} FROM posts p "
+        f"WHERE {_WINDOW} AND {_UNREAD} "
+        "ORDER BY array_position(%(comms)s::text[], p.community), p.created_at, p.rid",
+        _params(comms, t_from, at, user_id),
+    ).fetchall()
+    return (
+        np.array([r[0] for r in rows], dtype=np.int64),
+        np.array([r[1] for r in rows], dtype=np.float64),
+        np.array([r[2] for r in rows], dtype=np.float32),
+    )
+
+
+def _window_count(
+    conn: qy.Conn, comms: list[str], t_from: datetime | None, at: datetime, user_id: str
+) -> int:
+    """The exact number of unread posts in the window: the window's rows (an index-only count on
+    posts (community, created_at)) less the user's interacted posts among them."""
+    row = conn.execute(
+        f"SELECT (SELECT count(*) FROM posts p WHERE {_WINDOW}) - (SELECT count(DISTINCT p.rid) "
+        f"FROM events e JOIN posts p ON p.id = e.post_id WHERE e.user_id = %(user)s AND {_WINDOW})",
+        _params(comms, t_from, at, user_id),
+    ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def _sources_sql(
+    conn: qy.Conn, comms: list[str], t_from: datetime | None, at: datetime, user_id: str, cfg: CandidateConfig
+) -> tuple[list[int], list[int]]:
+    """The latest and popular sources in PostgreSQL, for a window too broad to read out: the same
+    stored counts, decay and ties (newer first, then the index's order) as `_window_sources`."""
+    score = f"{_STORED_POP}::float8"
+    if cfg.popular_half_life_days > 0:
+        seconds = float(cfg.popular_half_life_days) * 86400.0
+        score += (
+            " * power(2.0::float8, -greatest(extract(epoch FROM (%(at)s - p.created_at))::float8, 0)"
+            f" / {seconds!r})"
+        )
+    ties = "p.created_at DESC, array_position(%(comms)s::text[], p.community), p.rid"
+    params = _params(comms, t_from, at, user_id)
+    out: list[list[int]] = []
+    for order, n in ((ties, cfg.n_latest), (f"{score} DESC, {ties}", cfg.n_popular)):
+        rows = conn.execute(
+            f"SELECT p.rid FROM posts p WHERE {_WINDOW} AND {_UNREAD} ORDER BY {order} LIMIT %(n)s",
+            {**params, "n": n},
+        ).fetchall()
+        out.append([int(r[0]) for r in rows])
+    return out[0], out[1]
 
 
 def _volume(mem: MemoryIndex | None, conn: qy.Conn, comms: list[str], at: datetime) -> dict[str, float]:
