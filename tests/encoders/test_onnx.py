@@ -143,19 +143,37 @@ def _cos(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b)))
 
 
-def test_int8_vector_does_not_depend_on_its_batch(tiny_copy: Path) -> None:
+def test_int8_batches_only_windows_of_similar_length(tiny_copy: Path) -> None:
     """Dynamic int8 scales activations per tensor, i.e. over the whole batch: batched with a long text
-    (and its padding), a short text's vector used to move. Each window now runs alone."""
+    (and its padding), a short text's vector used to move. A long text is now never in its batch."""
     int8 = OnnxTextEncoder.from_model_dir(tiny_copy, quantized=True)
     short, long = TINY_TEXTS[0], " ".join(TINY_TEXTS * 3)
     alone = int8.encode([short])[0]
-    for batch in ([short, long], [long, short, *TINY_TEXTS[1:]]):
+    for batch in ([short, long], [long, short], [long, long + " 더", short]):
         got = int8.encode(batch, batch_size=32)[batch.index(short)]
         np.testing.assert_allclose(got, alone, atol=1e-6)
 
 
+def test_length_batches_end_before_a_much_longer_window() -> None:
+    from hanseek.encoders.pooling import Windows, length_batches
+
+    lengths = [30, 3, 10, 5, 4, 12, 8]
+    ids = [list(range(1, n + 1)) for n in lengths]
+    win = Windows(ids=ids, owner=np.arange(len(ids)), weight=np.ones(len(ids)))
+    got = [sorted(lengths[i] for i in idx) for idx, _, _ in length_batches(win, 32, 0, 1.25)]
+    # 3 -> up to 3 * 1.25 + 4 = 7.75 tokens; 8 -> 14; 30 alone
+    assert got == [[3, 4, 5], [8, 10, 12], [30]]
+    assert [sorted(lengths[i] for i in idx) for idx, _, _ in length_batches(win, 2, 0, 1.25)] == [
+        [3, 4],
+        [5, 8],
+        [10, 12],
+        [30],
+    ]
+    assert [len(idx) for idx, _, _ in length_batches(win, 32, 0)] == [7]  # fp32: one batch
+
+
 @pytest.mark.slow
-def test_e5_int8_vector_does_not_depend_on_its_batch(
+def test_e5_int8_short_query_beside_a_long_text(
     text_encoder: TransformersTextEncoder, e5_model_dir: Path
 ) -> None:
     """The reported case: a short query batched with a ~500-token text (as the BatchingEncoder merges
@@ -165,6 +183,7 @@ def test_e5_int8_vector_does_not_depend_on_its_batch(
     assert 450 <= int8.token_counts([long], kind="query")[0] <= 512  # one full window
     for short in ("서울 맛집 추천", KOREAN[1], "hi"):
         alone = int8.encode([short], kind="query")[0]
-        batched = int8.encode([short, long, *KOREAN[:8]], kind="query")[0]
-        assert _cos(alone, batched) >= 0.99999, short
-        assert _cos(batched, text_encoder.encode([short], kind="query")[0]) >= 0.995, short
+        beside_long = int8.encode([short, long], kind="query")[0]
+        assert _cos(alone, beside_long) >= 0.99999, short
+        mixed = int8.encode([short, long, *KOREAN[:8]], kind="query")[0]  # some of similar length
+        assert _cos(mixed, text_encoder.encode([short], kind="query")[0]) >= 0.995, short

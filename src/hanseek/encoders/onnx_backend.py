@@ -16,9 +16,9 @@ QAttention). The feed-forward output projections read GELU outputs with a few ou
 flattens; instead of keeping them in fp32 (the old recipe, which left a third of the MACs in fp32),
 the outliers are migrated into the weights SmoothQuant-style: a `Mul` by 1/s before the MatMul and
 weight rows times s, s_j = amax_j^a / wmax_j^(1-a), with amax from a short built-in calibration text.
-See docs/encoders.md ("ONNX Runtime and int8") for the measured trade-offs. The int8 encoder runs
-each window in its own forward pass (activation scales are per tensor, so a batch would make a text's
-vector depend on its batch), several windows side by side on one-thread runs.
+See docs/encoders.md ("ONNX Runtime and int8") for the measured trade-offs. The int8 encoder batches
+only windows of similar length: activation scales are per tensor, so a short text padded beside a
+long one was pulled off its vector.
 """
 
 from __future__ import annotations
@@ -47,6 +47,8 @@ log = logging.getLogger("hanseek.encoders")
 ONNX_DIR = "onnx"
 FP32_FILE = "model.onnx"
 INT8_FILE = "model_int8.onnx"
+INT8_MAX_LENGTH_RATIO = 1.25  # longest / shortest window (tokens) one int8 forward pass may hold
+INT8_TOKENS_PER_RUN = 512  # tokens (rows x width) of one int8 forward pass, one thread each
 META_FILE = "export.json"
 EXPORT_VERSION = 4  # 4: fused BERT graph (no SkipLayerNorm), SmoothQuant'ed FFN outputs in int8
 OPSET = 17
@@ -477,17 +479,20 @@ class OnnxTextEncoder(PooledEncoder):
         # Idle intra-op threads sleep instead of spinning: on cores shared with the database and the
         # web workers, spinning burnt ~40% more CPU per sentence (docs/encoders.md, "Speed").
         opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
-        self._row_pool: ThreadPoolExecutor | None = None
+        self._runs: ThreadPoolExecutor | None = None
+        self._workers = 1
         if backend == "onnx-int8":
             # Dynamic quantisation takes one activation scale per tensor, i.e. over every row of the
             # batch: a short text padded next to a 500-token one fell from cosine 0.998 to 0.991 to
-            # fp32. So each window runs alone, and the parallelism moves from intra-op threads to
-            # windows run side by side (one thread each); measured cheaper than one window on two
-            # threads, and than the old batches at 128 tokens (docs/encoders.md, "Batch independence").
-            self.max_rows_per_run = 1
+            # fp32. Windows of similar length keep it within the figures of a text alone
+            # (docs/encoders.md, "Batch company").
+            self.max_length_ratio = INT8_MAX_LENGTH_RATIO
+            # Parallel runs of ~512 tokens on one thread each beat one run on every thread: int8 GEMMs
+            # that small scale poorly across threads (measured 3.4x / 3.1x PyTorch's sentences per
+            # CPU-second at 16 / 128 tokens, against 2.7x / 2.4x; docs/encoders.md, "Speed").
+            self._workers = max(1, int(threads) if threads else len(os.sched_getaffinity(0)))
+            self._runs = ThreadPoolExecutor(self._workers, thread_name_prefix="onnx-int8")
             opts.intra_op_num_threads = 1
-            workers = int(threads) if threads else len(os.sched_getaffinity(0))
-            self._row_pool = ThreadPoolExecutor(max(1, workers), thread_name_prefix="onnx-int8")
         elif threads:
             opts.intra_op_num_threads = int(threads)
         self.session = ort.InferenceSession(
@@ -534,14 +539,19 @@ class OnnxTextEncoder(PooledEncoder):
         )
 
     def _pool_batches(self, batches: Iterator[Batch], means: np.ndarray) -> None:
-        if self._row_pool is None:
+        if self._runs is None:
             super()._pool_batches(batches, means)
             return
-        # InferenceSession.run is thread-safe and releases the GIL.
-        jobs = list(batches)
-        pooled = self._row_pool.map(lambda b: self._pool(b[1], b[2]), jobs)
-        for (idx, _, _), vec in zip(jobs, pooled, strict=True):
-            means[idx] = vec
+        jobs: list[Batch] = []
+        for idx, ids, mask in batches:
+            # Rows of one batch (similar lengths) in at least one part per worker, ~TOKENS_PER_RUN each.
+            parts = max(self._workers, -(-ids.size // INT8_TOKENS_PER_RUN))
+            for rows in np.array_split(np.arange(len(idx)), min(parts, len(idx))):
+                jobs.append((idx[rows], ids[rows], mask[rows]))
+        # InferenceSession.run is thread-safe and releases the GIL while it computes.
+        pooled = self._runs.map(lambda j: self._pool(j[1], j[2]), jobs)
+        for (idx, _, _), vecs in zip(jobs, pooled, strict=True):
+            means[idx] = vecs
 
     def _pool(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
         out = self.session.run(["embedding"], {"input_ids": input_ids, "attention_mask": attention_mask})[0]

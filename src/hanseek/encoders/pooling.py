@@ -82,14 +82,27 @@ def _special_layout(tokenizer: Any) -> tuple[list[int], list[int]]:
 
 # (window indices, input_ids, attention_mask)
 Batch = tuple[np.ndarray, np.ndarray, np.ndarray]
+_LENGTH_SLACK = 4  # tokens
 
 
-def length_batches(windows: Windows, batch_size: int, pad_id: int) -> Iterator[Batch]:
-    """(window indices, input_ids, attention_mask) batches of similar length, to cut padding."""
-    order = np.argsort([len(x) for x in windows.ids], kind="stable")
-    for start in range(0, len(order), batch_size):
-        idx = order[start : start + batch_size]
-        width = max(len(windows.ids[i]) for i in idx)
+def length_batches(
+    windows: Windows, batch_size: int, pad_id: int, max_length_ratio: float | None = None
+) -> Iterator[Batch]:
+    """(window indices, input_ids, attention_mask) batches of similar length, to cut padding.
+
+    With `max_length_ratio`, a batch also ends before a window longer than that many times its
+    shortest one (plus `_LENGTH_SLACK` tokens, so very short texts still share a batch)."""
+    lengths = [len(x) for x in windows.ids]
+    order = np.argsort(lengths, kind="stable")
+    start = 0
+    while start < len(order):
+        stop = min(start + batch_size, len(order))
+        if max_length_ratio is not None:
+            limit = lengths[order[start]] * max_length_ratio + _LENGTH_SLACK
+            stop = start + 1 + sum(1 for i in order[start + 1 : stop] if lengths[i] <= limit)
+        idx = order[start:stop]
+        start = stop
+        width = max(lengths[i] for i in idx)
         input_ids = np.full((len(idx), width), pad_id, dtype=np.int64)
         mask = np.zeros((len(idx), width), dtype=np.int64)
         for row, i in enumerate(idx):
@@ -112,10 +125,10 @@ class PooledEncoder:
 
     name: str
     dim: int
-    # Most windows in one forward pass (None: the batch size). A backend whose output for a row
-    # depends on the other rows of its batch (dynamic int8: activation scales span the whole batch)
-    # sets 1, so that a text's vector never depends on what it was encoded with.
-    max_rows_per_run: int | None = None
+    # A backend whose output for a row depends on the other rows of its forward pass (dynamic int8:
+    # an activation scale spans the whole batch, padding included) batches only windows of similar
+    # length: at most this many times the shortest one's tokens (docs/encoders.md, "Batch company").
+    max_length_ratio: float | None = None
 
     def __init__(
         self,
@@ -153,15 +166,14 @@ class PooledEncoder:
         win = self.windows.windows(self.prefixed(items, kind))
         means = np.zeros((len(win.ids), self.dim), dtype=np.float32)
         bs = max(1, batch_size or self.batch_size)
-        if self.max_rows_per_run is not None:
-            bs = min(bs, self.max_rows_per_run)
+        batches = length_batches(win, bs, self.windows.pad_id, self.max_length_ratio)
         with self._run_lock:
-            self._pool_batches(length_batches(win, bs, self.windows.pad_id), means)
+            self._pool_batches(batches, means)
         return combine(len(items), win, means)
 
     def _pool_batches(self, batches: Iterator[Batch], means: np.ndarray) -> None:
-        """Fill `means[idx]` for every (idx, input_ids, attention_mask) batch; backends may run them
-        in parallel."""
+        """Fill `means[idx]` for every (idx, input_ids, attention_mask) batch; a backend may split
+        and run them in parallel."""
         for idx, input_ids, mask in batches:
             means[idx] = self._pool(input_ids, mask)
 
