@@ -123,3 +123,20 @@ def test_blank_lines_cost_linear_time_and_stay_blank_lines() -> None:
     text = markdown_to_text(body).text
     assert time.perf_counter() - started < 2.0  # generous: it was 26 s
     assert "본문" in text and "끝" in text and "인용" in text and "---" not in text
+
+
+def test_html_tags_go_but_comparisons_in_the_text_stay() -> None:
+    md = '부등식 a<b 이면 전압 b>a 이다.\n<div class="note">주의<br/>끝</div> <TD align=center>셀</TD>'
+    text = markdown_to_text(md).text
+    assert "a<b 이면 전압 b>a" in text  # not a tag: Korean where attributes would be
+    assert "<div" not in text and "<br" not in text and "<TD" not in text and "</div>" not in text
+    assert "주의" in text and "끝" in text and "셀" in text
+
+
+def test_json_lines_split_at_newlines_only() -> None:
+    """json.dumps(..., ensure_ascii=False) leaves U+2028, U+0085 and \\x1c-\\x1e unescaped inside a
+    string; str.splitlines() broke the line there, so valid JSON Lines were refused."""
+    rows = [{"text": "구석기 시대\u2028사람들은"}, {"text": "신석기\x85시대\x1e토기"}]
+    content = "\r\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\n"
+    docs = documents_from_text(content, kind="jsonl")
+    assert [d.body for d in docs] == [r["text"] for r in rows]

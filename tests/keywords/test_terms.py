@@ -21,6 +21,20 @@ def test_compound_nouns_become_one_term(extractor: TermExtractor) -> None:
     assert "빗살" not in occs and "토기" not in occs  # parts are not counted separately
 
 
+@pytest.mark.parametrize("hidden", ["\u200b", "\u00ad", "\u200b\u00ad"])
+def test_an_invisible_character_inside_a_compound_keeps_it_one_term(
+    extractor: TermExtractor, hidden: str
+) -> None:
+    """The analyser never sees a zero-width space or soft hyphen (normalisation drops it), so the
+    compound's parts touch in its text even though the user's text has a character between them."""
+    text = f"신석기 시대에는 빗살{hidden}무늬토기를 만들었다."
+    occs = {o.term: o for o in extractor.extract(text)}
+    assert "빗살무늬토기" in occs and "빗살" not in occs, sorted(occs)
+    assert occs["빗살무늬토기"].surface == f"빗살{hidden}무늬토기"
+    spaced = {o.term for o in extractor.extract("신석기 시대에는 빗살 무늬토기를 만들었다.")}
+    assert "빗살무늬토기" not in spaced  # a real space still separates two words
+
+
 def test_surface_excludes_particles(extractor: TermExtractor) -> None:
     text = "뗀석기로 사냥을 하였고 과학자들은 Python으로 분석했다"
     occs = extractor.extract(text)

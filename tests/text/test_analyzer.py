@@ -177,3 +177,16 @@ def test_lone_surrogates_are_dropped_not_raised(analyzer: KoreanAnalyzer) -> Non
     words = [m.form for m in analyzer.morphemes(text)]
     assert "사과" in words
     assert analyzer.morphemes_batch([text, "배\udfff"])[1][0].form == "배"
+
+
+@pytest.mark.skipif(not STUDY_NOTES.is_dir(), reason="../shared/data/study_notes not present")
+def test_a_long_page_gets_the_same_morphemes_alone_and_in_a_batch(analyzer: KoreanAnalyzer) -> None:
+    """A long page is cut at sentence gaps for the worker threads, and a cut can change a morpheme
+    next to it: the batch path cuts it the same way, so /keywords/weights and /weights/batch (and
+    corpus ingestion) weigh one page alike. Before, the batch analysed it whole."""
+    pages = [
+        analyzer.normalize(path.read_text(encoding="utf-8").replace("**", ""))[4000:6000]
+        for path in sorted(STUDY_NOTES.glob("*.md"))[:6]
+    ]
+    assert any(analyzer.morphemes(p) != _whole(analyzer, p) for p in pages)  # the cut matters here
+    assert analyzer.morphemes_batch(pages) == [analyzer.morphemes(p) for p in pages]

@@ -67,7 +67,9 @@ def documents_from_text(
 
 def _jsonl(text: str, source: str | None) -> list[DocInput]:
     out = []
-    for n, line in enumerate(text.splitlines(), start=1):
+    # Lines end at "\n" only: str.splitlines() also breaks at U+2028, U+0085 and \x1c-\x1e, which
+    # json.dumps(..., ensure_ascii=False) writes unescaped inside strings.
+    for n, line in enumerate((ln.removesuffix("\r") for ln in text.split("\n")), start=1):
         if not line.strip():
             continue
         try:

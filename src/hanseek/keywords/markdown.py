@@ -18,7 +18,15 @@ _COMMENT = re.compile(r"<!--.*?-->", re.S)
 # blank lines took 26 s), and a match could swallow the blank lines around it.
 _TOC_LINE = re.compile(r"^[ \t]*[-*+][ \t]*\[.*\]\(#[^)]*\)[ \t]*$", re.M)
 _BR = re.compile(r"<br\s*/?>", re.I)
-_TAG = re.compile(r"</?[a-zA-Z][^>]*>")
+# HTML that notes carry (tables, line breaks, emphasis): known tag names with well-formed attributes
+# only, so that text such as "a<b 이면 b>a" is not taken for a tag and deleted.
+_TAG = re.compile(
+    r"</?(?:a|abbr|b|big|blockquote|br|center|code|col|colgroup|dd|del|details|div|dl|dt|em|font|"
+    r"h[1-6]|hr|i|img|ins|kbd|li|mark|ol|p|pre|q|s|small|span|strike|strong|sub|summary|sup|table|"
+    r"tbody|td|tfoot|th|thead|tr|tt|u|ul)"
+    r"""(?:\s+[a-zA-Z_:][-a-zA-Z0-9_:.]*(?:\s*=\s*(?:"[^"]*"|'[^']*'|[^\s"'=<>`]+))?)*\s*/?>""",
+    re.I,
+)
 _IMAGE = re.compile(r"!\[([^\]]*)\]\([^)]*\)")
 _LINK = re.compile(r"\[([^\]]*)\]\([^)]*\)")
 _HEADING = re.compile(r"^[ \t]{0,3}#{1,6}[ \t]*", re.M)

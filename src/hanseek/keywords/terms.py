@@ -82,7 +82,7 @@ class TermExtractor:
         i = 0
         starts_compound = _COMPOUND_START
         while i < len(ms):
-            j = self._compound_end(ms, i) if self.compounds and ms[i].tag in starts_compound else i
+            j = self._compound_end(text, ms, i) if self.compounds and ms[i].tag in starts_compound else i
             if j > i:
                 run = ms[i : j + 1]
                 start, end = run[0].start, run[-1].end
@@ -114,7 +114,7 @@ class TermExtractor:
         return out
 
     @staticmethod
-    def _compound_end(ms: list[Morpheme], i: int) -> int:
+    def _compound_end(text: str, ms: list[Morpheme], i: int) -> int:
         """Index of the last morpheme of a compound starting at i, or i if there is none.
 
         Grammar, inside one written word (no gap between spans): XPN* NOUN (NOUN | XSN)*, with at
@@ -122,18 +122,28 @@ class TermExtractor:
         k = i
         while k < len(ms) and ms[k].tag == "XPN":
             k += 1
-        if k >= len(ms) or ms[k].tag not in NOUN_TAGS or (k > i and ms[k].start != ms[k - 1].end):
+        if k >= len(ms) or ms[k].tag not in NOUN_TAGS or (k > i and not _touch(text, ms[k - 1], ms[k])):
             return i
         last = k
         while last + 1 < len(ms) and last + 1 - i < _MAX_COMPOUND_PARTS:
             nxt = ms[last + 1]
-            if nxt.start != ms[last].end:
+            if not _touch(text, ms[last], nxt):
                 break
             if nxt.tag in NOUN_TAGS or (nxt.tag == "XSN" and nxt.form not in _SUFFIX_EXCLUDE):
                 last += 1
                 continue
             break
         return last if last > i else i
+
+
+def _touch(text: str, left: Morpheme, right: Morpheme) -> bool:
+    """Whether two morphemes are written as one word: nothing between them in the user's text but
+    characters the analyser never saw (a zero-width space, a soft hyphen)."""
+    from hanseek.text.normalize import is_dropped
+
+    return right.start == left.end or (
+        right.start > left.end and all(is_dropped(c) for c in text[left.end : right.start])
+    )
 
 
 def normalize_term(word: str) -> str:

@@ -219,17 +219,22 @@ class KoreanAnalyzer:
         return out
 
     def morphemes_batch(self, texts: Sequence[str]) -> list[list[Morpheme]]:
-        """`morphemes` for many texts at once on Kiwi's worker threads; order is kept."""
+        """`morphemes` for many texts at once on Kiwi's worker threads; order is kept. A long text is
+        cut into the same pieces as `morphemes` cuts it, so both give the same morphemes."""
         norms = [normalize_with_map(t) for t in texts]
-        todo = [i for i, n in enumerate(norms) if n.text]
         out: list[list[Morpheme]] = [[] for _ in texts]
-        if not todo:
+        pieces: list[tuple[int, int, str]] = []  # (text index, offset in its cleaned text, piece)
+        for i, norm in enumerate(norms):
+            if norm.text:
+                bounds = [0, *_cut_points(norm.text, _pieces(len(norm.text))), len(norm.text)]
+                pieces += [(i, a, norm.text[a:b]) for a, b in itertools.pairwise(bounds)]
+        if not pieces:
             return out
         with self._lock.shared():
             # The batch API yields lazily; consume it while holding the lock.
-            results = list(self._kiwi.tokenize([norms[i].text for i in todo]))
-        for i, tokens in zip(todo, results, strict=True):
-            out[i] = _to_morphemes(tokens, norms[i])
+            results = list(self._kiwi.tokenize([p for _, _, p in pieces]))
+        for (i, offset, _), tokens in zip(pieces, results, strict=True):
+            out[i].extend(_to_morphemes(tokens, norms[i], offset=offset))
         return out
 
     def content_morphemes(self, text: str, *, foreign: bool = True) -> list[Morpheme]:

@@ -45,6 +45,11 @@ class NormalizedText:
         return self.starts[start], self.ends[start + length - 1]
 
 
+def is_dropped(ch: str) -> bool:
+    """Whether normalisation removes `ch` (an invisible format or control character)."""
+    return _is_control(ch)
+
+
 def _is_control(ch: str) -> bool:
     # Lone surrogates (Cs) reach Python from JSON escapes or surrogateescape decoding; Kiwi cannot
     # encode them, so they are dropped like control characters.
