@@ -101,3 +101,35 @@ def test_errors_are_messages_not_tracebacks(cli_env: None, tmp_path: Path) -> No
     caps.write_text("filename,text\nx.png,우주비행사\n", encoding="utf-8")
     r = runner.invoke(app, ["images", "add", str(tmp_path / "x.png"), "--captions", str(caps)])
     assert r.exit_code == 1 and "needs a 'file' column" in _text(r.output)
+
+
+def test_captions_csv_rows_with_a_folder_match_only_that_file(
+    cli_env: None, tmp_path: Path, sample_images: dict[str, Image.Image], tag: str, image_service: Any
+) -> None:
+    """`a/cat.png` in the CSV is that file, not `b/cat.png` too; a bare name matches in any folder; a
+    NUL in one row's caption rejects that file only (no traceback)."""
+    folder = tmp_path / "photos"
+    for sub in ("a", "b", "c"):
+        (folder / sub).mkdir(parents=True)
+    (folder / "a" / "cat.png").write_bytes(unique_png(sample_images["china"]))
+    (folder / "b" / "cat.png").write_bytes(unique_png(sample_images["hopper"]))
+    (folder / "c" / "dog.png").write_bytes(unique_png(sample_images["flower"]))
+    (folder / "c" / "nul.png").write_bytes(unique_png(sample_images["flower"]))
+    caps = folder / "captions.csv"
+    with caps.open("w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["file", "caption", "tags"])
+        w.writerow(["a/cat.png", "the cat in a", "only-a"])
+        w.writerow(["dog.png", "any dog", "dog"])
+        w.writerow(["nul.png", "bad\x00caption", ""])
+        w.writerow(["z/cat.png", "nobody", ""])
+    r = runner.invoke(app, ["images", "add", str(folder), "--tags", tag, "--captions", str(caps)])
+    assert r.exit_code == 0, r.output
+    out = _text(r.output)
+    assert "Traceback" not in r.output and "3 added, 0 duplicate(s), 1 rejected" in out
+    assert "nul.png" in out and "NUL" in out
+    rows, _ = image_service.list(tags=[tag])
+    by_caption = {row["caption"]: row for row in rows}
+    assert set(by_caption) == {"the cat in a", "any dog", None}
+    assert "only-a" in by_caption["the cat in a"]["tags"] and by_caption[None]["tags"] == [tag]
+    assert "captions without a matching file: z/cat.png" in out

@@ -69,3 +69,32 @@ def test_real_photo_set_robustness(shared_data: Path, cnn_encoder: Any) -> None:
     )
     assert res["overall"]["recall@1"] == 1.0, res["transforms"]
     assert res["distinct_originals_max_similarity"] < 0.6
+
+
+def test_a_data_set_without_the_needed_columns_or_files_is_one_error_line(
+    tmp_path: Path, sample_images: dict[str, Image.Image], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from hanseek.cli import app
+    from hanseek.encoders import image_registry
+
+    data = _tiny_set(tmp_path, sample_images)
+    (data / "captions.csv").write_text("file,caption_en,caption_ko\nimg/china.png,a temple,절\n", "utf-8")
+    with pytest.raises(evaluation.EvalDataError, match="missing category"):
+        evaluation.load_items(data)
+
+    def no_models(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the columns are checked before any model loads")
+
+    monkeypatch.setattr(image_registry, "load_image_encoder", no_models)
+    r = CliRunner().invoke(app, ["images", "eval", "--data", str(data), "--out", str(tmp_path / "out")])
+    assert r.exit_code == 1 and isinstance(r.exception, SystemExit), r.output
+    text = " ".join(r.output.split())
+    assert "error:" in text and "missing category" in text and "Traceback" not in r.output
+    assert not (tmp_path / "out").exists()
+
+    # A row naming a missing photo: the same kind of message, not a FileNotFoundError traceback.
+    (data / "captions.csv").write_text("file,caption_en,caption_ko,category\nimg/gone.png,a,가,x\n", "utf-8")
+    with pytest.raises(evaluation.EvalDataError, match=r"gone\.png"):
+        evaluation.load_items(data)

@@ -13,7 +13,7 @@ from PIL import Image
 
 from hanseek.images import repo
 from hanseek.images.repo import ImageFilters
-from hanseek.images.service import ImageNotFound, ImageService, ImageServiceError, Upload
+from hanseek.images.service import ImageNotFound, ImageService, ImageServiceError, Upload, normalize_tags
 from hanseek.images.transforms import STANDARD
 from tests.images.conftest import encode_jpeg, encode_png, unique_png
 
@@ -314,3 +314,116 @@ def test_reindex_fills_a_new_image_space(
     assert svc.reindex() == 0
     out = svc.similar(stored["china"], k=1)
     assert out.paths == {"image:descriptor-v1": "exact"}
+
+
+def test_a_nul_or_lone_surrogate_in_a_caption_or_tag_rejects_only_that_file(
+    image_service: ImageService, sample_images: dict[str, Image.Image], tag: str
+) -> None:
+    good = unique_png(sample_images["flower"])
+    bad = [unique_png(sample_images["flower"]) for _ in range(3)]
+    res = image_service.add(
+        [
+            Upload(good, "good.png", "a fine caption", [tag]),
+            Upload(bad[0], "nul.png", "x\x00y", [tag]),
+            Upload(bad[1], "tag.png", "ok", [tag, "a\x00b"]),
+            Upload(bad[2], "sur.png", "\ud800", [tag]),
+        ]
+    )
+    assert [r.status for r in res] == ["added", "rejected", "rejected", "rejected"], [r.message for r in res]
+    assert [r.reason for r in res[1:]] == ["invalid_metadata"] * 3
+    assert "NUL" in res[1].message and "NUL" in res[2].message and "surrogate" in res[3].message  # type: ignore[operator]
+    assert image_service.get(res[0].id)["caption"] == "a fine caption"  # type: ignore[arg-type]
+    with pytest.raises(ImageServiceError, match="NUL"):
+        normalize_tags(["ok", "x\x00"])
+
+
+def _media_paths(svc: ImageService, data: bytes) -> list[Any]:
+    from hanseek.images.decode import decode_image
+
+    d = decode_image(data, max_pixels=svc.config.max_pixels)
+    return [svc.media.original_path(d.sha256, d.ext), svc.media.thumbnail_path(d.sha256)]
+
+
+def test_a_failed_transaction_removes_the_files_it_wrote(
+    image_service: ImageService,
+    sample_images: dict[str, Image.Image],
+    tag: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    kept = image_service.add([Upload(unique_png(sample_images["hopper"]), tags=[tag])])[0]
+    kept_paths = [image_service.file(kept.id, v)[0] for v in ("original", "thumbnail")]  # type: ignore[arg-type]
+    new = unique_png(sample_images["china"])
+
+    def fail(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("the database went away")
+
+    monkeypatch.setattr(repo, "put_vectors", fail)
+    with pytest.raises(RuntimeError, match="went away"):
+        image_service.add([Upload(new, tags=[tag])])
+    assert not any(p.exists() for p in _media_paths(image_service, new))  # no orphans left behind
+    assert all(p.exists() for p in kept_paths)  # other images' files untouched
+    with image_service.db.connection() as conn:
+        assert not repo.existing_by_sha(conn, [_media_paths(image_service, new)[0].stem])
+
+
+def test_the_clean_up_of_a_failed_add_keeps_files_another_request_stored_meanwhile(
+    image_service: ImageService,
+    sample_images: dict[str, Image.Image],
+    tag: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    data = unique_png(sample_images["china"])
+    real_put, real_lock, again, locks, puts = repo.put_vectors, repo.lock_files, [], [], []
+
+    def fail_once(*args: Any, **kwargs: Any) -> Any:
+        puts.append(1)
+        if len(puts) == 1:
+            raise RuntimeError("boom")
+        return real_put(*args, **kwargs)
+
+    def add_in_the_gap(conn: Any, shas: Any) -> None:
+        locks.append(1)
+        if len(locks) == 2:  # the failed add's clean-up: another request stores the same bytes first
+            worker = threading.Thread(target=lambda: again.append(image_service.add([Upload(data)])[0]))
+            worker.start()
+            worker.join()
+        real_lock(conn, shas)
+
+    monkeypatch.setattr(repo, "put_vectors", fail_once)
+    monkeypatch.setattr(repo, "lock_files", add_in_the_gap)
+    with pytest.raises(RuntimeError, match="boom"):
+        image_service.add([Upload(data, tags=[tag])])
+    assert again and again[0].status == "added"
+    for variant in ("original", "thumbnail"):
+        path, _ = image_service.file(again[0].id, variant)  # type: ignore[arg-type]
+        assert path.exists()
+
+
+def test_a_concurrent_duplicate_gets_the_stored_id(
+    image_service: ImageService,
+    sample_images: dict[str, Image.Image],
+    tag: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Another request stores the same bytes between this one's duplicate check and its insert:
+    the result is a duplicate with that row's id, and so is a same-batch copy."""
+    data = unique_png(sample_images["hopper"])
+    real_lock, other, calls = repo.lock_files, [], []
+
+    def store_in_the_gap(conn: Any, shas: Any) -> None:
+        calls.append(1)
+        if len(calls) == 1:
+            worker = threading.Thread(target=lambda: other.append(image_service.add([Upload(data)])[0]))
+            worker.start()
+            worker.join()
+        real_lock(conn, shas)
+
+    monkeypatch.setattr(repo, "lock_files", store_in_the_gap)
+    res = image_service.add([Upload(data, tags=[tag]), Upload(data, tags=[tag])])
+    assert other[0].status == "added" and other[0].id is not None
+    assert [(r.status, r.reason) for r in res] == [
+        ("duplicate", "already_stored"),
+        ("duplicate", "same_file_in_batch"),
+    ]
+    assert res[0].id == res[1].id == other[0].id
+    assert str(other[0].id) in res[0].message  # type: ignore[operator]

@@ -117,3 +117,36 @@ def test_odd_unicode_is_answered(api: TestClient) -> None:
     assert len(r.json()["results"]) == 3
     # Control characters alone are no review (normalisation leaves nothing): refused like blanks.
     _problem(api.post("/sentiment", json={"texts": ["\u0000\u0001"]}), 422, "texts[0] is empty")
+
+
+def test_a_copied_model_answers_by_its_name_and_a_cut_one_is_503(
+    api: TestClient, app_state: AppState
+) -> None:
+    """`cp -r` of a model: listed and answering under the directory's name. The same copy with its
+    `coef` cut to 10 columns: 503 "Sentiment model unavailable", not a 500 from a matmul."""
+    import shutil
+
+    import numpy as np
+
+    svc = service(app_state)
+    source = svc.resolve().card.name  # the default, or the demo baseline trained now
+    copies = [svc.root / "api-copy", svc.root / "api-cut"]
+    try:
+        for copy in copies:
+            shutil.copytree(svc.root / source, copy)
+        names = [m["name"] for m in api.get("/sentiment/models").json()["models"]]
+        assert names.count(source) == 1 and "api-copy" in names and "api-cut" in names
+        r = api.post("/sentiment", json={"texts": ["정말 재밌다"], "model": "api-copy"})
+        assert r.status_code == 200, r.text
+        assert r.json()["model"] == "api-copy" and r.json()["results"][0]["model"] == "api-copy"
+
+        with np.load(copies[1] / "weights.npz", allow_pickle=False) as w:
+            arrays = {k: w[k] for k in w.files}
+        arrays["coef"] = arrays["coef"][:, :10]
+        np.savez_compressed(copies[1] / "weights.npz", **arrays)  # type: ignore[arg-type]
+        r = api.post("/sentiment", json={"texts": ["정말 재밌다"], "model": "api-cut"})
+        _problem(r, 503, "coef has shape (1, 10)")
+        assert r.json()["title"] == "Sentiment model unavailable"
+    finally:
+        for copy in copies:
+            shutil.rmtree(copy, ignore_errors=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -198,3 +199,47 @@ def test_deleting_the_default_model_clears_the_default(tmp_path: Path) -> None:
     delete_model(root, "a")
     save_model(root, Tiny(), ModelCard(name="a", kind="baseline", domains=["game"], train_size=1))  # type: ignore[arg-type]
     assert default_name(root) is None  # a new, unrelated "a" does not become the default
+
+
+def _copy_demo(svc: SentimentService, name: str) -> Path:
+    """A copy of the demo baseline under another directory name, its card.json left as it was."""
+    import shutil
+
+    svc.predict(["좋다"])  # trains the demo baseline into this data dir
+    copy = svc.root / name
+    shutil.copytree(svc.root / "demo-baseline", copy)
+    return copy
+
+
+@pytest.mark.parametrize(
+    ("array", "cut", "fragment"),
+    [
+        ("coef", lambda a: a[:, :10], "coef has shape (1, 10)"),
+        ("idf_char", lambda a: a[:-1], "idf_char has shape"),
+        ("nb", lambda a: a[:5], "nb has shape (5,)"),
+        ("intercept", lambda a: np.array([np.nan], dtype=a.dtype), "intercept holds values"),
+    ],
+)
+def test_a_baseline_with_arrays_of_the_wrong_shape_is_a_load_error(
+    svc: SentimentService, array: str, cut: object, fragment: str
+) -> None:
+    """Arrays that do not fit the vocabulary fail at load (503), not in the middle of a matmul (500)."""
+    copy = _copy_demo(svc, "cut")
+    with np.load(copy / "weights.npz", allow_pickle=False) as w:
+        arrays = {k: w[k] for k in w.files}
+    assert array in arrays
+    arrays[array] = cut(arrays[array])  # type: ignore[operator]
+    np.savez_compressed(copy / "weights.npz", **arrays)  # type: ignore[arg-type]
+    with pytest.raises(registry.ModelLoadError, match=r"cannot load sentiment model 'cut'") as info:
+        svc.predict(["좋다"], "cut")
+    assert fragment in str(info.value)
+
+
+def test_a_model_is_named_by_its_directory(svc: SentimentService) -> None:
+    """`cp -r demo-baseline old-copy`: listed and answering as `old-copy`, not as its card's name."""
+    _copy_demo(svc, "old-copy")
+    assert json.loads((svc.root / "old-copy" / "card.json").read_text())["name"] == "demo-baseline"
+    assert sorted(c.name for c in svc.cards()) == ["demo-baseline", "old-copy"]
+    card, preds = svc.predict(["정말 최고의 영화"], "old-copy")
+    assert card.name == "old-copy" and len(preds) == 1
+    assert svc.resolve("demo-baseline").card.name == "demo-baseline"

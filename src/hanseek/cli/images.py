@@ -82,7 +82,9 @@ class CaptionsError(ValueError):
 
 def read_captions(path: Path) -> dict[str, tuple[str | None, list[str]]]:
     """A CSV with columns `file` and `caption` (or `caption_ko`/`caption_en`) and optional `tags`
-    (`;` or `,` separated); `file` matches a path relative to the CSV's folder or a bare file name."""
+    (`;` or `,` separated). A `file` with a folder part is a path relative to the CSV's folder and
+    matches that file only (keyed by its absolute path); a bare file name matches a file of that name
+    in any folder (keyed by the name)."""
     table: dict[str, tuple[str | None, list[str]]] = {}
     with path.open(encoding="utf-8-sig", newline="") as f:
         reader = csv.DictReader(f)
@@ -98,9 +100,12 @@ def read_captions(path: Path) -> dict[str, tuple[str | None, list[str]]]:
             raw_tags = row.get("tags") or row.get("category") or ""
             tags = [t.strip() for t in raw_tags.replace(";", ",").split(",") if t.strip()]
             key = (row.get("file") or "").strip()
-            if key:
+            if not key:
+                continue
+            if Path(key).parent == Path("."):  # a bare name (`cat.png`, `./cat.png`)
+                table[Path(key).name] = (caption, tags)
+            else:  # `a/cat.png` is that file only, not every `cat.png`
                 table[str((path.parent / key).resolve())] = (caption, tags)
-                table.setdefault(Path(key).name, (caption, tags))
     return table
 
 
@@ -135,7 +140,8 @@ def add(
             uploads = []
             for f in chunk:
                 key = str(f.resolve()) if str(f.resolve()) in meta else f.name
-                matched.add(key)
+                if key in meta:
+                    matched.add(key)
                 cap, tag_list = meta.get(key, (None, []))
                 uploads.append(Upload(f.read_bytes(), f.name, caption or cap, [*split_tags(tags), *tag_list]))
             for f, res in zip(chunk, svc.add(uploads), strict=True):
@@ -145,9 +151,8 @@ def add(
             bar.update(task, advance=len(chunk), info=f"{counts['added']} added")
     for name, msg in problems:
         err_console.print(f"[yellow]skipped[/yellow] {name}: {msg}")
-    # Each CSV row is keyed by its path and by its bare file name: a row is unused when neither matched.
-    used_names = {Path(m).name for m in matched}
-    unused = sorted(k for k in meta if not Path(k).is_absolute() and k not in used_names)
+    # A CSV row is keyed by its absolute path (a `file` with a folder) or by its bare file name.
+    unused = sorted(_csv_label(k, captions) for k in meta if k not in matched) if captions else []
     if unused:
         err_console.print(f"[yellow]captions without a matching file:[/yellow] {', '.join(unused[:10])}")
     console.print(
@@ -155,6 +160,16 @@ def add(
     )
     if counts["rejected"] and not counts["added"] and not counts["duplicate"]:
         raise typer.Exit(1)  # nothing usable: as the API's 422
+
+
+def _csv_label(key: str, csv_path: Path) -> str:
+    """A captions key as the CSV wrote it: relative to the CSV's folder where it is a path."""
+    if not Path(key).is_absolute():
+        return key
+    try:
+        return str(Path(key).relative_to(csv_path.parent.resolve()))
+    except ValueError:
+        return key
 
 
 def _print(outcome: SearchOutcome, as_json: bool) -> None:
@@ -317,21 +332,28 @@ def evaluate(
 
     if not (data / "captions.csv").is_file():
         _fail(f"{data}/captions.csv not found")
+    try:
+        evaluation.check_columns(data)  # before minutes of model loading
+    except evaluation.EvalDataError as exc:
+        _fail(str(exc))
     cfg = ImageSettings()
     s = settings()
     encoders: list[ImageEncoder] = [load_image_encoder(cfg.model, text_tower=cfg.text_tower)]
     if descriptor and encoders[0].name != DescriptorEncoder.name:
         encoders.append(DescriptorEncoder())
     with console.status("evaluating…") as status:
-        report = evaluation.run(
-            data,
-            load_text_encoder(s),
-            encoders,
-            label_top_k=cfg.label_top_k,
-            label_min_prob=cfg.label_min_prob,
-            near_duplicate_score=cfg.near_duplicate_score,
-            progress=lambda msg: status.update(msg),
-        )
+        try:
+            report = evaluation.run(
+                data,
+                load_text_encoder(s),
+                encoders,
+                label_top_k=cfg.label_top_k,
+                label_min_prob=cfg.label_min_prob,
+                near_duplicate_score=cfg.near_duplicate_score,
+                progress=lambda msg: status.update(msg),
+            )
+        except evaluation.EvalDataError as exc:
+            _fail(str(exc))
     command = f"hanseek images eval --data {data} --out {out}" + ("" if descriptor else " --no-descriptor")
     report["command"] = command
     out.mkdir(parents=True, exist_ok=True)

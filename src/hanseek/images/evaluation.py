@@ -52,15 +52,45 @@ class Item:
     tags: tuple[str, ...]
 
 
+REQUIRED_COLUMNS = ("file", "caption_en", "caption_ko", "category")
+
+
+class EvalDataError(ValueError):
+    """The evaluation set cannot be read: a missing column, file or image (the CLI's `error:`)."""
+
+
+def check_columns(data_dir: Path) -> None:
+    """Refuse a captions.csv without the columns the evaluation reads, before any model loads."""
+    path = data_dir / "captions.csv"
+    try:
+        with path.open(encoding="utf-8-sig", newline="") as f:
+            columns = set(csv.DictReader(f).fieldnames or [])
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise EvalDataError(f"{path}: cannot be read: {exc}") from exc
+    if missing := [c for c in REQUIRED_COLUMNS if c not in columns]:
+        raise EvalDataError(
+            f"{path}: needs the columns {', '.join(REQUIRED_COLUMNS)}; missing {', '.join(missing)} "
+            f"(its header has {', '.join(sorted(columns)) or 'nothing'})"
+        )
+
+
 def load_items(data_dir: Path) -> list[Item]:
+    check_columns(data_dir)
     items = []
     with (data_dir / "captions.csv").open(encoding="utf-8-sig", newline="") as f:
         for row in csv.DictReader(f):
-            with Image.open(data_dir / row["file"]) as im:
-                im.load()
-                image = to_rgb(im).copy()
-            tags = tuple(t.strip() for t in row["category"].split(";") if t.strip())
-            items.append(Item(row["file"], image, row["caption_en"], row["caption_ko"], tags))
+            try:
+                with Image.open(data_dir / row["file"]) as im:
+                    im.load()
+                    image = to_rgb(im).copy()
+            except (OSError, ValueError) as exc:  # missing, unreadable or not an image
+                raise EvalDataError(
+                    f"{data_dir / (row['file'] or '')}: cannot be read as an image: {exc}"
+                ) from exc
+            tags = tuple(t.strip() for t in (row["category"] or "").split(";") if t.strip())
+            items.append(Item(row["file"], image, row["caption_en"] or "", row["caption_ko"] or "", tags))
+    if not items:
+        raise EvalDataError(f"{data_dir / 'captions.csv'} has no rows")
     return items
 
 

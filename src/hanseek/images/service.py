@@ -26,6 +26,7 @@ from hanseek.images.config import ImageSettings
 from hanseek.images.decode import DecodedImage, ImageRejected, configure_pillow, decode_image
 from hanseek.images.repo import ImageFilters, SearchPath, Space
 from hanseek.images.storage import THUMB_MIME, MediaStore
+from hanseek.text.storable import unstorable
 
 if TYPE_CHECKING:
     from hanseek.api.state import AppState
@@ -92,6 +93,8 @@ def normalize_tags(tags: Sequence[str]) -> list[str]:
         tag = _TAG_SPACE.sub(" ", unicodedata.normalize("NFC", str(raw))).strip().lower()
         if not tag:
             continue
+        if why := unstorable(tag):
+            raise ImageServiceError(f"tag {tag[:20]!r} {why}")
         if len(tag) > MAX_TAG_CHARS:
             raise ImageServiceError(f"tag {tag[:20]!r}… is longer than {MAX_TAG_CHARS} characters")
         if tag not in out:
@@ -218,6 +221,8 @@ class ImageService:
                 tags = normalize_tags(up.tags)
                 if up.caption and len(up.caption) > MAX_CAPTION_CHARS:
                     raise ImageServiceError(f"the caption is longer than {MAX_CAPTION_CHARS} characters")
+                if up.caption and (why := unstorable(up.caption)):
+                    raise ImageServiceError(f"the caption {why}")
                 decoded = decode_image(
                     up.data, max_pixels=self.config.max_pixels, max_bytes=self.config.max_file_bytes
                 )
@@ -266,16 +271,46 @@ class ImageService:
         cap_docs = [caption_document(up.caption, tags) for _, _, up, tags in items]
         lab_docs = [labels_document(lab) for lab in labels]
         cap_space, lab_space = self._text_space("caption"), self._text_space("labels")
+        near = self._near_duplicates(image_vecs)
+        written: list[tuple[str, Path]] = []  # (sha256, path) of the files this call created
+        try:
+            self._write_rows(items, image_vecs, labels, cap_docs, lab_docs, cap_space, lab_space, written)
+        except BaseException:
+            # The rows rolled back: the files written for them would be orphans.
+            self._remove_orphans(written)
+            raise
+        if stored := [r for r, _, _, _ in items if r.status == "added"]:
+            log.info("stored %d image(s)", len(stored))
+        for (res, _, _, _), hit in zip(items, near, strict=True):
+            if hit is not None and res.status == "added":
+                res.near_duplicate_of, res.near_duplicate_score = hit
+
+    def _write_rows(
+        self,
+        items: list[tuple[AddResult, DecodedImage, Upload, list[str]]],
+        image_vecs: np.ndarray,
+        labels: Sequence[Sequence[tuple[str, float]]],
+        cap_docs: list[str | None],
+        lab_docs: list[str | None],
+        cap_space: Space | None,
+        lab_space: Space | None,
+        written: list[tuple[str, Path]],
+    ) -> None:
         cap_vecs = self._encode_docs(cap_docs) if cap_space else {}
         lab_vecs = self._encode_docs(lab_docs) if lab_space else {}
-
-        near = self._near_duplicates(image_vecs)
         with self.db.connection() as conn:
             # Files and rows together, under the files' locks (a delete of the same bytes waits).
             repo.lock_files(conn, [d.sha256 for _, d, _, _ in items])
             for _, d, up, _ in items:
+                original = self.media.original_path(d.sha256, d.ext)
+                thumb = self.media.thumbnail_path(d.sha256)
+                new_original, new_thumb = not original.exists(), not thumb.exists()
                 self.media.save_original(d.sha256, d.ext, up.data)
+                if new_original:
+                    written.append((d.sha256, original))
                 self.media.save_thumbnail(d.sha256, d.image)
+                if new_thumb:
+                    written.append((d.sha256, thumb))
             te, check = self.text_encoder, self._text_encoder_is_active
             if (cap_space or lab_space) and te is not None and check is not None and not check(conn, te):
                 # `hanseek models use` switched the text model since: its spaces, its vectors.
@@ -303,7 +338,12 @@ class ImageService:
                 ids.append(new_id)
                 if new_id is None:  # a concurrent request stored the same file first
                     res.status, res.reason = "duplicate", "already_stored"
-                    res.message = "This file was stored by a concurrent request."
+                    res.id = repo.existing_by_sha(conn, [d.sha256]).get(d.sha256)
+                    res.message = (
+                        f"This file was stored as image {res.id} by a concurrent request."
+                        if res.id is not None
+                        else "This file was stored by a concurrent request."
+                    )
                 else:
                     res.status, res.id = "added", new_id
             rows = [i for i, new_id in enumerate(ids) if new_id is not None]
@@ -319,11 +359,22 @@ class ImageService:
                     [ids[i] for i in sel],  # type: ignore[misc]
                     np.stack([vecs[i] for i in sel]) if sel else np.zeros((0, space.dim), np.float32),
                 )
-        if stored := [r for r, _, _, _ in items if r.status == "added"]:
-            log.info("stored %d image(s)", len(stored))
-        for (res, _, _, _), hit in zip(items, near, strict=True):
-            if hit is not None and res.status == "added":
-                res.near_duplicate_of, res.near_duplicate_score = hit
+
+    def _remove_orphans(self, written: Sequence[tuple[str, Path]]) -> None:
+        """Remove files this call wrote for rows that never committed. Under the files' locks, and
+        only where no row has the same bytes: another request may have stored them meanwhile."""
+        if not written:
+            return
+        shas = {sha for sha, _ in written}
+        try:
+            with self.db.connection() as conn:
+                repo.lock_files(conn, shas)
+                kept = repo.existing_by_sha(conn, shas)
+                for sha, path in written:
+                    if sha not in kept:
+                        path.unlink(missing_ok=True)
+        except Exception:  # the failure that brought us here is the one to report
+            log.exception("could not remove the files of %d image(s) that were not stored", len(shas))
 
     def _encode_docs(self, docs: Sequence[str | None]) -> dict[int, np.ndarray]:
         te = self.text_encoder

@@ -242,6 +242,7 @@ class BaselineClassifier:
             arrays = {k: w[k] for k in w.files}
         with gzip.open(directory / _VOCAB, "rt", encoding="utf-8") as f:
             vocab: dict[str, list[str]] = json.load(f)
+        _check_arrays(directory, config, vocab, arrays)
         if config.use_char:
             model._char = _char_vectorizer(config, vocab["char"])
             model._char.idf_ = arrays["idf_char"]
@@ -255,3 +256,41 @@ class BaselineClassifier:
         clf.classes_ = np.array([0, 1])
         model._clf = clf
         return model
+
+
+def _check_arrays(
+    directory: Path, config: BaselineConfig, vocab: dict[str, list[str]], arrays: dict[str, np.ndarray]
+) -> None:
+    """Refuse a damaged or mismatched model at load time (ValueError, which the service reports as
+    ModelLoadError: a 503), not with a shape error in the middle of a prediction (a 500)."""
+
+    def bad(msg: str) -> ValueError:
+        return ValueError(f"{directory}: {msg}")
+
+    n_features = 0
+    for key, used in (("char", config.use_char), ("morph", config.use_morph)):
+        if not used:
+            continue
+        terms = vocab.get(key)
+        if not isinstance(terms, list) or not terms or not all(isinstance(t, str) for t in terms):
+            raise bad(f"the {key} vocabulary is missing or empty")
+        if len(set(terms)) != len(terms):
+            raise bad(f"the {key} vocabulary repeats terms")
+        idf = arrays.get(f"idf_{key}")
+        if idf is None or idf.shape != (len(terms),):
+            shape = None if idf is None else idf.shape
+            raise bad(f"idf_{key} has shape {shape}, the {key} vocabulary has {len(terms)} terms")
+        n_features += len(terms)
+    if n_features == 0:
+        raise bad("the model uses no features")
+    coef, intercept, nb = arrays.get("coef"), arrays.get("intercept"), arrays.get("nb")
+    if coef is None or coef.shape != (1, n_features):
+        raise bad(f"coef has shape {None if coef is None else coef.shape}, expected (1, {n_features})")
+    if intercept is None or intercept.shape != (1,):
+        raise bad(f"intercept has shape {None if intercept is None else intercept.shape}, expected (1,)")
+    if nb is not None and nb.shape != (n_features,):
+        raise bad(f"nb has shape {nb.shape}, expected ({n_features},)")
+    for name in ("coef", "intercept", "nb", "idf_char", "idf_morph"):
+        a = arrays.get(name)
+        if a is not None and not (np.issubdtype(a.dtype, np.number) and np.isfinite(a).all()):
+            raise bad(f"{name} holds values that are not finite numbers")

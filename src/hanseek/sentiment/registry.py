@@ -80,7 +80,10 @@ def model_dir(root: Path, name: str) -> Path:
 
 
 def read_card(directory: Path) -> ModelCard:
-    return ModelCard.model_validate_json((directory / CARD).read_text(encoding="utf-8"))
+    """The card of the model in `directory`, named by the directory: a model copied or renamed
+    (`cp -r s1 s1-old`) is `s1-old` everywhere, whatever its card.json was written with."""
+    card = ModelCard.model_validate_json((directory / CARD).read_text(encoding="utf-8"))
+    return card if card.name == directory.name else card.model_copy(update={"name": directory.name})
 
 
 def list_cards(root: Path) -> list[ModelCard]:
