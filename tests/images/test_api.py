@@ -167,15 +167,22 @@ def test_bad_requests_are_problems(
     assert r.json()["detail"]
 
 
-@pytest.fixture()
-def keyed(app_state: AppState, image_service: ImageService, text_encoder: Any) -> Iterator[TestClient]:
-    settings = app_state.settings.model_copy(update={"api_key": SecretStr("s3cret")})
+def _client_with(
+    app_state: AppState, image_service: ImageService, text_encoder: Any, **overrides: Any
+) -> Iterator[TestClient]:
+    """A client of an app whose settings differ from the session's by `overrides`."""
+    settings = app_state.settings.model_copy(update=overrides)
     state = AppState(settings, app_state.db)
     state.ready = True
     state.service("text_encoder", lambda st: text_encoder)
     state.service("images", lambda st: image_service)
     with contract_client(create_app(settings, state=state), settings) as c:
         yield c
+
+
+@pytest.fixture()
+def keyed(app_state: AppState, image_service: ImageService, text_encoder: Any) -> Iterator[TestClient]:
+    yield from _client_with(app_state, image_service, text_encoder, api_key=SecretStr("s3cret"))
 
 
 def test_writes_need_the_api_key(keyed: TestClient, sample_images: dict[str, Image.Image]) -> None:
@@ -192,13 +199,7 @@ def test_writes_need_the_api_key(keyed: TestClient, sample_images: dict[str, Ima
 
 @pytest.fixture()
 def small_limits(app_state: AppState, image_service: ImageService, text_encoder: Any) -> Iterator[TestClient]:
-    settings = app_state.settings.model_copy(update={"max_text_chars": 50})
-    state = AppState(settings, app_state.db)
-    state.ready = True
-    state.service("text_encoder", lambda st: text_encoder)
-    state.service("images", lambda st: image_service)
-    with contract_client(create_app(settings, state=state), settings) as c:
-        yield c
+    yield from _client_with(app_state, image_service, text_encoder, max_text_chars=50)
 
 
 def test_search_query_length_is_the_text_limit(small_limits: TestClient) -> None:
