@@ -487,9 +487,9 @@ class OnnxTextEncoder(PooledEncoder):
             # fp32. Windows of similar length keep it within the figures of a text alone
             # (docs/encoders.md, "Batch company").
             self.max_length_ratio = INT8_MAX_LENGTH_RATIO
-            # Parallel runs of ~512 tokens on one thread each beat one run on every thread: int8 GEMMs
-            # that small scale poorly across threads (measured 3.4x / 3.1x PyTorch's sentences per
-            # CPU-second at 16 / 128 tokens, against 2.7x / 2.4x; docs/encoders.md, "Speed").
+            # Parallel runs of a few hundred tokens on one thread each beat one run on every thread:
+            # int8 GEMMs that small scale poorly across threads (on the idle machine, 3.3x / 3.3x
+            # PyTorch's sentences/s at 16 / 128 tokens against 3.5x / 2.7x; docs/encoders.md, "Speed").
             self._workers = max(1, int(threads) if threads else len(os.sched_getaffinity(0)))
             self._runs = ThreadPoolExecutor(self._workers, thread_name_prefix="onnx-int8")
             opts.intra_op_num_threads = 1
@@ -544,8 +544,10 @@ class OnnxTextEncoder(PooledEncoder):
             return
         jobs: list[Batch] = []
         for idx, ids, mask in batches:
-            # Rows of one batch (similar lengths) in at least one part per worker, ~TOKENS_PER_RUN each.
-            parts = max(self._workers, -(-ids.size // INT8_TOKENS_PER_RUN))
+            # Rows of one batch (similar lengths) in at least one part per worker, ~TOKENS_PER_RUN
+            # each; half that for windows of 64+ tokens (measured faster there, slower for short ones).
+            budget = INT8_TOKENS_PER_RUN if ids.shape[1] < 64 else INT8_TOKENS_PER_RUN // 2
+            parts = max(self._workers, -(-ids.size // budget))
             for rows in np.array_split(np.arange(len(idx)), min(parts, len(idx))):
                 jobs.append((idx[rows], ids[rows], mask[rows]))
         # InferenceSession.run is thread-safe and releases the GIL while it computes.
