@@ -10,7 +10,10 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import IO, Any
 
 _UMASK = re.compile(r"^Umask:\s*([0-7]+)$", re.MULTILINE)
 
@@ -29,16 +32,32 @@ def shared_mode(directory: bool = False) -> int:
     return (0o777 if directory else 0o666) & ~umask()
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write `text` (UTF-8) to `path` through a temporary beside it: a reader or a crash never sees
-    half a file, and an earlier version stays until the new one is complete."""
+@contextmanager
+def atomic_file(
+    path: Path, *, binary: bool = False, prefix: str | None = None, suffix: str = ".tmp", fsync: bool = False
+) -> Iterator[IO[Any]]:
+    """A file to write `path` through: a temporary beside it (`prefix` + random + `suffix`; by default
+    `.NAME.<random>.tmp`) that, when the block ends without an error, gets the mode an ordinary write
+    gives and replaces `path` (after an fsync with `fsync`). A reader or a crash never sees half a
+    file, an earlier version stays until the new one is complete, and an error removes the temporary."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(
+        prefix=f".{path.name}." if prefix is None else prefix, suffix=suffix, dir=path.parent
+    )
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
+        with os.fdopen(fd, "wb" if binary else "w", encoding=None if binary else "utf-8") as fh:
+            yield fh
+            fh.flush()
+            if fsync:
+                os.fsync(fh.fileno())
             os.fchmod(fh.fileno(), shared_mode())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write `text` (UTF-8) to `path` whole or not at all (`atomic_file`)."""
+    with atomic_file(path) as fh:
+        fh.write(text)

@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import contextlib
 import io
-import os
 import re
-import tempfile
 from pathlib import Path
 
 from PIL import Image
 
 from hanseek.encoders.image_base import to_rgb
-from hanseek.files import shared_mode
+from hanseek.files import atomic_file
 
 _SHA = re.compile(r"^[0-9a-f]{64}$")
 _EXT = re.compile(r"^[a-z0-9]{1,5}$")
@@ -64,16 +62,7 @@ def _check(sha256: str, ext: str) -> None:
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    # Write to a temp file in the same directory and rename: readers never see a half-written file,
-    # and two concurrent writers of the same hash both end with the same complete file.
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            os.fchmod(f.fileno(), shared_mode())  # mkstemp's 0600 would hide it from other users
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    # Readers never see a half-written file, and two concurrent writers of the same hash both end
+    # with the same complete file. ".tmp-": the name a backup skips (store.backup._tar_media).
+    with atomic_file(path, binary=True, prefix=".tmp-", suffix="") as fh:
+        fh.write(data)

@@ -8,10 +8,8 @@ model is named in ``<models_dir>/sentiment/DEFAULT``.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
-import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -22,7 +20,7 @@ from pydantic import BaseModel, Field
 from hanseek import __version__
 from hanseek.config import Settings
 from hanseek.encoders.model_store import atomic_model_dir, file_lock
-from hanseek.files import shared_mode
+from hanseek.files import atomic_file
 
 CARD = "card.json"
 _DEFAULT = "DEFAULT"
@@ -135,12 +133,10 @@ def default_name(root: Path) -> str | None:
 def set_default(root: Path, name: str) -> None:
     if not (model_dir(root, name) / CARD).is_file():
         raise ModelNotFound(f"no sentiment model named {name!r}")
-    root.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{_DEFAULT}.", dir=root)  # one per writer
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+    # One temporary per writer, with the mode an ordinary write gives (a server running as another
+    # user reads it).
+    with atomic_file(root / _DEFAULT, prefix=f".{_DEFAULT}.", suffix="") as fh:
         fh.write(name + "\n")
-        os.fchmod(fh.fileno(), shared_mode())  # readable by a server running as another user
-    os.replace(tmp, root / _DEFAULT)
 
 
 def card_json(card: ModelCard) -> dict[str, Any]:

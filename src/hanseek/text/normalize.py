@@ -47,10 +47,6 @@ class NormalizedText:
 
 def is_dropped(ch: str) -> bool:
     """Whether normalisation removes `ch` (an invisible format or control character)."""
-    return _is_control(ch)
-
-
-def _is_control(ch: str) -> bool:
     # Lone surrogates (Cs) reach Python from JSON escapes or surrogateescape decoding; Kiwi cannot
     # encode them, so they are dropped like control characters.
     category = unicodedata.category(ch)
@@ -106,7 +102,7 @@ def normalize_with_map(text: str) -> NormalizedText:
             continue
         if ch in _LINE_BREAKS:
             ch = "\n"
-        elif _is_control(ch):
+        elif is_dropped(ch):
             i += 1
             continue
         elif ch in _HSPACE:

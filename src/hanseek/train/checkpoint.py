@@ -14,13 +14,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from hanseek.files import shared_mode
+from hanseek.files import atomic_file
 
 
 class CheckpointMismatch(ValueError):
@@ -39,18 +37,8 @@ def fingerprint(config: dict[str, Any], base: str, items: Sequence[Any]) -> str:
 def save(path: Path, state: dict[str, Any]) -> None:
     import torch
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(state, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-            os.fchmod(fh.fileno(), shared_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_file(path, binary=True, fsync=True) as fh:
+        torch.save(state, fh)
 
 
 def load(path: Path, expected: str) -> dict[str, Any] | None:
@@ -70,7 +58,3 @@ def load(path: Path, expected: str) -> dict[str, Any] | None:
             "run it again with the same options to resume it, or pass --restart to discard it"
         )
     return state
-
-
-def remove(path: Path) -> None:
-    path.unlink(missing_ok=True)
