@@ -38,11 +38,14 @@ def test_eval_refuses_a_negative_sample(tmp_path: Path) -> None:
     assert not list(tmp_path.iterdir())
 
 
-def test_show_takes_days_all_as_the_api_does(
-    db: Database, db_settings: Settings, tag: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture()
+def cli_on_db(db_settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CLI's commands open the session's database (its data dir, the embedded server)."""
     monkeypatch.setenv("HANSEEK_DATA_DIR", str(db_settings.data_dir))
     monkeypatch.delenv("HANSEEK_DATABASE_URL", raising=False)
+
+
+def test_show_takes_days_all_as_the_api_does(db: Database, tag: str, cli_on_db: None) -> None:
     posts, _ = make_posts(tag, 5, 1, 20, seed=3)  # posted in 2024: outside any window ending today
     svc = FeedService(db, settings=FeedSettings(), load_in_background=False, follow=False)
     try:
@@ -65,12 +68,10 @@ def test_show_takes_days_all_as_the_api_does(
 
 
 def test_files_are_checked_whole_and_a_failed_batch_says_what_was_stored(
-    db: Database, db_settings: Settings, tag: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    db: Database, tag: str, tmp_path: Path, cli_on_db: None
 ) -> None:
     import json
 
-    monkeypatch.setenv("HANSEEK_DATA_DIR", str(db_settings.data_dir))
-    monkeypatch.delenv("HANSEEK_DATABASE_URL", raising=False)
     # A NUL in the second row: refused while reading, so the first row is not written either.
     members = tmp_path / "members.csv"
     members.write_text(f"user_id,community\n{tag}-ok,{tag}-c0\n{tag}-x\x00y,{tag}-c0\n", encoding="utf-8")
@@ -106,12 +107,10 @@ def test_files_are_checked_whole_and_a_failed_batch_says_what_was_stored(
 
 
 def test_ingest_checks_every_rows_dimension_before_writing_any(
-    db: Database, db_settings: Settings, tag: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    db: Database, db_settings: Settings, tag: str, tmp_path: Path, cli_on_db: None
 ) -> None:
     import json
 
-    monkeypatch.setenv("HANSEEK_DATA_DIR", str(db_settings.data_dir))
-    monkeypatch.delenv("HANSEEK_DATABASE_URL", raising=False)
     good = [0.0] * (db_settings.embed_dim - 1) + [1.0]
     rows = [
         {
