@@ -15,7 +15,7 @@ import pytest
 
 from hanseek.feed import events as ev
 from hanseek.feed import posts as po
-from hanseek.feed.models import EventIn, PostIn
+from hanseek.feed.models import EventIn, IngestResult, PostIn
 from hanseek.feed.pgvec import to_np
 from hanseek.feed.service import FeedService
 from hanseek.store.db import Database
@@ -220,3 +220,66 @@ def test_a_post_write_rolled_back_by_a_concurrent_one_is_retried(
     monkeypatch.setattr(po, "upsert_posts", collide_once)
     got = feed.ingest_posts([_post(tag, unit(np.random.default_rng(4), 1)[0], "a")])
     assert got.inserted == 1 and len(calls) == 2
+
+
+def test_two_creates_of_one_id_and_an_event_between_them(db: Database, feed: FeedService, tag: str) -> None:
+    """Two ingests create one new post id: B looked for the post (none yet) while A's insert was
+    open, then A committed, a first like folded A's vector and author, and only then did B's upsert
+    run. B must handle the post as the update it has become (before: its ON CONFLICT silently
+    updated the row without locking it or looking for readers, so the profile kept A's vector and
+    the affinity `author:a` for good, and B answered "inserted")."""
+    va, vb = unit(np.random.default_rng(5), 2)
+    user = f"{tag}-u"
+    a = [_post(tag, va, "a")]
+    vecs, _ = po.post_vectors(a, None, feed.settings, feed.dim)
+    with _watcher(db) as watch, db.connection() as hold_a, db.connection() as hold_community:
+        po.upsert_posts(hold_a, a, vecs, 0, feed.settings)
+        # B's community, new and held uncommitted: B stops after its look for the post, before its upsert.
+        hold_community.execute("INSERT INTO communities (id) VALUES (%s)", (f"{tag}-d",))
+        b = _Worker(lambda: feed.ingest_posts([_post(tag, vb, "b", community="d")]))
+        assert _wait_blocked_or_done(watch, b, by=hold_community.info.backend_pid)
+        hold_a.commit()
+        assert feed.record_events([_like(tag, user)]).accepted == 1
+        hold_community.commit()
+    got = b.outcome()
+    vec, weight, aff = _profile(db, user)
+    np.testing.assert_allclose(vec, 3 * vb.astype(np.float64), atol=1e-5)
+    assert weight == pytest.approx(3.0)
+    assert aff == pytest.approx({"author:b": 3.0, f"community:{tag}-d": 3.0})
+    _assert_equals_its_events(db, feed, user)
+    assert got == IngestResult(inserted=0, updated=1, encoded=0)
+    feed.delete_post(f"{tag}-p")
+    assert _profile(db, user)[1:] == (0.0, {})
+
+
+def test_two_creates_of_one_id_wait_for_an_open_event_batch(
+    db: Database, feed: FeedService, tag: str
+) -> None:
+    """As above, but the like's batch is still open when B's upsert runs: B must wait for it and
+    then carry its event over (before: B's update did not conflict with the batch's KEY SHARE lock,
+    committed first, and the batch then stored A's vector and author)."""
+    va, vb = unit(np.random.default_rng(6), 2)
+    user = f"{tag}-u"
+    a = [_post(tag, va, "a")]
+    vecs, _ = po.post_vectors(a, None, feed.settings, feed.dim)
+    with (
+        _watcher(db) as watch,
+        db.connection() as hold_a,
+        db.connection() as hold_community,
+        db.connection() as hold_like,
+    ):
+        po.upsert_posts(hold_a, a, vecs, 0, feed.settings)
+        hold_community.execute("INSERT INTO communities (id) VALUES (%s)", (f"{tag}-d",))
+        b = _Worker(lambda: feed.ingest_posts([_post(tag, vb, "b", community="d")]))
+        assert _wait_blocked_or_done(watch, b, by=hold_community.info.backend_pid)
+        hold_a.commit()
+        assert ev.record_events(hold_like, [_like(tag, user)], feed.settings).accepted == 1
+        hold_community.commit()
+        assert _wait_blocked_or_done(watch, b, by=hold_like.info.backend_pid)
+        hold_like.commit()
+    got = b.outcome()
+    vec, _, aff = _profile(db, user)
+    np.testing.assert_allclose(vec, 3 * vb.astype(np.float64), atol=1e-5)
+    assert aff == pytest.approx({"author:b": 3.0, f"community:{tag}-d": 3.0})
+    _assert_equals_its_events(db, feed, user)
+    assert got == IngestResult(inserted=0, updated=1, encoded=0)

@@ -34,6 +34,13 @@ POST_COLUMNS = (
 )
 
 
+class CreatedConcurrently(psycopg.errors.SerializationFailure):
+    """A post this transaction found missing was created meanwhile by a concurrent ingest. Nothing was
+    locked or read for it as the existing post it now is, so the whole transaction is run again
+    (`FeedService._retried`, a 409 if that keeps failing), as PostgreSQL itself does under repeatable
+    read when ON CONFLICT meets a row its snapshot cannot see."""
+
+
 def post_vectors(
     posts: Sequence[PostIn], encoder: TextEncoder | None, settings: FeedSettings, dim: int
 ) -> tuple[npt.NDArray[np.float32], int]:
@@ -101,6 +108,24 @@ def upsert_posts(
             (ids,),
         ).fetchall()
     }
+    ensure_communities(conn, [p.community for p in posts])
+    fresh = [i for i, p in enumerate(posts) if p.id not in before]
+    fresh_ids = {posts[i].id for i in fresh}
+    # DO NOTHING, not DO UPDATE: a post that a concurrent ingest created after the lookup above (this
+    # insert waits for that one's commit) is neither locked FOR UPDATE here nor searched for readers,
+    # and DO UPDATE's NO KEY UPDATE lock does not wait for an event batch's KEY SHARE: a first event
+    # that folded the other ingest's vector and author would keep them for good. Such a post is a
+    # serialization failure instead, and the rerun finds it above. Inserted before any profile is
+    # locked: new posts belong to the posts step of the lock order.
+    if fresh and upsert_rows(
+        conn,
+        "posts",
+        POST_COLUMNS,
+        _rows([posts[i] for i in fresh], vecs[fresh]),
+        key_columns=("id",),
+        update_columns=(),
+    ) < len(fresh_ids):
+        raise CreatedConcurrently("a post of this batch was created by a concurrent request")
     after = {p.id: (vecs[i], (p.community, p.author, p.category)) for i, p in enumerate(posts)}  # last wins
     moved = sorted(pid for pid, (_, keys) in before.items() if after[pid][1] != keys)
     revec = {pid for pid, (vec, _) in before.items() if not np.allclose(vec, after[pid][0], atol=1e-6)}
@@ -122,8 +147,9 @@ def upsert_posts(
     moved_set = set(moved)
     shifted = [(u, pid, w) for u, pid, w in readers if pid in moved_set]
     update_affinity(conn, [(u, pid, -w) for u, pid, w in shifted])  # under the old keys
-    ensure_communities(conn, [p.community for p in posts])
-    upsert_rows(conn, "posts", POST_COLUMNS, _rows(posts, vecs), key_columns=("id",))
+    if stored := [i for i, p in enumerate(posts) if p.id in before]:
+        rows = _rows([posts[i] for i in stored], vecs[stored])
+        upsert_rows(conn, "posts", POST_COLUMNS, rows, key_columns=("id",))
     update_affinity(conn, shifted)  # under the new ones
     users = sorted({u for u, pid, _ in readers if pid in revec})
     if users:
@@ -132,9 +158,7 @@ def upsert_posts(
         # Under the profile locks: every event of these users is committed or waits behind them.
         cfg = settings or FeedSettings()
         save_profiles(conn, {u: recompute_profile(conn, u, cfg) for u in users}, cfg.decay_half_life_days)
-    existing = set(before)
-    distinct = set(ids)
-    return IngestResult(inserted=len(distinct - existing), updated=len(distinct & existing), encoded=encoded)
+    return IngestResult(inserted=len(fresh_ids), updated=len(set(ids) - fresh_ids), encoded=encoded)
 
 
 def bulk_insert_posts(conn: Conn, posts: Sequence[PostIn], vecs: npt.NDArray[np.float32]) -> int:
