@@ -155,6 +155,53 @@ def test_truncated_archive_is_rolled_back(populated: str, tmp_path: Path) -> Non
     assert _snapshot(populated) == mutated
 
 
+# Schema objects the wipe once left behind: the archive's CREATE then failed with "already exists".
+# The bundled PostgreSQL is built without ICU, so the Korean collation uses the builtin provider.
+SCHEMA_OBJECTS = """
+CREATE COLLATION korean (provider = builtin, locale = 'C.UTF-8');
+CREATE TABLE names (name text COLLATE korean PRIMARY KEY);
+CREATE TEXT SEARCH CONFIGURATION korean_simple (COPY = simple);
+CREATE STATISTICS docs_title_mood ON title, mood FROM docs;
+"""
+
+
+def _schema_objects(url: str) -> dict[str, Any]:
+    with psycopg.connect(url) as conn:
+        return {
+            "names": conn.execute("SELECT name FROM names ORDER BY name").fetchall(),
+            "column_collation": conn.execute(
+                "SELECT collname FROM pg_attribute a JOIN pg_collation c ON c.oid = a.attcollation "
+                "WHERE a.attrelid = 'names'::regclass AND a.attname = 'name'"
+            ).fetchall(),
+            "ts_config": conn.execute("SELECT to_tsvector('korean_simple', '한국어 문서')::text").fetchone(),
+            "statistics": conn.execute("SELECT stxname FROM pg_statistic_ext ORDER BY 1").fetchall(),
+        }
+
+
+def test_a_collation_and_other_schema_objects_restore_onto_the_same_database(
+    populated: str, tmp_path: Path
+) -> None:
+    """Before: the wipe dropped tables, functions and types only, and restoring onto the database the
+    backup came from stopped at 'collation "korean" for encoding "UTF8" already exists'."""
+    with psycopg.connect(populated) as conn:
+        conn.execute(SCHEMA_OBJECTS)
+        conn.execute("INSERT INTO names VALUES ('가나'), ('다라')")
+    before, objects = _snapshot(populated), _schema_objects(populated)
+    archive = tmp_path / "objects.dump"
+    backup(populated, archive)
+    with psycopg.connect(populated) as conn:
+        conn.execute("INSERT INTO names VALUES ('added after the backup')")
+    _mutate(populated)
+    restore(populated, archive)
+    assert _snapshot(populated) == before and _schema_objects(populated) == objects
+    # A restore that fails after the wipe took the collation gives it back with everything else.
+    truncated = tmp_path / "truncated.dump"
+    truncated.write_bytes(archive.read_bytes()[: int(archive.stat().st_size * 0.8)])
+    with pytest.raises(StoreError, match="nothing was restored"):
+        restore(populated, truncated)
+    assert _snapshot(populated) == before and _schema_objects(populated) == objects
+
+
 def test_backup_of_unreachable_database_fails_cleanly(tmp_path: Path) -> None:
     target = tmp_path / "x.dump"
     with pytest.raises(StoreError, match=r"pg_dump of .* failed") as info:

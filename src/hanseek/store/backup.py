@@ -38,7 +38,7 @@ MEDIA_SUFFIX = ".media.tar"
 _WIPE = r"""
 SET LOCAL client_min_messages = warning;
 DO $wipe$
-DECLARE r record;
+DECLARE r record; kind text; ident text;
 BEGIN
   -- Each DROP ... CASCADE may take later candidates with it: re-check existence before each one.
   FOR r IN SELECT n.oid FROM pg_namespace n
@@ -81,6 +81,40 @@ BEGIN
     IF EXISTS (SELECT 1 FROM pg_type WHERE oid = r.oid) THEN
       EXECUTE format('DROP %s %s CASCADE', CASE r.typtype WHEN 'd' THEN 'DOMAIN' ELSE 'TYPE' END,
                      r.oid::regtype);
+    END IF;
+  END LOOP;
+  -- The other kinds of object that live in a schema and that pg_dump writes as a CREATE of their own
+  -- (a collation, a text search configuration, ...): left behind, the archive's CREATE fails with
+  -- "already exists". pg_identify_object quotes the name and gives NULL once a CASCADE took it.
+  FOR r IN SELECT o.classid, o.objid FROM (
+             SELECT 'pg_collation'::regclass, oid FROM pg_collation
+                       WHERE collnamespace = 'public'::regnamespace
+             UNION ALL SELECT 'pg_conversion'::regclass, oid FROM pg_conversion
+                       WHERE connamespace = 'public'::regnamespace
+             UNION ALL SELECT 'pg_operator'::regclass, oid FROM pg_operator
+                       WHERE oprnamespace = 'public'::regnamespace
+             UNION ALL SELECT 'pg_opfamily'::regclass, oid FROM pg_opfamily
+                       WHERE opfnamespace = 'public'::regnamespace
+             UNION ALL SELECT 'pg_opclass'::regclass, oid FROM pg_opclass
+                       WHERE opcnamespace = 'public'::regnamespace
+             UNION ALL SELECT 'pg_ts_config'::regclass, oid FROM pg_ts_config
+                       WHERE cfgnamespace = 'public'::regnamespace
+             UNION ALL SELECT 'pg_ts_dict'::regclass, oid FROM pg_ts_dict
+                       WHERE dictnamespace = 'public'::regnamespace
+             UNION ALL SELECT 'pg_ts_parser'::regclass, oid FROM pg_ts_parser
+                       WHERE prsnamespace = 'public'::regnamespace
+             UNION ALL SELECT 'pg_ts_template'::regclass, oid FROM pg_ts_template
+                       WHERE tmplnamespace = 'public'::regnamespace
+             UNION ALL SELECT 'pg_statistic_ext'::regclass, oid FROM pg_statistic_ext
+                       WHERE stxnamespace = 'public'::regnamespace
+           ) o (classid, objid)
+           WHERE NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = o.classid AND d.objid = o.objid
+                             AND d.deptype = 'e')
+  LOOP
+    SELECT i.type, i.identity INTO kind, ident FROM pg_identify_object(r.classid, r.objid, 0) i;
+    IF ident IS NOT NULL THEN
+      EXECUTE format('DROP %s %s CASCADE',
+                     CASE kind WHEN 'statistics object' THEN 'STATISTICS' ELSE upper(kind) END, ident);
     END IF;
   END LOOP;
 END
