@@ -17,6 +17,7 @@ import traceback
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from unittest import mock
 
 import psutil
 import psycopg
@@ -24,9 +25,11 @@ import pytest
 from psycopg import sql
 
 from hanseek.config import Settings
+from hanseek.store import server as server_module
 from hanseek.store.db import Database, redact_url
 from hanseek.store.errors import StoreError
 from hanseek.store.server import (
+    SERVED_MARK,
     SYSTEM_USER,
     EmbeddedServer,
     _shared_buffers_mb,
@@ -381,3 +384,129 @@ def test_an_initdb_killed_half_way_leaves_no_half_made_data_dir(own_settings: Se
     finally:
         server.close()
     assert not list(pgdata.parent.glob("pgdata.init-*"))  # removed under the start lock
+
+
+def _half_made_by_old_initdb(pgdata: Path, trigger: str) -> None:
+    """What hanseek's in-place initdb (before session 17) left when it was killed, e.g. with its
+    process group by a container stop or by its own timeout: the real initdb writing into `pgdata`
+    itself, killed (with its postgres child) as soon as `trigger` appears in it."""
+
+    def run_killed(args: list[str], *, timeout: float) -> tuple[int, str]:
+        proc = subprocess.Popen(
+            args,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            user=server_module._run_as(),
+            cwd="/",
+            env=server_module._clean_env(),
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 60
+        while not _written(pgdata / trigger):
+            assert proc.poll() is None, f"initdb finished before {trigger} appeared"
+            assert time.monotonic() < deadline, f"{trigger} did not appear"
+            time.sleep(0.001)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        while any(  # its postgres child too, before anyone looks at the files
+            p.info["status"] != psutil.STATUS_ZOMBIE
+            for p in psutil.process_iter(["status"])
+            if _pgid(p.pid) == proc.pid
+        ):
+            time.sleep(0.01)
+        return -signal.SIGKILL, ""
+
+    server_module._prepare_dir(pgdata)
+    with (
+        mock.patch.object(server_module, "_run", run_killed),
+        pytest.raises(StoreError, match="initdb failed"),
+    ):
+        server_module._initdb_into(pgdata, 60)  # in place, as _initdb did before session 17
+    assert (pgdata / "PG_VERSION").exists()
+
+
+def _written(path: Path) -> bool:
+    try:
+        return path.stat().st_size > 0
+    except FileNotFoundError:
+        return False
+
+
+def _pgid(pid: int) -> int | None:
+    try:
+        return os.getpgid(pid)
+    except ProcessLookupError:
+        return None
+
+
+def _serves_hanseek(pgdata: Path) -> None:
+    server = EmbeddedServer.start(pgdata, timeout=30)
+    try:
+        with psycopg.connect(server.url()) as conn:
+            assert conn.execute("SELECT current_database()").fetchone() == ("hanseek",)
+    finally:
+        server.close()
+    assert (pgdata / SERVED_MARK).exists()
+    assert not list(pgdata.parent.glob("pgdata.init-*"))
+
+
+@pytest.mark.parametrize(
+    ("trigger", "bootstrap_done"),
+    [
+        # killed early in the bootstrap: no pg_control or catalog map yet, the server cannot start
+        ("PG_VERSION", False),
+        # killed after the bootstrap: the server starts, 'database "postgres" does not exist'
+        ("base/1/PG_VERSION", True),
+        # killed while CREATE DATABASE postgres copied files: base/5 half there, not in the catalog
+        ("base/5", True),
+    ],
+)
+def test_a_data_dir_half_made_by_the_old_in_place_initdb_is_made_again(
+    own_settings: Settings, trigger: str, bootstrap_done: bool
+) -> None:
+    """Before: every start failed on it (could not start for `timeout` s, or 'database "postgres" does
+    not exist') until it was moved away by hand."""
+    pgdata = own_settings.pgdata_dir
+    _half_made_by_old_initdb(pgdata, trigger)
+    # Which check finds it: the files before the start, or the catalog once the server runs.
+    assert (server_module._unfinished_bootstrap(pgdata) is None) == bootstrap_done
+    _serves_hanseek(pgdata)
+    _serves_hanseek(pgdata)  # and it stays: a complete data dir is started as it is
+
+
+def test_a_data_dir_with_an_empty_pg_version_is_made_again(own_settings: Settings) -> None:
+    """initdb killed between creating PG_VERSION and writing it: too short a window to hit with a real
+    kill, so its subdirectories and the empty file are made by hand. Before: 'created by PostgreSQL
+    but the bundled binaries are PostgreSQL 18' at every start."""
+    pgdata = own_settings.pgdata_dir
+    for sub in ("base", "global", "pg_wal", "pg_tblspc"):
+        (pgdata / sub).mkdir(parents=True)
+    (pgdata / "PG_VERSION").write_text("")
+    _serves_hanseek(pgdata)
+
+
+def test_a_half_made_data_dir_that_may_hold_data_is_left_alone(own_settings: Settings) -> None:
+    pgdata = own_settings.pgdata_dir
+    _half_made_by_old_initdb(pgdata, "base/1/PG_VERSION")
+
+    def refused(doubt: str) -> None:
+        before = sorted(str(p.relative_to(pgdata)) for p in pgdata.rglob("*"))
+        with pytest.raises(StoreError, match="incomplete PostgreSQL data directory") as info:
+            EmbeddedServer.start(pgdata, timeout=30)
+        message = str(info.value)
+        assert doubt in message and f"mv {pgdata} {pgdata}.broken" in message and "db restore" in message
+        after = sorted(str(p.relative_to(pgdata)) for p in pgdata.rglob("*"))
+        # Nothing removed (the server, started to look at the catalog, adds files of its own), and the
+        # server is stopped again.
+        assert set(before) <= set(after) and running_pid(pgdata) is None
+
+    (pgdata / SERVED_MARK).write_text("served\n")  # hanseek served it once: it may hold data
+    refused(f"hanseek served it before ({SERVED_MARK} is there)")
+    (pgdata / SERVED_MARK).unlink()
+    (pgdata / "base" / "16384").mkdir()  # a database made after initdb
+    refused("it holds databases initdb did not make (base/16384)")
+    (pgdata / "base" / "16384").rmdir()
+    (pgdata / "base" / "1" / "16390").write_bytes(b"")  # a table made in template1 after initdb
+    refused("base/1 has relations made after initdb (16390)")
+    (pgdata / "base" / "1" / "16390").unlink()
+    _serves_hanseek(pgdata)  # nothing left that could be data: made again

@@ -250,29 +250,51 @@ class EmbeddedServer:
         pgdata = pgdata.expanduser().resolve()
         pgdata.parent.mkdir(parents=True, exist_ok=True)
         with _file_lock(cls._lock_path(pgdata), timeout):
-            _prepare_dir(pgdata)
-            _remove_stale_inits(pgdata)
-            if not (pgdata / "PG_VERSION").exists():
-                _initdb(pgdata, timeout)
-            _check_version(pgdata)
-            running = _running_postmaster(pgdata)
-            info = _start_postmaster(pgdata, timeout) if running is None else _wait_ready(pgdata, timeout)
-            if info.socket_dir is None or info.port is None:
-                raise StoreError(f"the server of {pgdata} does not listen on a unix socket")
-            token = cls._handles(pgdata).add()
-            server = cls(pgdata, info.socket_dir, info.port, info.pid, token)
             try:
-                server._ensure_database(DATABASE_NAME)
-            except BaseException:
-                server._finalizer.detach()
-                _release_locked(pgdata, token, timeout)
-                raise
+                server = cls._start_locked(pgdata, timeout)
+            except _HalfMade as half:
+                _discard_half_made(pgdata, half.reason)  # a StoreError unless it certainly holds no data
+                server = cls._start_locked(pgdata, timeout)
         log.info("embedded PostgreSQL ready (pid %s, data %s)", server.pid, pgdata)
+        return server
+
+    @classmethod
+    def _start_locked(cls, pgdata: Path, timeout: float) -> EmbeddedServer:
+        _prepare_dir(pgdata)
+        _remove_stale_inits(pgdata)
+        if not (pgdata / "PG_VERSION").exists():
+            _initdb(pgdata, timeout)
+        _check_version(pgdata)
+        unfinished = _unfinished_bootstrap(pgdata)
+        if unfinished is not None:
+            # The server could not start on it: do not retry for `timeout` seconds first.
+            raise _HalfMade(pgdata, f"initdb's bootstrap did not finish: {unfinished}")
+        running = _running_postmaster(pgdata)
+        info = _start_postmaster(pgdata, timeout) if running is None else _wait_ready(pgdata, timeout)
+        if info.socket_dir is None or info.port is None:
+            raise StoreError(f"the server of {pgdata} does not listen on a unix socket")
+        token = cls._handles(pgdata).add()
+        server = cls(pgdata, info.socket_dir, info.port, info.pid, token)
+        try:
+            server._ensure_database(DATABASE_NAME)
+        except BaseException:
+            server._finalizer.detach()
+            _release_locked(pgdata, token, timeout)  # the last handle: stops the server
+            raise
+        _mark_served(pgdata)
         return server
 
     def _ensure_database(self, name: str) -> None:
         try:
-            with psycopg.connect(self.url("postgres"), autocommit=True, connect_timeout=10) as conn:
+            conn = psycopg.connect(self.url("postgres"), autocommit=True, connect_timeout=10)
+        except psycopg.OperationalError as exc:
+            if self._postgres_database_missing():
+                raise _HalfMade(
+                    self.pgdata, 'initdb did not finish: it creates the "postgres" database last'
+                ) from exc
+            raise StoreError(f"could not create database {name!r} on the embedded server: {exc}") from exc
+        try:
+            with conn:
                 exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
                 if exists is None:
                     # template0 + builtin C.UTF-8: independent of the OS locales, same sort everywhere.
@@ -285,6 +307,17 @@ class EmbeddedServer:
             pass
         except psycopg.Error as exc:
             raise StoreError(f"could not create database {name!r} on the embedded server: {exc}") from exc
+
+    def _postgres_database_missing(self) -> bool:
+        """Whether the catalog lacks the "postgres" database. Asked through template1, which initdb's
+        bootstrap makes, rather than read from the connection error: that has no SQLSTATE and its text
+        depends on lc_messages."""
+        try:
+            with psycopg.connect(self.url("template1"), autocommit=True, connect_timeout=10) as conn:
+                row = conn.execute("SELECT 1 FROM pg_database WHERE datname = 'postgres'").fetchone()
+        except psycopg.Error:
+            return False
+        return row is None
 
     def close(self, *, timeout: float = 60.0) -> None:
         """Release this handle; stop the server when it was the last live one. Idempotent."""
@@ -345,6 +378,31 @@ def _prepare_dir(pgdata: Path) -> None:
 
 
 _INIT_MARK = ".init-"
+# Written into the data dir once a start has reached the hanseek database: from then on the data dir
+# may hold data, and it is never discarded as half-made.
+SERVED_MARK = "hanseek.served"
+# What initdb writes during and at the end of its bootstrap step (PostgreSQL 18): with one of them
+# missing or empty, the server cannot start, crash-loops, or refuses every connection.
+_BOOTSTRAP_FILES = (
+    "global/pg_control",
+    "global/pg_filenode.map",
+    "base/1/pg_filenode.map",
+    "base/1/PG_VERSION",
+)
+# The databases initdb makes (template1, template0, postgres, by their fixed oids since PostgreSQL 15);
+# any other one was made by someone after initdb. "pgsql_tmp" holds temporary files.
+_INITDB_DATABASES = frozenset({"1", "4", "5", "pgsql_tmp"})
+# Relations made by initdb have file numbers below FirstNormalObjectId; a larger one was made later.
+_FIRST_NORMAL_OID = 16384
+
+
+class _HalfMade(StoreError):
+    """The data dir is a cluster that initdb, run in place by hanseek before session 17, left half-made
+    when it was killed: every start then failed (e.g. 'database "postgres" does not exist')."""
+
+    def __init__(self, pgdata: Path, reason: str) -> None:
+        super().__init__(f"{pgdata} is an incomplete PostgreSQL data directory ({reason})")
+        self.reason = reason
 
 
 def _remove_stale_inits(pgdata: Path) -> None:
@@ -355,6 +413,82 @@ def _remove_stale_inits(pgdata: Path) -> None:
         if entry.name.startswith(prefix) and entry.is_dir() and not entry.is_symlink():
             log.warning("removing %s, left by an initdb that did not finish", entry)
             shutil.rmtree(entry, ignore_errors=True)
+
+
+def _unfinished_bootstrap(pgdata: Path) -> str | None:
+    """The first file of initdb's bootstrap that is missing or empty (killed between creating and
+    writing it, seen for base/1/PG_VERSION), or None when the bootstrap finished."""
+    for name in _BOOTSTRAP_FILES:
+        try:
+            if (pgdata / name).stat().st_size > 0:
+                continue
+        except FileNotFoundError:
+            return f"{name} is missing"
+        return f"{name} is empty"
+    return None
+
+
+def _mark_served(pgdata: Path) -> None:
+    marker = pgdata / SERVED_MARK
+    if marker.exists():
+        return
+    try:
+        marker.write_text(
+            f"first served by hanseek at {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}\n"
+        )
+    except OSError as exc:
+        # Not worth failing a start for (a full disk): the data dir's own databases still count as data.
+        log.warning("could not write %s: %s", marker, exc)
+
+
+def _possible_data(pgdata: Path) -> str | None:
+    """Why `pgdata` might hold data someone needs, or None when it certainly holds none."""
+    if (pgdata / SERVED_MARK).exists():
+        return f"hanseek served it before ({SERVED_MARK} is there)"
+    running = _running_postmaster(pgdata)
+    if running is not None:
+        return f"a server (pid {running.pid}) is running on it"
+    tablespaces = sorted(p.name for p in (pgdata / "pg_tblspc").glob("*"))
+    if tablespaces:
+        return f"it has tablespaces ({', '.join(tablespaces)} in pg_tblspc)"
+    base = pgdata / "base"
+    other = sorted(p.name for p in base.iterdir() if p.name not in _INITDB_DATABASES) if base.is_dir() else []
+    if other:
+        return f"it holds databases initdb did not make ({', '.join('base/' + n for n in other)})"
+    for db in sorted(_INITDB_DATABASES & {p.name for p in base.glob("*")}):
+        later = [f.name for f in (base / db).glob("*") if _file_number(f.name) >= _FIRST_NORMAL_OID]
+        if later:
+            return f"base/{db} has relations made after initdb ({', '.join(sorted(later)[:3])})"
+    return None
+
+
+def _file_number(name: str) -> int:
+    head = name.split("_")[0].split(".")[0]  # 16384, 16384_fsm, 16384.1
+    return int(head) if head.isdigit() else -1
+
+
+def _discard_half_made(pgdata: Path, reason: str) -> None:
+    """Remove a data dir that an initdb killed half-way left, when it certainly holds no data: it was
+    never served (no SERVED_MARK), and it holds nothing initdb would not have written. Otherwise raise,
+    saying what to do, and leave the data dir where it is."""
+    doubt = _possible_data(pgdata)
+    if doubt is not None:
+        raise StoreError(
+            f"{pgdata} is an incomplete PostgreSQL data directory ({reason}), but {doubt}, so hanseek "
+            f"leaves it alone. If it holds nothing you need, move it away (mv {pgdata} "
+            f"{pgdata}.broken) and start again: a new, empty database is created, into which "
+            "`hanseek db restore FILE` puts a backup back"
+        )
+    log.warning(
+        "%s was left half-made by a killed initdb (%s) and never served: initialising it again",
+        pgdata,
+        reason,
+    )
+    # Renamed to an initdb leftover's name first: a kill during the removal leaves something that the
+    # next start removes by itself (_remove_stale_inits), never a half-deleted data dir.
+    aside = pgdata.with_name(f"{pgdata.name}{_INIT_MARK}{uuid.uuid4().hex[:8]}")
+    os.rename(pgdata, aside)
+    shutil.rmtree(aside, ignore_errors=True)
 
 
 def _initdb(pgdata: Path, timeout: float) -> None:
@@ -408,6 +542,8 @@ def _shared_buffers_mb() -> int:
 
 def _check_version(pgdata: Path) -> None:
     data_major = (pgdata / "PG_VERSION").read_text().strip()
+    if not data_major:
+        raise _HalfMade(pgdata, "PG_VERSION is empty: initdb was killed right after creating it")
     bin_major = _binaries_major()
     if data_major != bin_major:
         raise StoreError(
