@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pwd
+import socket
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -71,6 +74,23 @@ def test_protect_reads_on_the_real_server(served: ServeProcess) -> None:
         assert c.get("/users").status_code == 401
         assert c.get("/users", headers={"X-API-Key": API_KEY}).status_code == 200
         assert c.get("/readyz").status_code == 200
+
+
+def test_a_request_the_http_parser_rejects_is_logged_as_json(served: ServeProcess) -> None:
+    # Korean sent unencoded in the query, as curl sends it: uvicorn's parser answers 400 itself,
+    # before any app code, and logs a warning of its own.
+    with socket.create_connection(("127.0.0.1", served.port), timeout=30) as conn:
+        conn.sendall("GET /images/search?q=고양이 HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        head = conn.recv(4096)
+    assert head.startswith(b"HTTP/1.1 400"), head
+    deadline = time.monotonic() + 10
+    while "Invalid HTTP request" not in served.log_text() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    lines = [line for line in served.log_text().splitlines() if "Invalid HTTP request" in line]
+    assert lines, served.log_tail()
+    for line in lines:
+        record = json.loads(line)  # not uvicorn's plain "WARNING:  Invalid HTTP request received."
+        assert record["logger"].startswith("uvicorn") and record["level"] == "WARNING", record
 
 
 def test_secrets_never_reach_the_logs(served: ServeProcess, store_tmp_root: Path) -> None:

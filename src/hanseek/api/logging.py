@@ -77,7 +77,18 @@ def configure_logging(level: str = "INFO", *, secrets: Iterable[str] = ()) -> No
     root.handlers[:] = [handler]
     root.setLevel(level)
     root.propagate = False
+    _route_uvicorn(handler)
     _route_transformers(handler)
+
+
+def _route_uvicorn(handler: logging.Handler) -> None:
+    """uvicorn's own messages (a request its HTTP parser rejects: "Invalid HTTP request received",
+    a worker that died) go through the JSON handler too. `serve` starts uvicorn with `log_config=None`,
+    so uvicorn does not put its plain-text handlers back over these."""
+    for name in ("uvicorn", "uvicorn.access"):
+        log = logging.getLogger(name)
+        log.handlers[:] = [handler]
+        log.propagate = False
 
 
 def _route_transformers(handler: logging.Handler) -> None:

@@ -83,6 +83,7 @@ def _run_workers(host: str, port: int, workers: int) -> None:
         host=host,
         port=port,
         log_level="warning",
+        log_config=None,  # its loggers go through hanseek's JSON handler (api.logging)
         timeout_graceful_shutdown=10,
         # uvicorn kills a worker that misses a 5 s health ping; loading a large feed index holds the
         # interpreter for longer than that (measured: 1M posts).
@@ -161,7 +162,12 @@ def serve(
                     # One process serves with the state built here (demo already loaded into it).
                     app = create_app(s, state=state)
                     uvicorn.run(
-                        app, host=s.host, port=s.port, log_level="warning", timeout_graceful_shutdown=10
+                        app,
+                        host=s.host,
+                        port=s.port,
+                        log_level="warning",
+                        log_config=None,  # its loggers go through hanseek's JSON handler (api.logging)
+                        timeout_graceful_shutdown=10,
                     )
             finally:
                 for sig, handler in previous.items():
