@@ -61,6 +61,14 @@ def test_show_takes_days_all_as_the_api_does(db: Database, tag: str, cli_on_db: 
     assert r.exit_code == 0 and shown(r) == 3, r.output
     r = runner.invoke(app, ["feed", "show", f"{tag}-u"])  # 30 days by default
     assert r.exit_code == 0 and shown(r) == 0, r.output
+    # Titles and boards are text, not Rich markup: "[/x]" was a MarkupError traceback, "[b]" vanished.
+    svc = FeedService(db, settings=FeedSettings(), load_in_background=False, follow=False)
+    try:
+        svc.ingest_posts([posts[0].model_copy(update={"title": "[/x] [b]공지[/b]"})])
+    finally:
+        svc.close()
+    r = runner.invoke(app, ["feed", "show", f"{tag}-u", "--days", "all", "-k", "5"])
+    assert r.exit_code == 0 and f"[{tag}-c0] [/x] [b]공지[/b]" in r.output, r.output
     r = runner.invoke(app, ["feed", "show", f"{tag}-u", "--days", "soon"])
     assert r.exit_code == 2 and "neither a number of days nor 'all'" in " ".join(r.output.split())
     r = runner.invoke(app, ["feed", "show", f"{tag}-u", "--days", "0"])

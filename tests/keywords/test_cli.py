@@ -86,11 +86,15 @@ def test_refused_input_is_one_error_line_not_a_traceback(cli_env: None, tmp_path
     bad = tmp_path / "bad.jsonl"
     lines = ['{"text": "토기 \\ud800 문서"}', '{"text": "문서", "title": "a\\u0000b"}']
     bad.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (tmp_path / "x[").mkdir()
+    (tmp_path / "x[" / "y].pdf").write_bytes(b"%PDF")
     refused = [
         (["corpus", "keywords", "-s", "  ", str(words)], "subject name is empty"),
         (["corpus", "keywords", "-s", "a/b", str(words)], "cannot contain"),
         (["corpus", "dictionary", "-s", subject, str(big)], "토기"),
         (["corpus", "add", "-s", subject, str(bad)], "surrogate"),
+        # A path is text, not Rich markup: "[/y]" in it was a MarkupError traceback.
+        (["corpus", "add", "-s", subject, str(tmp_path / "x[" / "y].pdf")], "x[/y].pdf"),
     ]
     for args, said in refused:
         r = runner.invoke(app, ["keywords", *args])

@@ -51,6 +51,11 @@ def test_train_predict_models_default_experiment(
     r = runner.invoke(app, ["sentiment", "models"])
     assert r.exit_code == 0 and "f1 (default)" in r.output
 
+    # A review is text, not Rich markup: "[/x]" was a MarkupError traceback, "[b]" vanished.
+    r = runner.invoke(app, ["sentiment", "predict", "[/x] 정말 재밌는 [b]영화[/b]"])
+    assert r.exit_code == 0, r.output
+    assert "[/x]" in r.output and "[b]" in r.output
+
     r = runner.invoke(app, ["sentiment", "default", "missing"])
     assert r.exit_code == 1 and "no sentiment model" in r.output
 

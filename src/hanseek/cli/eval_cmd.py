@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 from hanseek.cli.common import console, err_console, parse_range, progress, settings
 from hanseek.encoders.base import TextEncoder
@@ -74,7 +75,7 @@ def sts(
         if not skip_parakqc:
             groups = load_parakqc(parakqc or root / "parakqc" / "paraKQC_v1.txt", parse_range(parakqc_sets))
     except (OSError, UnicodeDecodeError, ValueError) as e:
-        err_console.print(f"[red]error:[/red] cannot read evaluation data: {e}")
+        err_console.print(f"[red]error:[/red] cannot read evaluation data: {escape(str(e))}")
         raise typer.Exit(2) from e
 
     s = settings()
@@ -85,7 +86,7 @@ def sts(
             with err_console.status("Loading the text encoder…"):
                 encoder = load_text_encoder(s, model, backend)
     except EncoderError as e:
-        err_console.print(f"[red]error:[/red] {e}")
+        err_console.print(f"[red]error:[/red] {escape(str(e))}")
         raise typer.Exit(2) from e
 
     with progress() as bar:

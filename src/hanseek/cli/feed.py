@@ -187,7 +187,7 @@ def show(
     )
     for i, it in enumerate(out.items, 1):
         why = f"  ← {it.why.title} ({it.why.similarity:.2f})" if it.why else ""
-        console.print(f"{i:2d}. [{it.community}] {it.title}  {it.score:.3f}{why}")
+        console.print(f"{i:2d}. {escape(f'[{it.community}] {it.title}')}  {it.score:.3f}{escape(why)}")
 
 
 @app.command("rebuild-profiles")
@@ -298,8 +298,9 @@ def evaluate(
     folder.mkdir(parents=True, exist_ok=True)
     write_text_atomic(folder / "feed-eval.json", json.dumps(report.data, ensure_ascii=False, indent=2) + "\n")
     write_text_atomic(folder / "feed-eval.md", report.markdown)
-    console.print(report.markdown)
-    console.print(f"written to {folder / 'feed-eval.json'} and {folder / 'feed-eval.md'}")
+    console.print(report.markdown, markup=False)
+    written = " and ".join(escape(str(folder / name)) for name in ("feed-eval.json", "feed-eval.md"))
+    console.print(f"written to {written}")
 
 
 @app.command("train-ranker")
@@ -371,7 +372,7 @@ def train_ranker(
     )
     for k, v in trained.candidates.items():
         console.print(f"  validation {k}: {v}")
-    console.print(f"saved to {path}; {'active' if activate else 'not active'}")
+    console.print(f"saved to {escape(str(path))}; {'active' if activate else 'not active'}")
 
 
 @app.command("rankers")

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from hanseek.cli.common import console, err_console, open_db, progress, settings
@@ -46,7 +47,7 @@ def _maybe_db(subject: str | None) -> AbstractContextManager[Database | None]:
 
 
 def _fail(msg: str) -> None:
-    err_console.print(f"[red]error:[/red] {msg}")
+    err_console.print(f"[red]error:[/red] {escape(msg)}")  # subjects, words and paths are not markup
     raise typer.Exit(1)
 
 
@@ -106,7 +107,7 @@ def corpus_add(
             info = svc.subject(subject)
     new = sum(d.created for d in stored)
     console.print(
-        f"{subject}: {new} new documents ({len(stored) - new} already present); "
+        f"{escape(subject)}: {new} new documents ({len(stored) - new} already present); "
         f"corpus now {info.n_docs} documents, {info.total_terms:,} terms"
     )
 
@@ -121,7 +122,7 @@ def corpus_list() -> None:
     table = Table("subject", "documents", "terms", "dictionary", "keywords", "floor")
     for sub in subjects:
         table.add_row(
-            sub.name,
+            escape(sub.name),
             str(sub.n_docs),
             f"{sub.total_terms:,}",
             str(sub.dictionary_size),
@@ -150,7 +151,7 @@ def corpus_remove(
                     console.print(f"removed {i}")
                 else:
                     missing += 1
-                    err_console.print(f"[red]error:[/red] document {i} is not in {subject}")
+                    err_console.print(f"[red]error:[/red] document {i} is not in {escape(subject)}")
         except UnknownSubject:
             _fail(f"unknown subject {subject!r}")
     if missing:
@@ -170,7 +171,7 @@ def corpus_docs(
         docs = KeywordService(db).documents(subject, limit=limit, offset=offset)
     table = Table("id", "title", "source", "terms", "chars")
     for d in docs:
-        table.add_row(str(d.id), d.title or "", d.source or "", str(d.n_terms), str(d.chars))
+        table.add_row(str(d.id), escape(d.title or ""), escape(d.source or ""), str(d.n_terms), str(d.chars))
     console.print(table)
 
 
@@ -192,7 +193,7 @@ def corpus_dictionary(
         _fail(str(exc))
     with open_db(settings()) as db, _refusals(subject):
         n = KeywordService(db).set_dictionary(subject, weights, replace=not merge)
-    console.print(f"{subject}: dictionary set ({n} words)")
+    console.print(f"{escape(subject)}: dictionary set ({n} words)")
 
 
 @corpus_app.command("keywords")
@@ -211,7 +212,7 @@ def corpus_keywords(
     words = parse_word_list(words_file.read_text(encoding="utf-8-sig"))
     with open_db(settings()) as db, _refusals(subject):
         n = KeywordService(db).set_keywords(subject, words, floor=floor, replace=not merge)
-    console.print(f"{subject}: {n} keywords" + (f", floor {floor:.2f}" if floor is not None else ""))
+    console.print(f"{escape(subject)}: {n} keywords" + (f", floor {floor:.2f}" if floor is not None else ""))
 
 
 @app.command("weights")
@@ -264,7 +265,12 @@ def weights(
         idf = f"{c['idf']:.3f}" if "idf" in c else ""
         df = f"{c.get('df_subject', '')}/{c.get('df_background', '')}" if "idf" in c else ""
         table.add_row(
-            w.term, w.tag, f"{w.weight:.3f}" + (" ▲" if c.get("floored") else ""), str(w.count), idf, df
+            escape(w.term),
+            w.tag,
+            f"{w.weight:.3f}" + (" ▲" if c.get("floored") else ""),
+            str(w.count),
+            idf,
+            df,
         )
     console.print(table)
 
@@ -381,7 +387,8 @@ def eval_cmd(
         out.with_suffix(".json").write_text(
             json.dumps(payload, ensure_ascii=False, indent=2) + "\n", encoding="utf-8"
         )
-        console.print(f"wrote {out.with_suffix('.md')} and {out.with_suffix('.json')}")
+        wrote = " and ".join(escape(str(out.with_suffix(ext))) for ext in (".md", ".json"))
+        console.print(f"wrote {wrote}")
 
 
 @background_app.command("build")
@@ -414,4 +421,6 @@ def background_build(
         bg = build_background(docs, extractor, on_batch=lambda n: bar.advance(task, n))
     target = out or DEFAULT_PATH
     n = write_background(bg, target, min_df=min_df, sources=sources)
-    console.print(f"{bg.n_docs:,} documents, {len(bg.df):,} terms ({n:,} with df >= {min_df}) → {target}")
+    console.print(
+        f"{bg.n_docs:,} documents, {len(bg.df):,} terms ({n:,} with df >= {min_df}) → {escape(str(target))}"
+    )

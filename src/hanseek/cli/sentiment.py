@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from hanseek.cli.common import console, err_console, progress, settings
@@ -54,7 +55,7 @@ MaxLenOpt = Annotated[
 
 
 def _fail(msg: str, code: int = 1) -> None:
-    err_console.print(f"[red]error:[/red] {msg}")
+    err_console.print(f"[red]error:[/red] {escape(msg)}")  # names, paths and texts are not markup
     raise typer.Exit(code)
 
 
@@ -168,7 +169,7 @@ def train(
             )
     except (KeyError, ValueError, EncoderError) as e:
         _fail(str(e).strip("'\""))
-    console.print(f"[green]saved[/green] {card.name} ({card.kind}) in {svc.root / card.name}")
+    console.print(f"[green]saved[/green] {card.name} ({card.kind}) in {escape(str(svc.root / card.name))}")
     console.print(f"trained on {card.train_size:,} reviews in {card.train_seconds:.1f} s")
     for k, v in card.metrics.items():
         console.print(f"  {k}: accuracy {v:.4f}")
@@ -203,7 +204,7 @@ def predict(
     table = Table("label", "probability", "text", title=f"model: {card.name}")
     for t, p in zip(texts, preds, strict=True):
         colour = "green" if p.label == "positive" else "red"
-        table.add_row(f"[{colour}]{p.label}[/{colour}]", f"{p.probability:.3f}", t)
+        table.add_row(f"[{colour}]{p.label}[/{colour}]", f"{p.probability:.3f}", escape(t))
     console.print(table)
 
 
@@ -292,6 +293,6 @@ def experiment(
     except (KeyError, ValueError, EncoderError) as e:
         _fail(str(e).strip("'\""))
     paths = exp.write_report(res, out, name)
-    console.print(exp.to_markdown(res).split("## Setup")[0])
+    console.print(exp.to_markdown(res).split("## Setup")[0], markup=False)
     for p in paths:
-        console.print(f"wrote {p}")
+        console.print(f"wrote {escape(str(p))}")

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 from hanseek.cli.common import console, err_console, open_db, parse_range, progress, settings
 
@@ -72,7 +73,7 @@ def simcse(
         if eval_parakqc is not None:
             val_pk = load_parakqc(eval_parakqc, parse_range(eval_parakqc_sets))
     except (OSError, UnicodeDecodeError, ValueError) as e:
-        err_console.print(f"[red]error:[/red] {e}")
+        err_console.print(f"[red]error:[/red] {escape(str(e))}")
         raise typer.Exit(2) from e
     job = SimCSEJob(
         name=name,
@@ -124,10 +125,15 @@ def simcse(
             else:
                 dest, summary = run_simcse(s, job, on_step=on_step)
         except (EncoderError, ValueError) as e:
-            err_console.print(f"[red]error:[/red] {e}")
+            err_console.print(f"[red]error:[/red] {escape(str(e))}")
             raise typer.Exit(2) from e
         except FloatingPointError as e:  # the loss diverged: the run's settings, not a bug
-            err_console.print(f"[red]error:[/red] {e}")
+            err_console.print(f"[red]error:[/red] {escape(str(e))}")
             raise typer.Exit(1) from e
-    console.print(f"saved {dest} (best step {summary['best_step']}, score {summary['best_score']})")
+    best = (
+        f"best step {summary['best_step']}, score {summary['best_score']}"
+        if summary["best_score"] is not None
+        else "no validation data: the last step is kept"
+    )
+    console.print(f"saved {escape(str(dest))} ({best})")
     console.print_json(json.dumps({k: summary[k] for k in ("best_step", "best_score", "train_seconds")}))
