@@ -33,7 +33,12 @@ FileOpt = Annotated[
     ),
 ]
 TrainSizeOpt = Annotated[
-    int | None, typer.Option("--train-size", min=1, help="Cap on training reviews (stratified)")
+    int | None,
+    typer.Option(
+        "--train-size",
+        min=1,
+        help="Cap on training reviews (stratified); the baseline also learns from the dev reviews",
+    ),
 ]
 DevSizeOpt = Annotated[int | None, typer.Option("--dev-size", min=1, help="Cap on dev reviews (stratified)")]
 BaseOpt = Annotated[

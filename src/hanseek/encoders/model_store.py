@@ -228,8 +228,11 @@ def save_text_encoder(
 ) -> Path:
     """Save a trained transformers encoder as a complete, self-describing model directory."""
 
+    from hanseek.encoders.transformer import quiet_load
+
     def write(tmp: Path) -> None:
-        net.save_pretrained(str(tmp), safe_serialization=True)
+        with quiet_load(True):  # local files: no "Writing model shards" bar in the CLI's output
+            net.save_pretrained(str(tmp), safe_serialization=True)
         tokenizer.save_pretrained(str(tmp))
         sentence_transformers_files(tmp, int(net.config.hidden_size), max_length, prompts)
         (tmp / "README.md").write_text(card, encoding="utf-8")

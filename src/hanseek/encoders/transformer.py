@@ -30,7 +30,8 @@ _QUIET_LOAD = threading.RLock()
 
 @contextmanager
 def quiet_load(local: bool) -> Iterator[None]:
-    """Mute transformers' "Loading weights" bar while a *local* model loads.
+    """Mute transformers' "Loading weights" bar while a *local* model loads (or its "Writing model
+    shards" bar while one is saved: `quiet_load(True)`).
 
     From a local directory the bar is noise on every CLI command (the load takes well under a
     second). Hub loads keep it: the same switch mutes huggingface_hub's download bars, which a

@@ -22,8 +22,8 @@ class FeedSettings(BaseSettings):
     text_fields: list[str] = Field(default_factory=lambda: ["title", "category", "body"])
     max_body_chars: int = Field(default=1000, ge=0)
 
-    # The API's and CLI's defaults (k 20, days 30) are part of their documented signatures; these
-    # are the bounds they enforce.
+    # The API's defaults (k 20, days 30) and `feed show`'s (k 10, days 30) are part of their
+    # documented signatures; these are the bounds they enforce.
     max_k: int = Field(default=200, ge=1, le=1000)  # 1000: pgvector's widest HNSW scan (store.vectors)
     max_days: int = Field(default=3650, ge=1)
 

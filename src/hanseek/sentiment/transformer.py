@@ -304,8 +304,11 @@ class TransformerClassifier:
     def save(self, directory: Path) -> None:
         from safetensors.numpy import save_file
 
+        from hanseek.encoders.transformer import quiet_load
+
         directory.mkdir(parents=True, exist_ok=True)
-        self.net.save_pretrained(directory / _ENCODER)
+        with quiet_load(True):  # local files: no "Writing model shards" bar in the CLI's output
+            self.net.save_pretrained(directory / _ENCODER)
         self.tokenizer.save_pretrained(directory / _ENCODER)
         save_file(
             {"weight": self.weight.astype(np.float32), "bias": np.asarray([self.bias], dtype=np.float32)},
