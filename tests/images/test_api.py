@@ -215,3 +215,74 @@ def test_page_renders(api: TestClient) -> None:
     assert r.status_code == 200 and "text/html" in r.headers["content-type"]
     assert 'id="text-search"' in r.text and "/static/images.js" in r.text
     assert api.get("/static/images.js").status_code == 200
+
+
+def _stored_bytes(image_service: ImageService, image_id: int, variant: str) -> bytes:
+    path, _ = image_service.file(image_id, variant)  # type: ignore[arg-type]
+    return path.read_bytes()
+
+
+@pytest.mark.parametrize("variant", ["file", "thumbnail"])
+def test_a_delete_right_after_the_lookup_still_sends_the_whole_file(
+    api: TestClient,
+    image_service: ImageService,
+    sample_images: dict[str, Image.Image],
+    monkeypatch: pytest.MonkeyPatch,
+    variant: str,
+) -> None:
+    """A DELETE that unlinks the files after the GET's handler found them, before the response was
+    sent. Until session 17 the handler returned only the path (Starlette's FileResponse stats and
+    opens it when sending): a 500. Now the open file is sent, whole, with the usual headers."""
+    from hanseek.api.routers import images as router
+
+    r = api.post("/images", files=[("files", ("race.png", unique_png(sample_images["flower"]), "image/png"))])
+    image_id = r.json()["results"][0]["id"]
+    expected = _stored_bytes(image_service, image_id, "original" if variant == "file" else "thumbnail")
+    real = router._service_call
+
+    def then_deleted(fn: Any, *args: Any, **kwargs: Any) -> Any:
+        out = real(fn, *args, **kwargs)
+        image_service.delete(image_id)  # a DELETE finishing in another worker thread, right now
+        return out
+
+    monkeypatch.setattr(router, "_service_call", then_deleted)
+    r = api.get(f"/images/{image_id}/{variant}")
+    monkeypatch.undo()
+    assert r.status_code == 200 and r.content == expected
+    assert r.headers["content-type"] == ("image/png" if variant == "file" else "image/webp")
+    assert r.headers["content-length"] == str(len(expected))
+    assert r.headers["cache-control"] == "public, max-age=31536000, immutable"
+    assert r.headers["x-content-type-options"] == "nosniff"
+    assert r.headers["etag"].startswith('"') and r.headers["last-modified"].endswith("GMT")
+    assert api.get(f"/images/{image_id}/{variant}").status_code == 404  # gone now, like an unknown id
+
+
+def test_a_delete_while_the_response_starts_does_not_cut_the_body_short(
+    api: TestClient, image_service: ImageService, sample_images: dict[str, Image.Image]
+) -> None:
+    """The DELETE lands once the status and headers are out (Content-Length says the whole size).
+    Until session 17 the file was opened only then: the body never came (a client saw the connection
+    close early). The file opened in the handler stays readable after it is unlinked."""
+    r = api.post("/images", files=[("files", ("cut.png", unique_png(sample_images["china"]), "image/png"))])
+    image_id = r.json()["results"][0]["id"]
+    expected = _stored_bytes(image_service, image_id, "original")
+    inner = api.app
+
+    async def delete_when_headers_go(scope: Any, receive: Any, send: Any) -> None:
+        async def send_then_delete(message: Any) -> None:
+            if message["type"] == "http.response.start" and scope["path"].endswith("/file"):
+                image_service.delete(image_id)
+            await send(message)
+
+        await inner(scope, receive, send_then_delete)
+
+    r = TestClient(delete_when_headers_go).get(f"/images/{image_id}/file")
+    assert r.status_code == 200 and r.content == expected
+    assert r.headers["content-length"] == str(len(expected))
+    assert not image_service.media.original_path(_sha(expected), "png").exists()  # it did go
+
+
+def _sha(data: bytes) -> str:
+    from hashlib import sha256
+
+    return sha256(data).hexdigest()

@@ -1,4 +1,4 @@
-"""`hanseek images`: the image collection: add, search, similar, list, remove, reindex, eval."""
+"""`hanseek images`: the image collection: add, search, similar, list, remove, reindex, gc, eval."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from hanseek.images.service import ImageService, SearchOutcome
 
 app = typer.Typer(
-    help="Image collection: add, search, similar, list, remove, reindex, eval.", no_args_is_help=True
+    help="Image collection: add, search, similar, list, remove, reindex, gc, eval.", no_args_is_help=True
 )
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
@@ -312,6 +312,22 @@ def reindex() -> None:
             ),
         )
     console.print(f"{n} image(s) encoded into {svc.image_space.name}")
+
+
+@app.command("gc")
+def gc(
+    min_age: Annotated[
+        float, typer.Option(min=1.0, help="Minutes a file must be old (an add writes its files first)")
+    ] = 15.0,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only list what would be removed")] = False,
+) -> None:
+    """Remove media files that no image row names (left by a process killed mid add or delete)."""
+    with _service() as svc:
+        removed = svc.sweep_orphans(min_age_s=min_age * 60.0, dry_run=dry_run)
+    for path in removed:
+        err_console.print(f"[dim]{'would remove' if dry_run else 'removed'} {path}[/dim]")
+    verb = "would be removed" if dry_run else "removed"
+    console.print(f"{len(removed)} orphan media file(s) {verb}")
 
 
 @app.command("eval")

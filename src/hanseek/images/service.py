@@ -11,14 +11,17 @@ Text search asks every text-capable space and keeps, per image, its best score a
 from __future__ import annotations
 
 import logging
+import os
 import re
+import time
 import unicodedata
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, BinaryIO, Literal
 
 import numpy as np
+from psycopg.errors import UndefinedTable
 
 from hanseek.encoders.image_base import ImageEncoder, ImageLabeler
 from hanseek.images import repo
@@ -42,7 +45,10 @@ MAX_TAG_CHARS = 64
 MAX_CAPTION_CHARS = 2_000
 MAX_QUERY_CHARS = 1_000
 MAX_K = 200
+# Files younger than this are never swept as orphans: an add writes them before its row commits.
+ORPHAN_MIN_AGE_S = 15 * 60.0
 _TAG_SPACE = re.compile(r"\s+")
+_TEXT_KINDS: tuple[Literal["caption", "labels"], ...] = ("caption", "labels")
 
 
 class ImageServiceError(ValueError):
@@ -79,6 +85,41 @@ class SearchHit:
     image: dict[str, Any]
     score: float
     source: str  # which space matched: image | caption | labels | clip
+
+
+@dataclass(slots=True)
+class OpenFile:
+    """A stored file, already open (the caller closes it), with what its response headers need."""
+
+    file: BinaryIO
+    mime: str
+    size: int
+    mtime: float
+
+    def chunks(self, size: int = 64 * 1024) -> Iterator[bytes]:
+        """The bytes up to the size seen when it was opened, then the file is closed."""
+        try:
+            left = self.size
+            while left > 0 and (chunk := self.file.read(min(size, left))):
+                left -= len(chunk)
+                yield chunk
+        finally:
+            self.file.close()
+
+
+@dataclass(slots=True)
+class _TextVectors:
+    """An upload's caption and label vectors (by position in the batch) and the one text encoder
+    they all came from, which also names the spaces they go into."""
+
+    encoder: TextEncoder | None
+    captions: dict[int, np.ndarray]
+    labels: dict[int, np.ndarray]
+
+    def replace(
+        self, encoder: TextEncoder, captions: dict[int, np.ndarray], labels: dict[int, np.ndarray]
+    ) -> None:
+        self.encoder, self.captions, self.labels = encoder, captions, labels
 
 
 @dataclass(slots=True)
@@ -144,7 +185,6 @@ class ImageService:
         configure_pillow(config.max_pixels)
         with db.connection() as conn:
             self.image_space = repo.ensure_space(conn, "image", encoder.name, encoder.dim)
-        self._text_spaces: dict[str, Space] = {}
 
     @classmethod
     def from_state(cls, state: AppState) -> ImageService:
@@ -186,16 +226,14 @@ class ImageService:
             return None
         return self._text_encoder_factory()
 
-    def _text_space(self, kind: Literal["caption", "labels"]) -> Space | None:
-        te = self.text_encoder
-        if te is None:
-            return None
-        key = f"{kind}:{te.name}"
-        space = self._text_spaces.get(key)
-        if space is None:
-            with self.db.connection() as conn:
-                space = repo.ensure_space(conn, kind, te.name, te.dim)
-            self._text_spaces[key] = space
+    @staticmethod
+    def _text_space(conn: repo.Conn, kind: Literal["caption", "labels"], te: TextEncoder) -> Space:
+        """The (kind, te) space, looked up by name in `conn` on every use rather than cached: a
+        space's table can be dropped (`train simcse --overwrite` of an inactive model) and created
+        again under a new id, and a cached id then named a table that no longer existed."""
+        space = repo.find_space(conn, kind, te.name)
+        if space is None or space.dim != te.dim:  # ensure_space refuses a dimension mismatch
+            space = repo.ensure_space(conn, kind, te.name, te.dim)
         return space
 
     def _labeler(self) -> ImageLabeler | None:
@@ -270,11 +308,24 @@ class ImageService:
             image_vecs, labels = self.encoder.encode_images(images), [[] for _ in items]
         cap_docs = [caption_document(up.caption, tags) for _, _, up, tags in items]
         lab_docs = [labels_document(lab) for lab in labels]
-        cap_space, lab_space = self._text_space("caption"), self._text_space("labels")
+        # Read once: on a server this is AppState's encoder, which a background poll swaps when the
+        # text model is switched. Reading it again later (for the spaces, the encoding, the active
+        # check) could mix two models: one model's vectors in the other's space, or a check that
+        # passes for a model the vectors did not come from.
+        te = self.text_encoder
+        texts = _TextVectors(te, self._encode_docs(te, cap_docs), self._encode_docs(te, lab_docs))
         near = self._near_duplicates(image_vecs)
         written: list[tuple[str, Path]] = []  # (sha256, path) of the files this call created
         try:
-            self._write_rows(items, image_vecs, labels, cap_docs, lab_docs, cap_space, lab_space, written)
+            for attempt in range(2):
+                try:
+                    self._write_rows(items, image_vecs, labels, cap_docs, lab_docs, texts, written)
+                    break
+                except UndefinedTable:
+                    # A caption/labels space dropped between its lookup and the insert: the whole
+                    # transaction rolled back, and the next lookup finds (or makes) the live one.
+                    if attempt:
+                        raise
         except BaseException:
             # The rows rolled back: the files written for them would be orphans.
             self._remove_orphans(written)
@@ -292,12 +343,9 @@ class ImageService:
         labels: Sequence[Sequence[tuple[str, float]]],
         cap_docs: list[str | None],
         lab_docs: list[str | None],
-        cap_space: Space | None,
-        lab_space: Space | None,
+        texts: _TextVectors,
         written: list[tuple[str, Path]],
     ) -> None:
-        cap_vecs = self._encode_docs(cap_docs) if cap_space else {}
-        lab_vecs = self._encode_docs(lab_docs) if lab_space else {}
         with self.db.connection() as conn:
             # Files and rows together, under the files' locks (a delete of the same bytes waits).
             repo.lock_files(conn, [d.sha256 for _, d, _, _ in items])
@@ -311,12 +359,17 @@ class ImageService:
                 self.media.save_thumbnail(d.sha256, d.image)
                 if new_thumb:
                     written.append((d.sha256, thumb))
-            te, check = self.text_encoder, self._text_encoder_is_active
-            if (cap_space or lab_space) and te is not None and check is not None and not check(conn, te):
-                # `hanseek models use` switched the text model since: its spaces, its vectors.
-                cap_space, lab_space = self._text_space("caption"), self._text_space("labels")
-                cap_vecs = self._encode_docs(cap_docs) if cap_space else {}
-                lab_vecs = self._encode_docs(lab_docs) if lab_space else {}
+            check = self._text_encoder_is_active
+            if texts.encoder is not None and check is not None and not check(conn, texts.encoder):
+                # `hanseek models use` switched the text model since: its spaces, its vectors. The
+                # check loaded the new model and holds the switch lock (shared) until this commits,
+                # so the model read now stays the active one; checked again to be sure of that.
+                te = self.text_encoder
+                if te is None or not check(conn, te):
+                    from hanseek.encoders.base import EncoderError
+
+                    raise EncoderError("the active text model changed while the images were stored; retry")
+                texts.replace(te, self._encode_docs(te, cap_docs), self._encode_docs(te, lab_docs))
             ids: list[int | None] = []
             for (res, d, up, tags), lab in zip(items, labels, strict=True):
                 new_id = repo.insert_image(
@@ -349,9 +402,13 @@ class ImageService:
             rows = [i for i, new_id in enumerate(ids) if new_id is not None]
             stored_ids = [ids[i] for i in rows]
             repo.put_vectors(conn, self.image_space, stored_ids, image_vecs[rows])  # type: ignore[arg-type]
-            for space, vecs in ((cap_space, cap_vecs), (lab_space, lab_vecs)):
-                if space is None:
-                    continue
+            if texts.encoder is None:
+                return
+            # Spaces named after the encoder the vectors came from; looked up after the image rows
+            # are inserted, so that a space this creates (the space lock) is taken in the same order
+            # as by a re-embedding's swap, which locks `images` first.
+            for kind, vecs in zip(_TEXT_KINDS, (texts.captions, texts.labels), strict=True):
+                space = self._text_space(conn, kind, texts.encoder)
                 sel = [i for i in rows if i in vecs]
                 repo.put_vectors(
                     conn,
@@ -376,8 +433,8 @@ class ImageService:
         except Exception:  # the failure that brought us here is the one to report
             log.exception("could not remove the files of %d image(s) that were not stored", len(shas))
 
-    def _encode_docs(self, docs: Sequence[str | None]) -> dict[int, np.ndarray]:
-        te = self.text_encoder
+    @staticmethod
+    def _encode_docs(te: TextEncoder | None, docs: Sequence[str | None]) -> dict[int, np.ndarray]:
         idx = [i for i, d in enumerate(docs) if d]
         if te is None or not idx:
             return {}
@@ -423,21 +480,27 @@ class ImageService:
         k = _check_k(k)
         wanted = set(sources or ("caption", "labels", "clip"))
         filters = filters or ImageFilters()
-        runs: list[tuple[Space, np.ndarray, str]] = []
-        te = self.text_encoder
-        if te is not None and wanted & {"caption", "labels"}:
+        te = self.text_encoder  # once: the query vector and the spaces must come from one model
+        kinds = [kind for kind in _TEXT_KINDS if kind in wanted] if te is not None else []
+        tq = None
+        if te is not None and kinds:
             tq = np.asarray(te.encode([q], kind="query")[0], dtype=np.float32)
-            kinds: tuple[Literal["caption", "labels"], ...] = ("caption", "labels")
-            for kind in kinds:
-                if kind in wanted:
-                    space = self._text_space(kind)
-                    if space is not None:
-                        runs.append((space, tq, kind))
-        if self.encoder.supports_text and "clip" in wanted:
-            runs.append((self.image_space, self.encoder.encode_texts([q])[0], "clip"))
-        if not runs:
+        clip = self.encoder.encode_texts([q])[0] if self.encoder.supports_text and "clip" in wanted else None
+        if tq is None and clip is None:
             raise ImageServiceError("no text-searchable space is available for this image model")
-        return self._fuse(runs, k=k, min_score=min_score, filters=filters, path=path)
+        for attempt in range(2):
+            runs: list[tuple[Space, np.ndarray, str]] = []
+            if te is not None and tq is not None:
+                with self.db.connection() as conn:
+                    runs += [(self._text_space(conn, kind, te), tq, kind) for kind in kinds]
+            if clip is not None:
+                runs.append((self.image_space, clip, "clip"))
+            try:
+                return self._fuse(runs, k=k, min_score=min_score, filters=filters, path=path)
+            except UndefinedTable:
+                if attempt:  # dropped between the lookup and the search: look it up once more
+                    raise
+        raise AssertionError("unreachable")
 
     def search_image(
         self,
@@ -531,14 +594,32 @@ class ImageService:
             return repo.list_images(conn, limit=limit, offset=offset, tags=normalize_tags(tags))
 
     def file(self, image_id: int, variant: Literal["original", "thumbnail"]) -> tuple[Path, str]:
+        path, mime = self._file_path(image_id, variant)
+        if not path.is_file():
+            raise ImageNotFound(_missing(image_id, variant))
+        return path, mime
+
+    def open_file(self, image_id: int, variant: Literal["original", "thumbnail"]) -> OpenFile:
+        """The file opened now, for a response sent later. A delete that unlinks it meanwhile
+        leaves the open file readable to its end; a path handed over instead could be gone (500)
+        or vanish mid-body (a truncated 200) by the time the response reads it."""
+        path, mime = self._file_path(image_id, variant)
+        try:
+            fh = path.open("rb")
+        except (FileNotFoundError, IsADirectoryError) as exc:
+            raise ImageNotFound(_missing(image_id, variant)) from exc
+        try:
+            st = os.fstat(fh.fileno())
+        except BaseException:
+            fh.close()
+            raise
+        return OpenFile(fh, mime, st.st_size, st.st_mtime)
+
+    def _file_path(self, image_id: int, variant: Literal["original", "thumbnail"]) -> tuple[Path, str]:
         row = self.get(image_id)
         if variant == "thumbnail":
-            path, mime = self.media.thumbnail_path(row["sha256"]), THUMB_MIME
-        else:
-            path, mime = self.media.original_path(row["sha256"], row["ext"]), row["mime"]
-        if not path.is_file():
-            raise ImageNotFound(f"the {variant} file of image {image_id} is missing from the media directory")
-        return path, mime
+            return self.media.thumbnail_path(row["sha256"]), THUMB_MIME
+        return self.media.original_path(row["sha256"], row["ext"]), row["mime"]
 
     def delete(self, image_id: int) -> None:
         with self.db.connection() as conn:
@@ -587,12 +668,63 @@ class ImageService:
                 progress(done, len(todo))
         return encoded
 
+    def sweep_orphans(self, *, min_age_s: float = ORPHAN_MIN_AGE_S, dry_run: bool = False) -> Sequence[Path]:
+        """Remove media files that no image row names, and return them: what a process killed between
+        writing an add's files and its commit, or between a delete's commit and its unlink, leaves.
+
+        A file younger than `min_age_s` is left alone (an add writes its files before its row
+        commits), and each file is removed under its lock (`repo.lock_files`, as adds and deletes
+        take it) after its row is looked for again, so a file an add is storing right now is kept."""
+        cutoff = time.time() - min_age_s
+        by_sha: dict[str, list[Path]] = {}
+        for sha, path in self.media.stored_files():
+            mtime = _mtime(path)
+            if mtime is not None and mtime < cutoff:
+                by_sha.setdefault(sha, []).append(path)
+        removed: list[Path] = []
+        shas = sorted(by_sha)
+        for start in range(0, len(shas), 500):
+            batch = shas[start : start + 500]
+            with self.db.connection() as conn:
+                kept = repo.existing_by_sha(conn, batch)
+            todo = [sha for sha in batch if sha not in kept]
+            if not todo:
+                continue
+            # One short transaction per batch: an add of these bytes waits at most that long.
+            with self.db.connection() as conn:
+                repo.lock_files(conn, todo)
+                kept = repo.existing_by_sha(conn, todo)
+                for sha in todo:
+                    if sha in kept:
+                        continue
+                    for path in by_sha[sha]:
+                        mtime = _mtime(path)  # re-read: removed, or written again, meanwhile
+                        if mtime is None or mtime >= cutoff:
+                            continue
+                        if not dry_run:
+                            path.unlink(missing_ok=True)
+                        removed.append(path)
+        if removed and not dry_run:
+            log.info("removed %d media file(s) that no image row named", len(removed))
+        return removed
+
     def count(self) -> int:
         with self.db.connection() as conn:
             return repo.count_images(conn)
 
     def close(self) -> None:
         pass
+
+
+def _missing(image_id: int, variant: str) -> str:
+    return f"the {variant} file of image {image_id} is missing from the media directory"
+
+
+def _mtime(path: Path) -> float | None:
+    try:
+        return path.stat().st_mtime
+    except FileNotFoundError:
+        return None
 
 
 def _check_k(k: int) -> int:

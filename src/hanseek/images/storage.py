@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import io
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 from PIL import Image
@@ -19,6 +20,8 @@ from hanseek.files import atomic_file
 _SHA = re.compile(r"^[0-9a-f]{64}$")
 _EXT = re.compile(r"^[a-z0-9]{1,5}$")
 THUMB_EXT, THUMB_MIME = "webp", "image/webp"
+_ORIGINAL_NAME = re.compile(r"^([0-9a-f]{64})\.[a-z0-9]{1,5}$")
+_THUMB_NAME = re.compile(rf"^([0-9a-f]{{64}})\.{THUMB_EXT}$")
 
 
 class MediaStore:
@@ -49,6 +52,21 @@ class MediaStore:
             thumb.save(buf, format="WEBP", quality=80, method=4)
             _atomic_write(path, buf.getvalue())
         return path
+
+    def stored_files(self) -> Iterator[tuple[str, Path]]:
+        """(sha256, path) of every original and thumbnail under the root, named as this store names
+        them. Anything else (a `.tmp-` file being written, a file someone put there) is not listed."""
+        for sub, pattern in (("images", _ORIGINAL_NAME), ("thumbs", _THUMB_NAME)):
+            top = self.root / sub
+            if not top.is_dir():
+                continue
+            for shard in sorted(top.iterdir()):
+                if not shard.is_dir():
+                    continue
+                for path in sorted(shard.iterdir()):
+                    m = pattern.match(path.name)
+                    if m and m.group(1)[:2] == shard.name and path.is_file():
+                        yield m.group(1), path
 
     def delete(self, sha256: str, ext: str) -> None:
         for path in (self.original_path(sha256, ext), self.thumbnail_path(sha256)):

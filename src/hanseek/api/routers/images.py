@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime
+from email.utils import formatdate
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
+from starlette.background import BackgroundTask
 
 from hanseek.api.errors import BadRequest, NotFound, ProblemError, TooLarge, problem
 from hanseek.api.openapi import problem_response, problems
@@ -22,6 +25,7 @@ from hanseek.images.service import (
     ImageNotFound,
     ImageService,
     ImageServiceError,
+    OpenFile,
     SearchOutcome,
     Upload,
     split_tags,
@@ -385,10 +389,26 @@ def similar_images(request: Request, image_id: int, params: Annotated[SearchPara
 
 
 def _file_response(request: Request, image_id: int, variant: Literal["original", "thumbnail"]) -> Response:
-    path, mime = _service_call(_service(request).file, image_id, variant)
-    # Content-addressed files never change, so clients may cache them for good.
-    headers = {"Cache-Control": "public, max-age=31536000, immutable", "X-Content-Type-Options": "nosniff"}
-    return FileResponse(path, media_type=mime, headers=headers)
+    # Opened here and sent from the open file: a FileResponse would stat and open the path only after
+    # this returned, and a DELETE finishing in between turned the answer into a 500 or a cut-off 200.
+    opened: OpenFile = _service_call(_service(request).open_file, image_id, variant)
+    headers = {
+        # Content-addressed files never change, so clients may cache them for good.
+        "Cache-Control": "public, max-age=31536000, immutable",
+        "X-Content-Type-Options": "nosniff",
+        "Content-Length": str(opened.size),
+        "Last-Modified": formatdate(opened.mtime, usegmt=True),
+        "ETag": _etag(opened),
+    }
+    return StreamingResponse(
+        opened.chunks(), media_type=opened.mime, headers=headers, background=BackgroundTask(opened.file.close)
+    )
+
+
+def _etag(opened: OpenFile) -> str:
+    # The ETag Starlette's FileResponse gave these files (size and mtime), so cached copies stay valid.
+    base = f"{opened.mtime}-{opened.size}"
+    return f'"{hashlib.md5(base.encode(), usedforsecurity=False).hexdigest()}"'
 
 
 @router.get(
