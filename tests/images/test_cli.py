@@ -91,6 +91,11 @@ def test_errors_are_messages_not_tracebacks(cli_env: None, tmp_path: Path) -> No
     # columns it needs: each says so and exits non-zero.
     r = runner.invoke(app, ["images", "add", str(tmp_path / "x.png")])
     assert r.exit_code == 1 and "1 rejected" in _text(r.output)
+    # A file name is text, not Rich markup: "[/x]" in it was a MarkupError traceback.
+    (tmp_path / "x[").mkdir()
+    (tmp_path / "x[" / "y].png").write_bytes(b"nope")
+    r = runner.invoke(app, ["images", "add", str(tmp_path / "x[" / "y].png")])
+    assert r.exit_code == 1 and "x[/y].png" in _text(r.output), r.output
     r = runner.invoke(app, ["images", "remove", "999999999"])
     assert r.exit_code == 1 and "does not exist" in _text(r.output)
     r = runner.invoke(app, ["images", "search", "고양이", "--path", "foo"])

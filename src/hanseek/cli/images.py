@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from hanseek.cli.common import console, err_console, open_db, progress, settings
@@ -41,7 +42,7 @@ PathOpt = Annotated[str, typer.Option("--path", callback=_check_path, help="auto
 
 
 def _fail(msg: str) -> None:
-    err_console.print(f"[red]error:[/red] {msg}")
+    err_console.print(f"[red]error:[/red] {escape(msg)}")  # paths, captions and tags are not markup
     raise typer.Exit(1)
 
 
@@ -150,11 +151,13 @@ def add(
                     problems.append((str(f), res.message or res.reason or "rejected"))
             bar.update(task, advance=len(chunk), info=f"{counts['added']} added")
     for name, msg in problems:
-        err_console.print(f"[yellow]skipped[/yellow] {name}: {msg}")
+        err_console.print(f"[yellow]skipped[/yellow] {escape(name)}: {escape(msg)}")
     # A CSV row is keyed by its absolute path (a `file` with a folder) or by its bare file name.
     unused = sorted(_csv_label(k, captions) for k in meta if k not in matched) if captions else []
     if unused:
-        err_console.print(f"[yellow]captions without a matching file:[/yellow] {', '.join(unused[:10])}")
+        err_console.print(
+            f"[yellow]captions without a matching file:[/yellow] {escape(', '.join(unused[:10]))}"
+        )
     console.print(
         f"{counts['added']} added, {counts['duplicate']} duplicate(s), {counts['rejected']} rejected"
     )
@@ -195,9 +198,9 @@ def _print(outcome: SearchOutcome, as_json: bool) -> None:
             str(im["id"]),
             f"{h.score:.3f}",
             h.source,
-            im["source_name"] or "",
-            im["caption"] or f"[dim]{labels}[/dim]",
-            ", ".join(im["tags"]),
+            escape(im["source_name"] or ""),
+            escape(im["caption"]) if im["caption"] else f"[dim]{escape(labels)}[/dim]",
+            escape(", ".join(im["tags"])),
         )
     console.print(table)
     console.print(f"[dim]paths: {outcome.paths}[/dim]")
@@ -273,10 +276,10 @@ def list_images(
         table.add_row(
             str(r["id"]),
             r["created_at"].strftime("%Y-%m-%d %H:%M"),
-            r["source_name"] or "",
+            escape(r["source_name"] or ""),
             f"{r['width']}×{r['height']}",
-            r["caption"] or "",
-            ", ".join(r["tags"]),
+            escape(r["caption"] or ""),
+            escape(", ".join(r["tags"])),
         )
     console.print(table)
     console.print(f"{len(rows)} of {total} image(s)")
@@ -295,7 +298,7 @@ def remove(image_ids: Annotated[list[int], typer.Argument(help="Image ids")]) ->
                 console.print(f"removed {i}")
             except ImageNotFound as exc:
                 missing += 1
-                err_console.print(f"[yellow]{exc}[/yellow]")
+                err_console.print(f"[yellow]{escape(str(exc))}[/yellow]")
     if missing:
         raise typer.Exit(1)
 
@@ -308,7 +311,7 @@ def reindex() -> None:
         n = svc.reindex(
             progress=lambda done, total: bar.update(task, completed=done, total=total),
             on_skip=lambda image_id, why: err_console.print(
-                f"[yellow]image {image_id} skipped: {why}[/yellow]"
+                f"[yellow]image {image_id} skipped: {escape(str(why))}[/yellow]"
             ),
         )
     console.print(f"{n} image(s) encoded into {svc.image_space.name}")
@@ -325,7 +328,7 @@ def gc(
     with _service() as svc:
         removed = svc.sweep_orphans(min_age_s=min_age * 60.0, dry_run=dry_run)
     for path in removed:
-        err_console.print(f"[dim]{'would remove' if dry_run else 'removed'} {path}[/dim]")
+        err_console.print(f"[dim]{'would remove' if dry_run else 'removed'} {escape(str(path))}[/dim]")
     verb = "would be removed" if dry_run else "removed"
     console.print(f"{len(removed)} orphan media file(s) {verb}")
 
@@ -385,4 +388,6 @@ def evaluate(
     )
     for res in report["image_to_image"]:
         console.print(f"image→image {res['encoder']}: rank-1 rate {res['overall']['recall@1']:.3f}")
-    console.print(f"written {out / 'images-eval.json'} and {out / 'images-eval.md'}")
+    console.print(
+        f"written {escape(str(out / 'images-eval.json'))} and {escape(str(out / 'images-eval.md'))}"
+    )
