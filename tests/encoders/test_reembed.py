@@ -577,3 +577,71 @@ def test_use_of_a_broken_model_is_one_error_line_and_registers_nothing(
     finally:
         for path in broken.values():
             shutil.rmtree(path)
+
+
+def _catalogue_active(db: Database) -> str | None:
+    from hanseek.encoders.reembed import active_model
+
+    with db.connection() as conn:
+        return active_model(conn)
+
+
+def test_a_switch_killed_before_its_pointer_write_is_repaired_by_readers_with_a_database(
+    sdb: Database, settings: Settings, encoders: dict[str, TextEncoder], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The swap commits, then `models/active.json` is rewritten: a kill -9 in between left the
+    pointer on the old model for good, and read-only CLI commands (searches, `models list`) that
+    resolve the model from it encoded with the old model. Readers with a database open follow the
+    catalogue and rewrite the pointer."""
+    from hanseek.cli import app
+    from hanseek.cli.common import console
+    from hanseek.encoders import model_registry
+    from hanseek.encoders.reembed import ActiveEncoder
+    from hanseek.encoders.registry import configured_model
+
+    _env(settings, monkeypatch)
+    monkeypatch.setattr(console, "_width", 250)  # one table row per model
+    _seed(sdb, encoders["tiny-a"], n=8)
+    real = model_registry.write_active_pointer
+
+    def killed(s: Settings, name: str) -> None:  # the process dies right after the swap's commit
+        raise Interrupted
+
+    monkeypatch.setattr(model_registry, "write_active_pointer", killed)
+    with pytest.raises(Interrupted):
+        run(sdb, settings, "tiny-b", encoder=encoders["tiny-b"], feed_settings=FS)
+    monkeypatch.setattr(model_registry, "write_active_pointer", real)
+    assert _catalogue_active(sdb) == "tiny-b" and active_pointer(settings) == "tiny-a"
+    assert configured_model(settings) == "tiny-a"  # without a database only the pointer is known
+
+    r = runner.invoke(app, ["models", "list"])
+    assert r.exit_code == 0, r.output
+    marked = [ln for ln in r.output.splitlines() if "│ * │" in ln]
+    assert len(marked) == 1 and " tiny-b " in marked[0] and "active: tiny-b" in r.output, r.output
+    assert active_pointer(settings) == "tiny-b"  # repaired
+
+    # A read-only CLI command's encoder (`hanseek images search`, `feed` commands) with the database.
+    real(settings, "tiny-a")  # the stale pointer again
+    assert ActiveEncoder(settings, sdb).get().name == "tiny-b"
+    assert active_pointer(settings) == "tiny-b"
+    assert ActiveEncoder(settings).get().name == "tiny-b"  # and processes without a database follow
+
+
+def test_set_active_writes_the_pointer_only_after_its_commit(
+    sdb: Database, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`set_active` renamed the pointer inside its transaction: a kill -9 (or a failed commit) after
+    the rename left the pointer on a model the catalogue never made active."""
+    from hanseek.encoders import model_registry
+
+    real = model_registry.write_active_pointer
+
+    def renamed_then_killed(s: Settings, name: str) -> None:
+        real(s, name)
+        raise Interrupted
+
+    monkeypatch.setattr(model_registry, "write_active_pointer", renamed_then_killed)
+    with pytest.raises(Interrupted):
+        set_active(sdb, settings, "tiny-b")
+    monkeypatch.setattr(model_registry, "write_active_pointer", real)
+    assert _catalogue_active(sdb) == active_pointer(settings) == "tiny-b"

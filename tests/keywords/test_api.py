@@ -283,6 +283,35 @@ def test_a_subject_deleted_during_a_write_is_a_409(
     assert is_problem(r, 409) and "deleted by another request" in r.json()["detail"]
 
 
+def test_a_subject_deleted_between_the_batches_of_one_add_is_a_409_and_stays_deleted(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """More than 64 documents are written in batches of 64, one transaction each. A DELETE that
+    committed after the first batch was undone by the second, which created the subject again with
+    only the request's tail: the DELETE's 204 was void and the add answered 201 listing the ids of
+    the first batch, which the DELETE had removed."""
+    from hanseek.keywords.store import CorpusStore
+
+    name = subject_name()
+    real = CorpusStore.add_documents
+    batches: list[int] = []
+
+    def then_deleted(self: CorpusStore, subject: str, docs: Any, **kw: Any) -> Any:
+        stored = real(self, subject, docs, **kw)
+        batches.append(len(stored))
+        if len(batches) == 1:
+            self.delete_subject(subject)  # another request's DELETE commits between the batches
+        return stored
+
+    monkeypatch.setattr(CorpusStore, "add_documents", then_deleted)
+    docs = [{"text": f"구석기 시대 사람들은 뗀석기를 사용하였다 {i}번째 문서."} for i in range(70)]
+    r = client.post(f"/keywords/subjects/{name}/documents", json={"documents": docs})
+    assert is_problem(r, 409) and "deleted by another request" in r.json()["detail"], r.text
+    assert r.json()["title"] == "Subject deleted"  # as when the DELETE commits after the last batch
+    assert batches == [64]  # the second batch wrote nothing
+    assert is_problem(client.get(f"/keywords/subjects/{name}"), 404)  # the DELETE stands
+
+
 def test_a_bad_first_dictionary_row_is_a_422_and_keeps_the_dictionary(client: TestClient) -> None:
     """A first row with a mistyped weight was taken for a header: the row was lost, or the PUT
     answered 200 with no words and emptied the dictionary."""

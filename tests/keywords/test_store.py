@@ -130,3 +130,53 @@ def test_dictionary_keywords_floor_and_subjects(db: Any) -> None:
         store.subject(name)
     with pytest.raises(UnknownSubject):
         store.context(name, ["x"])
+
+
+def test_a_later_batch_never_creates_its_subject_again(db: Any) -> None:
+    """A later transaction of one add (`subject_id` from the first) adds to that row or fails: a
+    subject deleted meanwhile, or deleted and created again under its name, is not written to."""
+    from hanseek.keywords.store import SubjectDeleted
+
+    store, name = CorpusStore(db), subject_name()
+    first = store.add_documents(name, [doc("사과 배")])
+    sid = first[0].subject_id
+    assert store.add_documents(name, [doc("포도")], subject_id=sid)[0].subject_id == sid
+    assert store.all_stats(name).n_docs == 2
+    store.delete_subject(name)
+    with pytest.raises(SubjectDeleted, match="deleted by another request"):
+        store.add_documents(name, [doc("수박")], subject_id=sid)
+    with pytest.raises(UnknownSubject):
+        store.subject(name)
+    store.ensure_subject(name)  # another request creates a new subject of that name
+    with pytest.raises(SubjectDeleted):
+        store.add_documents(name, [doc("수박")], subject_id=sid)
+    assert store.subject(name).n_docs == 0
+
+
+def test_context_reads_one_snapshot(db: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`context` read the subject row (N, total length) and the df rows in two statements under READ
+    COMMITTED: an add committing between them gave df > N, statistics the corpus never had."""
+    from hanseek.keywords import store as kwstore
+
+    store, name = CorpusStore(db), subject_name()
+    store.add_documents(name, [NewDocument("양성자 중성자", ["양성자", "중성자"])])
+    real_row = kwstore._subject_row
+    reader = threading.current_thread()
+
+    def add_in_between(conn: Any, subject: str, columns: str = "id", *, for_update: bool = False) -> Any:
+        row = real_row(conn, subject, columns, for_update=for_update)
+        if threading.current_thread() is reader:  # another request's add commits now
+            t = threading.Thread(
+                target=store.add_documents, args=(name, [NewDocument("양성자 전자", ["양성자", "전자"])])
+            )
+            t.start()
+            t.join(30)
+            assert not t.is_alive()
+        return row
+
+    monkeypatch.setattr(kwstore, "_subject_row", add_in_between)
+    ctx = store.context(name, ["양성자", "전자", "중성자"])
+    monkeypatch.setattr(kwstore, "_subject_row", real_row)
+    assert store.all_stats(name).n_docs == 2  # the add did commit
+    # Before the add (what the first statement saw), never a mix of before and after.
+    assert (ctx.stats.n_docs, ctx.stats.total_terms, ctx.stats.df) == (1, 2, {"양성자": 1, "중성자": 1})

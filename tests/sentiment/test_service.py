@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -199,6 +200,80 @@ def test_deleting_the_default_model_clears_the_default(tmp_path: Path) -> None:
     delete_model(root, "a")
     save_model(root, Tiny(), ModelCard(name="a", kind="baseline", domains=["game"], train_size=1))  # type: ignore[arg-type]
     assert default_name(root) is None  # a new, unrelated "a" does not become the default
+
+
+def test_a_delete_during_set_default_leaves_no_default_naming_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`set_default` checked the card and wrote DEFAULT without the lock `delete_model` takes: a
+    delete in between left DEFAULT naming the deleted model, and a later, unrelated model saved
+    under that name became the default."""
+    import contextlib
+    import threading
+    from collections.abc import Iterator
+
+    from hanseek.sentiment.registry import ModelCard, default_name, delete_model, save_model, set_default
+
+    class Tiny:
+        def save(self, directory: Path) -> None:
+            (directory / "weights.bin").write_bytes(b"w")
+
+    root = tmp_path / "sentiment"
+    save_model(root, Tiny(), ModelCard(name="a", kind="baseline", domains=["movie"], train_size=1))  # type: ignore[arg-type]
+    checked, go = threading.Event(), threading.Event()
+    real = registry.atomic_file
+
+    @contextlib.contextmanager
+    def after_the_check(*args: Any, **kwargs: Any) -> Iterator[Any]:
+        checked.set()  # set_default found the card and is about to write DEFAULT
+        assert go.wait(30)
+        with real(*args, **kwargs) as fh:
+            yield fh
+
+    monkeypatch.setattr(registry, "atomic_file", after_the_check)
+    setter = threading.Thread(target=set_default, args=(root, "a"))
+    setter.start()
+    assert checked.wait(30)
+    deleter = threading.Thread(target=delete_model, args=(root, "a"))
+    deleter.start()
+    deleter.join(1.0)  # unlocked it is done by now; locked it waits for the DEFAULT write
+    go.set()
+    setter.join(30)
+    deleter.join(30)
+    assert not setter.is_alive() and not deleter.is_alive()
+    assert not (root / "a").exists()
+    assert not (root / "DEFAULT").exists() or (root / "DEFAULT").read_text().strip() != "a"
+    save_model(root, Tiny(), ModelCard(name="a", kind="baseline", domains=["game"], train_size=1))  # type: ignore[arg-type]
+    assert default_name(root) is None
+
+
+def test_deleting_the_old_default_keeps_a_default_set_meanwhile(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`delete_model` read whether its model was the default before removing it and cleared DEFAULT
+    after: a `set_default` of another model in between was undone, leaving no default."""
+    import shutil
+
+    from hanseek.sentiment.registry import ModelCard, default_name, delete_model, save_model, set_default
+
+    class Tiny:
+        def save(self, directory: Path) -> None:
+            (directory / "weights.bin").write_bytes(b"w")
+
+    root = tmp_path / "sentiment"
+    for name in ("a", "b"):
+        save_model(root, Tiny(), ModelCard(name=name, kind="baseline", domains=["movie"], train_size=1))  # type: ignore[arg-type]
+    set_default(root, "b")
+    real = shutil.rmtree
+
+    def and_meanwhile(path: Any, *args: Any, **kwargs: Any) -> None:
+        real(path, *args, **kwargs)
+        set_default(root, "a")  # another request makes "a" the default while "b" is deleted
+
+    monkeypatch.setattr(shutil, "rmtree", and_meanwhile)
+    delete_model(root, "b")
+    monkeypatch.setattr(shutil, "rmtree", real)
+    assert default_name(root) == "a"
 
 
 def _copy_demo(svc: SentimentService, name: str) -> Path:

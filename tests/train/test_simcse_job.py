@@ -163,3 +163,50 @@ def test_overwrite_refuses_the_active_model_and_forgets_an_inactive_ones_vectors
     with db.connection() as conn:  # type: ignore[attr-defined]
         assert repo.find_space(conn, "caption", "tiny-served") is None
         assert conn.execute("SELECT 1 FROM reembed_jobs WHERE model = 'tiny-served'").fetchone() is None
+
+
+def test_a_switch_to_the_model_during_its_overwrite_waits_for_it(
+    db_settings: Settings, db: object, tiny_bert_dir: Path, corpus: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--overwrite` refuses the active model, but the check was not under the switch lock: a
+    `models use NAME` committing between the check and the save made NAME active with the weights
+    the save then replaced, and `forget_vectors` dropped what the switch had encoded into NAME's
+    spaces. The check, the save and the forgetting now hold the switch lock (shared), so the switch
+    commits after them (here: with the new weights) or before the check (then the overwrite is
+    refused)."""
+    import threading
+
+    from hanseek.encoders import model_store
+    from hanseek.encoders.reembed import active_model
+
+    cfg = SimCSEConfig(max_length=24, batch_size=8, steps=2, eval_every=2, lr=1e-3)
+    job = SimCSEJob(
+        name="tiny-racing", config=cfg, base=str(tiny_bert_dir), texts_file=corpus, overwrite=True
+    )
+    run_simcse(db_settings, job, db=db)
+    real = model_store.save_text_encoder
+    switch: list[threading.Thread] = []
+    during_save: list[str | None] = []
+
+    def saving(*args: object, **kwargs: object) -> object:
+        # `hanseek models use tiny-racing` (nothing stored: a bare switch) lands during the save.
+        t = threading.Thread(target=set_active, args=(db, db_settings, "tiny-racing"))
+        t.start()
+        switch.append(t)
+        t.join(2.0)  # unguarded, the switch commits now; guarded, it waits for the overwrite
+        with db.connection() as conn:  # type: ignore[attr-defined]
+            during_save.append(active_model(conn))
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(model_store, "save_text_encoder", saving)
+    try:
+        run_simcse(db_settings, job, db=db)
+        switch[0].join(30)
+        assert not switch[0].is_alive()
+        assert during_save != ["tiny-racing"]  # not active while its weights were being replaced
+        with db.connection() as conn:  # type: ignore[attr-defined]
+            assert active_model(conn) == "tiny-racing"  # the switch went ahead afterwards
+    finally:
+        (db_settings.models_dir / "active.json").unlink(missing_ok=True)
+        with db.connection() as conn:  # type: ignore[attr-defined]
+            conn.execute("UPDATE models SET active = false")

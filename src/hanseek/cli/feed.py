@@ -35,7 +35,7 @@ def _service(db: Database, with_encoder: bool = False) -> FeedService:
         return FeedService(db, dim=s.embed_dim, settings=fs)
     from hanseek.encoders.reembed import ActiveEncoder
 
-    active = ActiveEncoder(s)
+    active = ActiveEncoder(s, db)  # the catalogue, not a pointer a crash left stale
     active.get()  # load now: a missing model fails before anything is read or written
     # A model switch that commits while this command runs: the next batch is encoded with the new one.
     return FeedService(

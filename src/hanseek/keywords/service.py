@@ -213,7 +213,8 @@ class KeywordService:
         on_progress: Callable[[int], None] | None = None,
     ) -> list[StoredDocument]:
         """Analyse and store documents. All are checked before anything is written; then each batch
-        of `batch_size` is one transaction (statistics always match the stored documents)."""
+        of `batch_size` is one transaction (statistics always match the stored documents). A subject
+        deleted by another request after the first batch committed is SubjectDeleted (a 409)."""
         subject = self.check_subject(subject)
         store = self._store()
         for n, d in enumerate(docs):
@@ -230,7 +231,10 @@ class KeywordService:
                 NewDocument(body=d.body, terms=[o.term for o in oc], title=d.title, source=d.source)
                 for d, oc in zip(chunk, occs, strict=True)
             ]
-            out.extend(store.add_documents(subject, new))
+            # Only the first batch may create the subject; later ones add to that very row or fail
+            # (SubjectDeleted: a DELETE committed between batches). Re-creating it by name answered
+            # 201 with the ids of the earlier batches, which the DELETE had removed.
+            out.extend(store.add_documents(subject, new, subject_id=out[0].subject_id if out else None))
             if on_progress:
                 on_progress(len(chunk))
         return out

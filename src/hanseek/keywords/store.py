@@ -27,6 +27,16 @@ class StaleStatistics(RuntimeError):
     pass
 
 
+class SubjectDeleted(StaleStatistics):
+    """A write that spans several transactions found its subject deleted (by another request)
+    after an earlier transaction of it committed. A StaleStatistics, so that the API answers 409
+    (a conflict with another request, not the 404 "create it first") and the CLI one error line."""
+
+    def __init__(self, subject: str) -> None:
+        super().__init__(f"subject {subject!r} was deleted by another request during this one")
+        self.subject = subject
+
+
 @dataclass(frozen=True)
 class Subject:
     id: int
@@ -67,6 +77,7 @@ class StoredDocument:
     source: str | None
     n_terms: int
     created: bool  # False: an identical document was already in the subject
+    subject_id: int  # the subject's row: where a later batch of the same request must add to
 
 
 @dataclass(frozen=True)
@@ -169,13 +180,26 @@ class CorpusStore:
 
     # -- documents ----------------------------------------------------------------------------
 
-    def add_documents(self, subject: str, docs: Iterable[NewDocument]) -> list[StoredDocument]:
-        """Add documents and update the subject's statistics, all in one transaction."""
+    def add_documents(
+        self, subject: str, docs: Iterable[NewDocument], *, subject_id: int | None = None
+    ) -> list[StoredDocument]:
+        """Add documents and update the subject's statistics, all in one transaction.
+
+        `subject_id`: a later transaction of one request, after an earlier one created or found the
+        subject with that id. Then the subject is never created: if it is gone (a DELETE committed
+        in between), SubjectDeleted, instead of a new subject holding only this request's tail."""
         out: list[StoredDocument] = []
         with self.db.connection() as conn:
-            sid = self._ensure_subject(conn, subject)
-            # One writer per subject at a time: concurrent adds cannot interleave their counts.
-            conn.execute("SELECT 1 FROM kw_subjects WHERE id = %s FOR UPDATE", (sid,))
+            if subject_id is None:
+                sid = self._ensure_subject(conn, subject)
+                # One writer per subject at a time: concurrent adds cannot interleave their counts.
+                conn.execute("SELECT 1 FROM kw_subjects WHERE id = %s FOR UPDATE", (sid,))
+            else:
+                # By id, not name: a subject deleted and created again under the name is another one.
+                row = conn.execute("SELECT 1 FROM kw_subjects WHERE id = %s FOR UPDATE", (subject_id,))
+                if row.fetchone() is None:
+                    raise SubjectDeleted(subject)
+                sid = subject_id
             for doc in docs:
                 out.append(self._add_one(conn, sid, subject, doc))
         return out
@@ -195,7 +219,9 @@ class CorpusStore:
             (sid, [digest, raw]),
         ).fetchone()
         if existing is not None:
-            return StoredDocument(existing[0], subject, existing[1], existing[2], existing[3], created=False)
+            return StoredDocument(
+                existing[0], subject, existing[1], existing[2], existing[3], created=False, subject_id=sid
+            )
         row = conn.execute(
             "INSERT INTO kw_documents (subject_id, title, source, body, sha256, n_terms) "
             "VALUES (%s, %s, %s, %s, %s, %s) RETURNING id",
@@ -221,7 +247,9 @@ class CorpusStore:
             "WHERE id = %s",
             (len(doc.terms), sid),
         )
-        return StoredDocument(doc_id, subject, doc.title, doc.source, len(doc.terms), created=True)
+        return StoredDocument(
+            doc_id, subject, doc.title, doc.source, len(doc.terms), created=True, subject_id=sid
+        )
 
     def remove_document(self, subject: str, doc_id: int) -> bool:
         """Remove a document and subtract its counts; False if it is not in the subject."""
@@ -265,10 +293,14 @@ class CorpusStore:
     # -- statistics ---------------------------------------------------------------------------
 
     def context(self, subject: str, terms: Iterable[str]) -> SubjectContext:
-        """Everything scoring a page needs from the subject, for the page's terms, in one round trip
+        """Everything scoring a page needs from the subject, for the page's terms, from one snapshot
         of a single connection: N, total length, df, dictionary weights, keywords, floor."""
         wanted = sorted(set(terms))
         with self.db.connection() as conn:
+            # One snapshot for both statements: under READ COMMITTED an add committing between them
+            # gave N and total length from before it and df from after (df > N), statistics the
+            # corpus never had, and weights of no state it was ever in.
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
             srow = _subject_row(conn, subject, "id, n_docs, total_terms, floor")
             sid = srow[0]
             rows = conn.execute(
@@ -290,6 +322,7 @@ class CorpusStore:
     def all_stats(self, subject: str) -> CorpusStats:
         """The subject's complete document-frequency table (for exports and checks)."""
         with self.db.connection() as conn:
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")  # as context()
             srow = _subject_row(conn, subject, "id, n_docs, total_terms")
             rows = conn.execute(
                 "SELECT term, df FROM kw_term_df WHERE subject_id = %s", (srow[0],)

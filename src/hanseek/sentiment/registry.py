@@ -24,6 +24,7 @@ from hanseek.files import atomic_file
 
 CARD = "card.json"
 _DEFAULT = "DEFAULT"
+_DEFAULT_LOCK = ".DEFAULT.lock"  # taken inside a model's own lock, never the other way round
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 ModelKind = Literal["baseline", "transformer"]
@@ -116,27 +117,43 @@ def delete_model(root: Path, name: str) -> None:
     with file_lock(root / f".{name}.lock"):
         if not (d / CARD).is_file():
             raise ModelNotFound(f"no sentiment model named {name!r}")
-        was_default = default_name(root) == name  # read first: without its card it is no default
         shutil.rmtree(d)
-        if was_default:
-            (root / _DEFAULT).unlink(missing_ok=True)
+        # Read and cleared under the lock that DEFAULT's writers take. Read before the rmtree and
+        # cleared after without it, a `set_default` of another model in between was undone.
+        with file_lock(root / _DEFAULT_LOCK):
+            if _default_file(root) == name:
+                (root / _DEFAULT).unlink(missing_ok=True)
+
+
+def _default_file(root: Path) -> str | None:
+    """What DEFAULT says, whether or not that model exists."""
+    try:
+        return (root / _DEFAULT).read_text(encoding="utf-8").strip() or None
+    except OSError:
+        return None
 
 
 def default_name(root: Path) -> str | None:
-    try:
-        name = (root / _DEFAULT).read_text(encoding="utf-8").strip()
-    except OSError:
-        return None
+    name = _default_file(root)
     return name if name and _NAME.fullmatch(name) and (root / name / CARD).is_file() else None
 
 
 def set_default(root: Path, name: str) -> None:
-    if not (model_dir(root, name) / CARD).is_file():
+    d = model_dir(root, name)
+    if not (d / CARD).is_file():  # checked before the lock too: no lock file for a name never saved
         raise ModelNotFound(f"no sentiment model named {name!r}")
-    # One temporary per writer, with the mode an ordinary write gives (a server running as another
-    # user reads it).
-    with atomic_file(root / _DEFAULT, prefix=f".{_DEFAULT}.", suffix="") as fh:
-        fh.write(name + "\n")
+    # delete_model's lock: without it a delete between the check and the write left DEFAULT naming
+    # a deleted model, which a later, unrelated model saved under that name would then become.
+    with file_lock(root / f".{name}.lock"):
+        if not (d / CARD).is_file():
+            raise ModelNotFound(f"no sentiment model named {name!r}")
+        # One temporary per writer, with the mode an ordinary write gives (a server running as
+        # another user reads it).
+        with (
+            file_lock(root / _DEFAULT_LOCK),
+            atomic_file(root / _DEFAULT, prefix=f".{_DEFAULT}.", suffix="") as fh,
+        ):
+            fh.write(name + "\n")
 
 
 def card_json(card: ModelCard) -> dict[str, Any]:

@@ -124,7 +124,7 @@ def run_simcse(
     if dest.exists() and not job.overwrite:
         raise EncoderError(f"{dest} exists; pick another --name or pass --overwrite")
     if dest.exists():
-        _refuse_serving_model(settings, db, job.name)
+        _refuse_serving_model(settings, db, job.name)  # before training; again under the lock below
     info = resolve_model(settings, job.base)
     source: str | Path = info.path if info.path is not None else info.name
     tokenizer, net, model_dir = load_hf(source)
@@ -180,36 +180,55 @@ def run_simcse(
         "trainable_params": result.trainable_params,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
-    if job.overwrite and dest.exists():
-        _refuse_serving_model(settings, db, job.name)  # again: it may have been switched to meanwhile
-    save_text_encoder(
-        result.model,
-        result.tokenizer,
-        dest,
-        prompts=prompts,
-        max_length=min(512, int(getattr(net.config, "max_position_embeddings", 512))),
-        marker=summary,
-        card=_card(job, info.name, result, kind),
-        replace=job.overwrite,
-    )
+
+    def save() -> None:
+        save_text_encoder(
+            result.model,
+            result.tokenizer,
+            dest,
+            prompts=prompts,
+            max_length=min(512, int(getattr(net.config, "max_position_embeddings", 512))),
+            marker=summary,
+            card=_card(job, info.name, result, kind),
+            replace=job.overwrite,
+        )
+
+    if db is not None and job.overwrite:
+        # The check (it may have been switched to since the first one), the save and dropping what
+        # the old weights made, in one transaction holding the switch lock shared: a `models use`
+        # of this name (which takes it exclusively) commits before the check, which then refuses,
+        # or after the old vectors are gone, never in between with the weights being replaced.
+        # Shared, so that writers (which take it shared too) keep going during the save.
+        with db.connection() as conn:
+            if dest.exists():
+                _refuse_serving_model(settings, None, job.name, conn=conn)
+            save()
+            _forget_vectors_in(conn, job.name)
+    else:
+        if job.overwrite and dest.exists():
+            _refuse_serving_model(settings, None, job.name)  # again: no database, only the pointer
+        save()
     ckpt.unlink(missing_ok=True)  # the model is saved: nothing left to resume
     if db is not None:
-        if job.overwrite:
-            forget_vectors(db, job.name)
         register(db, job.name, dest, kind=kind, dim=int(net.config.hidden_size), base_model=info.name)
     return dest, summary
 
 
-def _refuse_serving_model(settings: Settings, db: Any, name: str) -> None:
+def _refuse_serving_model(settings: Settings, db: Any, name: str, *, conn: Any = None) -> None:
     """Replacing the weights of the model the service encodes with would leave every stored vector
-    from the old weights beside new ones from the same name, which nothing would ever notice."""
-    from hanseek.encoders.reembed import active_model
+    from the old weights beside new ones from the same name, which nothing would ever notice.
+
+    `conn`: read the active model under the switch lock (shared) in the caller's transaction, which
+    keeps any switch from committing until that transaction ends."""
+    from hanseek.encoders.reembed import active_model, locked_active_model
     from hanseek.encoders.registry import configured_model
 
     serving = {configured_model(settings)}
-    if db is not None:
-        with db.connection() as conn:
-            serving.add(active_model(conn) or "")
+    if conn is not None:
+        serving.add(locked_active_model(conn) or "")
+    elif db is not None:
+        with db.connection() as c:
+            serving.add(active_model(c) or "")
     if name in serving:
         raise EncoderError(
             f"{name} is the active text model, and the stored vectors were made with the weights "
@@ -221,17 +240,22 @@ def forget_vectors(db: Any, name: str) -> None:
     """Drop what was encoded with the replaced weights of an inactive model `name`: a pending
     re-embedding to it (its staged post vectors) and its image caption/label spaces, which a later
     `models use name` would otherwise take as already done."""
+    with db.connection() as conn:
+        _forget_vectors_in(conn, name)
+
+
+def _forget_vectors_in(conn: Any, name: str) -> None:
+    """`forget_vectors` in the caller's transaction."""
     from psycopg import sql
 
     from hanseek.images import repo
 
-    with db.connection() as conn, conn.transaction():
-        conn.execute("DELETE FROM reembed_jobs WHERE model = %s", (name,))
-        for kind in ("caption", "labels"):
-            space = repo.find_space(conn, kind, name)
-            if space is not None:
-                conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(space.table)))
-                conn.execute("DELETE FROM image_spaces WHERE id = %s", (space.id,))
+    conn.execute("DELETE FROM reembed_jobs WHERE model = %s", (name,))
+    for kind in ("caption", "labels"):
+        space = repo.find_space(conn, kind, name)
+        if space is not None:
+            conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(space.table)))
+            conn.execute("DELETE FROM image_spaces WHERE id = %s", (space.id,))
 
 
 def _step_json(h: StepInfo) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from hanseek.keywords.ingest import DocInput, IngestError, Split, documents_from
 from hanseek.keywords.ocr import InvalidImage, OcrUnavailable
 from hanseek.keywords.scoring import Method, ScoringParams, TermWeight
 from hanseek.keywords.service import InvalidText, KeywordService, PageWeights, TextTooLong
-from hanseek.keywords.store import StaleStatistics, Subject, UnknownSubject
+from hanseek.keywords.store import StaleStatistics, Subject, SubjectDeleted, UnknownSubject
 from hanseek.keywords.terms import normalize_term
 from hanseek.web.pages import reads_need_key, render
 
@@ -57,6 +57,8 @@ class _Errors:
             raise BadRequest(str(exc)) from exc
         if isinstance(exc, OcrUnavailable):
             raise ProblemError(503, "OCR unavailable", str(exc)) from exc
+        if isinstance(exc, SubjectDeleted):  # between two batches of one add: as `_written` says it
+            raise ProblemError(409, "Subject deleted", str(exc)) from exc
         if isinstance(exc, StaleStatistics):
             raise ProblemError(409, "Stale statistics", str(exc)) from exc
 
