@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import numpy as np
@@ -78,13 +79,20 @@ def test_feed_page_records_a_like_and_the_feed_changes(
     assert after != before and liked not in after
     assert "liked" in page.inner_text("#feed-log")
     assert page.inner_text("#feed-error") == ""
+    # A score only where it means something: the re-ranker's, in the personal column. Latest and
+    # popular showed their sort keys ("latest 1577836800.000": unix seconds; a decayed like count).
+    for meta in page.locator("#col-latest .meta, #col-popular .meta").all_inner_texts():
+        assert not re.search(r"\d\.\d{3}", meta), meta
+    personal = page.locator("#col-personal .meta").all_inner_texts()
+    assert personal and all(re.search(r"score -?\d+\.\d{3}$", m) for m in personal), personal
 
-    # With the network gone, a click says so instead of failing silently.
+    # With the network gone, a click says so, on the card clicked, instead of failing silently.
     page.context.set_offline(True)
     try:
-        page.click("#col-latest .feed-item button.read")
-        page.wait_for_function("document.getElementById('feed-error').textContent.length > 0")
-        assert page.inner_text("#feed-error").startswith("Could not reach the server")
+        card = page.locator("#col-latest .feed-item").first
+        card.locator("button.read").click()
+        card.locator(".item-error").filter(has_text="Could not reach the server").wait_for()
+        assert page.inner_text("#feed-error") == ""
     finally:
         page.context.set_offline(False)
     assert client.get(f"/users/{user}").json()["events"] == 1
@@ -200,3 +208,120 @@ def test_a_long_title_wraps_and_a_user_without_communities_reads_cleanly(
     status = page.inner_text("#feed-status")
     assert "communities: none" in status and "?" not in status
     assert "()" not in page.inner_text("#feed-mode")
+
+
+def _user_with_posts(client: TestClient, tag: str, name: str, n: int, seed: int) -> str:
+    vecs = unit(np.random.default_rng(seed), n)
+    posts = [
+        {
+            "id": f"{tag}-{name}{i}",
+            "community": f"{tag}-{name}-board",
+            "title": f"{name} 게시글 {i}",
+            "created_at": f"2020-01-{1 + i % 28:02d}T00:00:00Z",
+            "embedding": vecs[i].tolist(),
+        }
+        for i in range(n)
+    ]
+    assert client.post("/posts", json={"posts": posts}).status_code == 200
+    user = f"{tag}-{name}"
+    r = client.put(f"/users/{user}/memberships", json={"communities": [f"{tag}-{name}-board"]})
+    assert r.status_code == 200
+    return user
+
+
+@pytest.mark.browser
+def test_a_failed_load_leaves_no_previous_user_posts_to_click(
+    client: TestClient, live_server: str, page: Any, tag: str
+) -> None:
+    """After a failed refresh (a 500, an unknown user) the picker names the new user: the columns
+    showed the previous user's posts, and Read/Like on them recorded events for that user."""
+    first = _user_with_posts(client, tag, "first", 5, 8)
+    second = _user_with_posts(client, tag, "second", 5, 9)
+    page.goto(f"{live_server}/feed?user={first}&days=all")
+    page.wait_for_function("document.body.dataset.feedReady === '1'")
+    page.wait_for_selector("#col-latest .feed-item")
+    page.wait_for_load_state("networkidle")
+    problem = '{"title": "Internal Server Error", "status": 500, "detail": "the ranker fell over"}'
+    page.route(
+        f"**/users/{second}/feed?*",
+        lambda route: route.fulfill(status=500, content_type="application/problem+json", body=problem),
+    )
+    page.select_option("#feed-user", second)
+    page.wait_for_function("document.getElementById('feed-error').textContent.length > 0")
+    assert page.inner_text("#feed-error") == "the ranker fell over"
+    assert page.locator(".feed-item").count() == 0  # nothing of the first user's left to click
+    assert page.inner_text("#feed-mode") == "" and page.input_value("#feed-user") == second
+
+    # The second user loads again; then an unknown user: the same.
+    page.unroute(f"**/users/{second}/feed?*")
+    page.click("#feed-refresh")
+    page.wait_for_selector(f"#col-latest .feed-item[data-post-id^='{tag}-second']")
+    assert page.inner_text("#feed-error") == ""
+    page.evaluate("(u) => document.getElementById('feed-user').add(new Option(u, u))", f"{tag}-nobody")
+    page.select_option("#feed-user", f"{tag}-nobody")
+    page.wait_for_function("document.getElementById('feed-error').textContent.length > 0")
+    assert "unknown user" in page.inner_text("#feed-error")
+    assert page.locator(".feed-item").count() == 0
+    assert client.get(f"/users/{first}").json()["events"] == 0
+    assert client.get(f"/users/{second}").json()["events"] == 0
+
+
+@pytest.mark.browser
+def test_on_a_phone_a_failed_like_is_shown_by_its_card_and_buttons_are_big_enough(
+    client: TestClient, live_server: str, page: Any, tag: str
+) -> None:
+    """A failed Read/Like wrote its message at the top of the page, off-screen from the card
+    clicked; the buttons were 21 px tall on a phone and were all named just "Read" and "Like"."""
+    user = _user_with_posts(client, tag, "phone", 10, 10)
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.goto(f"{live_server}/feed?user={user}&days=all")
+    page.wait_for_selector("#col-popular .feed-item")
+    page.wait_for_load_state("networkidle")
+    card = page.locator("#col-popular .feed-item").last  # far below the top of the page
+    like = card.locator("button.like")
+    problem = '{"title": "Service Unavailable", "status": 503, "detail": "the database is busy"}'
+    page.route(
+        "**/events",
+        lambda route: route.fulfill(status=503, content_type="application/problem+json", body=problem),
+    )
+    like.click()
+    message = card.locator(".item-error")
+    message.filter(has_text="the database is busy").wait_for(timeout=5_000)
+    assert message.evaluate(
+        "e => { const r = e.getBoundingClientRect(); return r.top >= 0 && r.bottom <= innerHeight; }"
+    )
+    assert page.inner_text("#feed-error") == "" and like.is_enabled()  # it can be tried again
+    assert client.get(f"/users/{user}").json()["events"] == 0
+
+    assert page.get_attribute("#feed-status", "role") == "status"
+    title = card.locator("h3").inner_text()
+    assert like.get_attribute("aria-label") == f"Like “{title}”"
+    assert card.locator("button.read").get_attribute("aria-label") == f"Read “{title}”"
+    for button in page.locator(".feed-item .actions button").all():
+        assert button.bounding_box()["height"] >= 32
+
+
+@pytest.mark.browser
+def test_back_and_forward_return_to_the_user_picked_before(
+    client: TestClient, live_server: str, page: Any, tag: str
+) -> None:
+    """A pick replaced the history entry: Back left the page instead of going to the user before."""
+    first = _user_with_posts(client, tag, "back", 3, 11)
+    second = _user_with_posts(client, tag, "forth", 3, 12)
+    page.goto(f"{live_server}/feed?user={first}&days=all")
+    page.wait_for_selector(f"#col-latest .feed-item[data-post-id^='{tag}-back']")
+    page.wait_for_load_state("networkidle")
+    page.select_option("#feed-user", second)
+    page.wait_for_selector(f"#col-latest .feed-item[data-post-id^='{tag}-forth']")
+    page.select_option("#feed-days", "7")
+    page.wait_for_function("() => new URLSearchParams(location.search).get('days') === '7'")
+    page.go_back()
+    page.wait_for_function("() => new URLSearchParams(location.search).get('days') === 'all'")
+    assert page.input_value("#feed-user") == second and page.input_value("#feed-days") == "all"
+    page.go_back()
+    page.wait_for_selector(f"#col-latest .feed-item[data-post-id^='{tag}-back']")
+    assert page.input_value("#feed-user") == first
+    page.wait_for_function("u => document.getElementById('feed-status').textContent.startsWith(u)", arg=first)
+    page.go_forward()
+    page.wait_for_selector(f"#col-latest .feed-item[data-post-id^='{tag}-forth']")
+    assert page.input_value("#feed-user") == second

@@ -50,7 +50,7 @@ def test_upload_an_example_and_find_similar(
     example = tmp_path / "example.jpg"
     example.write_bytes(encode_jpeg(STANDARD["crop_centre_80"](sample_images["flower"]), 75))
     page.goto(live_server + "/images?q=%EA%BD%83")  # a text search from a link, then an example
-    page.locator("#status:has-text('result(s)')").wait_for()
+    page.locator("#status:has-text('best matches')").wait_for()
     page.fill("#tag-filter", tag)
     page.set_input_files("#example", str(example))
     page.wait_for_function("document.getElementById('status').textContent.includes('example.jpg')")
@@ -60,16 +60,24 @@ def test_upload_an_example_and_find_similar(
     assert cards.first.get_attribute("data-image-id") == str(collection["flower"])
     scores = [float(s) for s in page.locator(".img-score").all_inner_texts()]
     assert scores == sorted(scores, reverse=True) and scores[0] > 0.7
-    assert "result(s)" in page.locator("#status").inner_text()
+    assert (
+        page.locator("#status").inner_text()
+        == f"The 3 best matches for “example.jpg” among the images tagged #{tag}."
+    )
     assert page.locator("#example-preview").is_visible()
 
     # "Find similar" on the second result re-runs the search from that image (which is excluded).
     second = cards.nth(1).get_attribute("data-image-id")
-    cards.nth(1).locator(".img-similar").click()
+    cards.nth(1).locator(".img-similar").focus()
+    page.keyboard.press("Enter")
     page.wait_for_function(
         "id => ![...document.querySelectorAll('.img-card')].some(c => c.dataset.imageId === id)", arg=second
     )
     assert page.locator(".img-card").count() == 2
+    # The button went with its card: the keyboard's focus is on the status line, not lost to the page.
+    assert page.evaluate("document.activeElement.id") == "status"
+    assert page.locator("#status").inner_text().startswith("The 2 best matches for ")
+    assert page.locator("#example-preview").is_hidden()  # the example's search is gone
     # The URL holds the image asked about: a reload comes back to the same search.
     assert f"similar={second}" in page.url and f"tag={tag}" in page.url
     page.reload()
@@ -267,3 +275,115 @@ def test_browse_all_pages_through_the_collection(
     page.locator("#status.error").wait_for()
     assert page.locator(".img-card").count() == 0
     assert page.inner_text("#status") == "the database is gone"
+
+
+def test_the_example_preview_goes_with_its_search(
+    live_server: str,
+    page: Any,
+    collection: dict[str, int],
+    sample_images: dict[str, Image.Image],
+    tag: str,
+    tmp_path: Path,
+) -> None:
+    """The example's preview stayed after its search failed, and under the results of later text
+    searches, "Browse all" and "Find similar", which were not about it."""
+    example = tmp_path / "example.png"
+    example.write_bytes(unique_png(sample_images["flower"]))
+    preview = page.locator("#example-preview")
+    page.goto(live_server + "/images")
+    page.fill("#tag-filter", tag)
+    problem = '{"title": "Model unavailable", "status": 503, "detail": "no image model is installed"}'
+
+    def refuse(route: Any) -> None:
+        if route.request.method == "POST":
+            route.fulfill(status=503, content_type="application/problem+json", body=problem)
+        else:
+            route.continue_()
+
+    page.route("**/images/search?*", refuse)
+    page.set_input_files("#example", str(example))
+    page.locator("#status.error").wait_for()
+    assert preview.is_hidden()
+    page.unroute("**/images/search?*")
+
+    def search_by_example() -> str:
+        page.set_input_files("#example", str(example))
+        page.locator("#status:has-text('example.png')").wait_for()
+        assert preview.is_visible()
+        return str(preview.get_attribute("src"))
+
+    src = search_by_example()
+    page.fill("#q", "꽃")
+    page.click("#text-search button[type=submit]")
+    page.locator("#status:has-text('“꽃”')").wait_for()
+    assert preview.is_hidden()
+    # ...and its object URL is let go (revoked: fetching it fails).
+    assert page.evaluate("src => fetch(src).then(() => 'kept', () => 'revoked')", src) == "revoked"
+    search_by_example()
+    page.click("#browse")
+    page.locator("#status:has-text('newest first')").wait_for()
+    assert preview.is_hidden()
+    search_by_example()
+    page.locator(".img-card .img-similar").first.click()
+    page.locator("#status:has-text('best match')").wait_for()
+    page.wait_for_load_state("networkidle")
+    assert preview.is_hidden() and "example.png" not in page.inner_text("#status")
+
+
+def test_a_tagged_search_names_its_tags(
+    live_server: str, page: Any, collection: dict[str, int], tag: str
+) -> None:
+    """ "No images found for “고양이”." when the tag filter matched nothing read as if the collection had
+    no cat at all; and the count of the k best matches read as a count of matching images."""
+    page.goto(live_server + "/images")
+    page.fill("#tag-filter", f"{tag}-none, #{tag}-other")
+    page.fill("#q", "고양이")
+    page.click("#text-search button[type=submit]")
+    page.locator("#status:has-text('No images')").wait_for()
+    assert page.inner_text("#status") == f"No images tagged #{tag}-none #{tag}-other found for “고양이”."
+    page.fill("#tag-filter", tag)
+    page.fill("#k", "1")
+    page.click("#text-search button[type=submit]")
+    page.locator("#status:has-text('best match')").wait_for()
+    assert page.inner_text("#status") == f"The best match for “고양이” among the images tagged #{tag}."
+    assert page.locator(".img-card").count() == 1
+
+
+def test_every_field_has_a_visible_label_and_the_drop_zone_a_name(live_server: str, page: Any) -> None:
+    page.goto(live_server + "/images")
+    page.click("#add-panel summary")
+    for field in ("q", "tag-filter", "k", "add-files", "add-caption", "add-tags"):
+        name = page.evaluate(
+            """id => { const f = document.getElementById(id); const l = f.labels[0];
+                if (!l || !l.checkVisibility()) return "";
+                return [...l.childNodes].filter((n) => n.nodeType === Node.TEXT_NODE)
+                  .map((n) => n.textContent).join("").trim(); }""",
+            field,
+        )
+        assert name, f"#{field} has no visible label"
+    drop = page.locator("#drop")
+    assert drop.get_attribute("role") == "button" and "image" in (drop.get_attribute("aria-label") or "")
+
+
+def test_back_and_forward_return_to_earlier_searches(
+    live_server: str, page: Any, collection: dict[str, int], tag: str
+) -> None:
+    """Searches replaced the history entry: Back left the page instead of going to the search before."""
+    page.goto(live_server + "/images")
+    page.fill("#tag-filter", tag)
+    for q in ("분홍색 꽃", "해군 장교"):
+        page.fill("#q", q)
+        page.click("#text-search button[type=submit]")
+        page.locator(f"#status:has-text('“{q}”')").wait_for()
+    page.go_back()
+    page.locator("#status:has-text('“분홍색 꽃”')").wait_for()
+    assert page.input_value("#q") == "분홍색 꽃" and page.input_value("#tag-filter") == tag
+    assert page.locator(".img-card").first.get_attribute("data-image-id") == str(collection["flower"])
+    page.go_forward()
+    page.locator("#status:has-text('“해군 장교”')").wait_for()
+    assert page.locator(".img-card").first.get_attribute("data-image-id") == str(collection["hopper"])
+    page.go_back()
+    page.go_back()  # the page as opened: no search, no cards
+    page.wait_for_function("document.querySelectorAll('.img-card').length === 0")
+    assert page.url == live_server + "/images"
+    assert page.input_value("#q") == "" and page.inner_text("#status") == ""

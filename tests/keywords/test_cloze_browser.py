@@ -1,5 +1,6 @@
 """The /cloze page in headless Chromium against the live app."""
 
+import json
 import uuid
 from pathlib import Path
 from typing import Any
@@ -206,3 +207,76 @@ def test_a_reload_under_protect_reads_keeps_the_subject_listed_later(
     assert asked.value.post_data_json["subject"] == subject
     tab.wait_for_selector("#cloze-result:not([hidden])")
     assert tab.inner_text("#cloze-error") == "" and tab.input_value("#cloze-subject") == subject
+
+
+def test_a_slow_reading_of_an_older_photo_never_replaces_the_newer_one(
+    live_server: str, page: Any, tmp_path: Path
+) -> None:
+    """Photo A read slowly, photo B chosen and read meanwhile: A's answer came last and replaced B's
+    text. The button also stays disabled while a reading is under way (a second click read twice)."""
+    held: list[Any] = []
+    page.route("**/keywords/ocr", lambda route: held.append(route))
+    page.goto(live_server + "/cloze")
+    first, second = tmp_path / "first.png", tmp_path / "second.png"
+    for f in (first, second):
+        f.write_bytes((DATA / "page_ko.png").read_bytes())
+    page.set_input_files("#cloze-image", str(first))
+    page.click("#cloze-ocr")
+    page.wait_for_function("document.getElementById('cloze-status').textContent === 'Reading the photo…'")
+    assert page.locator("#cloze-ocr").is_disabled()
+    page.set_input_files("#cloze-image", str(second))  # a new photo: the button reads it
+    assert page.locator("#cloze-ocr").is_enabled()
+    page.click("#cloze-ocr")
+    for _ in range(50):
+        if len(held) == 2:
+            break
+        page.wait_for_timeout(100)
+    assert len(held) == 2
+    ocr = lambda text: json.dumps({"text": text, "chars": len(text)})  # noqa: E731
+    held[1].fulfill(status=200, content_type="application/json", body=ocr("새 사진의 글"))
+    page.wait_for_function("document.getElementById('cloze-text').value === '새 사진의 글'")
+    assert page.locator("#cloze-ocr").is_enabled()
+    held[0].fulfill(status=200, content_type="application/json", body=ocr("옛 사진의 글"))  # A, last
+    page.wait_for_timeout(300)
+    assert page.input_value("#cloze-text") == "새 사진의 글"
+    assert page.inner_text("#cloze-status") == "Read 7 characters from the photo."
+
+
+def test_one_blank_is_not_plural(live_server: str, page: Any) -> None:
+    one = {
+        "segments": [{"text": "구석기 "}, {"blank": 1}],
+        "blanks": [{"number": 1, "answer": "시대", "term": "시대", "weight": 1.0}],
+        "candidates": 1,
+    }
+    page.route(
+        "**/keywords/cloze",
+        lambda route: route.fulfill(status=200, content_type="application/json", body=json.dumps(one)),
+    )
+    page.goto(live_server + "/cloze")
+    page.fill("#cloze-text", "구석기 시대")
+    page.click("#cloze-submit")
+    page.wait_for_selector("#cloze-result:not([hidden])")
+    assert page.inner_text("#cloze-status") == "1 blank out of 1 candidate word."
+
+
+def test_back_and_forward_return_to_earlier_worksheets(live_server: str, page: Any) -> None:
+    """Worksheets replaced the history entry: Back left the page instead of going to the one before."""
+    first, second = PAGE, "조선 시대에는 훈민정음을 만들었다. 세종은 집현전을 두었다."
+    page.goto(live_server + "/cloze")
+    for text in (first, second):
+        page.fill("#cloze-text", text)
+        with page.expect_response("**/keywords/cloze"):
+            page.click("#cloze-submit")
+    page.wait_for_selector("#cloze-result:not([hidden])")
+    with page.expect_request("**/keywords/cloze") as asked:
+        page.go_back()
+    assert asked.value.post_data_json["text"] == first
+    page.wait_for_selector("#cloze-result:not([hidden])")
+    assert page.input_value("#cloze-text") == first
+    with page.expect_request("**/keywords/cloze") as asked:
+        page.go_forward()
+    assert asked.value.post_data_json["text"] == second
+    page.go_back()
+    page.go_back()  # the page as opened: an empty form, no worksheet
+    page.wait_for_selector("#cloze-result", state="hidden")
+    assert page.input_value("#cloze-text") == "" and page.url == live_server + "/cloze"

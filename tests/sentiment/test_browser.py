@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
@@ -145,3 +146,89 @@ def test_reviews_and_model_are_kept_in_the_url(live_server: str, page: Any, sent
     page.reload()
     page.wait_for_load_state("networkidle")
     assert page.input_value("#sentiment-text") == "" and asked_for == []
+
+
+def one_line(cell: Any) -> bool:
+    """Whether a cell's text sits on one line (every fragment of it at the same height)."""
+    return bool(
+        cell.evaluate(
+            """td => { const r = document.createRange(); r.selectNodeContents(td);
+                return new Set([...r.getClientRects()].map((x) => Math.round(x.top))).size === 1; }"""
+        )
+    )
+
+
+@pytest.mark.parametrize("viewport", [(390, 844), (1280, 900)], ids=["phone", "desktop"])
+def test_labels_and_probabilities_stay_whole_beside_a_long_review(
+    live_server: str, page: Any, viewport: tuple[int, int]
+) -> None:
+    """ "positive" and "0.967" were broken mid-word ("pos/itiv/e", "0.9/67") beside a long review:
+    every cell could wrap anywhere, so the table squeezed the short ones. Only the review wraps now,
+    an unbroken URL included, and the table never widens the page."""
+    width, height = viewport
+    page.set_viewport_size({"width": width, "height": height})
+    reviews = [
+        "이 영화는 정말 기대 이상이었다. 배우들의 연기가 자연스럽고 음악도 장면마다 잘 어울려서 " * 4,
+        "https://example.com/" + "a" * 300,
+    ]
+    answer = {
+        "model": "demo",
+        "results": [
+            {"label": "positive", "probability": 0.967},
+            {"label": "negative", "probability": 0.512},
+        ],
+    }
+
+    def classify(route: Any) -> None:  # the layout is under test, not the model
+        if route.request.method == "POST":
+            route.fulfill(status=200, content_type="application/json", body=json.dumps(answer))
+        else:
+            route.continue_()
+
+    page.route("**/sentiment", classify)
+    page.goto(live_server + "/sentiment")
+    page.fill("#sentiment-text", "\n".join(reviews))
+    page.click("#sentiment-submit")
+    page.wait_for_selector("#sentiment-result:not([hidden])")
+    rows = page.locator("#sentiment-rows tr")
+    assert rows.count() == 2
+    for i in range(2):
+        label, prob, review = (rows.nth(i).locator("td").nth(j) for j in range(3))
+        assert one_line(label) and one_line(prob), (label.inner_text(), prob.inner_text())
+        assert not one_line(review)  # the long review wraps instead
+        assert review.evaluate("td => td.scrollWidth <= td.clientWidth")
+    assert rows.nth(0).locator("td").nth(1).inner_text() == "0.967"
+    for th in page.locator("#sentiment-result th").all():
+        assert one_line(th), th.inner_text()
+    assert page.evaluate("document.documentElement.scrollWidth <= document.documentElement.clientWidth")
+
+
+def test_back_and_forward_return_to_earlier_reviews(live_server: str, page: Any) -> None:
+    """Classifying replaced the history entry: Back left the page instead of going to the reviews before."""
+
+    def classify(route: Any) -> None:  # the history is under test, not the model
+        if route.request.method != "POST":
+            route.continue_()
+            return
+        texts = route.request.post_data_json["texts"]
+        answer = {"model": "demo", "results": [{"label": "positive", "probability": 0.9} for _ in texts]}
+        route.fulfill(status=200, content_type="application/json", body=json.dumps(answer))
+
+    page.route("**/sentiment", classify)
+    page.goto(live_server + "/sentiment")
+    for reviews in ("재밌다", "재밌다\n지루하다"):
+        page.fill("#sentiment-text", reviews)
+        with page.expect_response(lambda r: is_classify(r.request)):
+            page.click("#sentiment-submit")
+    page.wait_for_function("document.querySelectorAll('#sentiment-rows tr').length === 2")
+    with page.expect_response(lambda r: is_classify(r.request)):
+        page.go_back()
+    page.wait_for_function("document.querySelectorAll('#sentiment-rows tr').length === 1")
+    assert page.input_value("#sentiment-text") == "재밌다"
+    page.go_forward()
+    page.wait_for_function("document.querySelectorAll('#sentiment-rows tr').length === 2")
+    assert page.input_value("#sentiment-text") == "재밌다\n지루하다"
+    page.go_back()
+    page.go_back()  # the page as opened: an empty form, no table
+    page.wait_for_selector("#sentiment-result", state="hidden")
+    assert page.input_value("#sentiment-text") == "" and page.url.startswith(live_server + "/sentiment")

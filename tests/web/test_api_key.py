@@ -13,6 +13,8 @@ from fastapi.testclient import TestClient
 from tests.fixtures.api import PAGE_KEY, type_key
 
 PAGES = ("/", "/feed", "/images", "/cloze", "/sentiment")
+# What a page says to its user for a 401, instead of the API's detail about HTTP headers.
+KEY_MESSAGE = "Type the API key in the field at the top — it is missing or wrong."
 TEXT = (
     "구석기 시대 사람들은 뗀석기로 사냥을 하였다. 신석기 시대에는 빗살무늬토기를 만들었고, 농경을 시작하였다."
 )
@@ -63,7 +65,7 @@ def test_cloze_page_under_protect_reads(live_server: str, page: Any, subject: st
     page.fill("#cloze-text", TEXT)
     page.click("#cloze-submit")
     page.wait_for_function("document.getElementById('cloze-error').textContent.length > 0")
-    assert "API key" in page.inner_text("#cloze-error")
+    assert page.inner_text("#cloze-error") == KEY_MESSAGE  # no HTTP header names for a page user
 
     type_key(page)
     page.wait_for_selector(f"#cloze-subject option[value='{subject}']", state="attached")
@@ -84,7 +86,7 @@ def test_a_wrong_key_is_reported_not_hidden(live_server: str, page: Any, keyed: 
     page.fill("#cloze-text", TEXT)
     page.click("#cloze-submit")
     page.wait_for_function("document.getElementById('cloze-error').textContent.length > 0")
-    assert "API key" in page.inner_text("#cloze-error")
+    assert page.inner_text("#cloze-error") == KEY_MESSAGE
     assert page.locator("#cloze-result").is_hidden()
 
 
@@ -111,3 +113,25 @@ def test_a_late_subject_list_leaves_newer_messages_alone(
     held[0].continue_()
     page.wait_for_selector(f"#cloze-subject option[value='{subject}']", state="attached")
     assert page.inner_text("#cloze-error") == "Paste a page, or choose a photo of one."
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("width", [1280, 375])
+def test_the_key_field_shows_its_whole_hint(live_server: str, browser: Any, keyed: str, width: int) -> None:
+    """The placeholder was cut off ("needed for everyth"): the field was 14 characters wide."""
+    context = browser.new_context(viewport={"width": width, "height": 800})
+    page = context.new_page()
+    try:
+        page.goto(live_server + "/images")
+        fits = page.eval_on_selector(
+            "#api-key",
+            """i => { const s = getComputedStyle(i);
+                const c = document.createElement("canvas").getContext("2d");
+                c.font = s.font;
+                const room = i.clientWidth - parseFloat(s.paddingLeft) - parseFloat(s.paddingRight);
+                return [c.measureText(i.placeholder).width, room]; }""",
+        )
+        assert fits[0] <= fits[1], fits
+        assert page.evaluate("document.documentElement.scrollWidth") <= width
+    finally:
+        context.close()

@@ -1,3 +1,7 @@
+import re
+from collections.abc import Sequence
+from typing import Any
+
 import pytest
 
 
@@ -13,6 +17,7 @@ def test_a_mistyped_page_address_is_a_page_and_api_clients_still_get_problems(cl
     page = client.get("/Feed", headers={"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"})
     assert page.status_code == 404 and "text/html" in page.headers["content-type"]
     assert "Page not found" in page.text and 'href="/"' in page.text and "/Feed" in page.text
+    assert "<title>Page not found · hanseek</title>" in page.text
     # An API client (no HTML in Accept), and a 404 that a route itself raised, stay problem+json.
     api = client.get("/Feed")
     assert api.status_code == 404 and api.headers["content-type"] == "application/problem+json"
@@ -50,3 +55,37 @@ def test_pages_fit_a_phone_and_log_no_errors(live_server, browser, path):
         assert errors == []
     finally:
         context.close()
+
+
+def test_pages_are_english_and_the_nav_marks_the_current_page(client: Any) -> None:
+    for path, title in (("/feed", "Feed"), ("/images", "Image search"), ("/cloze", "Blanks (빈칸)")):
+        html = client.get(path).text
+        assert '<html lang="en">' in html, path  # the interface is English; Korean text says lang="ko"
+        current = re.findall(r'<a href="([^"]+)"\s+aria-current="page">([^<]+)</a>', html)
+        assert current == [(path, title)], path
+    assert "aria-current" not in client.get("/").text
+
+
+def contrast(rgb_a: Sequence[int], rgb_b: Sequence[int]) -> float:
+    def luminance(rgb: Sequence[int]) -> float:
+        c = [x / 255 for x in rgb]
+        c = [x / 12.92 if x <= 0.03928 else ((x + 0.055) / 1.055) ** 2.4 for x in c]
+        return 0.2126 * c[0] + 0.7152 * c[1] + 0.0722 * c[2]
+
+    hi, lo = sorted((luminance(rgb_a), luminance(rgb_b)), reverse=True)
+    return (hi + 0.05) / (lo + 0.05)
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("path", ["/images", "/cloze", "/sentiment", "/feed"])
+def test_field_borders_stand_out_from_the_page(live_server: str, page: Any, path: str) -> None:
+    """Input borders were #d0d5dd on white, 1.47:1; a field's boundary needs 3:1 (WCAG 1.4.11)."""
+    page.goto(live_server + path)
+    colours = page.eval_on_selector_all(
+        "main input:not([type=file]):not([type=checkbox]), main select, main textarea",
+        "els => els.map((e) => getComputedStyle(e).borderTopColor)",
+    )
+    assert colours
+    for colour in set(colours):
+        rgb = [int(x) for x in re.findall(r"\d+", colour)[:3]]
+        assert contrast(rgb, (255, 255, 255)) >= 3 and contrast(rgb, (0xF7, 0xF8, 0xFA)) >= 3, colour

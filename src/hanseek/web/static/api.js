@@ -16,6 +16,15 @@ window.hanseekApi = (() => {
     });
   }
   const value = () => (input ? input.value.trim() : "");
+  // History: what the user asks for (a search, a pick) adds an entry, so Back returns to what was on
+  // screen before; what a page does by itself (the search of the URL it was opened with, or the one
+  // Back came to) only rewrites the entry it is on.
+  let restoring = false;
+  const inPlace = (fn) => {
+    const before = restoring;
+    restoring = true;
+    try { return fn(); } finally { restoring = before; }
+  };
   return {
     mode,
     // Whether plain GETs (an <img src>, a link) are refused without the key.
@@ -27,6 +36,21 @@ window.hanseekApi = (() => {
       return h;
     },
     onChange(fn) { listeners.push(fn); },
+    // Puts `query` (URLSearchParams or a string) in the address bar: a new history entry, unless the
+    // address is the same or the page is restoring a state (`inPlace`). Called before the request's
+    // first await, so inside `inPlace` it is still in place.
+    keepUrl(query) {
+      const q = String(query);
+      const url = q ? `${location.pathname}?${q}` : location.pathname;
+      if (url === location.pathname + location.search) return;
+      if (restoring) history.replaceState(null, "", url);
+      else history.pushState(null, "", url);
+    },
+    inPlace,
+    // Back and Forward: `fn(params)` puts the page back in the state of the entry's URL.
+    onHistory(fn) {
+      window.addEventListener("popstate", () => inPlace(() => fn(new URLSearchParams(location.search))));
+    },
     // Only the newest of overlapping requests may show its answer: `const t = seq.next()` before
     // sending, then `if (!seq.isLatest(t)) return;` after each await. Otherwise a slow first answer
     // that arrives last would replace the second (another user's feed, another query's results).
@@ -38,8 +62,12 @@ window.hanseekApi = (() => {
     unreachable(e) {
       return `Could not reach the server (${e.message}). Is it running?`;
     },
+    // What a refused key (401: none typed, or a wrong one) means to someone on a page: the API's
+    // own detail names HTTP headers, which a page user never sees.
+    KEY_MESSAGE: "Type the API key in the field at the top — it is missing or wrong.",
     // The API answers problem+json: its detail, else its title; anything else, the status.
     async problem(resp) {
+      if (resp.status === 401) return this.KEY_MESSAGE;
       try {
         const body = await resp.json();
         return body.detail || body.title || `HTTP ${resp.status}`;

@@ -20,23 +20,36 @@
     error.textContent = isError ? msg : "";
   }
 
+  // Only the newest reading of a photo fills the text box: a slow answer for a photo since replaced
+  // is dropped (as makeCloze drops a worksheet overtaken by a newer one). The button waits meanwhile.
+  const reads = hanseekApi.sequence();
+  const ocrButton = $("cloze-ocr");
+  let reading = false;
+
   async function runOcr() {
     const file = $("cloze-image").files[0];
     if (!file) { show("Choose a page photo first.", true); return false; }
+    const ticket = reads.next();
+    reading = true;
+    ocrButton.disabled = true;
     show("Reading the photo…", false);
     const data = new FormData();
     data.append("image", file);
     try {
       const resp = await fetch("/keywords/ocr", { method: "POST", body: data, headers: hanseekApi.headers(false) });
-      if (!resp.ok) { show(await hanseekApi.problem(resp), true); return false; }
-      const body = await resp.json();
-      $("cloze-text").value = body.text;
+      const answer = resp.ok ? await resp.json() : await hanseekApi.problem(resp);
+      if (!reads.isLatest(ticket)) return false;  // another photo was chosen or read meanwhile
+      if (!resp.ok) { show(answer, true); return false; }
+      $("cloze-text").value = answer.text;
       lastOcr = $("cloze-text").value;  // as the text box holds it (it normalises line breaks)
-      show("Read " + body.chars + " characters from the photo.", false);
+      show("Read " + answer.chars + " characters from the photo.", false);
       return true;
     } catch (e) {
+      if (!reads.isLatest(ticket)) return false;
       show(hanseekApi.unreachable(e), true);
       return false;
+    } finally {
+      if (reads.isLatest(ticket)) { reading = false; ocrButton.disabled = false; }
     }
   }
 
@@ -80,7 +93,7 @@
       // A reload shows the emptied form, not the worksheet of the text cleared from it.
       const here = new URLSearchParams(location.search);
       here.delete("text");
-      history.replaceState(null, "", here.size ? `${location.pathname}?${here}` : location.pathname);
+      hanseekApi.keepUrl(here);
       return;
     }
     const payload = {
@@ -110,7 +123,9 @@
         return;
       }
       render(answer);
-      show(answer.blanks.length + " blanks out of " + answer.candidates + " candidate words.", false);
+      const n = answer.blanks.length;
+      show(`${n} ${n === 1 ? "blank" : "blanks"} out of ${answer.candidates} candidate ` +
+        `${answer.candidates === 1 ? "word" : "words"}.`, false);
     } catch (e) {
       // A network failure (server down, connection cut) rejects fetch: say so instead of leaving "…".
       if (!runs.isLatest(ticket)) return;
@@ -127,7 +142,7 @@
     here.set("ratio", String(payload.ratio));
     if (payload.allow_duplicates) here.set("dup", "1");
     if (new URLSearchParams({ text: payload.text }).toString().length <= MAX_URL_TEXT) here.set("text", payload.text);
-    history.replaceState(null, "", `${location.pathname}?${here}`);
+    hanseekApi.keepUrl(here);
   }
 
   // A subject named in the URL is asked for even when the list lacks it (not loaded yet under
@@ -161,17 +176,43 @@
   hanseekApi.onChange(() => loadSubjects().then(() => { if (refused) form.requestSubmit(); }));
   // Settings from the URL; with the text there too the worksheet is made again, as the images page
   // runs its search again (after the subject list, which under protect_reads comes with the key).
+  // With `reset` (Back, Forward) what the URL leaves out goes back to the form's defaults.
+  function fill(given, reset) {
+    const method = given.get("method");
+    const methods = $("cloze-method");
+    if (method && [...methods.options].some((o) => o.value === method)) methods.value = method;
+    else if (reset) methods.value = [...methods.options].find((o) => o.defaultSelected)?.value ?? methods.value;
+    if (given.get("ratio")) $("cloze-ratio").value = given.get("ratio");
+    else if (reset) $("cloze-ratio").value = $("cloze-ratio").defaultValue;
+    if (given.has("dup") || reset) $("cloze-duplicates").checked = given.get("dup") === "1";
+    if (given.get("text") || reset) $("cloze-text").value = given.get("text") || "";
+    if (reset) $("cloze-subject").value = "";
+    chooseSubject(given.get("subject"));
+  }
   const given = new URLSearchParams(location.search);
-  const method = given.get("method");
-  if (method && [...$("cloze-method").options].some((o) => o.value === method)) $("cloze-method").value = method;
-  if (given.get("ratio")) $("cloze-ratio").value = given.get("ratio");
-  if (given.has("dup")) $("cloze-duplicates").checked = given.get("dup") === "1";
-  if (given.get("text")) $("cloze-text").value = given.get("text");
-  chooseSubject(given.get("subject"));
-  loadSubjects().then(() => { if (given.get("text")) form.requestSubmit(); });
-  $("cloze-ocr").addEventListener("click", () => { runOcr(); });
-  // A new photo: the text read from the previous one goes, so "Make blanks" reads the new one.
+  fill(given, false);
+  loadSubjects().then(() => { if (given.get("text")) hanseekApi.inPlace(() => form.requestSubmit()); });
+  // Back and Forward: the entry's settings, and its worksheet made again (or none, without text).
+  hanseekApi.onHistory((params) => {
+    fill(params, true);
+    if (params.get("text")) {
+      form.requestSubmit();
+    } else {
+      runs.next();  // a worksheet still on its way belongs to the entry left
+      $("cloze-result").hidden = true;
+      show("", false);
+    }
+  });
+  ocrButton.addEventListener("click", () => { runOcr(); });
+  // A new photo: the text read from the previous one goes, so "Make blanks" reads the new one, and a
+  // reading of the previous one still under way is dropped (the button can read the new one now).
   $("cloze-image").addEventListener("change", () => {
+    if (reading) {
+      reads.next();
+      reading = false;
+      ocrButton.disabled = false;
+      show("", false);
+    }
     if (lastOcr !== null && $("cloze-text").value === lastOcr) {
       $("cloze-text").value = "";
       lastOcr = null;

@@ -25,6 +25,26 @@
     return e;
   }
 
+  // A score means something only in the personal column: the re-ranker's score, or the cosine
+  // similarity to what the user read. Latest and popular order by a timestamp (unix seconds) and a
+  // decayed count of likes, which read as noise ("latest 1795528631.000"): those cards name the
+  // source only, and their own columns nothing.
+  function scoreText(it, feed, personal) {
+    if (!personal) return "";
+    if (feed.kind === "ranked") return ` · ${it.source} · score ${it.score.toFixed(3)}`;
+    if (it.source === "similar") return ` · similarity ${it.score.toFixed(3)}`;
+    return ` · ${it.source}`;  // a cold start's latest or popular post
+  }
+
+  // The columns show one user's posts or none: after a failed load nothing of the previous user
+  // stays clickable (Read/Like would record for a user the picker no longer names).
+  function clearColumns() {
+    for (const id of ["col-personal", "col-latest", "col-popular"]) $(id).replaceChildren();
+    $("feed-mode").textContent = "";
+    state.shownUser = null;
+    state.previous = new Set();
+  }
+
   function render(list, feed, showWhy) {
     list.replaceChildren();
     if (!feed.items.length) {
@@ -34,10 +54,15 @@
       const li = el("li", "feed-item");
       li.dataset.postId = it.id;
       if (showWhy && state.previous.size && !state.previous.has(it.id)) li.classList.add("new");
-      li.appendChild(el("h3", "", it.title || it.snippet || it.id));
+      const title = it.title || it.snippet || it.id;
+      const heading = el("h3", "", title);
+      heading.lang = "ko";
+      li.appendChild(heading);
       const when = new Date(it.created_at).toLocaleDateString("ko-KR");
-      li.appendChild(el("div", "meta",
-        `${it.community} · ${when} · ♥ ${it.likes} · 💬 ${it.comments} · ${it.source} ${it.score.toFixed(3)}`));
+      const meta = el("div", "meta",
+        `${it.community} · ${when} · ♥ ${it.likes} · 💬 ${it.comments}${scoreText(it, feed, showWhy)}`);
+      meta.lang = "ko";
+      li.appendChild(meta);
       if (showWhy && it.why) {
         const read = it.why.title ? `“${it.why.title}”` : "an untitled post";
         li.appendChild(el("div", "why", `because you read ${read} (${it.why.similarity.toFixed(2)})`));
@@ -46,11 +71,16 @@
       for (const kind of ["read", "like"]) {
         const b = el("button", kind, kind === "read" ? "Read" : "Like");
         b.type = "button";
+        b.setAttribute("aria-label", `${kind === "read" ? "Read" : "Like"} “${title}”`);
         b.dataset.kind = kind;
         b.addEventListener("click", () => record(it, kind, b));
         actions.appendChild(b);
       }
       li.appendChild(actions);
+      // A failed Read or Like says so here, next to the button, not at the top of the page.
+      const problem = el("p", "error item-error");
+      problem.setAttribute("role", "alert");
+      li.appendChild(problem);
       list.appendChild(li);
     }
   }
@@ -59,7 +89,13 @@
     const user = state.shownUser;  // the post is in this user's columns
     if (!user || button.disabled) return;
     button.disabled = true;  // a double click is one event
-    $("feed-error").textContent = "";
+    const problem = button.closest(".feed-item").querySelector(".item-error");
+    problem.textContent = "";
+    const failed = (message) => {
+      problem.textContent = message;
+      button.disabled = false;
+      problem.scrollIntoView({ block: "nearest" });
+    };
     let resp;
     try {
       resp = await fetch("/events", {
@@ -68,13 +104,11 @@
         body: JSON.stringify({ events: [{ user_id: user, post_id: item.id, kind: kind }] }),
       });
     } catch (e) {
-      $("feed-error").textContent = hanseekApi.unreachable(e);
-      button.disabled = false;
+      failed(hanseekApi.unreachable(e));
       return;
     }
     if (!resp.ok) {
-      $("feed-error").textContent = await hanseekApi.problem(resp);
-      button.disabled = false;
+      failed(await hanseekApi.problem(resp));
       return;
     }
     const title = item.title || item.snippet || item.id;
@@ -93,9 +127,8 @@
     const ticket = state.seq.next();
     $("feed-error").textContent = "";
     $("feed-status").textContent = "Loading…";
-    // Reload and Back come back to this user and these choices.
-    const url = new URLSearchParams({ user, days, method, path });
-    history.replaceState(null, "", `${location.pathname}?${url}`);
+    // Reload and Back come back to this user and these choices (a new pick is a new history entry).
+    hanseekApi.keepUrl(new URLSearchParams({ user, days, method, path }));
     try {
       const [mine, latest, popular] = await Promise.all([
         getJSON(`/users/${encodeURIComponent(user)}/feed?${q}&path=${encodeURIComponent(path)}&method=${method}`),
@@ -121,8 +154,28 @@
       document.body.dataset.feedVersion = String(++state.version);  // lets tests wait for a re-render
     } catch (e) {
       if (!state.seq.isLatest(ticket)) return;
+      clearColumns();
       $("feed-status").textContent = "";
       $("feed-error").textContent = e.message;
+      document.body.dataset.feedVersion = String(++state.version);
+    }
+  }
+
+  // The user and filters of a URL (opening it, reload, Back, Forward); with `reset`, a filter the URL
+  // leaves out goes back to its default.
+  function choose(params, wanted, reset = false) {
+    for (const name of FILTERS) {
+      const value = params.get(name);
+      const select = $(`feed-${name}`);
+      if (value && [...select.options].some((o) => o.value === value)) select.value = value;
+      else if (!value && reset) select.value = [...select.options].find((o) => o.defaultSelected)?.value ?? select.value;
+    }
+    if (wanted) {
+      // The list holds the first 200 users only: a user named in the URL is asked for even when not
+      // in it, and an unknown one gets the API's 404 message instead of someone else's feed.
+      const sel = $("feed-user");
+      if (![...sel.options].some((o) => o.value === wanted)) sel.appendChild(new Option(wanted, wanted));
+      sel.value = wanted;
     }
   }
 
@@ -134,20 +187,9 @@
       sel.replaceChildren();
       for (const u of users) sel.appendChild(new Option(u, u));
       const params = new URLSearchParams(location.search);
-      for (const name of FILTERS) {
-        const value = params.get(name);
-        const select = $(`feed-${name}`);
-        if (value && [...select.options].some((o) => o.value === value)) select.value = value;
-      }
-      const wanted = before || params.get("user");
-      if (wanted) {
-        // The list holds the first 200 users only: a user named in the URL is asked for even when not
-        // in it, and an unknown one gets the API's 404 message instead of someone else's feed.
-        if (!users.includes(wanted)) sel.appendChild(new Option(wanted, wanted));
-        sel.value = wanted;
-      }
+      choose(params, before || params.get("user"));
       if (!sel.options.length) $("feed-status").textContent = "No users yet: load the demo or POST /events.";
-      else await refresh(false);
+      else await hanseekApi.inPlace(() => refresh(false));
     } catch (e) {
       $("feed-error").textContent = e.message;
     }
@@ -158,5 +200,9 @@
   for (const name of FILTERS) $(`feed-${name}`).addEventListener("change", () => refresh(false));
   // Under protect_reads nothing loads without the key: load again once it is typed.
   hanseekApi.onChange(() => { if (hanseekApi.readsNeedKey) init(); });
+  hanseekApi.onHistory((params) => {
+    choose(params, params.get("user"), true);
+    if ($("feed-user").value) refresh(false);
+  });
   init();
 })();

@@ -31,13 +31,23 @@
     thumbUrls = [];
   }
 
-  function render(data, what) {
+  // " tagged #a #b" when the tag filter narrows the search: a search that finds nothing says so,
+  // instead of seeming to say the collection has nothing like the query.
+  function taggedText(tags) {
+    return tags.length ? ` tagged ${tags.map((t) => `#${t}`).join(" ")}` : "";
+  }
+
+  // A search ranks the collection and returns its best k: the count is of those, not of "results"
+  // that all match (the 12th best match for "cat" may well be a dog).
+  function render(data, what, tags) {
     clearResults();
     if (!data.results.length) {
-      setStatus(`No images found for ${what}.`);
+      setStatus(tags.length ? `No images${taggedText(tags)} found for ${what}.` : `No images found for ${what}.`);
       return;
     }
-    setStatus(`${data.count} result(s) for ${what}.`);
+    const among = tags.length ? ` among the images${taggedText(tags)}` : "";
+    const best = data.count === 1 ? "The best match" : `The ${data.count} best matches`;
+    setStatus(`${best} for ${what}${among}.`);
     for (const hit of data.results) results.append(card(hit.image, hit));
   }
 
@@ -87,7 +97,8 @@
     similar.type = "button";
     similar.className = "img-similar";
     similar.textContent = "Find similar";
-    similar.addEventListener("click", () => findSimilar(img.id, img.caption || img.source_name || `image ${img.id}`));
+    similar.setAttribute("aria-label", `Find images similar to ${thumb.alt}`);
+    similar.addEventListener("click", () => findSimilar(img.id, img.caption || img.source_name || `image ${img.id}`, true));
     meta.append(score, source, caption, tags, similar);
     li.append(link, meta);
     return li;
@@ -102,14 +113,20 @@
   // `show` (by default: search results for `what`), unless a newer request was started meanwhile.
   // A failed request clears the cards (an earlier search's would pass for this one's), except a
   // further page of the collection (`nextPage`): the pages shown stay, and "More" can be tried again.
-  async function run(request, what, show = (body) => render(body, what), pending = "Searching…", nextPage = false) {
-    const again = () => run(request, what, show, pending, nextPage);
+  // The example image's preview belongs to a search by example (`example`): any other search hides
+  // it, and so does the example's own failure.
+  async function run(request, what, show = null, pending = "Searching…", nextPage = false, example = false) {
+    const tags = tagList();  // as sent: the filter may be edited while the answer is on its way
+    show = show || ((body) => render(body, what, tags));
+    const again = () => run(request, what, show, pending, nextPage, example);
     const ticket = searches.next();
+    if (!example) hidePreview();
     more.hidden = true;  // a page of the collection says again whether more remain
     setStatus(pending);
     const failed = (message) => {
       if (nextPage) more.hidden = false;
       else clearResults();
+      if (example) hidePreview();
       setStatus(message, true);
     };
     try {
@@ -136,8 +153,7 @@
       if ($("tag-filter").value.trim()) here.set("tag", $("tag-filter").value.trim());
       if ($("k").value && $("k").value !== $("k").defaultValue) here.set("k", $("k").value);
     }
-    const query = here.toString();
-    history.replaceState(null, "", query ? `${location.pathname}?${query}` : location.pathname);
+    hanseekApi.keepUrl(here);
   }
 
   // Browsing: the collection newest first, `k` images a page (GET /images/list, limit and offset),
@@ -161,7 +177,7 @@
         results.append(card(img, null));
       }
       state.offset = offset + body.results.length;
-      const which = state.tags.length ? ` tagged ${state.tags.map((t) => `#${t}`).join(" ")}` : "";
+      const which = taggedText(state.tags);
       if (!body.total) setStatus(`No images${which} in the collection.`);
       else setStatus(`${state.shown.size} of ${body.total} image(s)${which}, newest first.`);
       more.hidden = !(body.results.length && state.offset < body.total);
@@ -220,30 +236,51 @@
     keepInUrl({ q });
     run(() => fetch(`/images/search?${p}`, { headers: headers() }), `“${q}”`);
   });
-  function findSimilar(id, name) {
+  // `fromCard`: the button clicked goes with the cards it was on; the keyboard's focus moves to the
+  // status line (which names the search, then its answer) instead of falling back to the page.
+  function findSimilar(id, name, fromCard = false) {
     const p = commonParams();
     keepInUrl({ similar: String(id) });
     run(() => fetch(`/images/${id}/similar?${p}`, { headers: headers() }), `“${name}”`);
+    if (fromCard) status.focus({ preventScroll: true });
     window.scrollTo({ top: 0, behavior: "smooth" });
   }
 
-  {
-    const given = new URLSearchParams(location.search);
+  // The search a URL names (opening a link, reload, Back or Forward) is run again; a URL naming
+  // none (the page as opened, or a search by example) shows no results.
+  function restore(given) {
     $("tag-filter").value = given.get("tag") || "";
-    if (/^[0-9]+$/.test(given.get("k") || "")) $("k").value = given.get("k");
+    $("k").value = /^[0-9]+$/.test(given.get("k") || "") ? given.get("k") : $("k").defaultValue;
+    $("q").value = given.get("q") || "";
     const similar = given.get("similar") || "";
     if (given.get("q")) {
-      $("q").value = given.get("q");
       $("text-search").requestSubmit();
     } else if (given.get("browse") === "1") {
       browse();
     } else if (/^[0-9]+$/.test(similar)) {
       findSimilar(Number(similar), `image #${similar}`);
+    } else {
+      searches.next();  // an answer still on its way belongs to the entry left
+      browsing = null;
+      more.hidden = true;
+      hidePreview();
+      clearResults();
+      setStatus("");
     }
+  }
+  hanseekApi.inPlace(() => restore(new URLSearchParams(location.search)));
+  hanseekApi.onHistory(restore);
+
+  function hidePreview() {
+    const preview = $("example-preview");
+    if (preview.src.startsWith("blob:")) URL.revokeObjectURL(preview.src);
+    preview.removeAttribute("src");
+    preview.hidden = true;
   }
 
   function searchByExample(file) {
     if (!file) return;
+    hidePreview();  // the previous example's
     const preview = $("example-preview");
     preview.src = URL.createObjectURL(file);
     preview.hidden = false;
@@ -252,7 +289,7 @@
     const p = commonParams();
     keepInUrl({});
     run(() => fetch(`/images/search?${p}`, { method: "POST", body: form, headers: headers() }),
-        file.name ? `“${file.name}”` : "the pasted image");
+        file.name ? `“${file.name}”` : "the pasted image", null, "Searching…", false, true);
   }
 
   $("example").addEventListener("change", (ev) => {
@@ -314,7 +351,8 @@
           (r.id ? ` (#${r.id})` : "") + (r.message ? ` — ${r.message}` : "");
         list.append(li);
       }
-      if (!resp.ok) setStatus(body.detail || `HTTP ${resp.status}`, true);
+      if (resp.status === 401) setStatus(hanseekApi.KEY_MESSAGE, true);
+      else if (!resp.ok) setStatus(body.detail || `HTTP ${resp.status}`, true);
       else setStatus(`${body.added} added, ${body.duplicates} duplicate(s), ${body.rejected} rejected.`);
     } catch (err) {
       setStatus(hanseekApi.unreachable(err), true);

@@ -22,7 +22,7 @@
     const short = new URLSearchParams({ text: text.value }).toString().length <= MAX_URL_TEXT;
     if (text.value.trim() && short) here.set("text", text.value);
     if (model.value) here.set("model", model.value);
-    history.replaceState(null, "", `${location.pathname}?${here}`);
+    hanseekApi.keepUrl(here);
   }
   // A model named in the URL is asked for even when the list lacks it (not loaded yet under
   // protect_reads, or gone since): an unknown one gets the API's 404, not the default's answer.
@@ -61,12 +61,16 @@
         const tr = document.createElement("tr");
         tr.className = "sentiment-row " + r.label;
         const label = document.createElement("td");
+        label.className = "nowrap";
         label.textContent = r.label === "positive" ? "positive 😊" : "negative 😞";
         label.style.color = r.label === "positive" ? "#067647" : "#b42318";
         label.style.fontWeight = "600";
         const prob = document.createElement("td");
+        prob.className = "nowrap";
         prob.textContent = r.probability.toFixed(3);
         const review = document.createElement("td");
+        review.className = "text";
+        review.lang = "ko";
         review.textContent = texts[i];
         tr.append(label, prob, review);
         return tr;
@@ -106,5 +110,19 @@
   const given = new URLSearchParams(location.search);
   if (given.get("text")) text.value = given.get("text");
   chooseModel(given.get("model"));
-  loadModels().then(() => { if (given.get("text")) form.requestSubmit(); });
+  loadModels().then(() => { if (given.get("text")) hanseekApi.inPlace(() => form.requestSubmit()); });
+  // Back and Forward: the entry's reviews and model, classified again (or no table, without reviews).
+  hanseekApi.onHistory((params) => {
+    text.value = params.get("text") || "";
+    model.value = "";
+    chooseModel(params.get("model"));
+    if (params.get("text")) {
+      form.requestSubmit();
+    } else {
+      runs.next();  // an answer still on its way belongs to the entry left
+      result.hidden = true;
+      status.textContent = "";
+      error.textContent = "";
+    }
+  });
 })();
