@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -38,6 +39,16 @@ def test_models_prepare_and_list(e5_model_dir: Path, monkeypatch: pytest.MonkeyP
     assert r.exit_code == 0 and "ready" in r.output, r.output
     r = runner.invoke(app, ["models", "list"])
     assert r.exit_code == 0 and "e5-small" in r.output and "ready" in r.output
+    # Without the catalogue a directory that does not load cannot be told apart: never "ready".
+    broken = e5_model_dir.parent / "broken-x"
+    broken.mkdir()
+    (broken / "config.json").write_text("{}", encoding="utf-8")
+    try:
+        r = runner.invoke(app, ["models", "list", "--no-db"])
+        row = next(line for line in r.output.splitlines() if "broken-x" in line)
+        assert r.exit_code == 0 and "on disk" in row and "ready" not in row, r.output
+    finally:
+        shutil.rmtree(broken)  # the directory is shared by the module's other tests
 
 
 def test_encode_prints_bracketed_texts_literally(

@@ -107,7 +107,7 @@ def list_models(
                 # The catalogue's active model, not the pointer file a crash may have left behind.
                 active = configured_model(s, database)
         except Exception as e:  # the catalogue is optional for listing files on disk
-            err_console.print(f"[yellow]database catalogue unavailable:[/yellow] {e}")
+            err_console.print(f"[yellow]database catalogue unavailable:[/yellow] {escape(str(e))}")
     if active is None:
         active = configured_model(s)
     table = Table("", "name", "kind", "base", "best score", "path", "state")
@@ -116,14 +116,15 @@ def list_models(
         if info.kind == "bundled":
             state = "ready" if info.path and is_valid(info.path) else "not prepared (hanseek models prepare)"
         else:
-            state = "ready" if name in cards or not db else "on disk, not registered"
+            # Without the catalogue nothing says whether the directory loads: "ready" would be a guess.
+            state = "ready" if name in cards else "on disk, not registered" if db else "on disk"
         table.add_row(
             "*" if name == active else "",
             name,
             str(card.get("kind", info.kind)),
             str(card.get("base_model", "")),
-            str(card.get("best_score", "")),
-            str(info.path or ""),
+            "" if card.get("best_score") is None else str(card["best_score"]),  # trained without validation
+            escape(str(info.path or "")),
             state,
         )
     console.print(table)
