@@ -19,7 +19,7 @@ from hanseek.feed.service import FeedService
 from hanseek.feed.settings import FeedSettings
 from hanseek.store.db import Database
 
-from .conftest import NOW, make_posts, wait_until
+from .conftest import NOW, make_posts, unit, wait_until
 
 WEIGHTS = {"read": 1.0, "like": 3.0, "comment": 4.0}
 
@@ -254,6 +254,8 @@ def test_reingest_updates_a_post(feed: FeedService, tag: str) -> None:
 
 def test_cold_start_blends_popular_and_latest(feed: FeedService, tag: str) -> None:
     posts, _ = make_posts(tag, 120, 3, 30, seed=6)
+    # The newest post is also the most liked: both lists hold it.
+    posts[0] = posts[0].model_copy(update={"created_at": NOW - timedelta(minutes=1), "likes": 10_000})
     feed.ingest_posts(posts)
     user = f"{tag}-new"
     feed.set_memberships(user, [f"{tag}-c0", f"{tag}-c2"])
@@ -262,11 +264,15 @@ def test_cold_start_blends_popular_and_latest(feed: FeedService, tag: str) -> No
     assert {s for it in ranked.items for s in it.source.split("+")} <= {"latest", "popular"}
     out = feed.feed(user, k=10, days=30, at=NOW, method="similar")
     assert out.cold_start and out.kind == "cold-start" and len(out.items) == 10
-    assert {it.source for it in out.items} == {"popular", "latest"}
+    assert {s for it in out.items for s in it.source.split("+")} == {"popular", "latest"}
     latest = feed.baseline_feed("latest", user_id=user, k=10, days=30, at=NOW)
     popular = feed.baseline_feed("popular", user_id=user, k=10, days=30, at=NOW)
+    # A post both lists hold says so (it was labelled "popular" alone, also with no likes at all).
+    both = {it.id for it in latest.items} & {it.id for it in popular.items}
+    assert posts[0].id in both
+    assert all((it.source == "latest+popular") == (it.id in both) for it in out.items), out.items
     ids = [it.id for it in out.items]
-    assert ids[0] == popular.items[0].id and ids[1] == latest.items[0].id
+    assert ids[0] == popular.items[0].id and ids[1] == next(it.id for it in latest.items if it.id != ids[0])
     assert set(ids) <= {it.id for it in latest.items} | {it.id for it in popular.items}
     assert len(set(ids)) == len(ids)
 
@@ -563,3 +569,63 @@ def test_memberships_of_many_users_are_stored_whole(
     monkeypatch.setattr(ev, "set_memberships", real)
     assert feed.add_memberships({f"{tag}-a": [f"{tag}-c0"], f"{tag}-b": [f"{tag}-c1", f"{tag}-c0"]}) == 2
     assert feed.get_user(f"{tag}-b").communities == sorted([f"{tag}-c0", f"{tag}-c1"])
+
+
+def test_equal_similarities_give_one_page_on_both_exact_paths(feed: FeedService, tag: str) -> None:
+    """Posts with one vector (the same text posted again, or cross-posted) tie in cosine. The
+    in-process index put the newer first and the SQL path the smaller rid first, so the API's
+    default and `hanseek feed show` gave different pages, for the similar and the ranked feed."""
+    rng = np.random.default_rng(17)
+    same = unit(rng, 1)[0]
+    comm = f"{tag}-c0"
+
+    def post(name: str, at: datetime, vec: np.ndarray) -> PostIn:
+        return PostIn(id=f"{tag}-{name}", community=comm, title=name, created_at=at, embedding=vec.tolist())
+
+    read = post("read", NOW - timedelta(days=40), same)
+    # 70 copies, ingested in an order unrelated to their times, six of them in pairs with one time.
+    times = [NOW - timedelta(days=30, hours=i // 2 if i < 6 else i) for i in range(70)]
+    order = rng.permutation(70)
+    for i in order:
+        feed.ingest_posts([post(f"dup{i:02d}", times[i], same)])
+    noise = unit(rng, 70)
+    feed.ingest_posts(
+        [read] + [post(f"noise{i:02d}", NOW - timedelta(days=i % 20), noise[i]) for i in range(70)]
+    )
+    user = f"{tag}-u-ties"
+    feed.set_memberships(user, [comm])
+    feed.record_events([EventIn(user_id=user, post_id=read.id, kind="read", at=NOW - timedelta(days=1))])
+    for method in ("similar", "ranked"):
+        for k in (10, 40):
+            pages = {
+                path: [
+                    it.id for it in feed.feed(user, k=k, days=None, path=path, at=NOW, method=method).items
+                ]  # type: ignore[arg-type]
+                for path in ("exact", "exact-sql")
+            }
+            assert pages["exact"] == pages["exact-sql"], (method, k, pages)
+
+
+def test_the_last_reads_are_one_order_when_events_share_a_time(feed: FeedService, tag: str) -> None:
+    """Events of one batch without `at` all get the same time. "The last 3 reads" (the short-term
+    source and features, and `why`) were the 3 largest times with no tie-break, so the same request
+    gave different pages as the query plan changed. Now the later-recorded event (larger id) counts
+    as the later one, in both the feed's context and `why`."""
+    from hanseek.feed import query as qy
+
+    posts, _ = make_posts(tag, 12, 1, 5, seed=21)
+    feed.ingest_posts(posts)
+    user = f"{tag}-u-same-time"
+    feed.set_memberships(user, [f"{tag}-c0"])
+    at = NOW - timedelta(hours=1)
+    order = [7, 2, 11, 0, 5, 9, 3, 8, 1, 10, 4, 6]
+    feed.record_events([EventIn(user_id=user, post_id=posts[i].id, kind="read", at=at) for i in order])
+    with feed.db.connection() as conn:
+        rows = conn.execute(
+            "SELECT post_id FROM events WHERE user_id = %s ORDER BY at DESC, id DESC", (user,)
+        ).fetchall()
+        newest_first = [r[0] for r in rows]
+        for n in (3, 5, 12):
+            ctx = qy.load_context(conn, user, None, n, affinity=True)
+            assert [x.id for x in ctx.recent or []] == newest_first[:n]
+            assert [x.id for x in qy.recent_interactions(conn, user, n)] == newest_first[:n]

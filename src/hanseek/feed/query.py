@@ -82,11 +82,12 @@ def load_context(
             WHERE e.user_id = u.id
               AND po.community IN (SELECT m2.community FROM memberships m2 WHERE m2.user_id = u.id)
               AND (%(t_from)s::timestamptz IS NULL OR po.created_at >= %(t_from)s)),
-      (SELECT json_agg(json_build_array(r.rid, r.id, r.title, r.community, r.t) ORDER BY r.last DESC)
+      (SELECT json_agg(json_build_array(r.rid, r.id, r.title, r.community, r.t)
+                       ORDER BY r.last DESC, r.seq DESC)
        FROM (SELECT po.rid, po.id, po.title, po.community,
-                    extract(epoch FROM po.created_at)::float8 AS t, x.last
-             FROM (SELECT post_id, max(at) AS last FROM events WHERE user_id = u.id
-                   GROUP BY post_id ORDER BY last DESC LIMIT %(recent)s) x
+                    extract(epoch FROM po.created_at)::float8 AS t, x.last, x.seq
+             FROM (SELECT post_id, max(at) AS last, max(id) AS seq FROM events WHERE user_id = u.id
+                   GROUP BY post_id ORDER BY last DESC, seq DESC LIMIT %(recent)s) x
              JOIN posts po ON po.id = x.post_id) r),
       CASE WHEN %(affinity)s THEN
         (SELECT json_agg(json_build_array(a.dim, a.key, a.weight,
@@ -186,8 +187,9 @@ def recent_interactions(conn: Conn, user_id: str, limit: int) -> list[Interactio
     """The user's most recently touched posts (distinct), newest first: what explains a feed item."""
     rows = conn.execute(
         "SELECT p.rid, p.id, p.title, p.community, extract(epoch FROM p.created_at)::float8 FROM posts p "
-        "JOIN (SELECT post_id, max(at) AS last FROM events WHERE user_id = %s GROUP BY post_id "
-        "      ORDER BY last DESC LIMIT %s) r ON r.post_id = p.id ORDER BY r.last DESC",
+        "JOIN (SELECT post_id, max(at) AS last, max(id) AS seq FROM events WHERE user_id = %s "
+        "      GROUP BY post_id ORDER BY last DESC, seq DESC LIMIT %s) r ON r.post_id = p.id "
+        "ORDER BY r.last DESC, r.seq DESC",
         (user_id, limit),
     ).fetchall()
     return [Interaction(int(r[0]), r[1], r[2], r[3], float(r[4])) for r in rows]
@@ -198,8 +200,13 @@ def embeddings(conn: Conn, rids: Sequence[int]) -> dict[int, npt.NDArray[np.floa
     return {int(r[0]): to_np(r[1]) for r in rows}
 
 
+# Equal similarities: newer post first, then the later-ingested one (larger rid), as the in-process
+# index orders them (memindex.MemoryIndex.search), so both exact paths give one page.
+TIES = ("created_at", "rid")
+
+
 def sql_exact(conn: Conn, q: npt.NDArray[np.float32], filters: sv.Filters, k: int) -> list[tuple[int, float]]:
-    hits = sv.exact_search(conn, "posts", q, k=k, filters=filters, id_column="rid")
+    hits = sv.exact_search(conn, "posts", q, k=k, filters=filters, id_column="rid", ties=TIES)
     return [(int(h.id), h.similarity) for h in hits]
 
 
@@ -213,6 +220,7 @@ def sql_approx(
         k=k,
         filters=filters,
         id_column="rid",
+        ties=TIES,
         ef_search=ef_search,
         max_scan_tuples=max_scan_tuples,
     )

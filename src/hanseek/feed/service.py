@@ -457,7 +457,9 @@ class FeedService:
         s = self.settings
         pop = qy.baseline(conn, "popular", comms, t_from, at, k, user_id, s.popular_half_life_days)
         new = qy.baseline(conn, "latest", comms, t_from, at, k, user_id)
-        src = {r: "popular" for r, _ in pop}
+        # A post both lists hold is named by both, joined as the ranked feed joins its sources.
+        in_new = {r for r, _ in new}
+        src = {r: "latest+popular" if r in in_new else "popular" for r, _ in pop}
         for r, _ in new:
             src.setdefault(r, "latest")
         score = dict(pop) | {r: sc for r, sc in new if r not in dict(pop)}

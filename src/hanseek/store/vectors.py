@@ -160,6 +160,18 @@ def _select_list(id_column: str, columns: Sequence[str]) -> sql.Composable:
     return sql.SQL(", ").join([_ident(id_column), *(_ident(c) for c in columns)])
 
 
+def _inner_list(id_column: str, columns: Sequence[str], ties: Sequence[str]) -> sql.Composable:
+    """The select list plus the tie columns it lacks, for the ORDER BY of the outer query."""
+    return _select_list(id_column, [*columns, *(t for t in ties if t not in (id_column, *columns))])
+
+
+def _tie_order(id_column: str, ties: Sequence[str]) -> sql.Composable:
+    """Distance first; equal distances by the `ties` columns, largest first, then by id."""
+    return sql.SQL(", ").join(
+        [sql.SQL("distance"), *(_ident(t) + sql.SQL(" DESC") for t in ties), _ident(id_column)]
+    )
+
+
 def _hits(rows: list[tuple[Any, ...]], columns: Sequence[str]) -> list[Hit]:
     out = []
     for row in rows:
@@ -178,37 +190,53 @@ def _run(conn: Conn, query: sql.Composed, params: list[Any]) -> list[tuple[Any, 
 
 
 def _exact_statement(
-    table: str, vector_column: str, id_column: str, columns: Sequence[str], filters: Filters | None
+    table: str,
+    vector_column: str,
+    id_column: str,
+    columns: Sequence[str],
+    filters: Filters | None,
+    ties: Sequence[str] = (),
 ) -> tuple[sql.Composed, list[Any]]:
     """Statement + filter parameters; execute with [query, *params, k]."""
     where, params = (filters or Filters()).where()
     stmt = sql.SQL(
         # OFFSET 0 fences the subquery: no flattening, so the ORDER BY below cannot reach an index.
         "SELECT {cols}, distance FROM ("
-        "SELECT {cols}, {vec} <=> %s AS distance FROM {table}{where} OFFSET 0"
-        ") AS candidates ORDER BY distance, {id} LIMIT %s"
+        "SELECT {inner}, {vec} <=> %s AS distance FROM {table}{where} OFFSET 0"
+        ") AS candidates ORDER BY {order} LIMIT %s"
     ).format(
         cols=_select_list(id_column, columns),
+        inner=_inner_list(id_column, columns, ties),
         vec=_ident(vector_column),
         table=_ident(table),
         where=where,
-        id=_ident(id_column),
+        order=_tie_order(id_column, ties),
     )
     return stmt, params
 
 
 def _hnsw_statement(
-    table: str, vector_column: str, id_column: str, columns: Sequence[str], filters: Filters | None
+    table: str,
+    vector_column: str,
+    id_column: str,
+    columns: Sequence[str],
+    filters: Filters | None,
+    ties: Sequence[str] = (),
 ) -> tuple[sql.Composed, list[Any]]:
     """Statement + filter parameters; execute with [query, *params, query, k]."""
     where, params = (filters or Filters()).where()
     vec = _ident(vector_column)
     stmt = sql.SQL(
         "WITH nearest AS MATERIALIZED ("
-        "SELECT {cols}, {vec} <=> %s AS distance FROM {table}{where} ORDER BY {vec} <=> %s LIMIT %s"
-        ") SELECT * FROM nearest ORDER BY distance, {id}"
+        "SELECT {inner}, {vec} <=> %s AS distance FROM {table}{where} ORDER BY {vec} <=> %s LIMIT %s"
+        ") SELECT {cols}, distance FROM nearest ORDER BY {order}"
     ).format(
-        cols=_select_list(id_column, columns), vec=vec, table=_ident(table), where=where, id=_ident(id_column)
+        cols=_select_list(id_column, columns),
+        inner=_inner_list(id_column, columns, ties),
+        vec=vec,
+        table=_ident(table),
+        where=where,
+        order=_tie_order(id_column, ties),
     )
     return stmt, params
 
@@ -242,11 +270,13 @@ def exact_search(
     id_column: str = "id",
     columns: Sequence[str] = (),
     dim: int | None = None,
+    ties: Sequence[str] = (),
 ) -> list[Hit]:
-    """Exact top-k by cosine similarity among the rows matching `filters` (ties broken by id)."""
+    """Exact top-k by cosine similarity among the rows matching `filters`. Equal similarities are
+    ordered by the `ties` columns, largest first, then by id."""
     q = validate_query(query, dim)
     _check_k(k)
-    stmt, params = _exact_statement(table, vector_column, id_column, columns, filters)
+    stmt, params = _exact_statement(table, vector_column, id_column, columns, filters, ties)
     return _hits(_run(conn, stmt, [q, *params, k]), columns)
 
 
@@ -264,8 +294,10 @@ def hnsw_search(
     ef_search: int = 40,
     iterative_scan: IterativeScan = "relaxed_order",
     max_scan_tuples: int = 20_000,
+    ties: Sequence[str] = (),
 ) -> list[Hit]:
-    """Approximate top-k through the column's HNSW index (needs `create_hnsw_index` first).
+    """Approximate top-k through the column's HNSW index (needs `create_hnsw_index` first). Equal
+    similarities among the hits are ordered as in `exact_search`.
 
     Planner settings are changed only inside a savepoint (or transaction) that is rolled back
     afterwards, so nothing leaks into the caller's transaction or the pooled connection.
@@ -273,7 +305,7 @@ def hnsw_search(
     q = validate_query(query, dim)
     _check_k(k)
     settings = _hnsw_settings(k, ef_search, iterative_scan, max_scan_tuples)
-    stmt, params = _hnsw_statement(table, vector_column, id_column, columns, filters)
+    stmt, params = _hnsw_statement(table, vector_column, id_column, columns, filters, ties)
     with conn.transaction(force_rollback=True):
         _set_local(conn, settings)
         rows = _run(conn, stmt, [q, *params, q, k])

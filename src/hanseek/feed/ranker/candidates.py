@@ -29,8 +29,9 @@ class CandidateConfig:
     popular_half_life_days: float = 3.0
 
 
-def top_n(scores: npt.ArrayLike, times: npt.ArrayLike, n: int) -> I64:
-    """Positions of the n best scores (ties: newer first), best first."""
+def top_n(scores: npt.ArrayLike, times: npt.ArrayLike, n: int, keys: npt.ArrayLike | None = None) -> I64:
+    """Positions of the n best scores (ties: newer first, then the larger key if `keys` is given,
+    else the earlier position), best first."""
     s = np.asarray(scores, dtype=np.float64)
     t = np.asarray(times, dtype=np.float64)
     if len(s) > 4 * n:
@@ -39,7 +40,10 @@ def top_n(scores: npt.ArrayLike, times: npt.ArrayLike, n: int) -> I64:
         idx = np.flatnonzero(s >= kth)
     else:
         idx = np.arange(len(s))
-    order = np.lexsort((-t[idx], -s[idx]))[:n]
+    if keys is None:
+        order = np.lexsort((-t[idx], -s[idx]))[:n]
+    else:
+        order = np.lexsort((-np.asarray(keys)[idx], -t[idx], -s[idx]))[:n]
     return idx[order].astype(np.int64)
 
 

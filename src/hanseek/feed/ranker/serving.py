@@ -81,10 +81,11 @@ def rank(
         cos_long_all = scores[:, 0] if vec is not None else None
         recent_scores = scores[:, 1:] if vec is not None else scores
         if cos_long_all is not None:
-            lists["similar"] = rids[top_n(cos_long_all, times, cfg.n_similar)].tolist()
+            # Ties as the SQL path's nearest rows (query.TIES): newer, then the larger rid.
+            lists["similar"] = rids[top_n(cos_long_all, times, cfg.n_similar, rids)].tolist()
         short: list[int] = []
         for j in range(recent_scores.shape[1]):  # recent is newest first
-            short.extend(rids[top_n(recent_scores[:, j], times, cfg.n_short)].tolist())
+            short.extend(rids[top_n(recent_scores[:, j], times, cfg.n_short, rids)].tolist())
         if short:
             lists["short"] = short
         _window_sources(lists, rids, times, pops, at, cfg)
