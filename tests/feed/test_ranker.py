@@ -903,15 +903,183 @@ def test_register_checks_the_name_before_writing_and_keeps_the_serving_model(
     assert not any(p.is_file() for p in tmp_path.rglob("*"))  # nothing written anywhere
     name = f"{tag}-serving"
     try:
-        registry.register(svc.db, data, name, trained.model)
-        before = (registry.rankers_dir(data) / f"{name}.joblib").read_bytes()
+        serving = registry.register(svc.db, data, name, trained.model)
+        before = serving.read_bytes()
         # Retraining the serving model's name "without activating" would swap the file under the
         # servers while the catalogue said nothing serves: refused, and everything stays as it was.
         with pytest.raises(registry.RankerNameError, match="serving ranker"):
             registry.register(svc.db, data, name, trained.model, activate=False)
         assert [r["name"] for r in registry.listing(svc.db) if r["active"]] == [name]
-        assert (registry.rankers_dir(data) / f"{name}.joblib").read_bytes() == before
+        assert serving.read_bytes() == before
         registry.register(svc.db, data, f"{tag}-other", trained.model, activate=False)  # another name: fine
         assert [r["name"] for r in registry.listing(svc.db) if r["active"]] == [name]
+    finally:
+        registry.activate(svc.db, None)
+
+
+class _CatalogueDown:
+    """A database whose connections fail: the catalogue write after the model file is installed."""
+
+    def connection(self) -> Any:
+        raise RuntimeError("catalogue down")
+
+
+_KILLED_WRITER = """
+import os, sys
+from pathlib import Path
+import joblib
+from hanseek.feed.ranker import registry
+from hanseek.feed.ranker.model import RankerModel
+
+class Killed:
+    def connection(self):  # the process dies between installing the file and the commit
+        os._exit(9)
+
+def dies_writing(obj, f, *args, **kwargs):  # the process dies halfway through writing the file
+    if hasattr(f, "write"):
+        f.write(b"half a model")
+    else:
+        Path(f).write_bytes(b"half a model")
+    os._exit(9)
+
+model = RankerModel.load(Path(sys.argv[2]))
+if sys.argv[4] == "kill-in-dump":
+    joblib.dump = dies_writing
+registry.register(Killed(), Path(sys.argv[1]), sys.argv[3], model)
+"""
+
+
+def _row_path(db: Any, name: str) -> Any:
+    from pathlib import Path
+
+    with db.connection() as conn:
+        return Path(conn.execute("SELECT path FROM feed_rankers WHERE name = %s", (name,)).fetchone()[0])
+
+
+@pytest.mark.parametrize("how", ["error", "kill", "kill-in-dump"])
+def test_a_retrain_that_fails_before_the_commit_leaves_the_old_model_everywhere(
+    ranked_world: FeedService, tag: str, tmp_path: Any, how: str
+) -> None:
+    """`train-ranker --name r1` again used to rewrite r1.joblib in place before updating the row: a
+    failure (or a kill) in between left the row describing the old model and the file holding the new
+    one, so running servers kept the old model while newly started ones loaded the new one; a kill
+    while writing the file left `r1.joblib.partial` behind for good."""
+    import subprocess
+    import sys
+
+    from hanseek.feed.ranker import registry
+
+    svc = ranked_world
+    es, evecs = tiny_eval_set(3, n_users=40)
+    trained = train(
+        es, evecs, kinds=("logistic",), max_train_queries=None, max_val_queries=None, neg_per_query=20
+    )  # type: ignore[arg-type]
+    data = tmp_path / "data"
+    name = f"{tag}-r1"
+    model = trained.model
+    try:
+        model.meta["generation"] = 1
+        registry.register(svc.db, data, name, model)
+        running = registry.ActiveRanker(svc.db, poll_seconds=0.0)
+        assert running.get().meta["generation"] == 1
+        row_before = registry.listing(svc.db)
+        model.meta["generation"] = 2
+        if how == "error":
+            with pytest.raises(RuntimeError, match="catalogue down"):
+                registry.register(_CatalogueDown(), data, name, model)  # type: ignore[arg-type]
+        else:
+            new = tmp_path / "new.joblib"
+            model.save(new)
+            done = subprocess.run(
+                [sys.executable, "-c", _KILLED_WRITER, str(data), str(new), name, how], capture_output=True
+            )
+            assert done.returncode == 9, done.stderr.decode()
+        assert registry.listing(svc.db) == row_before
+        # The file the row names, a running server and a server started now: all the old model.
+        assert RankerModel.load(_row_path(svc.db, name)).meta["generation"] == 1
+        assert running.get().meta["generation"] == 1
+        assert registry.ActiveRanker(svc.db, poll_seconds=0.0).get().meta["generation"] == 1
+        # A retrain that completes: the running server sees a new model, and only its file is left
+        # (the previous one, and what the killed writer left, are gone).
+        model.meta["generation"] = 3
+        path = registry.register(svc.db, data, name, model)
+        assert _row_path(svc.db, name) == path
+        assert running.get().meta["generation"] == 3
+        assert registry.ActiveRanker(svc.db, poll_seconds=0.0).get().meta["generation"] == 3
+        left = sorted(p for p in registry.rankers_dir(data).rglob("*") if p.is_file() and p.name != ".lock")
+        assert left == sorted([path, path.with_suffix(".json")])
+    finally:
+        registry.activate(svc.db, None)
+
+
+def test_a_row_naming_an_older_name_joblib_file_still_loads_and_is_replaced(
+    ranked_world: FeedService, tag: str, tmp_path: Any
+) -> None:
+    """Databases from before the versioned files have rows pointing at `rankers/NAME.joblib`."""
+    from hanseek.feed.ranker import registry
+
+    svc = ranked_world
+    data = tmp_path / "data"
+    name = f"{tag}-old"
+    legacy = registry.rankers_dir(data) / f"{name}.joblib"
+    model = blend_model()
+    model.meta["generation"] = 1
+    model.save(legacy)
+    try:
+        with svc.db.connection() as conn:
+            conn.execute("UPDATE feed_rankers SET active = false WHERE active")
+            conn.execute(
+                "INSERT INTO feed_rankers (name, path, kind, features, active) VALUES (%s, %s, %s, %s, true)",
+                (name, str(legacy), model.kind, model.features),
+            )
+        running = registry.ActiveRanker(svc.db, poll_seconds=0.0)
+        assert running.get().meta["generation"] == 1
+        model.meta["generation"] = 2
+        path = registry.register(svc.db, data, name, model)
+        assert path != legacy and running.get().meta["generation"] == 2
+        assert not legacy.exists() and not legacy.with_suffix(".json").exists()
+        registry.activate(svc.db, None)
+        registry.activate(svc.db, name)  # `feed rankers --blend`, then `--use NAME`
+        assert running.get().meta["generation"] == 2
+    finally:
+        registry.activate(svc.db, None)
+
+
+def test_what_killed_writers_left_is_removed_but_a_live_writers_file_is_not(
+    ranked_world: FeedService, tag: str, tmp_path: Any
+) -> None:
+    """A kill while a new name's file was written left `NAME.joblib.partial` for good (nothing ever
+    wrote that name again). Any registration now removes such leftovers, except those of a name a
+    live writer is registering at that moment."""
+    import subprocess
+    import sys
+
+    from hanseek.encoders.model_store import file_lock
+    from hanseek.feed.ranker import registry
+
+    svc = ranked_world
+    data = tmp_path / "data"
+    model = blend_model()
+    src = tmp_path / "model.joblib"
+    model.save(src)
+    for how in ("kill-in-dump", "kill"):
+        done = subprocess.run(
+            [sys.executable, "-c", _KILLED_WRITER, str(data), str(src), f"{tag}-r5-{how}", how],
+            capture_output=True,
+        )
+        assert done.returncode == 9, done.stderr.decode()
+    assert any(f"{tag}-r5" in str(p) for p in registry.rankers_dir(data).rglob("*") if p.is_file())
+    try:
+        registry.register(svc.db, data, f"{tag}-other", model)
+        left = [p for p in registry.rankers_dir(data).rglob("*") if p.is_file() and p.name != ".lock"]
+        assert not [p for p in left if f"{tag}-r5" in str(p)], left
+        busy = registry.versions_dir(data, f"{tag}-busy")
+        busy.mkdir(parents=True)
+        with file_lock(busy / ".lock"):  # a writer between installing its file and committing
+            (busy / "20260101T000000-0123456789ab.joblib").write_bytes(b"not committed yet")
+            registry.register(svc.db, data, f"{tag}-other", model)
+            assert (busy / "20260101T000000-0123456789ab.joblib").exists()
+        assert registry.remove_dead_writers_files(svc.db, data)  # once it is gone, the file goes too
+        assert not (busy / "20260101T000000-0123456789ab.joblib").exists()
     finally:
         registry.activate(svc.db, None)

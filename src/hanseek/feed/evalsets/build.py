@@ -8,6 +8,7 @@ or a re-run evaluation never encodes the same text twice.
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,8 +17,11 @@ import numpy as np
 import numpy.typing as npt
 
 from hanseek.feed.evalsets import reader, sources
-from hanseek.feed.evalsets.model import SECONDS_PER_DAY, EvalSet
+from hanseek.feed.evalsets.model import SECONDS_PER_DAY, UNREADABLE, EvalSet, UnreadableSet
 from hanseek.feed.text import post_text
+from hanseek.files import atomic_file
+
+log = logging.getLogger(__name__)
 
 Progress = Callable[[int, int], None]
 
@@ -81,9 +85,14 @@ class VectorCache:
         self.path = path
         self._vecs: dict[str, npt.NDArray[np.float32]] = {}
         if path.is_file():
-            z = np.load(path)
-            for k, v in zip(z["keys"].tolist(), z["vecs"], strict=True):
-                self._vecs[k] = v
+            try:
+                with np.load(path) as z:
+                    for k, v in zip(z["keys"].tolist(), z["vecs"], strict=True):
+                        self._vecs[k] = v
+            except UNREADABLE as exc:
+                # Only a cache: encoding again costs time, a traceback on every run costs the command.
+                self._vecs.clear()
+                log.warning("post vectors %s are unreadable (%s); encoding them again", path, exc)
 
     def get_many(
         self,
@@ -109,9 +118,10 @@ class VectorCache:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         keys = np.array(list(self._vecs.keys()))
         vecs = np.stack(list(self._vecs.values())) if self._vecs else np.zeros((0, 0), np.float32)
-        tmp = self.path.with_suffix(".tmp.npz")
-        np.savez(tmp, keys=keys, vecs=vecs)
-        tmp.replace(self.path)
+        # A temporary of its own (not one fixed name): two builders of one set would write the same
+        # temporary at once and rename a mix of both.
+        with atomic_file(self.path, binary=True) as fh:
+            np.savez(fh, keys=keys, vecs=vecs)
 
 
 def build_set(spec: SetSpec, shared_data: Path) -> EvalSet:
@@ -184,23 +194,36 @@ def build_set(spec: SetSpec, shared_data: Path) -> EvalSet:
     )
 
 
+def set_folder(data_dir: Path, name: str) -> Path:
+    return data_dir / "feed" / "evalsets" / name
+
+
 def load_or_build(spec: SetSpec, shared_data: Path, data_dir: Path, *, rebuild: bool = False) -> EvalSet:
-    folder = data_dir / "feed" / "evalsets" / spec.name
-    if not rebuild and (folder / "set.json").is_file():
-        cached = EvalSet.load(folder)
-        if cached.reader_params is not None:
-            return cached
-        # A set cached before the reader's parameters were recorded: simulate again (same seed, same
-        # draws) and keep the parameters only if the log comes out identical.
-        es = build_set(spec, shared_data)
-        if not same_log(cached, es):
-            raise RuntimeError(
-                f"rebuilding {spec.name} to record the reader parameters gave a different log; "
-                "pass --rebuild to replace the cached set"
+    """The cached set, else one built now and cached. A cache that cannot be read (cut short by a
+    killed save of an older version, or damaged) is built again, with a one-line warning: the set is
+    deterministic, so nothing but time is lost, and `train-ranker` has no --rebuild to get out."""
+    folder = set_folder(data_dir, spec.name)
+    if not rebuild and folder.is_dir():
+        try:
+            cached = EvalSet.load(folder)
+        except UnreadableSet as exc:
+            log.warning(
+                "evaluation set %s: the cached copy is unreadable (%s); rebuilding it", spec.name, exc
             )
-        cached.reader_params = es.reader_params
-        cached.save(folder)
-        return cached
+        else:
+            if cached.reader_params is not None:
+                return cached
+            # A set cached before the reader's parameters were recorded: simulate again (same seed,
+            # same draws) and keep the parameters only if the log comes out identical.
+            es = build_set(spec, shared_data)
+            if not same_log(cached, es):
+                raise RuntimeError(
+                    f"rebuilding {spec.name} to record the reader parameters gave a different log; "
+                    "pass --rebuild to replace the cached set"
+                )
+            cached.reader_params = es.reader_params
+            cached.save(folder)
+            return cached
     es = build_set(spec, shared_data)
     es.save(folder)
     return es

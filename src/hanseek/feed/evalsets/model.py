@@ -4,14 +4,39 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import zipfile
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import numpy.typing as npt
 
 KINDS = ("read", "like", "comment")
+# What reading a cache that a killed writer (or an older, in-place save) cut short can raise: an empty
+# set.json is a JSONDecodeError, an empty .npz an EOFError (which click would turn into a bare
+# "Aborted."), a truncated one a BadZipFile or a zlib error, a missing file an OSError.
+UNREADABLE = (
+    OSError,
+    EOFError,
+    ValueError,
+    KeyError,
+    IndexError,
+    TypeError,
+    AttributeError,
+    zipfile.BadZipFile,
+    zlib.error,
+)
+
+
+class UnreadableSet(Exception):
+    """A cached evaluation set whose files are missing, cut short or corrupt."""
+
+
 SECONDS_PER_DAY = 86_400.0
 
 
@@ -73,7 +98,7 @@ class ReaderParams:
         ).astype(np.float64)
         return out
 
-    def save(self, path: Path) -> None:
+    def save(self, path: Path | IO[bytes]) -> None:
         np.savez_compressed(
             path,
             tau_days=self.tau_days,
@@ -87,18 +112,18 @@ class ReaderParams:
         )
 
     @staticmethod
-    def load(path: Path) -> ReaderParams:
-        z = np.load(path)
-        return ReaderParams(
-            z["tau_days"],
-            z["b_pop"],
-            z["b_int"],
-            z["b_st"],
-            z["log_share"],
-            z["interest"],
-            z["lexical"],
-            float(z["max_age_days"]),
-        )
+    def load(path: Path | IO[bytes]) -> ReaderParams:
+        with np.load(path) as z:
+            return ReaderParams(
+                z["tau_days"],
+                z["b_pop"],
+                z["b_int"],
+                z["b_st"],
+                z["log_share"],
+                z["interest"],
+                z["lexical"],
+                float(z["max_age_days"]),
+            )
 
 
 @dataclass
@@ -141,7 +166,14 @@ class EvalSet:
 
     # --- persistence -------------------------------------------------------------------------------
     def save(self, folder: Path) -> None:
-        folder.mkdir(parents=True, exist_ok=True)
+        """Write the set as `folder`, whole or not at all: the files go into a temporary sibling
+        directory that is swapped in (an existing set is replaced; a reader sees the old set or the
+        new one). Builders of one set take turns for the swap; the last one's set stays."""
+        from hanseek.encoders.model_store import atomic_model_dir
+
+        atomic_model_dir(folder, self._write, replace=True, lock=folder.parent / f".{folder.name}.lock")
+
+    def _write(self, folder: Path) -> None:
         offsets = np.cumsum([0] + [len(c) for c in self.user_communities]).astype(np.int64)
         flat = np.concatenate(self.user_communities) if self.user_communities else np.zeros(0, np.int32)
         np.savez_compressed(
@@ -157,6 +189,8 @@ class EvalSet:
             ev_at=self.ev_at,
             ev_session=self.ev_session,
         )
+        if self.reader_params is not None:
+            self.reader_params.save(folder / "reader.npz")
         doc = {
             "name": self.name,
             "post_ids": self.post_ids,
@@ -168,16 +202,44 @@ class EvalSet:
             "accrual_days": self.accrual_days,
             "open_days": self.open_days,
             "meta": self.meta,
+            # Tells "saved without reader parameters" (an older set) from "reader.npz went missing".
+            "reader_params": self.reader_params is not None,
         }
         (folder / "set.json").write_text(json.dumps(doc, ensure_ascii=False), encoding="utf-8")
-        if self.reader_params is not None:
-            self.reader_params.save(folder / "reader.npz")
 
     @staticmethod
     def load(folder: Path) -> EvalSet:
-        doc = json.loads((folder / "set.json").read_text(encoding="utf-8"))
-        a = np.load(folder / "arrays.npz")
-        rp = folder / "reader.npz"
+        """Read a saved set; `UnreadableSet` when its files are missing, cut short or corrupt."""
+        try:
+            return EvalSet._load(folder)
+        except UNREADABLE as exc:
+            why = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            raise UnreadableSet(f"{folder}: {why}") from exc
+
+    @staticmethod
+    def _load(folder: Path) -> EvalSet:
+        # Every file is opened through one descriptor of the directory: a set swapped in meanwhile
+        # cannot mix this set's files with the next one's.
+        with _open_dir(folder) as dir_fd:
+
+            def open_file(name: str) -> IO[bytes]:
+                return os.fdopen(os.open(name, os.O_RDONLY, dir_fd=dir_fd), "rb")
+
+            with open_file("set.json") as fh:
+                doc = json.loads(fh.read().decode("utf-8"))
+            with open_file("arrays.npz") as fh, np.load(fh) as z:
+                a = {k: z[k] for k in z.files}
+            reader_params: ReaderParams | None = None
+            # Sets saved before the flag existed: reader.npz may or may not be there.
+            if doc.get("reader_params", None) is not False:
+                try:
+                    fh = open_file("reader.npz")
+                except FileNotFoundError:
+                    if doc.get("reader_params"):
+                        raise
+                else:
+                    with fh:
+                        reader_params = ReaderParams.load(fh)
         off = a["uc_offsets"]
         flat = a["uc_flat"]
         return EvalSet(
@@ -200,5 +262,14 @@ class EvalSet:
             accrual_days=float(doc["accrual_days"]),
             open_days=float(doc["open_days"]),
             meta=doc["meta"],
-            reader_params=ReaderParams.load(rp) if rp.is_file() else None,
+            reader_params=reader_params,
         )
+
+
+@contextmanager
+def _open_dir(folder: Path) -> Iterator[int]:
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        yield fd
+    finally:
+        os.close(fd)

@@ -4,7 +4,6 @@ features) and the hand-tuned linear blend used when no model has been trained.""
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,6 +12,7 @@ import numpy as np
 import numpy.typing as npt
 
 from hanseek.feed.ranker.features import FEATURES
+from hanseek.files import atomic_file, write_text_atomic
 
 F32 = npt.NDArray[np.float32]
 
@@ -65,28 +65,30 @@ class RankerModel:
         return out
 
     def save(self, path: Path) -> None:
+        """Write the model to `path` whole or not at all (a temporary `.NAME.<random>.tmp` beside it,
+        then a rename), and a readable `.json` sidecar. The registry gives every save its own file
+        name, so a file a catalogue row points at is never rewritten."""
         import joblib
 
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # Written aside, then renamed: a server loading the model meanwhile sees the old or the new file.
-        partial = path.with_name(path.name + ".partial")
-        joblib.dump(
-            {
-                "kind": self.kind,
-                "features": self.features,
-                "estimator": self.estimator,
-                "weights": self.weights,
-                "meta": self.meta,
-            },
-            partial,
-        )
-        os.replace(partial, path)
-        path.with_suffix(".json").write_text(
+        with atomic_file(path, binary=True, fsync=True) as fh:
+            joblib.dump(
+                {
+                    "kind": self.kind,
+                    "features": self.features,
+                    "estimator": self.estimator,
+                    "weights": self.weights,
+                    "meta": self.meta,
+                },
+                fh,
+            )
+        write_text_atomic(
+            path.with_suffix(".json"),
             json.dumps(
                 {"kind": self.kind, "features": self.features, "meta": self.meta},
                 indent=2,
                 ensure_ascii=False,
-            )
+                default=str,
+            ),
         )
 
     @staticmethod
