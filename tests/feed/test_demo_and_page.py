@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from typing import Any
 
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+from hanseek.config import Settings
 from hanseek.feed import demo
+from hanseek.store.db import Database
 from tests.fixtures.api import PAGE_KEY, type_key
 
 from .conftest import unit
@@ -39,6 +42,68 @@ def test_demo_loads_once_and_serves_a_feed(app_state: Any, text_encoder: Any) ->
         assert svc.feed("demo-newbie", k=10, days=30).cold_start
     finally:
         svc.close()
+
+
+@pytest.mark.slow
+def test_an_interrupted_demo_load_is_completed_by_the_next(
+    scratch_settings: Settings, text_encoder: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Posts go in batches of 64, each its own transaction, then memberships, then events: a load killed
+    after the first batch left 64 posts, and every later load saw "demo posts present" and did nothing."""
+    from hanseek.feed.service import FeedService
+
+    real = FeedService.ingest_posts
+    calls: list[int] = []
+
+    def dies_after_one_batch(self: FeedService, posts: Any) -> Any:
+        calls.append(len(posts))
+        if len(calls) > 1:
+            raise KeyboardInterrupt  # as a kill would: the first batch committed, nothing after it
+        return real(self, posts)
+
+    with Database.open(scratch_settings) as db:
+        db.migrate()
+        monkeypatch.setattr(FeedService, "ingest_posts", dies_after_one_batch)
+        with pytest.raises(KeyboardInterrupt):
+            demo.load_demo(db, scratch_settings, text_encoder)
+        monkeypatch.setattr(FeedService, "ingest_posts", real)
+        assert _demo_counts(db) == {"posts": 64, "members": 0, "events": 0}
+        shifts = _shifts(db)
+        assert len(shifts) == 1
+
+        calls.clear()
+        monkeypatch.setattr(
+            FeedService, "ingest_posts", lambda self, posts: calls.append(len(posts)) or real(self, posts)
+        )
+        # Only the missing posts are encoded; the counts are those of an uninterrupted load.
+        assert demo.load_demo(db, scratch_settings, text_encoder) == {
+            "posts": 134,
+            "users": 10,
+            "events": 539,
+        }
+        assert sum(calls) == 134
+        assert _demo_counts(db) == {"posts": 198, "members": 10, "events": 539}
+        assert _shifts(db) == shifts  # the completion kept the first attempt's dates
+        assert demo.load_demo(db, scratch_settings, text_encoder) == {"posts": 0, "users": 0, "events": 0}
+
+
+def _demo_counts(db: Database) -> dict[str, int]:
+    with db.connection() as conn:
+        row = conn.execute(
+            "SELECT (SELECT count(*) FROM posts WHERE id LIKE 'demo-%%'),"
+            " (SELECT count(DISTINCT user_id) FROM memberships WHERE user_id LIKE 'demo-%%'),"
+            " (SELECT count(*) FROM events WHERE idempotency_key LIKE 'demo-%%')"
+        ).fetchone()
+    assert row is not None
+    return {"posts": row[0], "members": row[1], "events": row[2]}
+
+
+def _shifts(db: Database) -> set[Any]:
+    """How far each stored demo post was moved from its date in the file."""
+    dates = {p["id"]: datetime.fromisoformat(p["created_at"]) for p in demo._read(demo.POSTS)}
+    with db.connection() as conn:
+        rows = conn.execute("SELECT id, created_at FROM posts WHERE id LIKE 'demo-%%'").fetchall()
+    return {created - dates[pid] for pid, created in rows}
 
 
 @pytest.mark.browser

@@ -1,4 +1,5 @@
 import gzip
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -31,3 +32,25 @@ def test_build_write_load_roundtrip(tmp_path: Path) -> None:
         fh.write("# n_docs: 1\n# total_terms: 1\n# extractor_version: 999\n사과\t1\n")
     with pytest.raises(ValueError, match="extractor"):
         load_background(stale)
+
+
+class _FailingSources(list[str]):
+    """Sources whose second line fails: a build that dies half-way through writing the file."""
+
+    def __iter__(self) -> Iterator[str]:
+        yield from super().__iter__()
+        raise OSError("disk full")
+
+
+def test_a_failed_write_leaves_the_previous_file(tmp_path: Path) -> None:
+    """The build wrote its gzip in place: a kill or an error half-way truncated the target (by default
+    the statistics shipped in the package), and every KeywordService then failed to load it."""
+    bg = build_background(["사과를 먹었다", "사과와 배", "배를 탔다"], TermExtractor(default_analyzer()))
+    path = tmp_path / "bg.tsv.gz"
+    write_background(bg, path, min_df=1, sources=["first"])
+    before = path.read_bytes()
+    with pytest.raises(OSError, match="disk full"):
+        write_background(bg, path, min_df=1, sources=_FailingSources(["second"]))
+    assert path.read_bytes() == before and load_background(path).meta["source"] == "first"
+    assert [p.name for p in tmp_path.iterdir()] == ["bg.tsv.gz"]  # no temporary left behind
+    assert b"bg.tsv" in before[:40] and b".tmp" not in before[:40]  # the gzip header names the target

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import fcntl
 import io
+import os
+import signal
 import stat
+import subprocess
+import sys
 import tarfile
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -326,3 +332,134 @@ def test_an_absolute_media_path_stays_inside_the_media_dir(populated: str, tmp_p
     target = tmp_path / "data" / "media"
     assert restore(populated, archive, media_dir=target) == 1
     assert not outside.exists() and (target / str(outside).lstrip("/")).read_bytes() == b"payload"
+
+
+# Restore with `_install_media` replaced by one that moves the files in and then SIGKILLs the process:
+# a `db restore` killed between installing the media and the COMMIT.
+_KILLED_AFTER_INSTALL = """
+import os, signal, sys
+from pathlib import Path
+from hanseek.store import backup
+
+real = backup._install_media
+
+def install_then_die(staged, media_dir):
+    real(staged, media_dir)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+backup._install_media = install_then_die
+backup.restore(sys.argv[1], Path(sys.argv[2]), media_dir=Path(sys.argv[3]))
+"""
+
+
+def _staging_dirs(parent: Path) -> list[Path]:
+    return sorted(parent.glob(".media-restore-*"))
+
+
+def test_a_restore_killed_before_its_commit_leaves_the_database_and_only_orphan_files(
+    populated: str, tmp_path: Path
+) -> None:
+    """The media went in after the COMMIT: a restore killed in between left image rows whose files
+    were missing (404s), and each killed restore left its whole staging copy, which nothing removed."""
+    files = _media_tree(tmp_path / "old" / "media")
+    archive = tmp_path / "with-media.dump"
+    backup(populated, archive, media_dir=tmp_path / "old" / "media")
+    _mutate(populated)
+    mutated = _snapshot(populated)
+    target = tmp_path / "data" / "media"
+    started = time.time()
+    proc = subprocess.run(
+        [sys.executable, "-c", _KILLED_AFTER_INSTALL, populated, str(archive), str(target)],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    assert _snapshot(populated) == mutated  # psql saw EOF inside the transaction: rolled back
+    # The files are in, named by no row. Fresh mtimes: `images gc` leaves them alone for its minimum
+    # age (a restore's COMMIT may be about to name them), then removes them as orphans.
+    assert _files(target) == files
+    assert all((target / rel).stat().st_mtime >= started - 1 for rel in files)
+    [stale] = _staging_dirs(target.parent)  # the killed restore's copy
+
+    os.utime(stale, (started - 60, started - 60))  # older than a restore between mkdtemp and flock
+    young = target.parent / ".media-restore-young123"  # maybe a restore that has not locked it yet
+    young.mkdir()
+    assert restore(populated, archive, media_dir=target) == len(files)
+    assert _snapshot(populated) != mutated and _files(target) == files
+    assert _staging_dirs(target.parent) == [young]  # the dead restore's copy is gone
+
+
+def test_a_live_restores_staging_dir_is_left_alone(tmp_path: Path) -> None:
+    from hanseek.store.backup import remove_stale_staging
+
+    media_dir = tmp_path / "media"
+    live, dead = tmp_path / ".media-restore-live1234", tmp_path / ".media-restore-dead1234"
+    other = tmp_path / ".media-restore-x"  # not a name mkdtemp gives: not ours to remove
+    for d in (live, dead, other):
+        (d / "images").mkdir(parents=True)
+        os.utime(d, (time.time() - 60, time.time() - 60))
+    fd = os.open(live, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # as a restore in progress holds it
+        assert remove_stale_staging(media_dir) == [dead]
+    finally:
+        os.close(fd)
+    assert live.is_dir() and other.is_dir() and not dead.exists()
+    assert remove_stale_staging(media_dir) == [live]  # its restore is gone now
+
+
+def test_a_failed_media_install_rolls_the_database_back(
+    populated: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hanseek.store import backup as backup_module
+
+    _media_tree(tmp_path / "old" / "media")
+    archive = tmp_path / "with-media.dump"
+    backup(populated, archive, media_dir=tmp_path / "old" / "media")
+    _mutate(populated)
+    mutated = _snapshot(populated)
+
+    def disk_full(staged: Path, media_dir: Path) -> int:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(backup_module, "_install_media", disk_full)
+    with pytest.raises(StoreError, match=r"rolled back.*No space left"):
+        restore(populated, archive, media_dir=tmp_path / "data" / "media")
+    assert _snapshot(populated) == mutated
+    assert not _staging_dirs(tmp_path / "data")
+
+
+def test_a_killed_backups_partials_are_removed_by_the_next_backup_to_that_file(
+    populated: str, tmp_path: Path
+) -> None:
+    """A backup killed half-way left FILE.partial and FILE.partial.media.tar (overwritten only by a
+    later backup to the same FILE); two backups to one FILE wrote the same partial."""
+    archive = tmp_path / "b.dump"
+    old = time.time() - 60
+
+    def left(name: str) -> Path:
+        path = tmp_path / name
+        path.write_bytes(b"half a dump")
+        os.utime(path, (old, old))
+        return path
+
+    dead = [left("b.dump.dead1234.partial"), left("b.dump.dead1234.partial.media.tar")]
+    orphan = left("b.dump.gone1234.partial.media.tar")  # its archive partial was removed first
+    legacy = [left("b.dump.partial"), left("b.dump.partial.media.tar")]  # the names before session 17
+    live = [left("b.dump.live1234.partial"), left("b.dump.live1234.partial.media.tar")]
+    fresh = left("b.dump.new12345.partial")  # maybe a backup that has not taken its lock yet
+    os.utime(fresh)
+    others = [left("c.dump.dead1234.partial"), left("b.dump.keep")]  # another FILE's, or not a partial
+    fd = os.open(live[0], os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # as a running backup holds it
+        info = backup(populated, archive, media_dir=tmp_path / "media")
+    finally:
+        os.close(fd)
+    assert info.media_files == 0 and media_archive(archive).is_file()
+    assert not any(p.exists() for p in [*dead, orphan, *legacy])
+    assert all(p.exists() for p in [*live, fresh, *others])
+    assert stat.S_IMODE(archive.stat().st_mode) == shared_mode()
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("b.dump")) == sorted(
+        ["b.dump", "b.dump.media.tar", "b.dump.keep", live[0].name, live[1].name, fresh.name]
+    )

@@ -125,8 +125,8 @@ def restore(
     ],
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation")] = False,
 ) -> None:
-    """Replace ALL data in the database with the contents of FILE (atomic), then migrate; put the
-    media files of FILE.media.tar, when there, back into the media directory."""
+    """Replace ALL data in the database with the contents of FILE (atomic), then migrate; the media
+    files of FILE.media.tar, when there, go back into the media directory just before the commit."""
     from hanseek.store.backup import media_archive
     from hanseek.store.backup import restore as run_restore
 

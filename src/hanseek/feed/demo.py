@@ -36,19 +36,41 @@ def _read(path: Path) -> list[dict[str, Any]]:
 
 
 def load_demo(db: Database, settings: Settings, encoder: TextEncoder) -> dict[str, int]:
-    """Idempotent: does nothing when the demo posts are already there."""
+    """Load the demo, or finish a load that was interrupted; returns what this call added (all zeros
+    when the demo was already complete).
+
+    The load takes several transactions (posts in batches, each user's memberships, then the events
+    in one), so a process killed half-way left some of it; the old test "any demo post exists" then
+    skipped the rest for good. Complete means the events are in: they are written last and all at
+    once. Otherwise every step runs again and adds only what is missing: posts by id (only the
+    missing ones are encoded), memberships replaced, events by their `demo-N` keys."""
     from hanseek.feed.service import FeedService
     from hanseek.feed.settings import FeedSettings
 
-    with db.connection() as conn:
-        row = conn.execute("SELECT count(*) FROM posts WHERE id LIKE %s", (PREFIX + "%",)).fetchone()
-    if row and row[0] > 0:
-        return {"posts": 0, "users": 0, "events": 0}
     posts = _read(POSTS)
     events = _read(EVENTS)
     members = _read(MEMBERS)
-    newest = max(datetime.fromisoformat(p["created_at"]) for p in posts)
-    shift = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - newest
+    keys = [f"{PREFIX}{i}" for i in range(len(events))]
+    with db.connection() as conn:
+        # Any one of them: deleting a demo post takes its events along, and must not bring it back.
+        row = conn.execute(
+            "SELECT EXISTS (SELECT 1 FROM events WHERE idempotency_key = ANY(%s))", (keys,)
+        ).fetchone()
+    if row and row[0]:
+        return {"posts": 0, "users": 0, "events": 0}
+    with db.connection() as conn:
+        stored = dict(
+            conn.execute(
+                "SELECT id, created_at FROM posts WHERE id = ANY(%s)", ([p["id"] for p in posts],)
+            ).fetchall()
+        )
+    if stored:
+        # The shift of the interrupted load: the posts it stored and the rest must share their dates.
+        some = next(p for p in posts if p["id"] in stored)
+        shift = stored[some["id"]] - datetime.fromisoformat(some["created_at"])
+    else:
+        newest = max(datetime.fromisoformat(p["created_at"]) for p in posts)
+        shift = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - newest
 
     def moved(ts: str) -> datetime:
         return datetime.fromisoformat(ts) + shift
@@ -59,18 +81,22 @@ def load_demo(db: Database, settings: Settings, encoder: TextEncoder) -> dict[st
         settings=FeedSettings(memory_index=False, warm_cache_days=0),
         encoder=lambda: encoder,
     )
-    post_models = [PostIn.model_validate(p | {"created_at": moved(p["created_at"])}) for p in posts]
-    for start in range(0, len(post_models), 64):
-        svc.ingest_posts(post_models[start : start + 64])
+    missing = [
+        PostIn.model_validate(p | {"created_at": moved(p["created_at"])})
+        for p in posts
+        if p["id"] not in stored
+    ]
+    for start in range(0, len(missing), 64):
+        svc.ingest_posts(missing[start : start + 64])
     for m in members:
         svc.set_memberships(m["user_id"], m["communities"], replace=True)
-    svc.record_events(
+    result = svc.record_events(
         [
-            EventIn.model_validate(e | {"at": moved(e["at"]), "id": f"{PREFIX}{i}"})
-            for i, e in enumerate(events)
+            EventIn.model_validate(e | {"at": moved(e["at"]), "id": key})
+            for key, e in zip(keys, events, strict=True)
         ]
     )
-    return {"posts": len(post_models), "users": len(members), "events": len(events)}
+    return {"posts": len(missing), "users": len(members), "events": result.accepted}
 
 
 def build_files(

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import csv
 import gzip
+import io
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hanseek.files import atomic_file
 from hanseek.keywords.scoring import CorpusStats
 from hanseek.keywords.terms import EXTRACTOR_VERSION, TermExtractor
 
@@ -91,10 +93,18 @@ def build_background(
 
 
 def write_background(bg: BackgroundCorpus, path: Path, *, min_df: int, sources: list[str]) -> int:
-    """Write the statistics (terms with df >= min_df, most frequent first); returns terms written."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write the statistics (terms with df >= min_df, most frequent first); returns terms written.
+
+    Written aside and renamed over `path` (`atomic_file`): the default target is the file shipped in
+    the package, and a build killed or failing half-way through an in-place write left it truncated,
+    so that every KeywordService then failed to load it."""
     kept = sorted(((t, c) for t, c in bg.df.items() if c >= min_df), key=lambda p: (-p[1], p[0]))
-    with gzip.open(path, "wt", encoding="utf-8", compresslevel=9) as fh:
+    with (
+        atomic_file(path, binary=True, fsync=True) as raw,
+        # The target's name in the gzip header, not the temporary's.
+        gzip.GzipFile(path.name, "wb", compresslevel=9, fileobj=raw) as gz,
+        io.TextIOWrapper(gz, encoding="utf-8") as fh,
+    ):
         fh.write(f"# n_docs: {bg.n_docs}\n# total_terms: {bg.total_terms}\n")
         fh.write(f"# extractor_version: {EXTRACTOR_VERSION}\n# min_df: {min_df}\n")
         for s in sources:

@@ -8,17 +8,24 @@ without error: a truncated or unreadable file leaves the database exactly as it 
 
 The media files (image originals and thumbnails, which the database only names) go beside the
 archive, in FILE.media.tar, so that FILE itself stays a plain pg_dump archive. Model directories are
-left out: they are large and can be downloaded or trained again.
+left out: they are large and can be downloaded or trained again. A restore unpacks them into a
+staging directory beside the media directory and moves them in before the COMMIT: a restore killed
+in between leaves files that no row names (content-addressed, so never a wrong file under a name;
+`hanseek images gc` removes them), never rows whose files are missing.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
+import re
 import shutil
 import subprocess
 import tarfile
 import tempfile
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,9 +36,19 @@ from hanseek.store.db import check_url, ensure_vector_extension, redact_url
 from hanseek.store.errors import StoreError
 from hanseek.store.server import pg_binary
 
-__all__ = ["BackupInfo", "backup", "media_archive", "restore"]
+__all__ = [
+    "BackupInfo",
+    "backup",
+    "media_archive",
+    "remove_stale_partials",
+    "remove_stale_staging",
+    "restore",
+]
 
 MEDIA_SUFFIX = ".media.tar"
+# A partial or staging directory younger than this may belong to a writer between creating it and
+# taking its flock.
+STALE_AFTER_S = 5.0
 
 # Drops what a previous restore or the migrations created; skips anything owned by an extension
 # (pgvector's type, operators, functions) and schemas that hold an extension.
@@ -151,28 +168,63 @@ def media_archive(file: Path) -> Path:
 
 def backup(url: str, file: Path, *, media_dir: Path | None = None) -> BackupInfo:
     """Dump the database at `url` to `file` (pg_dump custom format) and, when `media_dir` is given,
-    its files to `media_archive(file)`."""
+    its files to `media_archive(file)`.
+
+    Both are written as partials (`FILE.<random>.partial` and its `.media.tar`) and renamed at the end,
+    so a failed dump never looks like a backup. The name is unique so that two backups to one FILE do
+    not write one partial; the writer holds an flock on it, so the next backup to FILE can tell a
+    killed backup's partials (removed) from a running one's."""
     file = file.expanduser().resolve()
     file.parent.mkdir(parents=True, exist_ok=True)
-    partial = file.with_name(file.name + ".partial")  # a failed dump never looks like a backup
+    remove_stale_partials(file)
+    fd, name = tempfile.mkstemp(prefix=f"{file.name}.", suffix=".partial", dir=file.parent)
+    partial = Path(name)
     media, media_partial = media_archive(file), media_archive(partial)
     try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        os.fchmod(fd, shared_mode())  # what pg_dump's own file would get, not mkstemp's 0600
         _dump(url, partial)
         # After the dump's snapshot: images are written before their rows and deleted after them, so
         # every image row in the dump has its files here, unless deleted during the backup.
         count = None if media_dir is None else _tar_media(media_dir, media_partial)
+        if count is None:
+            media.unlink(missing_ok=True)  # an older backup's media must not be restored with this one
+        else:
+            media_partial.replace(media)
+        # The archive last: a crash in between leaves the old archive beside newer media, which
+        # restores every file the old archive names.
+        partial.replace(file)
     except BaseException:
-        partial.unlink(missing_ok=True)
+        # The media partial first: one left alone, without its archive partial, has no owner to ask.
         media_partial.unlink(missing_ok=True)
+        partial.unlink(missing_ok=True)
         raise
-    if count is None:
-        media.unlink(missing_ok=True)  # an older backup's media must not be restored with this one
-    else:
-        media_partial.replace(media)
-    # The archive last: a crash in between leaves the old archive beside newer media, which restores
-    # every file the old archive names.
-    partial.replace(file)
+    finally:
+        os.close(fd)
     return BackupInfo(file.stat().st_size, count)
+
+
+def remove_stale_partials(file: Path) -> list[Path]:
+    """Delete the partials that killed backups to `file` left beside it (also the fixed
+    `FILE.partial` names that versions before session 17 wrote); returns what was removed. A partial
+    whose writer's flock can be taken belongs to a dead process; a media partial belongs to the
+    archive partial of the same name, which exists for as long as its backup runs."""
+    pattern = re.compile(re.escape(file.name) + r"(\.[a-z0-9_]{8})?\.partial")
+    removed: list[Path] = []
+    try:
+        names = [p.name for p in file.parent.iterdir()]
+    except FileNotFoundError:
+        return removed
+    for name in names:
+        owner_name = name.removesuffix(MEDIA_SUFFIX)
+        if not pattern.fullmatch(owner_name):
+            continue
+        path, owner = file.parent / name, file.parent / owner_name
+        # Nobody locks a media partial: its archive partial's lock (or absence) speaks for it.
+        if _is_stale(path) and (owner == path or not owner.exists() or _is_stale(owner)):
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
 
 
 def _dump(url: str, out: Path) -> None:
@@ -233,19 +285,70 @@ def restore(url: str, file: Path, *, media_dir: Path | None = None) -> int | Non
 
     Returns the number of media files restored; None when the backup holds no media archive (made
     before media were backed up, or without them) or `media_dir` is None. The media archive is
-    unpacked and checked before the database is touched; its files are then added to `media_dir`
-    (files already there and not in the backup stay: the database no longer names them).
+    unpacked and checked before the database is touched; its files are added to `media_dir` once the
+    archive has been replayed and before the COMMIT (files already there and not in the backup stay:
+    the database no longer names them).
     """
     file = file.expanduser().resolve()
     _check_archive(file)
     media = media_archive(file)
-    staged = _stage_media(media, media_dir) if media_dir is not None and media.exists() else None
-    try:
+    if media_dir is not None:
+        remove_stale_staging(media_dir)
+    if media_dir is None or not media.exists():
         _restore_database(url, file)
-        return None if staged is None or media_dir is None else _install_media(staged, media_dir)
+        return None
+    installed: list[int] = []
+
+    def install(staged: Path, into: Path) -> None:
+        try:
+            installed.append(_install_media(staged, into))
+        except OSError as exc:
+            raise StoreError(
+                f"installing the media files into {into} failed; the database was rolled back "
+                f"(files already moved in are named by no row: `hanseek images gc` removes them): {exc}"
+            ) from exc
+
+    with _staged_media(media, media_dir) as staged:
+        _restore_database(url, file, before_commit=lambda: install(staged, media_dir))
+    return installed[0]
+
+
+# Exactly what mkdtemp(prefix=".media-restore-") makes: 8 characters from its alphabet.
+_STAGING = re.compile(r"\.media-restore-[a-z0-9_]{8}")
+
+
+def remove_stale_staging(media_dir: Path) -> list[Path]:
+    """Delete the staging directories that killed restores left beside `media_dir` (each a whole copy
+    of a backup's media, which nothing else would ever remove); returns what was removed. A live
+    restore holds an flock on its own, which the kernel drops when that process dies, even by SIGKILL:
+    a directory whose lock can be taken belongs to no one."""
+    removed: list[Path] = []
+    try:
+        candidates = [p for p in media_dir.parent.iterdir() if _STAGING.fullmatch(p.name)]
+    except FileNotFoundError:
+        return removed
+    for path in candidates:
+        if _is_stale(path, directory=True):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
+
+
+def _is_stale(path: Path, *, directory: bool = False) -> bool:
+    """Whether `path` is old enough and its writer's flock free: left by a process that died."""
+    try:
+        if time.time() - path.stat().st_mtime < STALE_AFTER_S:
+            return False
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | (os.O_DIRECTORY if directory else 0))
+    except OSError:
+        return False  # gone already, or not what its name says
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
     finally:
-        if staged is not None:
-            shutil.rmtree(staged, ignore_errors=True)
+        os.close(fd)  # also releases the lock just taken
+    return True
 
 
 def _media_member(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo | None:
@@ -258,17 +361,25 @@ def _media_member(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo | None:
     return member.replace(uid=-1, gid=-1, uname="", gname="", mode=shared_mode(), deep=False)
 
 
-def _stage_media(media: Path, media_dir: Path) -> Path:
-    """Unpack the media archive beside `media_dir` (same file system, so installing is renames)."""
+@contextlib.contextmanager
+def _staged_media(media: Path, media_dir: Path) -> Iterator[Path]:
+    """The media archive unpacked beside `media_dir` (same file system, so installing is renames),
+    under an flock that tells `remove_stale_staging` of other restores that this one is alive;
+    removed at the end."""
     media_dir.parent.mkdir(parents=True, exist_ok=True)
     staged = Path(tempfile.mkdtemp(prefix=".media-restore-", dir=media_dir.parent))
+    fd = os.open(staged, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        with tarfile.open(media) as tar:
-            tar.extractall(staged, filter=_media_member)
-    except (tarfile.TarError, OSError) as exc:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            with tarfile.open(media) as tar:
+                tar.extractall(staged, filter=_media_member)
+        except (tarfile.TarError, OSError) as exc:
+            raise StoreError(f"cannot read the media archive {media}, nothing was restored: {exc}") from exc
+        yield staged
+    finally:
         shutil.rmtree(staged, ignore_errors=True)
-        raise StoreError(f"cannot read the media archive {media}, nothing was restored: {exc}") from exc
-    return staged
+        os.close(fd)
 
 
 def _install_media(staged: Path, media_dir: Path) -> int:
@@ -278,12 +389,17 @@ def _install_media(staged: Path, media_dir: Path) -> int:
             continue
         target = media_dir / path.relative_to(staged)
         target.parent.mkdir(parents=True, exist_ok=True)
+        # Now, not the backup's time: `images gc` keeps files younger than its minimum age, and these
+        # are named by no committed row until the restore's COMMIT.
+        os.utime(path)
         os.replace(path, target)
         count += 1
     return count
 
 
-def _restore_database(url: str, file: Path) -> None:
+def _restore_database(url: str, file: Path, *, before_commit: Callable[[], None] | None = None) -> None:
+    """Replay `file` into the database in one transaction; `before_commit` runs once the whole archive
+    has been sent and before the COMMIT (an error from it rolls the transaction back)."""
     ensure_vector_extension(url)
     conninfo, env = _libpq(url)
     with tempfile.TemporaryDirectory(prefix="hanseek-restore-") as tmp:
@@ -308,6 +424,10 @@ def _restore_database(url: str, file: Path) -> None:
                 shutil.copyfileobj(dump.stdout, psql.stdin, 1 << 20)
                 complete = dump.wait() == 0
                 if complete:
+                    psql.stdin.flush()
+                    # psql gone means it stopped on an error: nothing will commit, so nothing to add.
+                    if before_commit is not None and psql.poll() is None:
+                        before_commit()
                     # Only now: a pg_restore that died half-way must not get its partial script committed.
                     psql.stdin.write(b"ANALYZE;\nCOMMIT;\n")
             except BrokenPipeError:
