@@ -64,6 +64,12 @@ def test_corpus_add_weights_cloze(cli_env: None, tmp_path: Path) -> None:
     r = runner.invoke(app, ["keywords", "cloze", page, "--count", "2", "--subject", subject])
     assert r.exit_code == 0, r.output
     assert "(1) ______" in r.output and "Answers" in r.output
+    # The worksheet keeps the page's lines: Rich wrapped it at 80 columns, so `> page.txt` had breaks.
+    long_page = " ".join([page] * 3)
+    r = runner.invoke(app, ["keywords", "cloze", long_page, "--count", "4", "--subject", subject, "--json"])
+    sheet = json.loads(r.output)["text"]
+    r = runner.invoke(app, ["keywords", "cloze", long_page, "--count", "4", "--subject", subject])
+    assert r.exit_code == 0 and r.output.startswith(sheet + "\n"), r.output
 
     r = runner.invoke(app, ["keywords", "weights", page, "--subject", "없는-" + subject])
     assert r.exit_code == 1 and "unknown subject" in r.output

@@ -321,7 +321,9 @@ def cloze(
         out = {"text": cz.text, "blanks": [b.__dict__ for b in cz.blanks], "candidates": cz.candidates}
         console.print_json(json.dumps(out, ensure_ascii=False))
         return
-    console.print(cz.text, markup=False, highlight=False)
+    # soft_wrap: the page's own lines, not Rich's wrapping at the console width (80 columns when
+    # redirected, Hangul two each), which put hard breaks into a worksheet saved with `> page.txt`.
+    console.print(cz.text, markup=False, highlight=False, soft_wrap=True)
     console.print()
     console.print("[bold]Answers[/bold]")
     for b in cz.blanks:
