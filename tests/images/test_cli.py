@@ -68,6 +68,11 @@ def test_add_search_similar_list_remove(
 
     r = runner.invoke(app, ["images", "list", "--tag", tag])
     assert r.exit_code == 0 and "2 of 2 image(s)" in r.output
+    # `--tag a,b` means both tags, as the API's `tag=a,b` (it was one tag named "a,b": nothing found).
+    r = runner.invoke(app, ["images", "list", "--tag", f"{tag},person"])
+    assert r.exit_code == 0 and "1 of 1 image(s)" in r.output, r.output
+    r = runner.invoke(app, ["images", "search", "해군 장교", "--tag", f"{tag},portrait", "--json"])
+    assert [h["id"] for h in json.loads(r.stdout)["results"]] == [hopper_id], r.output
 
     r = runner.invoke(app, ["images", "remove", str(china_id), str(hopper_id)])
     assert r.exit_code == 0 and f"removed {hopper_id}" in r.output

@@ -30,3 +30,34 @@ def test_load_demo_is_idempotent_and_searchable(
     assert second == {"images": 0, "already_present": 10}
     out = image_service.search_text("고양이", k=3, filters=ImageFilters(tags=(demo.DEMO_TAG,)))
     assert "chelsea" in (out.hits[0].image["source_name"] or "")
+
+
+def test_a_deleted_demo_photo_stays_deleted(scratch_url: str, tmp_path: Any, text_encoder: Any) -> None:
+    """`serve` loads the demo when it is missing: a demo photo the user deleted came back, under a
+    new id, on the next start. A finished load is recorded; one cut short is still completed."""
+    from hanseek.config import Settings
+    from hanseek.store.db import Database
+
+    settings = Settings(data_dir=tmp_path, database_url=scratch_url)
+    settings.ensure_dirs()
+    database = Database.open(settings)
+    try:
+        database.migrate()
+        first = demo.load_demo(database, settings, text_encoder)
+        assert first["images"] == 10
+        svc = ImageService.build(database, settings, text_encoder=lambda: text_encoder)
+        try:
+            rows, _ = svc.list(limit=10, tags=[demo.DEMO_TAG])
+            svc.delete(rows[0]["id"])
+            again = demo.load_demo(database, settings, text_encoder)
+            assert again == {"images": 0, "already_present": 9}
+            assert svc.list(limit=10, tags=[demo.DEMO_TAG])[1] == 9
+            # A load killed before its record: the next one completes it.
+            with database.connection() as conn:
+                conn.execute("DELETE FROM demo_loads")
+            completed = demo.load_demo(database, settings, text_encoder)
+            assert completed["images"] == 1 and svc.list(limit=10, tags=[demo.DEMO_TAG])[1] == 10
+        finally:
+            svc.close()
+    finally:
+        database.close()

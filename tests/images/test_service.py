@@ -117,6 +117,20 @@ def test_recompressed_copy_is_flagged_as_near_duplicate(
     assert np.abs(pixels - np.asarray(sample_images["china"], dtype=np.float32)).mean() < 5
 
 
+def test_a_near_duplicate_within_one_batch_is_named(image_service: ImageService, tag: str) -> None:
+    """The near-duplicate search saw only images stored before the batch: a folder's edited copies,
+    sent together (`images add DIR` sends 16 at a time), were never flagged against each other."""
+    rng = np.random.default_rng(abs(hash(tag)) % 2**32)
+    blobs = Image.fromarray(rng.integers(0, 256, (6, 8, 3), dtype=np.uint8)).resize(
+        (320, 240), Image.BILINEAR
+    )
+    first, copy = image_service.add(
+        [Upload(encode_png(blobs), tags=[tag]), Upload(encode_jpeg(blobs, 85), tags=[tag])]
+    )
+    assert (first.status, copy.status) == ("added", "added")
+    assert copy.near_duplicate_of == first.id and copy.near_duplicate_score >= 0.85, copy  # type: ignore[operator]
+
+
 @pytest.mark.parametrize("edit", ["thumbnail_25", "crop_corner_70", "jpeg_q30", "colour_jitter", "combined"])
 def test_edited_copy_finds_its_original_at_rank_1(
     edit: str, image_service: ImageService, stored: Stored, sample_images: dict[str, Image.Image]

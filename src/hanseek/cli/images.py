@@ -26,7 +26,7 @@ app = typer.Typer(
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
 KOpt = Annotated[int, typer.Option("-k", help="Number of results")]
 TagOpt = Annotated[
-    list[str] | None, typer.Option("--tag", "-t", help="Only images with this tag (repeatable)")
+    list[str] | None, typer.Option("--tag", "-t", help="Only images with this tag (repeatable; a,b: both)")
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table")]
 PATHS = ("auto", "exact", "hnsw")
@@ -210,7 +210,14 @@ def _filters(tag: list[str] | None, since: datetime | None = None, until: dateti
     from hanseek.images.repo import ImageFilters
     from hanseek.images.service import normalize_tags
 
-    return ImageFilters(tuple(normalize_tags(tag or [])), since, until)
+    return ImageFilters(tuple(normalize_tags(_flat_tags(tag))), since, until)
+
+
+def _flat_tags(tag: list[str] | None) -> list[str]:
+    """`--tag a,b` as the API's `tag=a,b` (and `--tag a --tag b`): every tag required."""
+    from hanseek.images.service import split_tags
+
+    return [t for value in tag or [] for t in split_tags(value)]
 
 
 @app.command("search")
@@ -268,7 +275,7 @@ def list_images(
 
     with _service() as svc:
         try:
-            rows, total = svc.list(limit=limit, tags=tag or [])
+            rows, total = svc.list(limit=limit, tags=_flat_tags(tag))
         except ImageServiceError as exc:
             _fail(str(exc))
     table = Table("id", "added", "file", "size", "caption", "tags")

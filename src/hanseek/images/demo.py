@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 
 DEMO_DIR = Path(__file__).resolve().parent.parent / "data" / "demo" / "images"
 DEMO_TAG = "demo"
+FEATURE = "images"  # its row in demo_loads
 
 
 def demo_uploads() -> list[tuple[str, bytes, str, list[str]]]:
@@ -31,21 +32,33 @@ def demo_uploads() -> list[tuple[str, bytes, str, list[str]]]:
 
 
 def load_demo(db: Database, settings: Settings, encoder: TextEncoder) -> dict[str, int]:
-    """Store the demo photos once; later calls find them by hash and do nothing."""
+    """Store the demo photos once. A load that finished is recorded (`demo_loads`), so a demo photo
+    the user deleted stays deleted; one that did not finish (killed) is completed: photos already
+    stored are found by hash and skipped."""
     from hanseek.images.service import ImageService, Upload
 
     uploads = demo_uploads()
     with db.connection() as conn:
         present = repo.existing_by_sha(conn, [hashlib.sha256(data).hexdigest() for _, data, _, _ in uploads])
-    if len(present) == len(uploads):
+        done = conn.execute("SELECT 1 FROM demo_loads WHERE feature = %s", (FEATURE,)).fetchone()
+    if done is not None or len(present) == len(uploads):
+        _mark_loaded(db)  # all there from before the record existed: recorded now
         return {"images": 0, "already_present": len(present)}
     svc = ImageService.build(db, settings, text_encoder=lambda: encoder)
     try:
         results = svc.add([Upload(data, name, caption, tags) for name, data, caption, tags in uploads])
     finally:
         svc.close()
+    rejected = sum(r.status == "rejected" for r in results)
+    if not rejected:
+        _mark_loaded(db)
     return {
         "images": sum(r.status == "added" for r in results),
         "already_present": sum(r.status == "duplicate" for r in results),
-        "rejected": sum(r.status == "rejected" for r in results),
+        "rejected": rejected,
     }
+
+
+def _mark_loaded(db: Database) -> None:
+    with db.connection() as conn:
+        conn.execute("INSERT INTO demo_loads (feature) VALUES (%s) ON CONFLICT DO NOTHING", (FEATURE,))

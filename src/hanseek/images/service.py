@@ -332,8 +332,17 @@ class ImageService:
             raise
         if stored := [r for r, _, _, _ in items if r.status == "added"]:
             log.info("stored %d image(s)", len(stored))
-        for (res, _, _, _), hit in zip(items, near, strict=True):
-            if hit is not None and res.status == "added":
+        for i, ((res, _, _, _), hit) in enumerate(zip(items, near, strict=True)):
+            if res.status != "added":
+                continue
+            # The search above saw only images stored before this batch: the batch's earlier photos
+            # count too, as if the photos had been sent one by one (a folder's edited copies).
+            for j, (earlier, _, _, _) in enumerate(items[:i]):
+                score = float(image_vecs[i] @ image_vecs[j])
+                close = score >= self.config.near_duplicate_score
+                if earlier.id is not None and close and (hit is None or score > hit[1]):
+                    hit = (earlier.id, round(score, 4))
+            if hit is not None:
                 res.near_duplicate_of, res.near_duplicate_score = hit
 
     def _write_rows(
