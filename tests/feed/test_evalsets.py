@@ -206,3 +206,28 @@ def test_concurrent_builders_of_one_set_leave_one_whole_set(tmp_path: Path) -> N
         back, next(es for es in variants if es.t_val_end == back.t_val_end)
     )
     assert sorted(p.name for p in folder.parent.iterdir()) == [f".{spec.name}.lock", spec.name]
+
+
+def test_a_set_swapped_in_while_it_is_read_is_read_not_rebuilt(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reader holding the old folder's descriptor found arrays.npz gone once a concurrent save had
+    swapped a new set in and removed the old one: "unreadable", and the whole set was simulated
+    again. The reader now sees the swap and reads the new set."""
+    spec = _tiny_spec()
+    es = build.build_set(spec, tmp_path)
+    folder = tmp_path / "feed" / "evalsets" / spec.name
+    es.save(folder)
+    real_load = EvalSet._load
+    calls: list[int] = []
+
+    def swapped_meanwhile(path: Path) -> EvalSet:
+        calls.append(1)
+        if len(calls) == 1:
+            es.save(folder)  # a concurrent builder's save lands between this reader's files
+            raise FileNotFoundError("arrays.npz")
+        return real_load(path)
+
+    monkeypatch.setattr(EvalSet, "_load", staticmethod(swapped_meanwhile))
+    back = EvalSet.load(folder)
+    assert len(calls) == 2 and build.same_log(es, back)

@@ -1083,3 +1083,120 @@ def test_what_killed_writers_left_is_removed_but_a_live_writers_file_is_not(
         assert not (busy / "20260101T000000-0123456789ab.joblib").exists()
     finally:
         registry.activate(svc.db, None)
+
+
+def test_a_registration_and_an_activation_at_once_do_not_deadlock(scratch_url: str, tmp_path: Any) -> None:
+    """`register(A, activate=True)` locked A's row, then the serving one; `activate(A)` the serving
+    one, then A's: a `train-ranker --name A` finishing beside `feed rankers --use A` deadlocked, and
+    one of them failed (a traceback, or a training run lost). Every catalogue write now takes one
+    lock first. Held here at the moment the registration has locked A's row."""
+    import contextlib
+    import threading
+    from collections.abc import Iterator
+
+    from hanseek.config import Settings
+    from hanseek.feed.ranker import registry
+    from hanseek.store.db import Database
+
+    settings = Settings(data_dir=tmp_path, database_url=scratch_url)
+    settings.ensure_dirs()
+    db = Database.open(settings)
+    try:
+        db.migrate()
+        registry.register(db, tmp_path, "A", blend_model(), activate=False)
+        registry.register(db, tmp_path, "C", blend_model(), activate=True)  # C serves, A does not
+        locked, go = threading.Event(), threading.Event()
+
+        class Pausing:
+            """The registration's connection, paused right after its row lock."""
+
+            def __init__(self, conn: Any) -> None:
+                self.conn = conn
+
+            def execute(self, query: str, *args: Any, **kwargs: Any) -> Any:
+                out = self.conn.execute(query, *args, **kwargs)
+                if "FOR UPDATE" in query:
+                    locked.set()
+                    go.wait(30)
+                return out
+
+        class PausingDb:
+            @contextlib.contextmanager
+            def connection(self) -> Iterator[Pausing]:
+                with db.connection() as conn:
+                    yield Pausing(conn)
+
+        errors: dict[str, BaseException] = {}
+
+        def run(name: str, fn: Any) -> None:
+            try:
+                fn()
+            except BaseException as exc:
+                errors[name] = exc
+
+        reg = threading.Thread(
+            target=run,
+            args=("register", lambda: registry.register(PausingDb(), tmp_path, "A", blend_model())),  # type: ignore[arg-type]
+        )
+        reg.start()
+        assert locked.wait(30)
+        act = threading.Thread(target=run, args=("activate", lambda: registry.activate(db, "A")))
+        act.start()
+        act.join(0.5)  # it waits (on the catalogue lock, or on a row)
+        go.set()
+        reg.join(60)
+        act.join(60)
+        assert errors == {}, errors
+        with db.connection() as conn:
+            rows = conn.execute("SELECT name, active FROM feed_rankers ORDER BY name").fetchall()
+        assert rows == [("A", True), ("C", False)]
+    finally:
+        db.close()
+
+
+def test_a_poll_that_reads_a_row_just_before_a_retrain_loads_the_new_model(
+    scratch_url: str, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A retrain deletes the file the row named once its commit is in: a poll that had read the row
+    just before failed to load it and kept the previous model (or the blend) until its next poll.
+    It now reads the row again."""
+    from hanseek.config import Settings
+    from hanseek.feed.ranker import registry
+    from hanseek.store.db import Database
+
+    settings = Settings(data_dir=tmp_path, database_url=scratch_url)
+    settings.ensure_dirs()
+    db = Database.open(settings)
+    try:
+        db.migrate()
+        model = blend_model()
+        model.meta["version"] = 1
+        registry.register(db, tmp_path, "A", model)
+        ranker = registry.ActiveRanker(db, poll_seconds=3600)
+        real_load = RankerModel.load
+        calls: list[Any] = []
+
+        def retrained_meanwhile(path: Any) -> RankerModel:
+            calls.append(path)
+            if len(calls) == 1:  # the retrain commits and deletes this file right now
+                newer = blend_model()
+                newer.meta["version"] = 2
+                registry.register(db, tmp_path, "A", newer)
+            return real_load(path)
+
+        monkeypatch.setattr(RankerModel, "load", staticmethod(retrained_meanwhile))
+        ranker.refresh()
+        assert len(calls) == 2 and ranker.get().meta.get("version") == 2
+    finally:
+        db.close()
+
+
+def test_top_n_breaks_ties_by_time_then_by_key() -> None:
+    """The service's nearest lists and the offline replay's (which trains the model) pass the posts'
+    keys, so equal scores at one time keep the same posts in both: newer first, then the larger key.
+    Without keys the earlier position wins, as before."""
+    scores = np.array([0.5, 0.9, 0.9, 0.9, 0.9])
+    times = np.array([1.0, 2.0, 3.0, 2.0, 2.0])
+    keys = np.array([10, 11, 12, 14, 13])
+    assert top_n(scores, times, 3, keys).tolist() == [2, 3, 4]
+    assert top_n(scores, times, 3).tolist() == [2, 1, 3]

@@ -97,6 +97,8 @@ def test_refused_input_is_one_error_line_not_a_traceback(cli_env: None, tmp_path
     refused = [
         (["corpus", "keywords", "-s", "  ", str(words)], "subject name is empty"),
         (["corpus", "keywords", "-s", "a/b", str(words)], "cannot contain"),
+        # Named in the progress line before the name is checked: "[/x]" was a MarkupError there.
+        (["corpus", "add", "-s", "sub[/x]", str(words)], "cannot contain"),
         (["corpus", "dictionary", "-s", subject, str(big)], "토기"),
         (["corpus", "add", "-s", subject, str(bad)], "surrogate"),
         # A path is text, not Rich markup: "[/y]" in it was a MarkupError traceback.

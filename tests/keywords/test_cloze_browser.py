@@ -242,6 +242,37 @@ def test_a_slow_reading_of_an_older_photo_never_replaces_the_newer_one(
     assert page.inner_text("#cloze-status") == "Read 7 characters from the photo."
 
 
+def test_a_reading_for_an_overtaken_worksheet_leaves_the_pasted_text(
+    live_server: str, page: Any, tmp_path: Path
+) -> None:
+    """ "Make blanks" with only a photo reads it first; text pasted and "Make blanks" pressed again
+    meanwhile made its worksheet, and then the slow reading replaced the pasted text, pushed a
+    history entry for it and left the status at "Weighing words…"."""
+    held: list[Any] = []
+    page.route("**/keywords/ocr", lambda route: held.append(route))
+    page.goto(live_server + "/cloze")
+    photo = tmp_path / "page.png"
+    photo.write_bytes((DATA / "page_ko.png").read_bytes())
+    page.set_input_files("#cloze-image", str(photo))
+    page.click("#cloze-submit")  # no text: the photo is read first (held)
+    page.wait_for_function("document.getElementById('cloze-status').textContent === 'Reading the photo…'")
+    page.fill("#cloze-text", PAGE)
+    with page.expect_response("**/keywords/cloze"):
+        page.click("#cloze-submit")
+    page.wait_for_selector("#cloze-result:not([hidden])")
+    url, entries, status = page.url, page.evaluate("history.length"), page.inner_text("#cloze-status")
+    held[0].fulfill(
+        status=200, content_type="application/json", body=json.dumps({"text": "사진 글", "chars": 4})
+    )
+    page.wait_for_timeout(500)
+    assert page.input_value("#cloze-text") == PAGE
+    assert (page.url, page.evaluate("history.length"), page.inner_text("#cloze-status")) == (
+        url,
+        entries,
+        status,
+    )
+
+
 def test_one_blank_is_not_plural(live_server: str, page: Any) -> None:
     one = {
         "segments": [{"text": "구석기 "}, {"blank": 1}],

@@ -60,7 +60,7 @@ def init() -> None:
     s = settings()
     with open_db(s, migrate=False) as db:
         applied = db.migrate()
-        console.print(f"[green]ready[/]: {_where(db)}")
+        console.print(f"[green]ready[/]: {escape(_where(db))}")
         console.print(f"applied {len(applied)} migration(s)" + (f": {', '.join(applied)}" if applied else ""))
 
 
@@ -81,7 +81,7 @@ def migrate() -> None:
 def status() -> None:
     """Where the database is and which migrations are applied or pending."""
     with open_db(settings(), migrate=False) as db:
-        console.print(_where(db))
+        console.print(_where(db), markup=False)
         with db.connection() as conn:
             row = conn.execute(
                 "SELECT current_setting('server_version'), "
@@ -108,7 +108,7 @@ def backup(
 
     s = settings()
     with open_db(s, migrate=False) as db:
-        with err_console.status(f"dumping to {file} ..."):
+        with err_console.status(f"dumping to {escape(str(file))} ..."):
             info = run_backup(db.url, file, media_dir=s.media_dir)
         console.print(
             f"[green]backed up[/] to {escape(str(file))} ({info.size / 2**20:.1f} MiB), "
@@ -134,7 +134,7 @@ def restore(
     with open_db(s, migrate=False) as db:
         if not yes:
             typer.confirm(f"Replace everything in {_where(db)} with {file}?", abort=True)
-        with err_console.status(f"restoring {file} ..."):
+        with err_console.status(f"restoring {escape(str(file))} ..."):
             media_files = run_restore(db.url, file, media_dir=s.media_dir)
         applied = db.migrate()
         then = f"; then applied {', '.join(applied)}" if applied else ""

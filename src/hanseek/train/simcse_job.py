@@ -198,7 +198,9 @@ def run_simcse(
         # the old weights made, in one transaction holding the switch lock shared: a `models use`
         # of this name (which takes it exclusively) commits before the check, which then refuses,
         # or after the old vectors are gone, never in between with the weights being replaced.
-        # Shared, so that writers (which take it shared too) keep going during the save.
+        # Shared, so that writers (which take it shared too) keep going during the save, until a
+        # `models use` queues for it exclusively: from then on new writers wait behind that switch,
+        # i.e. until this save ends (seconds for e5-small; docs/encoders.md).
         with db.connection() as conn:
             if dest.exists():
                 _refuse_serving_model(settings, None, job.name, conn=conn)

@@ -210,11 +210,18 @@ class EvalSet:
     @staticmethod
     def load(folder: Path) -> EvalSet:
         """Read a saved set; `UnreadableSet` when its files are missing, cut short or corrupt."""
-        try:
-            return EvalSet._load(folder)
-        except UNREADABLE as exc:
-            why = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-            raise UnreadableSet(f"{folder}: {why}") from exc
+        for attempt in range(2):
+            inode = _inode(folder)
+            try:
+                return EvalSet._load(folder)
+            except UNREADABLE as exc:
+                # A save swapped a new set in while this one was read, and the old folder was removed
+                # under the open descriptor: the new set is whole, read it (not "unreadable").
+                if attempt == 0 and inode is not None and _inode(folder) not in (None, inode):
+                    continue
+                why = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+                raise UnreadableSet(f"{folder}: {why}") from exc
+        raise AssertionError("unreachable")
 
     @staticmethod
     def _load(folder: Path) -> EvalSet:
@@ -264,6 +271,13 @@ class EvalSet:
             meta=doc["meta"],
             reader_params=reader_params,
         )
+
+
+def _inode(folder: Path) -> int | None:
+    try:
+        return os.stat(folder).st_ino
+    except OSError:
+        return None
 
 
 @contextmanager

@@ -27,7 +27,9 @@ def export(
         posts = conn.execute(
             "SELECT id, title, community, extract(epoch FROM created_at)::float8, likes::int8 + comments, "
             "embedding "
-            "FROM posts ORDER BY created_at, id"
+            # (created_at, rid): the in-process index's order, so a post's index here sorts as its
+            # rid does, and the replay's tie order (offline.build) is the service's.
+            "FROM posts ORDER BY created_at, rid"
         ).fetchall()
         events = conn.execute(
             "SELECT user_id, post_id, kind, extract(epoch FROM at)::float8 FROM events ORDER BY at, id"

@@ -53,7 +53,8 @@ def build(c: Candidates, cfg: CandidateConfig) -> Built | None:
     lists: dict[str, list[int]] = {}
     cos = c.cosine()
     if cos is not None:
-        lists["similar"] = top_n(cos, c.times, cfg.n_similar).tolist()
+        # Ties as the service's nearest lists (serving.rank): newer, then the later post.
+        lists["similar"] = top_n(cos, c.times, cfg.n_similar, c.posts).tolist()
     lists["latest"] = top_n(c.times, c.times, cfg.n_latest).tolist()
     # The popular source sees the counts stored on the posts (the service keeps those in its index);
     # likes and comments from the events log enter as features only.
@@ -65,7 +66,7 @@ def build(c: Candidates, cfg: CandidateConfig) -> Built | None:
     if sims.shape[1]:
         short: list[int] = []
         for j in range(sims.shape[1]):  # most recent read first
-            short.extend(top_n(sims[:, j], c.times, cfg.n_short).tolist())
+            short.extend(top_n(sims[:, j], c.times, cfg.n_short, c.posts).tolist())
         lists["short"] = short
     union = merge(lists)
     pos = np.asarray(union.members, dtype=np.int64)

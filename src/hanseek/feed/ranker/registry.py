@@ -108,10 +108,16 @@ def _serving(name: str) -> RankerNameError:
     )
 
 
+# Every catalogue write (a registration, `activate`) takes it first: they lock the named row and the
+# active one, and in two orders they deadlocked; "hsrankr".
+_CATALOGUE_LOCK = 0x687372616E6B72
+
+
 def _point_row_at(db: Database, name: str, path: Path, model: RankerModel, activate: bool) -> Path | None:
     """Insert or update `name`'s row to describe `model` at `path`, in one transaction; the path of
     the file the row named before (None for a new name)."""
     with db.connection() as conn:
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_CATALOGUE_LOCK,))
         row = conn.execute(
             "SELECT path, active FROM feed_rankers WHERE name = %s FOR UPDATE", (name,)
         ).fetchone()
@@ -209,6 +215,7 @@ def _remove_leftovers(data_dir: Path, name: str, keep: Path | None) -> None:
 def activate(db: Database, name: str | None) -> None:
     """Make `name` the serving model (None: no model, serve the hand-tuned blend)."""
     with db.connection() as conn:
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_CATALOGUE_LOCK,))
         if (
             name is not None
             and conn.execute("SELECT 1 FROM feed_rankers WHERE name = %s", (name,)).fetchone() is None
@@ -248,25 +255,35 @@ class ActiveRanker:
     def refresh(self) -> None:
         with self._lock:
             self._checked = time.monotonic()
-            try:
-                with self.db.connection() as conn:
-                    row = conn.execute(
-                        "SELECT name, path, created_at FROM feed_rankers WHERE active"
-                    ).fetchone()
-            except Exception as exc:  # keep serving the current model when the catalogue is unreachable
-                log.warning("feed ranker catalogue: %s", exc)
-                return
-            version = (row[0], row[2], row[1]) if row else None
-            if version == self._version:
-                return
-            if row is None:
-                self._model, self._version = blend_model(), None
-                return
-            name = row[0]
-            try:
-                self._model = RankerModel.load(Path(row[1]))
-                self._version = version
-                log.info("feed ranker %s loaded", name)
-            except Exception:
-                current = self._version[0] if self._version else "the blend"
-                log.exception("could not load feed ranker %s; keeping %s", name, current)
+            # Twice at most: a retrain that commits after the row is read deletes the file it named,
+            # and the row read again names the new one.
+            for attempt in range(2):
+                try:
+                    with self.db.connection() as conn:
+                        row = conn.execute(
+                            "SELECT name, path, created_at FROM feed_rankers WHERE active"
+                        ).fetchone()
+                except Exception as exc:  # keep serving the current model when the catalogue is unreachable
+                    log.warning("feed ranker catalogue: %s", exc)
+                    return
+                version = (row[0], row[2], row[1]) if row else None
+                if version == self._version:
+                    return
+                if row is None:
+                    self._model, self._version = blend_model(), None
+                    return
+                name = row[0]
+                try:
+                    self._model = RankerModel.load(Path(row[1]))
+                    self._version = version
+                    log.info("feed ranker %s loaded", name)
+                    return
+                except FileNotFoundError:
+                    if attempt == 0:
+                        continue
+                    current = self._version[0] if self._version else "the blend"
+                    log.exception("could not load feed ranker %s; keeping %s", name, current)
+                except Exception:
+                    current = self._version[0] if self._version else "the blend"
+                    log.exception("could not load feed ranker %s; keeping %s", name, current)
+                    return

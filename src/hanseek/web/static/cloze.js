@@ -25,8 +25,18 @@
   const reads = hanseekApi.sequence();
   const ocrButton = $("cloze-ocr");
   let reading = false;
+  // A reading under way is dropped: a new photo was chosen, or Back/Forward left its entry.
+  function dropReading() {
+    if (!reading) return;
+    reads.next();
+    reading = false;
+    ocrButton.disabled = false;
+    show("", false);
+  }
 
-  async function runOcr() {
+  // `run`: the worksheet request that asked for this reading, if any: once a newer one was asked
+  // for (the user pasted text and pressed "Make blanks" again), this reading must not fill the box.
+  async function runOcr(run) {
     const file = $("cloze-image").files[0];
     if (!file) { show("Choose a page photo first.", true); return false; }
     const ticket = reads.next();
@@ -39,6 +49,7 @@
       const resp = await fetch("/keywords/ocr", { method: "POST", body: data, headers: hanseekApi.headers(false) });
       const answer = resp.ok ? await resp.json() : await hanseekApi.problem(resp);
       if (!reads.isLatest(ticket)) return false;  // another photo was chosen or read meanwhile
+      if (run !== undefined && !runs.isLatest(run)) return false;  // its worksheet was overtaken
       if (!resp.ok) { show(answer, true); return false; }
       $("cloze-text").value = answer.text;
       lastOcr = $("cloze-text").value;  // as the text box holds it (it normalises line breaks)
@@ -85,7 +96,8 @@
     ev.preventDefault();
     const ticket = runs.next();
     if (!$("cloze-text").value.trim() && $("cloze-image").files.length) {
-      if (!(await runOcr())) return;
+      if (!(await runOcr(ticket))) return;
+      if (!runs.isLatest(ticket)) return;  // a newer worksheet was asked for meanwhile
     }
     if (!$("cloze-text").value.trim()) {
       $("cloze-result").hidden = true;
@@ -194,6 +206,7 @@
   loadSubjects().then(() => { if (given.get("text")) hanseekApi.inPlace(() => form.requestSubmit()); });
   // Back and Forward: the entry's settings, and its worksheet made again (or none, without text).
   hanseekApi.onHistory((params) => {
+    dropReading();  // a photo read for the entry left must not fill this one's text
     fill(params, true);
     if (params.get("text")) {
       form.requestSubmit();
@@ -207,12 +220,7 @@
   // A new photo: the text read from the previous one goes, so "Make blanks" reads the new one, and a
   // reading of the previous one still under way is dropped (the button can read the new one now).
   $("cloze-image").addEventListener("change", () => {
-    if (reading) {
-      reads.next();
-      reading = false;
-      ocrButton.disabled = false;
-      show("", false);
-    }
+    dropReading();
     if (lastOcr !== null && $("cloze-text").value === lastOcr) {
       $("cloze-text").value = "";
       lastOcr = null;
