@@ -189,7 +189,23 @@ def _run(conn: Conn, query: sql.Composed, params: list[Any]) -> list[tuple[Any, 
         raise
 
 
-def _exact_statement(
+# Execute with [query, *filter params, k]. OFFSET 0 fences the subquery: no flattening, so the ORDER BY
+# below cannot reach an index.
+_EXACT = sql.SQL(
+    "SELECT {cols}, distance FROM ("
+    "SELECT {inner}, {vec} <=> %s AS distance FROM {table}{where} OFFSET 0"
+    ") AS candidates ORDER BY {order} LIMIT %s"
+)
+# Execute with [query, *filter params, query, k].
+_HNSW = sql.SQL(
+    "WITH nearest AS MATERIALIZED ("
+    "SELECT {inner}, {vec} <=> %s AS distance FROM {table}{where} ORDER BY {vec} <=> %s LIMIT %s"
+    ") SELECT {cols}, distance FROM nearest ORDER BY {order}"
+)
+
+
+def _statement(
+    template: sql.SQL,
     table: str,
     vector_column: str,
     id_column: str,
@@ -197,43 +213,12 @@ def _exact_statement(
     filters: Filters | None,
     ties: Sequence[str] = (),
 ) -> tuple[sql.Composed, list[Any]]:
-    """Statement + filter parameters; execute with [query, *params, k]."""
+    """`_EXACT` or `_HNSW` filled in, and the filter parameters."""
     where, params = (filters or Filters()).where()
-    stmt = sql.SQL(
-        # OFFSET 0 fences the subquery: no flattening, so the ORDER BY below cannot reach an index.
-        "SELECT {cols}, distance FROM ("
-        "SELECT {inner}, {vec} <=> %s AS distance FROM {table}{where} OFFSET 0"
-        ") AS candidates ORDER BY {order} LIMIT %s"
-    ).format(
+    stmt = template.format(
         cols=_select_list(id_column, columns),
         inner=_inner_list(id_column, columns, ties),
         vec=_ident(vector_column),
-        table=_ident(table),
-        where=where,
-        order=_tie_order(id_column, ties),
-    )
-    return stmt, params
-
-
-def _hnsw_statement(
-    table: str,
-    vector_column: str,
-    id_column: str,
-    columns: Sequence[str],
-    filters: Filters | None,
-    ties: Sequence[str] = (),
-) -> tuple[sql.Composed, list[Any]]:
-    """Statement + filter parameters; execute with [query, *params, query, k]."""
-    where, params = (filters or Filters()).where()
-    vec = _ident(vector_column)
-    stmt = sql.SQL(
-        "WITH nearest AS MATERIALIZED ("
-        "SELECT {inner}, {vec} <=> %s AS distance FROM {table}{where} ORDER BY {vec} <=> %s LIMIT %s"
-        ") SELECT {cols}, distance FROM nearest ORDER BY {order}"
-    ).format(
-        cols=_select_list(id_column, columns),
-        inner=_inner_list(id_column, columns, ties),
-        vec=vec,
         table=_ident(table),
         where=where,
         order=_tie_order(id_column, ties),
@@ -276,7 +261,7 @@ def exact_search(
     ordered by the `ties` columns, largest first, then by id."""
     q = validate_query(query, dim)
     _check_k(k)
-    stmt, params = _exact_statement(table, vector_column, id_column, columns, filters, ties)
+    stmt, params = _statement(_EXACT, table, vector_column, id_column, columns, filters, ties)
     return _hits(_run(conn, stmt, [q, *params, k]), columns)
 
 
@@ -305,7 +290,7 @@ def hnsw_search(
     q = validate_query(query, dim)
     _check_k(k)
     settings = _hnsw_settings(k, ef_search, iterative_scan, max_scan_tuples)
-    stmt, params = _hnsw_statement(table, vector_column, id_column, columns, filters, ties)
+    stmt, params = _statement(_HNSW, table, vector_column, id_column, columns, filters, ties)
     with conn.transaction(force_rollback=True):
         _set_local(conn, settings)
         rows = _run(conn, stmt, [q, *params, q, k])
@@ -334,11 +319,11 @@ def explain_search(
     prefix = sql.SQL("EXPLAIN (ANALYZE, BUFFERS) " if analyze else "EXPLAIN ")
     with conn.transaction(force_rollback=True):
         if path == "exact":
-            stmt, params = _exact_statement(table, vector_column, id_column, columns, filters)
+            stmt, params = _statement(_EXACT, table, vector_column, id_column, columns, filters)
             args = [q, *params, k]
         else:
             _set_local(conn, _hnsw_settings(k, ef_search, iterative_scan, max_scan_tuples))
-            stmt, params = _hnsw_statement(table, vector_column, id_column, columns, filters)
+            stmt, params = _statement(_HNSW, table, vector_column, id_column, columns, filters)
             args = [q, *params, q, k]
         rows = conn.execute(prefix + stmt, args).fetchall()
     return "\n".join(str(r[0]) for r in rows)
