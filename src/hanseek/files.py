@@ -7,15 +7,19 @@ a plain `open()` would have given is 0666/0777 less the process umask.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
 _UMASK = re.compile(r"^Umask:\s*([0-7]+)$", re.MULTILINE)
+# A temporary younger than this may belong to a writer between creating it and taking its flock.
+CLAIM_GRACE_S = 5.0
 
 
 def umask() -> int:
@@ -61,3 +65,22 @@ def write_text_atomic(path: Path, text: str) -> None:
     """Write `text` (UTF-8) to `path` whole or not at all (`atomic_file`)."""
     with atomic_file(path) as fh:
         fh.write(text)
+
+
+def left_by_dead_writer(path: Path, *, directory: bool = False) -> bool:
+    """Whether a writer's temporary (a file, or a directory with `directory`) was left by a process
+    that died: older than CLAIM_GRACE_S and no flock held on it, since the kernel drops a process's
+    locks when it dies, even by SIGKILL. Gone already, a symlink, or not what its name says: no."""
+    try:
+        if time.time() - path.stat().st_mtime < CLAIM_GRACE_S:
+            return False
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | (os.O_DIRECTORY if directory else 0))
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(fd)  # also releases the lock just taken
+    return True

@@ -17,13 +17,12 @@ import os
 import re
 import shutil
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
-from hanseek.files import shared_mode
+from hanseek.files import left_by_dead_writer, shared_mode
 
 MARKER = "hanseek.json"
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
@@ -141,8 +140,6 @@ def atomic_model_dir(
 
 # Exactly what mkdtemp(prefix=".NAME.", suffix=".tmp") makes: 8 characters from its alphabet.
 _TEMP_SUFFIX = r"\.[a-z0-9_]{8}\.tmp"
-# A temp directory younger than this may belong to a writer between mkdtemp and taking its claim.
-STALE_AFTER_S = 5.0
 
 
 @contextmanager
@@ -159,20 +156,6 @@ def _writer_claim(tmp: Path) -> Iterator[None]:
         os.close(fd)
 
 
-def _claim_is_free(path: Path) -> bool:
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    except OSError:
-        return False  # gone already, or not a directory
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return False
-    finally:
-        os.close(fd)  # also releases the lock just taken
-    return True
-
-
 def remove_stale_temps(dest: Path) -> list[Path]:
     """Delete temp directories that killed writers of `dest` left beside it (`.NAME.<8 chars>.tmp`);
     a model's copy is 0.5-1 GB and nothing else would ever remove it. Returns what was removed."""
@@ -183,14 +166,9 @@ def remove_stale_temps(dest: Path) -> list[Path]:
     except FileNotFoundError:
         return removed
     for path in candidates:
-        try:
-            age = time.time() - path.stat().st_mtime
-        except FileNotFoundError:
-            continue
-        if age < STALE_AFTER_S or not _claim_is_free(path):
-            continue
-        shutil.rmtree(path, ignore_errors=True)
-        removed.append(path)
+        if left_by_dead_writer(path, directory=True):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
     return removed
 
 

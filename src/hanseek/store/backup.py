@@ -24,14 +24,13 @@ import shutil
 import subprocess
 import tarfile
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from hanseek.files import shared_mode
+from hanseek.files import left_by_dead_writer, shared_mode
 from hanseek.store.db import check_url, ensure_vector_extension, redact_url
 from hanseek.store.errors import StoreError
 from hanseek.store.server import pg_binary
@@ -46,9 +45,6 @@ __all__ = [
 ]
 
 MEDIA_SUFFIX = ".media.tar"
-# A partial or staging directory younger than this may belong to a writer between creating it and
-# taking its flock.
-STALE_AFTER_S = 5.0
 
 # Drops what a previous restore or the migrations created; skips anything owned by an extension
 # (pgvector's type, operators, functions) and schemas that hold an extension.
@@ -221,7 +217,7 @@ def remove_stale_partials(file: Path) -> list[Path]:
             continue
         path, owner = file.parent / name, file.parent / owner_name
         # Nobody locks a media partial: its archive partial's lock (or absence) speaks for it.
-        if _is_stale(path) and (owner == path or not owner.exists() or _is_stale(owner)):
+        if left_by_dead_writer(path) and (owner == path or not owner.exists() or left_by_dead_writer(owner)):
             path.unlink(missing_ok=True)
             removed.append(path)
     return removed
@@ -328,27 +324,10 @@ def remove_stale_staging(media_dir: Path) -> list[Path]:
     except FileNotFoundError:
         return removed
     for path in candidates:
-        if _is_stale(path, directory=True):
+        if left_by_dead_writer(path, directory=True):
             shutil.rmtree(path, ignore_errors=True)
             removed.append(path)
     return removed
-
-
-def _is_stale(path: Path, *, directory: bool = False) -> bool:
-    """Whether `path` is old enough and its writer's flock free: left by a process that died."""
-    try:
-        if time.time() - path.stat().st_mtime < STALE_AFTER_S:
-            return False
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | (os.O_DIRECTORY if directory else 0))
-    except OSError:
-        return False  # gone already, or not what its name says
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return False
-    finally:
-        os.close(fd)  # also releases the lock just taken
-    return True
 
 
 def _media_member(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo | None:
