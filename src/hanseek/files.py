@@ -10,6 +10,7 @@ from __future__ import annotations
 import fcntl
 import os
 import re
+import shutil
 import tempfile
 import time
 from collections.abc import Iterator
@@ -84,3 +85,18 @@ def left_by_dead_writer(path: Path, *, directory: bool = False) -> bool:
     finally:
         os.close(fd)  # also releases the lock just taken
     return True
+
+
+def remove_dead_writers_dirs(folder: Path, name: re.Pattern[str]) -> list[Path]:
+    """Delete the directories in `folder` whose name fully matches `name` and that writers killed
+    half-way left there (`left_by_dead_writer`): copies nothing else would ever remove. Returns them."""
+    try:
+        candidates = [p for p in folder.iterdir() if name.fullmatch(p.name)]
+    except FileNotFoundError:
+        return []
+    removed = []
+    for path in candidates:
+        if left_by_dead_writer(path, directory=True):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed

@@ -22,7 +22,7 @@ from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
-from hanseek.files import left_by_dead_writer, shared_mode
+from hanseek.files import remove_dead_writers_dirs, shared_mode
 
 MARKER = "hanseek.json"
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
@@ -159,17 +159,7 @@ def _writer_claim(tmp: Path) -> Iterator[None]:
 def remove_stale_temps(dest: Path) -> list[Path]:
     """Delete temp directories that killed writers of `dest` left beside it (`.NAME.<8 chars>.tmp`);
     a model's copy is 0.5-1 GB and nothing else would ever remove it. Returns what was removed."""
-    pattern = re.compile(re.escape(f".{dest.name}") + _TEMP_SUFFIX)
-    removed: list[Path] = []
-    try:
-        candidates = [p for p in dest.parent.iterdir() if pattern.fullmatch(p.name)]
-    except FileNotFoundError:
-        return removed
-    for path in candidates:
-        if left_by_dead_writer(path, directory=True):
-            shutil.rmtree(path, ignore_errors=True)
-            removed.append(path)
-    return removed
+    return remove_dead_writers_dirs(dest.parent, re.compile(re.escape(f".{dest.name}") + _TEMP_SUFFIX))
 
 
 def _swap_in(tmp: Path, dest: Path, *, replace: bool) -> None:
