@@ -208,16 +208,10 @@ def _print(outcome: SearchOutcome, as_json: bool) -> None:
 
 def _filters(tag: list[str] | None, since: datetime | None = None, until: datetime | None = None) -> Any:
     from hanseek.images.repo import ImageFilters
-    from hanseek.images.service import normalize_tags
+    from hanseek.images.service import filter_tags, normalize_tags
 
-    return ImageFilters(tuple(normalize_tags(_flat_tags(tag))), since, until)
-
-
-def _flat_tags(tag: list[str] | None) -> list[str]:
-    """`--tag a,b` as the API's `tag=a,b` (and `--tag a --tag b`): every tag required."""
-    from hanseek.images.service import split_tags
-
-    return [t for value in tag or [] for t in split_tags(value)]
+    # `--tag a,b` as the API's `tag=a,b` (and `--tag a --tag b`): every tag required.
+    return ImageFilters(tuple(normalize_tags(filter_tags(tag))), since, until)
 
 
 @app.command("search")
@@ -271,11 +265,11 @@ def list_images(
     tag: TagOpt = None,
 ) -> None:
     """The most recently added images."""
-    from hanseek.images.service import ImageServiceError
+    from hanseek.images.service import ImageServiceError, filter_tags
 
     with _service() as svc:
         try:
-            rows, total = svc.list(limit=limit, tags=_flat_tags(tag))
+            rows, total = svc.list(limit=limit, tags=filter_tags(tag))
         except ImageServiceError as exc:
             _fail(str(exc))
     table = Table("id", "added", "file", "size", "caption", "tags")

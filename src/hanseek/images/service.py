@@ -150,6 +150,12 @@ def split_tags(text: str | None) -> list[str]:
     return [t for t in (text or "").split(",") if t.strip()]
 
 
+def filter_tags(values: Sequence[str] | None) -> list[str]:
+    """The tags a filter requires, from repeated values that may each be a comma-separated list
+    (`tag=a,b&tag=c` in the API, `--tag a,b --tag c` in the CLI)."""
+    return [t for value in values or [] for t in split_tags(value)]
+
+
 def caption_document(caption: str | None, tags: Sequence[str]) -> str | None:
     parts = []
     if caption and caption.strip():

@@ -28,6 +28,7 @@ from hanseek.images.service import (
     OpenFile,
     SearchOutcome,
     Upload,
+    filter_tags,
     split_tags,
 )
 from hanseek.web.pages import render
@@ -140,9 +141,8 @@ def _filters(
 ) -> ImageFilters:
     from hanseek.images.service import normalize_tags
 
-    flat = [t for value in tags or [] for t in split_tags(value)]
     try:
-        return ImageFilters(tuple(normalize_tags(flat)), created_from, created_to)
+        return ImageFilters(tuple(normalize_tags(filter_tags(tags))), created_from, created_to)
     except ImageServiceError as exc:
         raise BadRequest(str(exc)) from exc
 
@@ -352,8 +352,7 @@ def list_images(
 ) -> ListOut:
     """Stored images, newest first, optionally only those with every given tag; `total` counts all matches."""
     svc = _service(request)
-    flat = [t for value in tag or [] for t in split_tags(value)]
-    rows, total = _service_call(svc.list, limit=limit, offset=offset, tags=flat)
+    rows, total = _service_call(svc.list, limit=limit, offset=offset, tags=filter_tags(tag))
     return ListOut(total=total, results=[image_out(r) for r in rows])
 
 
