@@ -278,12 +278,9 @@ class ActiveRanker:
                     self._version = version
                     log.info("feed ranker %s loaded", name)
                     return
-                except FileNotFoundError:
-                    if attempt == 0:
+                except Exception as exc:
+                    if isinstance(exc, FileNotFoundError) and attempt == 0:
                         continue
-                    current = self._version[0] if self._version else "the blend"
-                    log.exception("could not load feed ranker %s; keeping %s", name, current)
-                except Exception:
                     current = self._version[0] if self._version else "the blend"
                     log.exception("could not load feed ranker %s; keeping %s", name, current)
                     return
