@@ -208,20 +208,18 @@ class EvalSet:
         (folder / "set.json").write_text(json.dumps(doc, ensure_ascii=False), encoding="utf-8")
 
     @staticmethod
-    def load(folder: Path) -> EvalSet:
+    def load(folder: Path, *, retry: bool = True) -> EvalSet:
         """Read a saved set; `UnreadableSet` when its files are missing, cut short or corrupt."""
-        for attempt in range(2):
-            inode = _inode(folder)
-            try:
-                return EvalSet._load(folder)
-            except UNREADABLE as exc:
-                # A save swapped a new set in while this one was read, and the old folder was removed
-                # under the open descriptor: the new set is whole, read it (not "unreadable").
-                if attempt == 0 and inode is not None and _inode(folder) not in (None, inode):
-                    continue
-                why = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-                raise UnreadableSet(f"{folder}: {why}") from exc
-        raise AssertionError("unreachable")
+        inode = _inode(folder)
+        try:
+            return EvalSet._load(folder)
+        except UNREADABLE as exc:
+            # A save swapped a new set in while this one was read, and the old folder was removed
+            # under the open descriptor: the new set is whole, read it (not "unreadable").
+            if retry and inode is not None and _inode(folder) not in (None, inode):
+                return EvalSet.load(folder, retry=False)
+            why = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            raise UnreadableSet(f"{folder}: {why}") from exc
 
     @staticmethod
     def _load(folder: Path) -> EvalSet:
