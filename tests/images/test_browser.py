@@ -229,10 +229,11 @@ def test_browse_all_pages_through_the_collection(
     assert [c.get_attribute("data-image-id") for c in cards.all()] == newest_first[:2]
     assert page.inner_text("#status") == f"2 of 3 image(s) tagged #{tag}, newest first."
     assert page.locator(".img-card .img-source").first.inner_text().startswith("added ")
-    # "More" asks for the next page (offset 2) and adds it below; nothing remains after it.
+    # "More" asks for the page below the last card (the first page's `next_after`) and adds it below;
+    # nothing remains after it.
     with page.expect_request("**/images/list?*") as asked:
         page.click("#more")
-    assert "offset=2" in asked.value.url and "limit=2" in asked.value.url
+    assert "after=" in asked.value.url and "limit=2" in asked.value.url and "offset" not in asked.value.url
     page.wait_for_function("document.querySelectorAll('.img-card').length === 3")
     assert [c.get_attribute("data-image-id") for c in cards.all()] == newest_first
     assert page.inner_text("#status").startswith("3 of 3 image(s)")
@@ -251,7 +252,7 @@ def test_browse_all_pages_through_the_collection(
 
     # A "More" that fails keeps the page already shown, and can be tried again.
     page.route(
-        "**/images/list?*offset=2*",
+        "**/images/list?*after=*",
         lambda route: route.fulfill(
             status=503, content_type="application/problem+json", body='{"status": 503, "detail": "busy"}'
         ),
@@ -259,7 +260,7 @@ def test_browse_all_pages_through_the_collection(
     page.click("#more")
     page.locator("#status.error").wait_for()
     assert page.locator(".img-card").count() == 2 and page.locator("#more").is_visible()
-    page.unroute("**/images/list?*offset=2*")
+    page.unroute("**/images/list?*after=*")
     page.click("#more")
     page.wait_for_function("document.querySelectorAll('.img-card').length === 3")
     assert page.inner_text("#status").startswith("3 of 3 image(s)")

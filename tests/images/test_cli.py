@@ -68,6 +68,15 @@ def test_add_search_similar_list_remove(
 
     r = runner.invoke(app, ["images", "list", "--tag", tag])
     assert r.exit_code == 0 and "2 of 2 image(s)" in r.output
+    # A page as long as --limit names the cursor of the next one.
+    newest, older = sorted([hopper_id, china_id], reverse=True)  # one add: created_at may tie, then id
+    r = runner.invoke(app, ["images", "list", "--tag", tag, "--limit", "1"])
+    assert r.exit_code == 0 and f"│ {newest} " in r.output and f"│ {older} " not in r.output, r.output
+    cursor = r.output.split("next page: --after ")[1].split()[0]
+    r = runner.invoke(app, ["images", "list", "--tag", tag, "--limit", "1", "--after", cursor])
+    assert r.exit_code == 0 and f"│ {older} " in r.output and f"│ {newest} " not in r.output, r.output
+    r = runner.invoke(app, ["images", "list", "--after", "soon"])
+    assert r.exit_code == 1 and "not a list cursor" in _text(r.output)
     # `--tag a,b` means both tags, as the API's `tag=a,b` (it was one tag named "a,b": nothing found).
     r = runner.invoke(app, ["images", "list", "--tag", f"{tag},person"])
     assert r.exit_code == 0 and "1 of 1 image(s)" in r.output, r.output

@@ -263,13 +263,16 @@ def similar(
 def list_images(
     limit: Annotated[int, typer.Option(min=1, max=1000)] = 50,
     tag: TagOpt = None,
+    after: Annotated[
+        str | None, typer.Option(help="Start below this cursor (printed under the previous page)")
+    ] = None,
 ) -> None:
     """The most recently added images."""
-    from hanseek.images.service import ImageServiceError, filter_tags
+    from hanseek.images.service import ImageServiceError, filter_tags, list_cursor
 
     with _service() as svc:
         try:
-            rows, total = svc.list(limit=limit, tags=filter_tags(tag))
+            rows, total = svc.list(limit=limit, tags=filter_tags(tag), after=after)
         except ImageServiceError as exc:
             _fail(str(exc))
     table = Table("id", "added", "file", "size", "caption", "tags")
@@ -284,6 +287,8 @@ def list_images(
         )
     console.print(table)
     console.print(f"{len(rows)} of {total} image(s)")
+    if len(rows) == limit:
+        console.print(f"next page: --after {list_cursor(rows[-1])}", soft_wrap=True)
 
 
 @app.command("remove")

@@ -208,15 +208,32 @@ def get_images(conn: Conn, ids: Sequence[int]) -> dict[int, dict[str, Any]]:
 
 
 def list_images(
-    conn: Conn, *, limit: int, offset: int = 0, tags: Sequence[str] = ()
+    conn: Conn,
+    *,
+    limit: int,
+    offset: int = 0,
+    tags: Sequence[str] = (),
+    after: tuple[datetime, int] | None = None,
 ) -> tuple[list[dict[str, Any]], int]:
-    where = "WHERE tags @> %s::text[]" if tags else ""
-    params: list[Any] = [list(tags)] if tags else []
+    """Newest first (`created_at`, then `id`); `after` is the last row of the previous page: the
+    page starts right below it, wherever deletes and adds since then moved it (an offset would skip
+    one row per delete above it)."""
+    conds: list[str] = []
+    params: list[Any] = []
+    if tags:
+        conds.append("tags @> %s::text[]")
+        params.append(list(tags))
+    where = f"WHERE {' AND '.join(conds)}" if conds else ""
+    page_conds, page_params = list(conds), list(params)
+    if after is not None:
+        page_conds.append("(created_at, id) < (%s, %s)")
+        page_params += [after[0], after[1]]
+    page_where = f"WHERE {' AND '.join(page_conds)}" if page_conds else ""
     with conn.cursor(row_factory=dict_row) as cur:
         rows = cur.execute(
-            f"SELECT {IMAGE_COLUMNS} FROM images {where} "
+            f"SELECT {IMAGE_COLUMNS} FROM images {page_where} "
             "ORDER BY created_at DESC, id DESC LIMIT %s OFFSET %s",
-            [*params, limit, offset],
+            [*page_params, limit, offset],
         ).fetchall()
         total_row = cur.execute(f"SELECT count(*) AS n FROM images {where}", params).fetchone()
     return rows, int(total_row["n"]) if total_row else 0

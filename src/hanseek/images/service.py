@@ -17,6 +17,7 @@ import time
 import unicodedata
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Literal
 
@@ -49,6 +50,28 @@ MAX_K = 200
 ORPHAN_MIN_AGE_S = 15 * 60.0
 _TAG_SPACE = re.compile(r"\s+")
 _TEXT_KINDS: tuple[Literal["caption", "labels"], ...] = ("caption", "labels")
+
+
+def list_cursor(row: dict[str, Any]) -> str:
+    """Where a list page ended: the row's `created_at` (ISO 8601, microseconds kept) and id."""
+    # UTC with a "Z": a "+00:00" offset would come back as " 00:00" from a query string left unencoded.
+    stamp = row["created_at"].astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return f"{stamp}~{int(row['id'])}"
+
+
+def parse_list_cursor(cursor: str) -> tuple[datetime, int]:
+    stamp, sep, ident = cursor.rpartition("~")
+    try:
+        if not sep:
+            raise ValueError
+        at, image_id = datetime.fromisoformat(stamp), int(ident)
+    except ValueError:
+        raise ImageServiceError(
+            f"after {cursor[:80]!r} is not a list cursor (use next_after from the previous page)"
+        ) from None
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=UTC)
+    return at, image_id
 
 
 class ImageServiceError(ValueError):
@@ -603,10 +626,12 @@ class ImageService:
         return row
 
     def list(
-        self, *, limit: int = 50, offset: int = 0, tags: Sequence[str] = ()
+        self, *, limit: int = 50, offset: int = 0, tags: Sequence[str] = (), after: str | None = None
     ) -> tuple[list[dict[str, Any]], int]:
+        """`after`: a page's `list_cursor` of its last row; the next page follows it."""
+        key = parse_list_cursor(after) if after is not None else None
         with self.db.connection() as conn:
-            return repo.list_images(conn, limit=limit, offset=offset, tags=normalize_tags(tags))
+            return repo.list_images(conn, limit=limit, offset=offset, tags=normalize_tags(tags), after=key)
 
     def file(self, image_id: int, variant: Literal["original", "thumbnail"]) -> tuple[Path, str]:
         path, mime = self._file_path(image_id, variant)

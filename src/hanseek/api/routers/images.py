@@ -29,6 +29,7 @@ from hanseek.images.service import (
     SearchOutcome,
     Upload,
     filter_tags,
+    list_cursor,
     split_tags,
 )
 from hanseek.web.pages import render
@@ -95,6 +96,9 @@ class SearchOut(BaseModel):
 class ListOut(BaseModel):
     total: int
     results: list[ImageOut]
+    next_after: str | None = Field(
+        description="Pass as `after` for the next page; null when this page was the last"
+    )
 
 
 # -- helpers -----------------------------------------------------------------------------------
@@ -347,13 +351,22 @@ def search_image(
 def list_images(
     request: Request,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, description="Rows to skip (after `after`, if given)")] = 0,
     tag: Annotated[list[str] | None, Query(description="Only images with all these tags")] = None,
+    after: Annotated[
+        str | None,
+        Query(
+            max_length=200,
+            description="The previous page's `next_after`: the page starts below its last image, "
+            "so images deleted or added meanwhile neither skip nor repeat one",
+        ),
+    ] = None,
 ) -> ListOut:
     """Stored images, newest first, optionally only those with every given tag; `total` counts all matches."""
     svc = _service(request)
-    rows, total = _service_call(svc.list, limit=limit, offset=offset, tags=filter_tags(tag))
-    return ListOut(total=total, results=[image_out(r) for r in rows])
+    rows, total = _service_call(svc.list, limit=limit, offset=offset, tags=filter_tags(tag), after=after)
+    next_after = list_cursor(rows[-1]) if len(rows) == limit else None
+    return ListOut(total=total, results=[image_out(r) for r in rows], next_after=next_after)
 
 
 @router.get(

@@ -156,32 +156,33 @@
     hanseekApi.keepUrl(here);
   }
 
-  // Browsing: the collection newest first, `k` images a page (GET /images/list, limit and offset),
-  // with the tag filter. "More" asks for the page after the cards already shown.
+  // Browsing: the collection newest first, `k` images a page (GET /images/list, limit and the
+  // previous page's `next_after`), with the tag filter. "More" asks for the page below the last card
+  // shown, so images deleted meanwhile do not make it skip one.
   const more = $("more");
-  let browsing = null;  // {tags, limit, offset: the next page's, shown: ids of the cards shown}
+  let browsing = null;  // {tags, limit, after: the next page's cursor, shown: ids of the cards shown}
 
-  function browsePage(offset) {
-    const p = new URLSearchParams({ limit: String(browsing.limit), offset: String(offset) });
+  function browsePage(after) {
+    const p = new URLSearchParams({ limit: String(browsing.limit) });
+    if (after) p.set("after", after);
     if (browsing.tags.length) p.set("tag", browsing.tags.join(","));
     const state = browsing;
     run(() => fetch(`/images/list?${p}`, { headers: headers() }), "", (body) => {
-      if (offset === 0) {
+      if (!after) {
         clearResults();
         state.shown = new Set();
       }
-      // Images added since the previous page move the later ones down: one already shown may come again.
       for (const img of body.results) {
         if (state.shown.has(img.id)) continue;
         state.shown.add(img.id);
         results.append(card(img, null));
       }
-      state.offset = offset + body.results.length;
+      state.after = body.next_after;
       const which = taggedText(state.tags);
       if (!body.total) setStatus(`No images${which} in the collection.`);
       else setStatus(`${state.shown.size} of ${body.total} image(s)${which}, newest first.`);
-      more.hidden = !(body.results.length && state.offset < body.total);
-    }, "Loading…", offset > 0);
+      more.hidden = !body.next_after || state.shown.size >= body.total;
+    }, "Loading…", Boolean(after));
   }
 
   function browse() {
@@ -190,13 +191,13 @@
       return;
     }
     const limit = Math.min(Math.max(parseInt($("k").value, 10) || 12, 1), 200);
-    browsing = { tags: tagList(), limit, offset: 0, shown: new Set() };
+    browsing = { tags: tagList(), limit, after: null, shown: new Set() };
     keepInUrl({ browse: "1" });
-    browsePage(0);
+    browsePage(null);
   }
 
   $("browse").addEventListener("click", browse);
-  more.addEventListener("click", () => { if (browsing) browsePage(browsing.offset); });
+  more.addEventListener("click", () => { if (browsing && browsing.after) browsePage(browsing.after); });
 
   const headers = () => hanseekApi.headers(false);
 
