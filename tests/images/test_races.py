@@ -304,15 +304,17 @@ def test_the_sweep_removes_old_files_no_row_names_and_nothing_else(
     recent = png((10, 11, 12))
     recent_sha = sha256(recent).hexdigest()
     in_flight = plain.media.save_original(recent_sha, "png", recent)  # an add writing right now
-    tmp = in_flight.parent / f".tmp-{recent_sha}.png"  # a writer's temporary file
+    tmp = in_flight.parent / f".tmp-{recent_sha}.png"  # a killed writer's temporary file
+    writing = in_flight.parent / ".tmp-being-written"  # one being written right now
     stray = settings.media_dir / "images" / "notes.txt"  # not a name this store gives a file
     tmp.write_bytes(b"partial")
+    writing.write_bytes(b"partial")
     stray.write_text("mine")
     everything = _media_files(settings)
     assert deleted.sha256 is not None
-    orphans = {p for p in everything if deleted.sha256 in p.name} | set(killed_add)
-    assert len(orphans) == 4
-    _age([p for p in everything if p != in_flight])
+    orphans = {p for p in everything if deleted.sha256 in p.name} | set(killed_add) | {tmp}
+    assert len(orphans) == 5
+    _age([p for p in everything if p not in (in_flight, writing)])
 
     assert set(plain.sweep_orphans(dry_run=True)) == orphans
     assert _media_files(settings) == everything

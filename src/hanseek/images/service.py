@@ -710,7 +710,8 @@ class ImageService:
 
     def sweep_orphans(self, *, min_age_s: float = ORPHAN_MIN_AGE_S, dry_run: bool = False) -> Sequence[Path]:
         """Remove media files that no image row names, and return them: what a process killed between
-        writing an add's files and its commit, or between a delete's commit and its unlink, leaves.
+        writing an add's files and its commit, or between a delete's commit and its unlink, leaves,
+        and the temporaries of writes killed midway (`.tmp-` files; kept until session 18).
 
         A file younger than `min_age_s` is left alone (an add writes its files before its row
         commits), and each file is removed under its lock (`repo.lock_files`, as adds and deletes
@@ -744,6 +745,13 @@ class ImageService:
                         if not dry_run:
                             path.unlink(missing_ok=True)
                         removed.append(path)
+        # A write's temporary lives for milliseconds; one older than the cutoff is a killed writer's.
+        for path in self.media.temporaries():
+            mtime = _mtime(path)
+            if mtime is not None and mtime < cutoff:
+                if not dry_run:
+                    path.unlink(missing_ok=True)
+                removed.append(path)
         if removed and not dry_run:
             log.info("removed %d media file(s) that no image row named", len(removed))
         return removed

@@ -68,6 +68,17 @@ class MediaStore:
                     if m and m.group(1)[:2] == shard.name and path.is_file():
                         yield m.group(1), path
 
+    def temporaries(self) -> Iterator[Path]:
+        """The `.tmp-` files of writes in the shard folders (`_atomic_write`): a finished write
+        renamed its own, so an old one is what a process killed mid-write left."""
+        for sub in ("images", "thumbs"):
+            top = self.root / sub
+            if not top.is_dir():
+                continue
+            for shard in sorted(top.iterdir()):
+                if shard.is_dir() and not shard.is_symlink():
+                    yield from (p for p in sorted(shard.glob(".tmp-*")) if p.is_file() and not p.is_symlink())
+
     def delete(self, sha256: str, ext: str) -> None:
         for path in (self.original_path(sha256, ext), self.thumbnail_path(sha256)):
             with contextlib.suppress(FileNotFoundError):
