@@ -315,3 +315,32 @@ def test_list_pages_by_cursor_skip_nothing_when_images_are_deleted_between_pages
     for bad in ["yesterday", "2026-11-25T00:00:00Z~x", "~3", "2026-13-01~3"]:
         r = api.get("/images/list", params={"after": bad})
         assert r.status_code == 422 and "not a list cursor" in r.json()["detail"], (bad, r.text)
+
+
+def test_image_files_answer_ranges_and_revalidation(api: TestClient, uploaded: dict[str, Any]) -> None:
+    """Until session 18 a Range was ignored (a whole 200) and an If-None-Match was sent the file again."""
+    url = f"/images/{uploaded['results'][0]['id']}/file"
+    whole = api.get(url)
+    assert whole.status_code == 200 and whole.headers["accept-ranges"] == "bytes"
+    data, etag, size = whole.content, whole.headers["etag"], len(whole.content)
+
+    part = api.get(url, headers={"Range": "bytes=10-29"})
+    assert part.status_code == 206 and part.content == data[10:30]
+    assert part.headers["content-range"] == f"bytes 10-29/{size}" and part.headers["content-length"] == "20"
+    tail = api.get(url, headers={"Range": "bytes=-7"})
+    assert tail.status_code == 206 and tail.content == data[-7:]
+    assert api.get(url, headers={"Range": "bytes=0-1,5-6"}).content == data  # several: the whole file
+    stale = api.get(url, headers={"Range": "bytes=0-9", "If-Range": '"another-version"'})
+    assert stale.status_code == 200 and stale.content == data
+    fresh = api.get(url, headers={"Range": "bytes=0-9", "If-Range": etag})
+    assert fresh.status_code == 206 and fresh.content == data[:10]
+    past = api.get(url, headers={"Range": f"bytes={size}-"})
+    assert past.status_code == 416 and past.headers["content-range"] == f"bytes */{size}"
+    assert past.headers["content-type"].startswith("application/problem+json") and "past its end" in past.text
+
+    cached = api.get(url, headers={"If-None-Match": etag})
+    assert cached.status_code == 304 and cached.content == b"" and cached.headers["etag"] == etag
+    assert api.get(url, headers={"If-None-Match": '"other"'}).status_code == 200
+    thumb = f"/images/{uploaded['results'][0]['id']}/thumbnail"
+    t = api.get(thumb, headers={"Range": "bytes=0-3"})
+    assert t.status_code == 206 and t.content == b"RIFF"  # WebP

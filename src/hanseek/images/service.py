@@ -119,10 +119,12 @@ class OpenFile:
     size: int
     mtime: float
 
-    def chunks(self, size: int = 64 * 1024) -> Iterator[bytes]:
-        """The bytes up to the size seen when it was opened, then the file is closed."""
+    def chunks(self, size: int = 64 * 1024, *, start: int = 0, length: int | None = None) -> Iterator[bytes]:
+        """`length` bytes from `start` (by default all, up to the size seen when it was opened), then
+        the file is closed."""
         try:
-            left = self.size
+            self.file.seek(start)
+            left = self.size - start if length is None else length
             while left > 0 and (chunk := self.file.read(min(size, left))):
                 left -= len(chunk)
                 yield chunk

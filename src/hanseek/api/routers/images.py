@@ -14,6 +14,7 @@ from starlette.background import BackgroundTask
 
 from hanseek.api.errors import BadRequest, NotFound, ProblemError, TooLarge, problem
 from hanseek.api.openapi import problem_response, problems
+from hanseek.api.ranges import ByteRange, Unsatisfiable, etag_matches, requested_range
 from hanseek.api.security import require_read_key, require_write_key
 from hanseek.api.state import get_state
 from hanseek.images.decode import ImageRejected
@@ -408,13 +409,61 @@ def _file_response(request: Request, image_id: int, variant: Literal["original",
         # Content-addressed files never change, so clients may cache them for good.
         "Cache-Control": "public, max-age=31536000, immutable",
         "X-Content-Type-Options": "nosniff",
-        "Content-Length": str(opened.size),
         "Last-Modified": formatdate(opened.mtime, usegmt=True),
         "ETag": _etag(opened),
+        "Accept-Ranges": "bytes",
     }
+    try:
+        inm = request.headers.get("if-none-match")
+        if inm is not None and etag_matches(inm, headers["ETag"]):
+            opened.file.close()
+            return Response(status_code=304, headers=headers)
+        part = _range(request, opened, headers)
+    except BaseException:
+        opened.file.close()
+        raise
+    if part is None:
+        headers["Content-Length"] = str(opened.size)
+        body = opened.chunks()
+    else:
+        headers["Content-Length"] = str(part.length)
+        headers["Content-Range"] = part.content_range(opened.size)
+        body = opened.chunks(start=part.start, length=part.length)
     return StreamingResponse(
-        opened.chunks(), media_type=opened.mime, headers=headers, background=BackgroundTask(opened.file.close)
+        body,
+        status_code=200 if part is None else 206,
+        media_type=opened.mime,
+        headers=headers,
+        background=BackgroundTask(opened.file.close),
     )
+
+
+def _range(request: Request, opened: OpenFile, headers: dict[str, str]) -> ByteRange | None:
+    """The part a `Range` asks for; None for the whole file, also when an `If-Range` names another
+    version (neither its ETag nor its date). A range past the end is a 416 problem."""
+    asked = request.headers.get("range")
+    if asked is None:
+        return None
+    if_range = request.headers.get("if-range")
+    if if_range is not None and if_range.strip() not in (headers["ETag"], headers["Last-Modified"]):
+        return None
+    try:
+        return requested_range(asked, opened.size)
+    except Unsatisfiable:
+        raise ProblemError(
+            416,
+            "Range Not Satisfiable",
+            f"the file has {opened.size:,} bytes; the range {asked[:100]!r} starts past its end",
+            headers={"Content-Range": f"bytes */{opened.size}"},
+        ) from None
+
+
+_FILE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    206: {"description": "The byte range a `Range` header asked for (`Content-Range` names it)."},
+    304: {"description": "`If-None-Match` named this file's ETag: the cached copy is current."},
+    **problems(404),
+    416: problem_response(416, "The `Range` starts at or past the end of the file."),
+}
 
 
 def _etag(opened: OpenFile) -> str:
@@ -427,7 +476,7 @@ def _etag(opened: OpenFile) -> str:
     "/images/{image_id}/thumbnail",
     dependencies=[Depends(require_read_key)],
     response_class=Response,
-    responses=problems(404),
+    responses=_FILE_RESPONSES,
 )
 def image_thumbnail(request: Request, image_id: int) -> Response:
     """The image's thumbnail (WebP); cacheable for good, the files are content-addressed."""
@@ -438,7 +487,7 @@ def image_thumbnail(request: Request, image_id: int) -> Response:
     "/images/{image_id}/file",
     dependencies=[Depends(require_read_key)],
     response_class=Response,
-    responses=problems(404),
+    responses=_FILE_RESPONSES,
 )
 def image_file(request: Request, image_id: int) -> Response:
     """The image as uploaded; cacheable for good, the files are content-addressed."""
