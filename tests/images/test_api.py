@@ -338,6 +338,8 @@ def test_image_files_answer_ranges_and_revalidation(api: TestClient, uploaded: d
     assert past.status_code == 416 and past.headers["content-range"] == f"bytes */{size}"
     assert past.headers["content-type"].startswith("application/problem+json") and "past its end" in past.text
 
+    head = api.head(url)
+    assert head.status_code == 200 and head.content == b"" and head.headers["content-length"] == str(size)
     cached = api.get(url, headers={"If-None-Match": etag})
     assert cached.status_code == 304 and cached.content == b"" and cached.headers["etag"] == etag
     assert api.get(url, headers={"If-None-Match": '"other"'}).status_code == 200

@@ -11,6 +11,7 @@ from fastapi_offline import FastAPIOffline
 
 from hanseek import __version__
 from hanseek.api.errors import install_error_handlers
+from hanseek.api.head import HeadAsGet
 from hanseek.api.limits import BodySizeLimit, JsonTextGuard
 from hanseek.api.logging import RequestLog
 from hanseek.api.openapi import install_openapi
@@ -62,8 +63,9 @@ def create_app(settings: Settings, *, state: AppState | None = None) -> FastAPI:
     if state is not None:
         app.state.hanseek = state
     install_error_handlers(app)
-    # Innermost: the body is checked when the app first reads it (routing done), after the key is
-    # checked and before any byte of it is parsed; refusals are still access-logged.
+    app.add_middleware(HeadAsGet)  # the access log (outside it) still says HEAD
+    # The body is checked when the app first reads it (routing done), after the key is checked and
+    # before any byte of it is parsed; refusals are still access-logged.
     app.add_middleware(JsonTextGuard)
     app.add_middleware(ApiKeyGate)
     app.add_middleware(RequestLog)
