@@ -86,6 +86,14 @@ def test_an_interrupted_demo_load_is_completed_by_the_next(
         assert _shifts(db) == shifts  # the completion kept the first attempt's dates
         assert demo.load_demo(db, scratch_settings, text_encoder) == {"posts": 0, "users": 0, "events": 0}
 
+        # Every demo post deleted (their events go with them): the next start loaded the whole demo
+        # again until session 18; the load is recorded now.
+        with db.connection() as conn:
+            conn.execute("DELETE FROM posts WHERE id LIKE 'demo-%%'")
+        assert _demo_counts(db)["events"] == 0
+        assert demo.load_demo(db, scratch_settings, text_encoder) == {"posts": 0, "users": 0, "events": 0}
+        assert _demo_counts(db)["posts"] == 0
+
 
 def _demo_counts(db: Database) -> dict[str, int]:
     with db.connection() as conn:

@@ -141,3 +141,58 @@ def test_concurrent_migrators_apply_each_file_once(scratch_url: str, tmp_path: P
     assert sorted(results) == [[], ["0001_slow", "0002_next"]]
     with psycopg.connect(scratch_url) as conn:
         assert conn.execute("SELECT count(*) FROM schema_migrations").fetchone() == (2,)
+
+
+def _package_files_up_to(version: int, into: Path) -> None:
+    for f in default_migrations_dir().iterdir():
+        if f.name.endswith(".sql") and int(f.name[:4]) <= version:
+            _write(into, f.name, f.read_text(encoding="utf-8"))
+
+
+_IMAGE = (
+    "INSERT INTO images (sha256, format, mime, ext, bytes, width, height, tags, auto_labels)"
+    " VALUES (%s, 'PNG', 'image/png', 'png', 1, 1, 1, %s, '[]')"
+)
+
+
+def test_0016_records_the_demo_loads_of_installs_from_before_0015(scratch_url: str, tmp_path: Path) -> None:
+    """Upgrading from before 0015 (no demo record) brought back, on the first start, every demo
+    photo the user had deleted; a demo loaded after 0015 records itself, so it is not taken for one."""
+    old = tmp_path / "old"
+    old.mkdir()
+    _package_files_up_to(14, old)
+    Migrator(scratch_url, old).migrate()
+    with psycopg.connect(scratch_url) as conn:  # what an old version's demo load left
+        conn.execute(_IMAGE, ("a" * 64, ["demo", "animal"]))
+        conn.execute("INSERT INTO communities (id) VALUES ('보건복지')")
+        conn.execute(
+            "INSERT INTO posts (id, community, created_at, embedding)"
+            " VALUES ('demo-p1', '보건복지', now(), array_fill(0.1, ARRAY[384])::vector)"
+        )
+        conn.execute("INSERT INTO users (id) VALUES ('demo-minji')")
+        conn.execute(
+            "INSERT INTO events (user_id, post_id, kind, at, weight, idempotency_key)"
+            " VALUES ('demo-minji', 'demo-p1', 'read', now(), 1, 'demo-7')"
+        )
+    new = tmp_path / "new"
+    new.mkdir()
+    _package_files_up_to(16, new)
+    assert Migrator(scratch_url, new).migrate() == ["0015_demo_loads", "0016_demo_loads_backfill"]
+    with psycopg.connect(scratch_url) as conn:
+        rows = conn.execute("SELECT feature FROM demo_loads ORDER BY feature").fetchall()
+    assert rows == [("feed",), ("images",)]
+
+
+def test_0016_leaves_a_demo_stored_after_0015_to_its_own_record(scratch_url: str, tmp_path: Path) -> None:
+    _package_files_up_to(15, tmp_path)
+    Migrator(scratch_url, tmp_path).migrate()
+    with psycopg.connect(scratch_url) as conn:  # a load after 0015, killed before its record
+        conn.execute(_IMAGE, ("b" * 64, ["demo"]))
+        conn.execute(
+            "INSERT INTO images (sha256, format, mime, ext, bytes, width, height, tags, auto_labels)"
+            " SELECT 'c' || repeat('0', 63), 'PNG', 'image/png', 'png', 1, 1, 1, '{mine}', '[]'"
+        )
+    _package_files_up_to(16, tmp_path)
+    assert Migrator(scratch_url, tmp_path).migrate() == ["0016_demo_loads_backfill"]
+    with psycopg.connect(scratch_url) as conn:
+        assert conn.execute("SELECT count(*) FROM demo_loads").fetchone() == (0,)

@@ -27,6 +27,7 @@ POSTS = DEMO_DIR / "feed_posts.jsonl"
 EVENTS = DEMO_DIR / "feed_events.jsonl"
 MEMBERS = DEMO_DIR / "feed_memberships.jsonl"
 PREFIX = "demo-"
+FEATURE = "feed"  # its row in demo_loads
 BOARDS = ("육아/교육", "교통/건축/국토", "보건복지", "인권/성평등", "안전/환경", "정치개혁")
 USERS = ("minji", "seojun", "haeun", "doyun", "jiwoo", "yerin", "hajun", "soyeon", "eunwoo", "newbie")
 
@@ -52,11 +53,16 @@ def load_demo(db: Database, settings: Settings, encoder: TextEncoder) -> dict[st
     members = _read(MEMBERS)
     keys = [f"{PREFIX}{i}" for i in range(len(events))]
     with db.connection() as conn:
-        # Any one of them: deleting a demo post takes its events along, and must not bring it back.
+        # Recorded once its events are in (`demo_loads`): deleting every demo post takes their
+        # events along, and until session 18 the next start then loaded the whole demo again.
+        # Any one event: a load that finished before the record existed.
         row = conn.execute(
-            "SELECT EXISTS (SELECT 1 FROM events WHERE idempotency_key = ANY(%s))", (keys,)
+            "SELECT EXISTS (SELECT 1 FROM demo_loads WHERE feature = %s)"
+            " OR EXISTS (SELECT 1 FROM events WHERE idempotency_key = ANY(%s))",
+            (FEATURE, keys),
         ).fetchone()
     if row and row[0]:
+        _mark_loaded(db)
         return {"posts": 0, "users": 0, "events": 0}
     with db.connection() as conn:
         stored = dict(
@@ -96,7 +102,13 @@ def load_demo(db: Database, settings: Settings, encoder: TextEncoder) -> dict[st
             for key, e in zip(keys, events, strict=True)
         ]
     )
+    _mark_loaded(db)
     return {"posts": len(missing), "users": len(members), "events": result.accepted}
+
+
+def _mark_loaded(db: Database) -> None:
+    with db.connection() as conn:
+        conn.execute("INSERT INTO demo_loads (feature) VALUES (%s) ON CONFLICT DO NOTHING", (FEATURE,))
 
 
 def build_files(
