@@ -463,3 +463,24 @@ def test_a_killed_backups_partials_are_removed_by_the_next_backup_to_that_file(
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("b.dump")) == sorted(
         ["b.dump", "b.dump.media.tar", "b.dump.keep", live[0].name, live[1].name, fresh.name]
     )
+
+
+def test_a_backup_from_a_newer_hanseek_is_refused_before_anything_changes(
+    populated: str, tmp_path: Path
+) -> None:
+    """Until session 18 it was restored and committed; this version's code then ran on tables it
+    does not know (a newer version's migration had reshaped them), and `db migrate` said up to date."""
+    with psycopg.connect(populated) as conn:
+        conn.execute(
+            "INSERT INTO schema_migrations (version, name, checksum) VALUES (9999, '9999_future', 'x')"
+        )
+    archive = tmp_path / "newer.dump"
+    backup(populated, archive)
+    with psycopg.connect(populated) as conn:
+        conn.execute("DELETE FROM schema_migrations WHERE version = 9999")
+    _mutate(populated)
+    before = _snapshot(populated)
+    with pytest.raises(StoreError, match="newer hanseek: 9999_future is not in this version") as err:
+        restore(populated, archive)
+    assert "nothing was restored" in str(err.value)
+    assert _snapshot(populated) == before

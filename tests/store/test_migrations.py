@@ -103,6 +103,20 @@ def test_missing_file_is_reported_not_fatal(scratch_url: str, tmp_path: Path) ->
     assert [(s.name, s.state) for s in m.status()] == [("0001_a", "missing"), ("0002_b", "applied")]
 
 
+def test_a_database_migrated_by_a_newer_version_is_refused(scratch_url: str, tmp_path: Path) -> None:
+    """Until session 18 an older hanseek said "up to date" and ran on the newer schema."""
+    _write(tmp_path, "0001_a.sql", "CREATE TABLE a (id int);")
+    _write(tmp_path, "0002_b.sql", "CREATE TABLE b (id int);")
+    Migrator(scratch_url, tmp_path).migrate()
+    (tmp_path / "0002_b.sql").unlink()  # the older version: it has only 0001
+    with pytest.raises(MigrationError, match="migrated by a newer hanseek: 0002_b is not in this version"):
+        Migrator(scratch_url, tmp_path).migrate()
+    assert [(s.name, s.state) for s in Migrator(scratch_url, tmp_path).status()] == [
+        ("0001_a", "applied"),
+        ("0002_b", "newer"),
+    ]
+
+
 @pytest.mark.parametrize(
     ("files", "message"),
     [

@@ -46,7 +46,13 @@ def _print_status(db: Database) -> None:
     table.add_column("name")
     table.add_column("state")
     table.add_column("applied at")
-    colours = {"applied": "green", "pending": "yellow", "changed": "bold red", "missing": "red"}
+    colours = {
+        "applied": "green",
+        "pending": "yellow",
+        "changed": "bold red",
+        "missing": "red",
+        "newer": "bold red",
+    }
     for s in db.migration_status():
         when = s.applied_at.strftime("%Y-%m-%d %H:%M:%S %Z") if s.applied_at else ""
         table.add_row(f"{s.version:04d}", s.name, f"[{colours[s.state]}]{s.state}[/]", when)

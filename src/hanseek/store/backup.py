@@ -33,6 +33,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from hanseek.files import left_by_dead_writer, remove_dead_writers_dirs, shared_mode
 from hanseek.store.db import check_url, ensure_vector_extension, redact_url
 from hanseek.store.errors import StoreError
+from hanseek.store.migrations import load_migrations, newer_message, newer_than
 from hanseek.store.server import pg_binary
 
 __all__ = [
@@ -275,6 +276,37 @@ def _check_archive(file: Path) -> None:
         )
 
 
+def _archive_migrations(file: Path) -> dict[int, tuple[str]]:
+    """The `schema_migrations` rows of the archive (version → name), read without restoring it."""
+    proc = subprocess.run(
+        [str(pg_binary("pg_restore")), "--data-only", "--table=schema_migrations", "--file=-", str(file)],
+        capture_output=True,
+        text=True,
+    )
+    if proc.returncode != 0:
+        raise StoreError(f"reading {file} failed, nothing was restored:\n{proc.stderr.strip()[-2000:]}")
+    rows: dict[int, tuple[str]] = {}
+    copying = False
+    for line in proc.stdout.splitlines():
+        if line.startswith("COPY ") and "schema_migrations" in line:
+            copying = True
+        elif copying and line == "\\.":
+            break
+        elif copying:
+            version, name, *_ = line.split("\t")
+            rows[int(version)] = (name,)
+    return rows
+
+
+def _check_not_newer(file: Path) -> None:
+    # Before anything is touched: once replayed, the newer schema would be committed and every later
+    # command of this version would refuse it (Migrator.migrate) or, before session 18, run on it.
+    known = load_migrations()
+    newer = newer_than(known, _archive_migrations(file))
+    if newer:
+        raise StoreError(newer_message(f"the database in {file}", known, newer) + "; nothing was restored")
+
+
 def restore(url: str, file: Path, *, media_dir: Path | None = None) -> int | None:
     """Replace the contents of the database at `url` with the archive `file`, atomically, and, when
     `media_dir` is given, put the backup's media files back into it.
@@ -287,6 +319,7 @@ def restore(url: str, file: Path, *, media_dir: Path | None = None) -> int | Non
     """
     file = file.expanduser().resolve()
     _check_archive(file)
+    _check_not_newer(file)
     media = media_archive(file)
     if media_dir is not None:
         remove_stale_staging(media_dir)

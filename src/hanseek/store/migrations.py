@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import re
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from importlib import resources
@@ -40,7 +41,7 @@ CREATE TABLE IF NOT EXISTS schema_migrations (
 )
 """
 
-State = Literal["applied", "pending", "changed", "missing"]
+State = Literal["applied", "pending", "changed", "missing", "newer"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +56,8 @@ class Migration:
 class MigrationStatus:
     version: int
     name: str
-    state: State  # changed = applied but the file differs; missing = applied, file gone
+    # changed = applied but the file differs; missing = applied, file gone; newer = past the last file
+    state: State
     applied_at: datetime | None
 
 
@@ -84,6 +86,23 @@ def load_migrations(directory: Path | Traversable | None = None) -> list[Migrati
             raise MigrationError(f"migration {mig.name} is empty")
         found[version] = mig
     return [found[v] for v in sorted(found)]
+
+
+def newer_than(migrations: list[Migration], applied: Mapping[int, tuple[Any, ...]]) -> list[str]:
+    """Names of applied migrations past the last file: a newer hanseek migrated the database, and
+    this version's code would run against tables it does not know (an applied version below the last
+    file whose file is gone stays a `missing` line in the status, as before)."""
+    last = migrations[-1].version if migrations else 0
+    return [str(applied[v][0]) for v in sorted(applied) if v > last]
+
+
+def newer_message(what: str, migrations: list[Migration], newer: list[str]) -> str:
+    latest = migrations[-1].name if migrations else "none"
+    return (
+        f"{what} was migrated by a newer hanseek: {', '.join(newer)} "
+        f"{'is' if len(newer) == 1 else 'are'} not in this version (its latest migration is {latest}); "
+        "upgrade hanseek, or restore a backup made by this version"
+    )
 
 
 class Migrator:
@@ -120,7 +139,8 @@ class Migrator:
                 assert f is not None
                 out.append(MigrationStatus(version, f.name, "pending", None))
             elif f is None:
-                out.append(MigrationStatus(version, a[0], "missing", a[2]))
+                last = max(files, default=0)
+                out.append(MigrationStatus(version, a[0], "newer" if version > last else "missing", a[2]))
             else:
                 state: State = "applied" if f.checksum == a[1] else "changed"
                 out.append(MigrationStatus(version, f.name, state, a[2]))
@@ -142,6 +162,9 @@ class Migrator:
                         f"migration file(s) {', '.join(changed)} changed after being applied (checksum "
                         "mismatch); restore the original file and add a new migration for the change"
                     )
+                newer = newer_than(migrations, applied)
+                if newer:
+                    raise MigrationError(newer_message("this database", migrations, newer))
                 done: list[str] = []
                 for m in migrations:
                     if m.version in applied:
