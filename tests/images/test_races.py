@@ -389,3 +389,21 @@ def test_images_gc_command(plain: ImageService, settings: Settings, monkeypatch:
     r = runner.invoke(app, ["images", "gc", "--min-age", "30"])
     assert r.exit_code == 0 and "2 orphan media file(s) removed" in r.output, r.output
     assert _media_files(settings) == set()
+
+
+def test_adding_stored_bytes_again_writes_back_the_files_an_image_lost(plain: ImageService) -> None:
+    """A backup restored without its media archive leaves rows without files, and the restore says
+    to add the images again; until session 18 that answered "duplicate" and the files stayed gone."""
+    data = png((90, 91, 92))
+    [first] = plain.add([Upload(data)])
+    assert first.id is not None
+    lost = [plain.file(first.id, variant)[0] for variant in ("original", "thumbnail")]
+    original_bytes = lost[0].read_bytes()
+    for path in lost:
+        path.unlink()
+    [again] = plain.add([Upload(data)])
+    assert (again.status, again.id, again.reason) == ("duplicate", first.id, "already_stored")
+    assert "missing files were written again" in (again.message or "")
+    assert all(p.is_file() for p in lost) and lost[0].read_bytes() == original_bytes
+    [third] = plain.add([Upload(data)])  # nothing missing: the plain duplicate message
+    assert third.message == f"This file is already stored as image {first.id}."

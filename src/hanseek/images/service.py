@@ -313,13 +313,16 @@ class ImageService:
         if accepted:
             with self.db.connection() as conn:
                 existing = repo.existing_by_sha(conn, [d.sha256 for _, d, _, _ in accepted])
-            fresh = []
+            fresh, stored = [], []
             for res, decoded, up, tags in accepted:
                 if decoded.sha256 in existing:
                     res.status, res.id, res.reason = "duplicate", existing[decoded.sha256], "already_stored"
                     res.message = f"This file is already stored as image {res.id}."
+                    stored.append((res, decoded, up))
                 else:
                     fresh.append((res, decoded, up, tags))
+            if stored:
+                self._refill_files(stored)
             if fresh:
                 self._store(fresh)
         # Same-batch duplicates point at the id their first copy got.
@@ -327,6 +330,35 @@ class ImageService:
             if res.reason == "same_file_in_batch" and res.sha256:
                 res.id = seen[res.sha256].id
         return results
+
+    def _refill_files(self, items: list[tuple[AddResult, DecodedImage, Upload]]) -> None:
+        """Write back the files of stored images that have lost them: a backup restored without its
+        media archive, or files deleted by hand. The row stays as it is; adding the same bytes again
+        is how the restore's warning says to get the files back, and until session 18 it only
+        answered "duplicate" and left them missing."""
+        lacking = [
+            item
+            for item in items
+            if not self.media.original_path(item[1].sha256, item[1].ext).exists()
+            or not self.media.thumbnail_path(item[1].sha256).exists()
+        ]
+        if not lacking:
+            return
+        with self.db.connection() as conn:
+            # Under the files' locks, with the rows read again: a delete of these images that commits
+            # first removes the row, and then there is nothing to refill (gc would remove the files).
+            repo.lock_files(conn, [d.sha256 for _, d, _ in lacking])
+            still = repo.existing_by_sha(conn, [d.sha256 for _, d, _ in lacking])
+            for res, d, up in lacking:
+                if d.sha256 not in still:
+                    continue
+                if not self.media.original_path(d.sha256, d.ext).exists():
+                    self.media.save_original(d.sha256, d.ext, up.data)
+                if not self.media.thumbnail_path(d.sha256).exists():
+                    self.media.save_thumbnail(d.sha256, d.image)
+                res.message = (
+                    f"This file is already stored as image {res.id}; its missing files were written again."
+                )
 
     def _store(self, items: list[tuple[AddResult, DecodedImage, Upload, list[str]]]) -> None:
         images = [d.image for _, d, _, _ in items]
