@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
 import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import httpx
 import numpy as np
 import psycopg
 import pytest
-from bench._serve import ServeProcess
+from bench._serve import HANSEEK, ServeProcess
 
 from hanseek.config import Settings
 from hanseek.store.db import Database
@@ -103,3 +107,38 @@ def test_sigterm_drains_in_flight_requests(serve_process: Callable[..., ServePro
     finally:
         db.close()
     assert running_pid(srv.pgdata) is None  # our handle was the last: closing it stopped the server
+
+
+def test_sigterm_to_a_one_shot_command_stops_the_embedded_database_it_started(store_tmp_root: Path) -> None:
+    """`kill` of `hanseek demo load` (or any command) ended the process on the spot until session 18:
+    the embedded database it had started kept running (and a backup's pg_dump kept writing) until
+    some later command cleaned up. Now SIGTERM unwinds like Ctrl-C."""
+    data_dir = store_tmp_root / "sigterm-demo"
+    env = ServeProcess(data_dir).env()
+    data_dir.mkdir(parents=True)
+    proc = subprocess.Popen(
+        [str(HANSEEK), "demo", "load"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while running_pid(data_dir / "pgdata") is None:
+            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+            assert time.monotonic() < deadline, "the embedded database did not start"
+            time.sleep(0.1)
+        time.sleep(2.0)  # into the load (encoding 198 posts takes far longer)
+        assert proc.poll() is None, "the load ended before the signal; nothing was tested"
+        os.kill(proc.pid, signal.SIGTERM)
+        out, _ = proc.communicate(timeout=90)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    text = out.decode(errors="replace")
+    assert proc.returncode not in (0, -signal.SIGTERM), text  # unwound, not killed by the signal
+    assert "Traceback" not in text, text
+    assert running_pid(data_dir / "pgdata") is None, "the embedded database was left running"

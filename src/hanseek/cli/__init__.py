@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+from types import FrameType
 from typing import Annotated
 
 import typer
@@ -49,11 +51,21 @@ app.add_typer(keywords.app, name="keywords")
 app.add_typer(sentiment.app, name="sentiment")
 
 
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM (`kill`, a supervisor stopping the job) unwinds like Ctrl-C: the `finally` blocks run,
+    so the embedded database a command started is stopped, a `pg_dump` child is killed and partial
+    files are removed. By default SIGTERM ended the process on the spot, leaving all three until a
+    later command cleaned up. A second SIGTERM during the clean-up ends the process at once."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    raise KeyboardInterrupt
+
+
 def main() -> None:
     """The console script. A file that cannot be read or written, or is not UTF-8 text, is the
     user's to fix: say which and why in one line (exit 1) instead of a traceback. Commands check
     what they can up front; this catches what they could not foresee. So is a StoreError (database
     unreachable, malformed URL, a data dir that cannot be used) from any command, as `hanseek db` does."""
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         app()
     except StoreError as e:
