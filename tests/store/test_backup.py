@@ -484,3 +484,19 @@ def test_a_backup_from_a_newer_hanseek_is_refused_before_anything_changes(
         restore(populated, archive)
     assert "nothing was restored" in str(err.value)
     assert _snapshot(populated) == before
+
+
+def test_a_backup_never_replaces_a_fifo_or_device_with_a_file(populated: str, tmp_path: Path) -> None:
+    """The archive is renamed over FILE: until session 18 a FIFO (or, as root, `/dev/null`) there was
+    turned into a regular file and the command said it had written the backup."""
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    with pytest.raises(StoreError, match="not a regular file"):
+        backup(populated, fifo)
+    assert stat.S_ISFIFO(fifo.stat().st_mode)
+    media_fifo = tmp_path / "b.dump.media.tar"
+    os.mkfifo(media_fifo)
+    with pytest.raises(StoreError, match=r"b\.dump\.media\.tar is not a regular file"):
+        backup(populated, tmp_path / "b.dump", media_dir=tmp_path)
+    assert stat.S_ISFIFO(media_fifo.stat().st_mode) and not (tmp_path / "b.dump").exists()
+    assert not list(tmp_path.glob("*.partial*"))

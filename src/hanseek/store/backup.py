@@ -172,6 +172,12 @@ def backup(url: str, file: Path, *, media_dir: Path | None = None) -> BackupInfo
     not write one partial; the writer holds an flock on it, so the next backup to FILE can tell a
     killed backup's partials (removed) from a running one's."""
     file = file.expanduser().resolve()
+    for target in (file, media_archive(file)):
+        # The archive is renamed over FILE: a FIFO or a device there (`/dev/null` as root) was
+        # replaced by a regular file, and the backup "succeeded".
+        if target.exists() and not target.is_file():
+            what = "a directory" if target.is_dir() else "not a regular file (a device, FIFO or socket)"
+            raise StoreError(f"{target} is {what}; give the path of a file to write the backup to")
     file.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_partials(file)
     fd, name = tempfile.mkstemp(prefix=f"{file.name}.", suffix=".partial", dir=file.parent)
