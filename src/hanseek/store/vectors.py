@@ -182,7 +182,10 @@ def _hits(rows: list[tuple[Any, ...]], columns: Sequence[str]) -> list[Hit]:
 
 def _run(conn: Conn, query: sql.Composed, params: list[Any]) -> list[tuple[Any, ...]]:
     try:
-        return conn.execute(query, params).fetchall()
+        # In a savepoint: the refused statement rolls back alone, and the caller's transaction stays
+        # usable after the ValueError (until session 18 its next statement was InFailedSqlTransaction).
+        with conn.transaction():
+            return conn.execute(query, params).fetchall()
     except pg_errors.DataException as exc:
         if "dimensions" in str(exc):  # "different vector dimensions 384 and 3"
             raise ValueError(f"query vector does not match the column: {exc.diag.message_primary}") from exc
