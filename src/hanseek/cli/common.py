@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -68,3 +70,21 @@ def parse_range(value: str | None) -> tuple[int, int] | None:
     if not 0 <= a < b:
         raise typer.BadParameter("need 0 <= START < END")
     return a, b
+
+
+def report_files(*paths: Path) -> None:
+    """Make the folders of the report files a long run will write, and refuse a path that cannot be
+    one, before the run: until session 18 `keywords eval --out` and `images eval --out` found out
+    only after minutes of evaluation (and left a half-written pair)."""
+    for path in paths:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            err_console.print(
+                f"[red]error:[/red] cannot make the folder of {escape(str(path))}: {escape(str(exc))}",
+                soft_wrap=True,  # a path is not broken across lines
+            )
+            raise typer.Exit(1) from None
+        if path.is_dir():
+            err_console.print(f"[red]error:[/red] {escape(str(path))} is a directory", soft_wrap=True)
+            raise typer.Exit(1)

@@ -14,7 +14,8 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from hanseek.cli.common import console, err_console, open_db, progress, settings
+from hanseek.cli.common import console, err_console, open_db, progress, report_files, settings
+from hanseek.files import write_text_atomic
 
 if TYPE_CHECKING:
     from hanseek.images.service import ImageService, SearchOutcome
@@ -357,6 +358,7 @@ def evaluate(
 
     if not (data / "captions.csv").is_file():
         _fail(f"{data}/captions.csv not found")
+    report_files(out / "images-eval.json", out / "images-eval.md")
     try:
         evaluation.check_columns(data)  # before minutes of model loading
     except evaluation.EvalDataError as exc:
@@ -381,11 +383,8 @@ def evaluate(
             _fail(str(exc))
     command = f"hanseek images eval --data {data} --out {out}" + ("" if descriptor else " --no-descriptor")
     report["command"] = command
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "images-eval.json").write_text(
-        json.dumps(report, ensure_ascii=False, indent=2) + "\n", encoding="utf-8"
-    )
-    (out / "images-eval.md").write_text(evaluation.markdown(report, command), encoding="utf-8")
+    write_text_atomic(out / "images-eval.json", json.dumps(report, ensure_ascii=False, indent=2) + "\n")
+    write_text_atomic(out / "images-eval.md", evaluation.markdown(report, command))
     t2i = report["text_to_image"]
     console.print(
         f"text→image (class names only) R@1 en {t2i['labels']['en']['recall@1']:.2f} "

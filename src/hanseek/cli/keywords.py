@@ -13,7 +13,8 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from hanseek.cli.common import console, err_console, open_db, progress, settings
+from hanseek.cli.common import console, err_console, open_db, progress, report_files, settings
+from hanseek.files import write_text_atomic
 
 if TYPE_CHECKING:
     from hanseek.store.db import Database
@@ -353,6 +354,8 @@ def eval_cmd(
     paths = note_paths(notes)
     if len(paths) < 2:
         _fail(f"need at least two notes in {notes}")
+    if out:
+        report_files(out.with_suffix(".md"), out.with_suffix(".json"))
     extractor = TermExtractor(default_analyzer())
     background = load_background()
     with progress() as bar:
@@ -383,12 +386,9 @@ def eval_cmd(
         console.print(table)
         console.print(f"chance (occurrence precision): {result['chance_precision_occurrences']:.3f}")
     if out:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.with_suffix(".md").write_text(report.markdown(), encoding="utf-8")
         payload = {"command": command, "background": background.meta, "settings": results}
-        out.with_suffix(".json").write_text(
-            json.dumps(payload, ensure_ascii=False, indent=2) + "\n", encoding="utf-8"
-        )
+        write_text_atomic(out.with_suffix(".json"), json.dumps(payload, ensure_ascii=False, indent=2) + "\n")
+        write_text_atomic(out.with_suffix(".md"), report.markdown())
         wrote = " and ".join(escape(str(out.with_suffix(ext))) for ext in (".md", ".json"))
         console.print(f"wrote {wrote}")
 
