@@ -120,6 +120,15 @@ def test_errors_are_messages_not_tracebacks(cli_env: None, tmp_path: Path) -> No
     caps.write_text("filename,text\nx.png,우주비행사\n", encoding="utf-8")
     r = runner.invoke(app, ["images", "add", str(tmp_path / "x.png"), "--captions", str(caps)])
     assert r.exit_code == 1 and "needs a 'file' column" in _text(r.output)
+    huge = tmp_path / "huge.csv"  # a field past csv's 131,072 characters was a traceback
+    huge.write_text("file,caption\nx.png," + "가" * 140_000 + "\n", encoding="utf-8")
+    r = runner.invoke(app, ["images", "add", str(tmp_path / "x.png"), "--captions", str(huge)])
+    assert (
+        r.exit_code == 1
+        and "line 2" in _text(r.output)
+        and "field larger than field limit" in _text(r.output)
+    )
+    assert "Traceback" not in r.output
 
 
 def test_captions_csv_rows_with_a_folder_match_only_that_file(

@@ -82,6 +82,15 @@ class CaptionsError(ValueError):
     pass
 
 
+def _csv_rows(reader: csv.DictReader[str], path: Path) -> Iterator[dict[str, str]]:
+    """The rows, a malformed one (e.g. a field over csv's 131,072-character limit, until session 18 a
+    traceback) as a CaptionsError naming the line."""
+    try:
+        yield from reader
+    except csv.Error as exc:
+        raise CaptionsError(f"{path}, line {reader.reader.line_num}: {exc}") from None
+
+
 def read_captions(path: Path) -> dict[str, tuple[str | None, list[str]]]:
     """A CSV with columns `file` and `caption` (or `caption_ko`/`caption_en`) and optional `tags`
     (`;` or `,` separated). A `file` with a folder part is a path relative to the CSV's folder and
@@ -90,14 +99,17 @@ def read_captions(path: Path) -> dict[str, tuple[str | None, list[str]]]:
     table: dict[str, tuple[str | None, list[str]]] = {}
     with path.open(encoding="utf-8-sig", newline="") as f:
         reader = csv.DictReader(f)
-        columns = set(reader.fieldnames or [])
+        try:
+            columns = set(reader.fieldnames or [])
+        except csv.Error as exc:
+            raise CaptionsError(f"{path}, line {reader.reader.line_num}: {exc}") from None
         wanted = {"caption", "caption_ko", "caption_en", "tags", "category"}
         if "file" not in columns or not columns & wanted:
             raise CaptionsError(
                 f"{path}: needs a 'file' column and a 'caption' (or caption_ko / caption_en) or 'tags' "
                 f"column; its header has {', '.join(sorted(columns)) or 'nothing'}"
             )
-        for row in reader:
+        for row in _csv_rows(reader, path):
             caption = row.get("caption") or row.get("caption_ko") or row.get("caption_en") or None
             raw_tags = row.get("tags") or row.get("category") or ""
             tags = [t.strip() for t in raw_tags.replace(";", ",").split(",") if t.strip()]
