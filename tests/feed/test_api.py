@@ -216,3 +216,36 @@ def test_slashes_in_post_ids_and_communities_reach_their_routes(client: TestClie
     bad = {"user_id": "team/kim", "post_id": post["id"], "at": NOW.isoformat()}
     r = client.post("/events", json={"events": [bad]})
     assert r.status_code == 422 and "cannot contain '/'" in r.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    ("method", "url"),
+    [
+        ("POST", "/users/{tag}%FE/memberships/{tag}-c"),
+        ("POST", "/users/{tag}%FF/memberships/{tag}-c"),
+        ("GET", "/users/{tag}%FF"),
+        ("GET", "/users/{tag}%C3%28/feed"),
+        ("PUT", "/users/{tag}%FE/memberships"),
+        ("POST", "/users/{tag}-u/memberships/{tag}%FF"),
+        ("DELETE", "/users/{tag}-u/memberships/{tag}%FF"),
+        ("DELETE", "/posts/{tag}%E2%82"),
+    ],
+)
+def test_path_ids_that_are_not_utf8_are_refused(client: TestClient, tag: str, method: str, url: str) -> None:
+    """Starlette turned each of these byte strings into U+FFFD: /users/%FE and /users/%FF were one user."""
+    body = {"communities": [f"{tag}-c"]} if method == "PUT" else None
+    r = client.request(method, url.format(tag=tag), json=body)
+    assert r.status_code == 422, r.text
+    assert "not valid UTF-8" in r.text
+    assert client.get(f"/users/{tag}%EF%BF%BD").status_code == 422  # the id both would have named
+    assert f"{tag}\ufffd" not in client.get("/users", params={"limit": 1000}).json()
+
+
+def test_utf8_path_ids_still_reach_their_routes(client: TestClient, tag: str) -> None:
+    user = f"{tag}-사용자"
+    r = client.post(f"/users/{user}/memberships/{tag}-게시판")
+    assert r.status_code == 200 and r.json()["communities"] == [f"{tag}-게시판"], r.text
+    assert client.get(f"/users/{user}").json()["id"] == user
+
+
+# --- default event keys stored before session 18 -----------------------------------------------------

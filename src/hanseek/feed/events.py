@@ -27,12 +27,44 @@ from hanseek.feed.settings import FeedSettings
 Conn = psycopg.Connection[Any]
 
 
+def _hashed_key(e: EventIn, at: str) -> str:
+    raw = "\x1f".join((e.user_id, e.post_id, e.kind, at))
+    return "h:" + hashlib.sha1(raw.encode("utf-8")).hexdigest()
+
+
 def event_key(e: EventIn, at: datetime) -> str:
     if e.id:
         return e.id
     # In UTC: "09:00+09:00" and "00:00Z" are one moment, so a retry written either way is one event.
-    raw = "\x1f".join((e.user_id, e.post_id, e.kind, at.astimezone(UTC).isoformat()))
-    return "h:" + hashlib.sha1(raw.encode("utf-8")).hexdigest()
+    return _hashed_key(e, at.astimezone(UTC).isoformat())
+
+
+def legacy_event_key(e: EventIn) -> str | None:
+    """The default key that an event without an id was stored under before session 14 (5a2aeca),
+    when it differs from `event_key`'s: `at` hashed with the offset it was written with
+    (e.g. +09:00). The offset is not stored, so old keys cannot be rewritten in SQL (nor does
+    PostgreSQL have sha1 without pgcrypto): a batch looks them up instead (`_legacy_duplicates`)."""
+    written = e.at_as_written
+    if e.id or written is None:
+        return None
+    old = _hashed_key(e, written.isoformat())
+    return old if old != event_key(e, written) else None
+
+
+def _legacy_duplicates(conn: Conn, keyed: dict[str, list[EventIn]]) -> set[str]:
+    """The new keys of the batch whose event is already stored under a legacy key (any of the ways
+    the batch wrote it), which a re-sent batch from before the upgrade would otherwise count again."""
+    legacy: dict[str, str] = {}
+    for key, written in keyed.items():
+        for e in written:
+            if (old := legacy_event_key(e)) is not None:
+                legacy.setdefault(old, key)
+    if not legacy:
+        return set()
+    found = conn.execute(
+        "SELECT idempotency_key FROM events WHERE idempotency_key = ANY(%s)", (sorted(legacy),)
+    ).fetchall()
+    return {legacy[r[0]] for r in found}
 
 
 def ensure_users(conn: Conn, users: Sequence[str]) -> int:
@@ -48,9 +80,12 @@ def record_events(
 ) -> EventsResult:
     now = now or datetime.now(UTC)
     keyed: dict[str, tuple[EventIn, datetime]] = {}
+    written: dict[str, list[EventIn]] = {}
     for e in events:
         at = e.at or now
-        keyed.setdefault(event_key(e, at), (e, at))
+        key = event_key(e, at)
+        keyed.setdefault(key, (e, at))
+        written.setdefault(key, []).append(e)
     post_ids = sorted({e.post_id for e, _ in keyed.values()})
     # Lock order of every feed writer: posts (by id) -> user_profiles (by user) -> user_affinity.
     # KEY SHARE, as the events' foreign keys take anyway, but first: a post update or delete (FOR
@@ -74,7 +109,9 @@ def record_events(
     created = ensure_users(conn, [e.user_id for e, _ in keyed.values()])
     # Sorted: two batches carrying the same keys in different orders would otherwise lock them in
     # opposite orders and deadlock (every other table here is written in sorted order too).
-    keys = sorted(keyed)
+    # Not inserted (counted as duplicates): events stored under their key of before session 14.
+    stored = _legacy_duplicates(conn, written)
+    keys = sorted(k for k in keyed if k not in stored)
     inserted = conn.execute(
         "INSERT INTO events (user_id, post_id, kind, at, weight, idempotency_key) "
         "SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::timestamptz[], %s::real[], %s::text[]) "

@@ -6,7 +6,15 @@ import math
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    field_validator,
+    model_validator,
+)
 
 from hanseek.text.storable import unstorable
 
@@ -112,6 +120,10 @@ class EventIn(BaseModel):
         "retried batch with the same keys is not counted twice.",
     )
 
+    # `at` as written, with its UTC offset: the default key of events stored before session 14 hashed
+    # it (events.legacy_event_keys). `at` itself is in UTC.
+    _at_as_written: datetime | None = PrivateAttr(default=None)
+
     @field_validator("at")
     @classmethod
     def _tz(cls, v: datetime | None) -> datetime | None:
@@ -126,7 +138,22 @@ class EventIn(BaseModel):
             raise ValueError(
                 f"{at.isoformat()} is in the future (more than a day ahead of the server's clock)"
             )
-        return at
+        # Converted to UTC by `_utc`, once the offset it was written with is kept.
+        return v if v.tzinfo is not None else at
+
+    @model_validator(mode="after")
+    def _utc(self) -> EventIn:
+        self._at_as_written = self.at
+        if self.at is not None:
+            self.at = self.at.astimezone(UTC)
+        return self
+
+    @property
+    def at_as_written(self) -> datetime | None:
+        """`at` with the UTC offset it was given with (UTC when given without one), while `at` is
+        still that moment (not after a model_copy that changed it)."""
+        w = self._at_as_written
+        return w if w is not None and w == self.at else None
 
 
 class MembershipIn(BaseModel):

@@ -246,6 +246,19 @@ def estimate_candidates(conn: Conn, filters: sv.Filters) -> int:
 
 # float8 before adding: two int4 counts near their 2e9 limit overflow int4 ("integer out of range").
 _POP = "(p.likes::float8 + p.comments + COALESCE(s.likes, 0) + COALESCE(s.comments, 0))"
+# float8's smallest (subnormal) value is 2^-1074; 2^-x rounds to 0 from x = 1075 on.
+_LEAST_EXP2 = 1074
+
+
+def decay_sql(age_s: str, half_life_days: float) -> str:
+    """SQL for scoring.decay_factor: 2^(-age / half-life) of the elapsed seconds `age_s` (an SQL
+    expression, used twice), as the in-process paths compute it. PostgreSQL's power() raises "value
+    out of range: underflow" where the result rounds to 0 (a post 1075 half-lives old, 8.8 years at
+    3 days), which math.exp2 and numpy return: 0 there, and 2^-1074 just before, as they round."""
+    x = f"(greatest(({age_s})::float8, 0) / {float(half_life_days) * 86400.0!r})"
+    return (
+        f"(CASE WHEN {x} < {_LEAST_EXP2 + 1} THEN power(2.0::float8, -least({x}, {_LEAST_EXP2})) ELSE 0 END)"
+    )
 
 
 def baseline(
@@ -273,9 +286,8 @@ def baseline(
     elif kind == "popular":
         score = _POP
         if half_life_days > 0:
-            seconds = float(half_life_days) * 86400.0
-            score = f"{_POP} * power(2.0, -extract(epoch FROM (%s - p.created_at))::float8 / {seconds})"
-            params.insert(0, t_to)
+            score = f"{_POP} * {decay_sql('extract(epoch FROM (%s - p.created_at))', half_life_days)}"
+            params[:0] = [t_to, t_to]  # the age appears twice in the decay
         order = "score DESC, p.created_at DESC, p.rid DESC"
     else:
         raise ValueError(f"unknown baseline {kind!r}")

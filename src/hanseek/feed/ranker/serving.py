@@ -301,10 +301,9 @@ def _sources_sql(
     stored counts, decay and ties (newer first, then the index's order) as `_window_sources`."""
     score = f"{_STORED_POP}::float8"
     if cfg.popular_half_life_days > 0:
-        seconds = float(cfg.popular_half_life_days) * 86400.0
-        score += (
-            " * power(2.0::float8, -greatest(extract(epoch FROM (%(at)s - p.created_at))::float8, 0)"
-            f" / {seconds!r})"
+        # 0 past 1075 half-lives, as decay_factors gives it (power() alone raised an underflow).
+        score += " * " + qy.decay_sql(
+            "extract(epoch FROM (%(at)s - p.created_at))", cfg.popular_half_life_days
         )
     ties = "p.created_at DESC, array_position(%(comms)s::text[], p.community), p.rid"
     params = _params(comms, t_from, at, user_id)
