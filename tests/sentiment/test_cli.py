@@ -110,6 +110,8 @@ def test_experiment_and_train_refusals_are_one_line(tmp_path: Path) -> None:
     ok = tmp_path / "ok.txt"
     rows = [f"{i % 2}\t리뷰 {i}번 {'좋다' if i % 2 else '별로'}\n" for i in range(60)]
     ok.write_text("".join(rows), encoding="utf-8")
+    latin = tmp_path / "latin.txt"
+    latin.write_bytes("1\tcafé très bien\n".encode("latin-1") * 30)
     data = ["--data", str(tmp_path / "none")]
     cases = [
         (["experiment", *data, "--file", f"x={bad}"], "expected 2 tab-separated"),
@@ -117,6 +119,8 @@ def test_experiment_and_train_refusals_are_one_line(tmp_path: Path) -> None:
         # Checked before the run: a report name that cannot be written does not cost the experiment.
         (["experiment", *data, "--file", f"x={ok}", "--stem", "a/b"], "plain file"),
         (["train", *data, "-d", "x", "--file", f"x={ok}", "--name", "zz\n"], "name"),
+        # Was "utf-8' codec can't decode …": its opening quote stripped as if it were the message's.
+        (["train", *data, "-d", "x", "--file", f"x={latin}"], "a review file is not UTF-8 text (invalid"),
     ]
     for args, needle in cases:
         r = CliRunner().invoke(app, ["sentiment", *args], env=env)

@@ -72,7 +72,8 @@ def main() -> None:
         err_console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False)
         raise SystemExit(1) from None
     except UnicodeDecodeError as e:
-        err_console.print(f"[red]error:[/red] a file is not UTF-8 text ({e.reason} at byte {e.start})")
+        # No byte offset: the decoder's is within the chunk it was given, not the file.
+        err_console.print(f"[red]error:[/red] a file is not UTF-8 text ({e.reason})")
         raise SystemExit(1) from None
     except OSError as e:
         err_console.print(f"[red]error:[/red] {escape(str(e))}", highlight=False)

@@ -172,6 +172,8 @@ def train(
             card = svc.train_domain(
                 domain, sources, opts, name=name, make_default=make_default, say=say, test_size=test_size
             )
+    except UnicodeDecodeError as e:  # a ValueError too, whose message the strip below cut short
+        _fail(f"a review file is not UTF-8 text ({e.reason})")
     except (KeyError, ValueError, EncoderError) as e:
         _fail(str(e).strip("'\""))
     console.print(f"[green]saved[/green] {card.name} ({card.kind}) in {escape(str(svc.root / card.name))}")

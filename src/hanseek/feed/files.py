@@ -16,6 +16,38 @@ M = TypeVar("M", bound=BaseModel)
 
 
 def _rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """The rows with their line numbers. A file that is not UTF-8, or a CSV row the csv module cannot
+    read (a field over its 131,072 characters), is an InvalidInput naming the file and the line:
+    until session 18 the first was an error naming no file at a wrong byte offset (the decoder's,
+    within its chunk), the second a traceback."""
+    last = 0
+    try:
+        for last, row in _parsed_rows(path):
+            yield last, row
+    except UnicodeDecodeError as e:
+        line, offset = _first_bad_utf8(path)
+        raise InvalidInput(
+            f"{path}:{line}: not UTF-8 text ({e.reason} at byte {offset:,} of the file)"
+        ) from None
+    except csv.Error as e:
+        raise InvalidInput(f"{path}: after line {last}: {e}") from None
+
+
+def _first_bad_utf8(path: Path) -> tuple[int, int]:
+    """The line and file offset of the first byte that is not UTF-8 (the decoder reads ahead in
+    chunks, so its error says neither)."""
+    offset = 0
+    with path.open("rb") as f:
+        for n, raw in enumerate(f, 1):
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                return n, offset + e.start
+            offset += len(raw)
+    return n if offset else 1, offset
+
+
+def _parsed_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     suffix = path.suffix.lower()
     with path.open(encoding="utf-8-sig", newline="") as f:
         if suffix in (".jsonl", ".ndjson", ".json"):
