@@ -416,6 +416,34 @@ def test_app_state_loads_a_switched_model_once_when_asked_together(
     assert loads == [("tiny-b",)]
 
 
+def test_a_run_whose_job_another_run_finished_reports_that_not_an_error(
+    sdb: Database, settings: Settings, encoders: dict[str, TextEncoder]
+) -> None:
+    """Two `models reembed tiny-b` at once: the one that lost the race found the job row gone and said
+    it was "dropped by another command" (exit 2) although the other had switched to tiny-b."""
+    _seed(sdb, encoders["tiny-a"], n=12)
+
+    def finish_elsewhere(batch: int) -> None:
+        if batch == 1:  # the other run completes the whole job, swap included
+            other = run(sdb, settings, "tiny-b", encoder=encoders["tiny-b"], batch_size=64, feed_settings=FS)
+            assert other.swapped
+
+    result = run(
+        sdb,
+        settings,
+        "tiny-b",
+        encoder=encoders["tiny-b"],
+        batch_size=4,
+        after_batch=finish_elsewhere,
+        feed_settings=FS,
+    )
+    assert result.swapped and any(
+        "another run finished the re-embedding to tiny-b" in n for n in result.notes
+    )
+    assert pending_job(sdb) is None and active_pointer(settings) == "tiny-b"
+    _assert_vectors_from(sdb, encoders["tiny-b"])
+
+
 @pytest.mark.parametrize("writer", ["server", "cli"])
 def test_a_writer_that_has_not_switched_yet_ingests_with_the_new_model(
     sdb: Database, settings: Settings, encoders: dict[str, TextEncoder], writer: str

@@ -368,6 +368,35 @@ def run(
     n_total, n_todo = int(total[0]) if total else 0, int(todo[0]) if todo else 0
     result.posts_skipped = n_total - n_todo
 
+    try:
+        _stage_and_swap(db, enc, model, fs, result, batch_size, progress, after_batch, n_todo, redo_images)
+    except ReembedError:
+        # The job row goes when a swap to `model` commits: another run of the same re-embedding (or a
+        # `models use` of it) finished first. Until session 18 that was reported as "dropped by
+        # another command" with exit 2, though the model was active.
+        if not _finished_elsewhere(db, model):
+            raise
+        result.notes.append(f"another run finished the re-embedding to {model} meanwhile; it is active")
+    # After the commit (a crash in between leaves the pointer behind; readers with a database
+    # repair it), and what the catalogue says now: another switch may have committed since.
+    sync_active_pointer(db, settings)
+    result.swapped = True
+    result.seconds = round(time.perf_counter() - started, 3)
+    return result
+
+
+def _stage_and_swap(
+    db: Database,
+    enc: TextEncoder,
+    model: str,
+    fs: FeedSettings,
+    result: ReembedResult,
+    batch_size: int,
+    progress: Callable[[str, int, int], None] | None,
+    after_batch: Callable[[int], None] | None,
+    n_todo: int,
+    redo_images: bool,
+) -> None:
     batches = 0
     for _ in range(_MAX_PASSES):
         staged_this_pass, after = 0, ""
@@ -398,12 +427,12 @@ def run(
             if attempt == 2:
                 raise ReembedError(f"the swap kept conflicting with other writers: {exc}") from exc
             log.warning("re-embedding swap: %s; retrying", exc)
-    # After the commit (a crash in between leaves the pointer behind; readers with a database
-    # repair it), and what the catalogue says now: another switch may have committed since.
-    sync_active_pointer(db, settings)
-    result.swapped = True
-    result.seconds = round(time.perf_counter() - started, 3)
-    return result
+
+
+def _finished_elsewhere(db: Database, model: str) -> bool:
+    with db.connection() as conn:
+        gone = conn.execute("SELECT 1 FROM reembed_jobs WHERE model = %s", (model,)).fetchone() is None
+        return gone and active_model(conn) == model
 
 
 def _swap(db: Database, enc: TextEncoder, model: str, fs: FeedSettings, result: ReembedResult) -> None:
