@@ -40,6 +40,10 @@ class Settings(BaseSettings):
     encode_batch_size: int = 32
     max_text_chars: int = 20_000
     max_batch_items: int = 1_000
+    # Characters per /encode request, all texts together: windows of long texts are encoded one after
+    # another on the shared encoder, so 1000 texts of 20,000 characters meant minutes of CPU for one
+    # request while every other caller of the encoder waited.
+    max_encode_chars: int = Field(default=100_000, ge=1)
     max_body_bytes: int = 16 * 1024 * 1024
     pool_min_size: int = 1
     pool_max_size: int = 8

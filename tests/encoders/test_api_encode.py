@@ -18,7 +18,9 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def api(app_state: AppState, text_encoder: TransformersTextEncoder) -> Iterator[TestClient]:
-    settings = app_state.settings.model_copy(update={"max_batch_items": 4, "max_text_chars": 200})
+    settings = app_state.settings.model_copy(
+        update={"max_batch_items": 4, "max_text_chars": 200, "max_encode_chars": 500}
+    )
     state = AppState(settings, app_state.db)
     state.ready = True
     state.service("text_encoder", lambda st: text_encoder)
@@ -44,6 +46,8 @@ def test_encode_returns_normalised_vectors(api: TestClient, text_encoder: Transf
     [
         ({"texts": ["a"] * 5}, 413, "limit is 4"),
         ({"texts": ["가" * 201]}, 413, "texts[0]"),
+        # Each within its limit, together past HANSEEK_MAX_ENCODE_CHARS (none until session 18).
+        ({"texts": ["가" * 200] * 3}, 413, "600 characters in all; the limit per request is 500"),
         ({"texts": []}, 422, "texts"),
         ({"texts": ["a"], "kind": "document"}, 422, "kind"),
         ({"texts": "not a list"}, 422, "texts"),

@@ -35,6 +35,16 @@ def check_lengths(texts: Sequence[str], settings: Settings, field: str) -> None:
             )
 
 
+def check_total_chars(texts: Sequence[str], limit: int, field: str, setting: str) -> None:
+    """All texts together against `limit` (413)."""
+    total = sum(len(t) for t in texts)
+    if total > limit:
+        raise TooLarge(
+            f"{field} have {total:,} characters in all; the limit per request is {limit:,} ({setting}): "
+            "send fewer or shorter texts per request"
+        )
+
+
 class BodyTooLarge(HTTPException):
     def __init__(self, max_bytes: int) -> None:
         super().__init__(413, _detail(max_bytes))

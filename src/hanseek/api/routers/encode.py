@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
 
 from hanseek.api.errors import ProblemError
-from hanseek.api.limits import check_batch, check_lengths
+from hanseek.api.limits import check_batch, check_lengths, check_total_chars
 from hanseek.api.openapi import problems
 from hanseek.api.security import require_read_key
 from hanseek.api.state import get_state
@@ -18,7 +18,10 @@ router = APIRouter(tags=["encode"])
 
 class EncodeRequest(BaseModel):
     texts: list[str] = Field(
-        ..., min_length=1, description="Texts to embed (at most settings.max_batch_items)"
+        ...,
+        min_length=1,
+        description="Texts to embed: at most HANSEEK_MAX_BATCH_ITEMS, each at most HANSEEK_MAX_TEXT_CHARS "
+        "characters, all together at most HANSEEK_MAX_ENCODE_CHARS (100,000)",
     )
     kind: Literal["query", "passage"] = Field(
         "passage", description="'query' for search queries, 'passage' for stored content (e5 prefixes)"
@@ -44,6 +47,7 @@ def encode(body: EncodeRequest, request: Request) -> EncodeResponse:
     state = get_state(request)
     check_batch(len(body.texts), state.settings, "texts")
     check_lengths(body.texts, state.settings, "texts")
+    check_total_chars(body.texts, state.settings.max_encode_chars, "texts", "HANSEEK_MAX_ENCODE_CHARS")
     from hanseek.encoders.base import EncoderError
     from hanseek.encoders.batching import BatchingEncoder
 
