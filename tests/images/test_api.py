@@ -147,6 +147,7 @@ def test_similar_and_threshold(api: TestClient, uploaded: dict[str, Any]) -> Non
         ("get", "/images/999999999/thumbnail", {}, 404),
         ("get", "/images/not-a-number", {}, 422),
         ("get", "/images/search", {"params": {"q": ""}}, 422),
+        ("get", "/images/search", {"params": {"q": "\x00\u200b\x07 "}}, 422),  # was a 200 until session 18
         ("get", "/images/search", {"params": {"q": "cat", "k": 0}}, 422),
         ("get", "/images/search", {"params": {"q": "cat", "k": 100000}}, 422),
         ("get", "/images/search", {"params": {"q": "cat", "path": "magic"}}, 422),

@@ -30,6 +30,7 @@ from hanseek.images.config import ImageSettings
 from hanseek.images.decode import DecodedImage, ImageRejected, configure_pillow, decode_image
 from hanseek.images.repo import ImageFilters, SearchPath, Space
 from hanseek.images.storage import THUMB_MIME, MediaStore
+from hanseek.text.normalize import is_dropped
 from hanseek.text.storable import unstorable
 
 if TYPE_CHECKING:
@@ -544,9 +545,11 @@ class ImageService:
         path: SearchPath = "auto",
         sources: Sequence[TextSource] | None = None,
     ) -> SearchOutcome:
-        q = unicodedata.normalize("NFC", query or "").strip()
+        # Control and invisible format characters dropped first (as the sentiment API does): until
+        # session 18 `q=%00` searched with the encoder's vector of nothing and answered 200.
+        q = "".join(ch for ch in unicodedata.normalize("NFC", query or "") if not is_dropped(ch)).strip()
         if not q:
-            raise ImageServiceError("the query is empty")
+            raise ImageServiceError("the query is empty (no visible characters)")
         if len(q) > MAX_QUERY_CHARS:
             raise ImageServiceError(f"the query is longer than {MAX_QUERY_CHARS} characters")
         k = _check_k(k)
