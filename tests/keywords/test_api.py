@@ -1,5 +1,6 @@
 """The keywords API on the real app and database (FastAPI TestClient)."""
 
+import json
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -376,3 +377,129 @@ def test_subject_name_length_is_counted_in_nfc_by_every_endpoint(client: TestCli
     ):
         assert is_problem(r, 422) and "longer than 100 characters" in r.json()["detail"], r.text
     assert client.delete(f"/keywords/subjects/{nfc}").status_code == 204
+
+
+# -- session 18 ------------------------------------------------------------------------------
+
+
+@pytest.mark.timeout(120)
+def test_markdown_content_with_a_long_blank_line_is_converted_quickly(client: TestClient) -> None:
+    """50,000 spaces on one line took 42 s of one core (quadratic table-rule pattern), stalling
+    every other request; 100,000 "[" or "![" likewise, only to be refused as too long."""
+    import time
+
+    name = subject_name()
+    for content, status in (
+        ("제목\n" + " " * 50_000 + "x", 201),
+        ("토기 " + "[" * 100_000, 413),  # kept as text: over HANSEEK_MAX_TEXT_CHARS once converted
+        ("토기 " + "![" * 100_000, 413),
+    ):
+        started = time.perf_counter()
+        r = client.post(f"/keywords/subjects/{name}/documents", json={"content": content, "kind": "markdown"})
+        assert r.status_code == status, r.text
+        assert time.perf_counter() - started < 10.0  # well under 1 s now
+    assert client.delete(f"/keywords/subjects/{name}").status_code == 204
+
+
+def test_deeply_nested_json_lines_content_is_a_422(client: TestClient) -> None:
+    """json.loads raised RecursionError, which only JSONDecodeError was caught for: a 500."""
+    name = subject_name()
+    r = client.post(f"/keywords/subjects/{name}/documents", json={"content": "[" * 100_000, "kind": "jsonl"})
+    assert is_problem(r, 422) and "input:1: JSON nested too deeply" in r.json()["detail"], r.text
+    assert client.get(f"/keywords/subjects/{name}").status_code == 404  # nothing was written
+
+
+def test_a_dictionary_csv_field_over_the_csv_limit_is_a_422(client: TestClient) -> None:
+    """csv.Error ("field larger than field limit") is not a ValueError: a 500."""
+    name = subject_name()
+    for csv_text in (
+        "a" * 140_000 + ",1",
+        '토기,1\n"' + "a" * 140_000 + ",1",
+    ):  # the second: a quote left open
+        r = client.put(f"/keywords/subjects/{name}/dictionary", json={"csv": csv_text})
+        assert is_problem(r, 422) and "a field is longer than 131,072 characters" in r.json()["detail"]
+    assert client.get(f"/keywords/subjects/{name}").status_code == 404  # nothing was written
+
+
+def test_a_huge_character_reference_in_markdown_becomes_u_fffd(client: TestClient) -> None:
+    """html.unescape's int() refused more than 4,300 digits (ValueError: a 500). Out of range, the
+    reference converts as html.unescape converts one: U+FFFD."""
+    name = subject_name()
+    content = "토기 &#" + "9" * 5000 + "; 문서"
+    r = client.post(f"/keywords/subjects/{name}/documents", json={"content": content, "kind": "markdown"})
+    assert r.status_code == 201 and r.json()["documents"][0]["title"] == "토기 \ufffd 문서", r.text
+    assert client.delete(f"/keywords/subjects/{name}").status_code == 204
+
+
+def test_json_weights_without_a_word_are_refused_and_keep_the_dictionary(client: TestClient) -> None:
+    """{"weights": {"   ": 1}} answered 200 and emptied the dictionary; the same as CSV was a 422."""
+    name = subject_name()
+    url = f"/keywords/subjects/{name}/dictionary"
+    assert client.put(url, json={"weights": {"토기": 1, "움집": 2}}).json()["dictionary_words"] == 2
+    for weights in ({"   ": 1}, {"\u0000": 1}):
+        for replace in (True, False):
+            r = client.put(url, json={"weights": weights, "replace": replace})
+            assert is_problem(r, 422) and "no words" in r.json()["detail"], (weights, r.text)
+    assert client.get(f"/keywords/subjects/{name}").json()["dictionary_words"] == 2  # untouched
+    r = client.put(url, json={"weights": {"  ": 1, "고인돌": 3}})  # a blank key beside words: skipped
+    assert r.status_code == 200 and r.json()["dictionary_words"] == 1
+    r = client.put(url, json={"weights": {}})
+    assert r.status_code == 200 and r.json()["dictionary_words"] == 0
+    assert client.delete(f"/keywords/subjects/{name}").status_code == 204
+
+
+def test_a_json_lines_title_has_the_documents_title_limit(client: TestClient) -> None:
+    name = subject_name()
+    url = f"/keywords/subjects/{name}/documents"
+    r = client.post(url, json={"documents": [{"text": PAGE, "title": "가" * 501}]})
+    assert r.status_code == 422  # documents[].title: max_length 500, as before
+    lines = [json.dumps({"text": PAGE, "title": "가" * 500}), json.dumps({"text": PAGE, "title": "가" * 501})]
+    r = client.post(url, json={"content": "\n".join(lines), "kind": "jsonl"})
+    assert is_problem(r, 422), r.text
+    assert "input:2: title has 501 characters; the limit is 500" in r.json()["detail"]
+    assert client.get(f"/keywords/subjects/{name}").status_code == 404  # nothing was written
+
+
+def test_a_subject_name_path_that_is_not_utf8_is_refused(client: TestClient) -> None:
+    """Starlette decodes %FF (and %FE, ...) to U+FFFD: a subject "\ufffd" was created, the same for
+    every such byte string."""
+    for method, path, body in (
+        ("PUT", "/keywords/subjects/%FF/keywords", {"words": ["토기"]}),
+        ("POST", "/keywords/subjects/%FE%FF/documents", {"documents": [{"text": PAGE}]}),
+        ("PUT", "/keywords/subjects/a%C3/dictionary", {"weights": {"토기": 1}}),
+        ("GET", "/keywords/subjects/%FF", None),
+        ("GET", "/keywords/subjects/%FF/documents", None),
+        ("DELETE", "/keywords/subjects/%FF", None),
+        ("DELETE", "/keywords/subjects/%FF/documents/1", None),
+    ):
+        r = client.request(method, path, json=body)
+        assert is_problem(r, 422) and "not valid UTF-8" in r.json()["detail"], (method, path, r.text)
+    assert all("\ufffd" not in s["name"] for s in client.get("/keywords/subjects").json())
+    # U+FFFD sent as such (its UTF-8, %EF%BF%BD) is looked up, but no subject may be named with it.
+    assert is_problem(client.get("/keywords/subjects/%EF%BF%BD"), 404)
+    r = client.put("/keywords/subjects/%EF%BF%BD/keywords", json={"words": ["토기"]})
+    assert is_problem(r, 422) and "U+FFFD" in r.json()["detail"], r.text
+    r = client.post("/keywords/subjects", json={"name": "한국사\ufffd"})
+    assert is_problem(r, 422) and "U+FFFD" in r.json()["detail"], r.text
+
+
+def test_content_past_the_document_count_is_refused_before_it_is_converted(
+    small_limits: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Markdown file of a million headings was converted section by section (13 s of one core for 4 MB)
+    before the count refused it."""
+    from hanseek.keywords import ingest
+
+    converted: list[str] = []
+    real = ingest.markdown_to_text
+    monkeypatch.setattr(ingest, "markdown_to_text", lambda md, **kw: converted.append(md) or real(md, **kw))
+    name = subject_name()
+    url = f"/keywords/subjects/{name}/documents"
+    r = small_limits.post(url, json={"content": "# 가\n토기\n" * 1000, "kind": "markdown"})
+    assert is_problem(r, 413) and "the limit is 3" in r.json()["detail"], r.text
+    assert converted == []
+    r = small_limits.post(
+        url, json={"documents": [{"text": "토기"}] * 2, "content": "# 가\n# 나\n", "kind": "markdown"}
+    )
+    assert is_problem(r, 413) and "those split from content" in r.json()["detail"], r.text
+    assert small_limits.get(f"/keywords/subjects/{name}").status_code == 404  # nothing was written

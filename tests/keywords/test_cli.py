@@ -177,3 +177,29 @@ def test_corpus_remove_of_a_missing_id_exits_1(cli_env: None, tmp_path: Path) ->
     assert r.exit_code == 1, r.output
     r = runner.invoke(app, ["keywords", "corpus", "remove", "-s", "없는-" + subject, "1"])
     assert r.exit_code == 1 and "unknown subject" in r.output
+
+
+def test_files_that_were_tracebacks_are_one_error_line(cli_env: None, tmp_path: Path) -> None:
+    """`corpus add` caught ValueError only (RecursionError from deep JSON is not one), `corpus
+    dictionary` IngestError only (csv.Error is not one): both were tracebacks before session 18. A
+    Markdown file with a huge character reference was refused as "Exceeds the limit (4300 digits)"."""
+    subject = f"과학-{uuid.uuid4().hex[:6]}"
+    deep = tmp_path / "deep.jsonl"
+    deep.write_text("[" * 100_000 + "\n", encoding="utf-8")
+    wide = tmp_path / "wide.csv"
+    wide.write_text("a" * 140_000 + ",1\n", encoding="utf-8")
+    titled = tmp_path / "titled.jsonl"
+    titled.write_text(json.dumps({"text": "토기", "title": "가" * 501}) + "\n", encoding="utf-8")
+    for args, said in (
+        (["corpus", "add", "-s", subject, str(deep)], "deep.jsonl:1: JSON nested too deeply"),
+        (["corpus", "dictionary", "-s", subject, str(wide)], "line 1: a field is longer than 131,072"),
+        (["corpus", "add", "-s", subject, str(titled)], "titled.jsonl:1: title has 501 characters"),
+    ):
+        r = runner.invoke(app, ["keywords", *args])
+        out = " ".join(r.output.split())
+        assert r.exit_code == 1 and out.startswith("error:") and said in out, (args, r.output)
+        assert r.exception is None or isinstance(r.exception, SystemExit), args
+    ref = tmp_path / "ref.md"
+    ref.write_text("# 제목\n토기 &#" + "9" * 5000 + "; 문서\n", encoding="utf-8")
+    r = runner.invoke(app, ["keywords", "corpus", "add", "-s", subject, str(ref)])
+    assert r.exit_code == 0 and "1 new documents" in r.output, r.output

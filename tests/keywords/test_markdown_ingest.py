@@ -1,9 +1,11 @@
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from hanseek.keywords import ingest, markdown
 from hanseek.keywords.ingest import (
     IngestError,
     Split,
@@ -140,3 +142,173 @@ def test_json_lines_split_at_newlines_only() -> None:
     content = "\r\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\n"
     docs = documents_from_text(content, kind="jsonl")
     assert [d.body for d in docs] == [r["text"] for r in rows]
+
+
+# -- session 18: quadratic patterns, inputs that were tracebacks, limits -------------------------
+
+# Inputs on which one regular expression tried every start and scanned to the end from each, or split
+# a run of blanks between two [ \t]* groups: quadratic (50,000 spaces took 42 s through the API).
+_QUADRATIC_BEFORE = {
+    "blank line": lambda n: "제목\n" + " " * n + "x",  # _TABLE_RULE
+    "open brackets": lambda n: "[" * n,  # _LINK
+    "open images": lambda n: "![" * n,  # _IMAGE, then _LINK
+    "links never closed": lambda n: "[](" * n,
+    "open comments": lambda n: "<!--" * n,  # _COMMENT
+    "TOC anchors never closed": lambda n: "- [](#\n" * n,  # _TOC_LINE, over lines
+    "one long TOC line": lambda n: "- [" + "](#" * n,
+}
+
+
+def _seconds(fn: Any) -> float:
+    import time
+
+    best = float("inf")
+    for _ in range(2):
+        started = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
+@pytest.mark.parametrize("make", list(_QUADRATIC_BEFORE.values()), ids=list(_QUADRATIC_BEFORE))
+def test_markdown_conversion_time_grows_linearly(make: Any) -> None:
+    """Four times the input may take about four times as long, not sixteen. The slack absorbs timer
+    noise on a busy machine; before session 18 these took 10 to 60 times as long."""
+    small, large = make(4_000), make(16_000)
+    t_small = _seconds(lambda: markdown_to_text(small))
+    t_large = _seconds(lambda: markdown_to_text(large))
+    assert t_large < 8 * t_small + 0.05, (t_small, t_large)
+
+
+@pytest.mark.timeout(60)
+def test_markdown_conversion_of_large_pathological_input_is_quick() -> None:
+    """Sizes that took minutes to hours before session 18 (200,000 spaces: ~25 min)."""
+    for text in ("제목\n" + " " * 200_000 + "x", "[" * 100_000, "![" * 100_000, "<!--" * 50_000):
+        assert _seconds(lambda t=text: documents_from_text(t, kind="markdown")) < 5.0  # ~0.05 s now
+
+
+_OLD_PATTERNS = {  # before session 18, with their replacements
+    "_COMMENT": (re.compile(r"<!--.*?-->", re.S), ""),
+    "_TOC_LINE": (re.compile(r"^[ \t]*[-*+][ \t]*\[.*\]\(#[^)]*\)[ \t]*$", re.M), ""),
+    "_TABLE_RULE": (
+        re.compile(r"^[ \t]*\|?[ \t]*:?-+:?[ \t]*(?:\|[ \t]*:?-+:?[ \t]*)*\|?[ \t]*$", re.M),
+        "",
+    ),
+    "_IMAGE": (re.compile(r"!\[([^\]]*)\]\([^)]*\)"), r"\1"),
+    "_LINK": (re.compile(r"\[([^\]]*)\]\([^)]*\)"), r"\1"),
+}
+
+
+def _new_replacement(name: str) -> Any:
+    if name in ("_COMMENT", "_TOC_LINE"):
+        return markdown._drop_if(1)
+    return markdown._unwrap if name in ("_IMAGE", "_LINK") else ""
+
+
+@pytest.mark.parametrize(
+    "md",
+    [
+        "[a [b](c) d](e) [f]g [h](i",
+        "![x](y ![z](w) [v](u) ![open",
+        "[open [a](b",
+        "<!-- a --> b <!-- c",
+        "<!-->a--> <!---->",
+        "- [목차](#목차)\n- [a](#b\nc)\n- [x](#y) z\n|-|\n| a | - |\n  |:--|--:|  \n",
+        "  | \t \n|\n-|-\n- | -\n:-:|\n",
+        "- [a](#b)](#c)\n- [a](#b) [c](#d)\n- [x](y)](#z)\n* [a](#b\n- [c](#d)\n",
+        "- [a](#b\n+ [)](#c)\n- [d](#e\nf\n* [g](#h) i)\n- [j](#k)\n",
+    ],
+)
+@pytest.mark.parametrize("name", list(_OLD_PATTERNS))
+def test_rewritten_patterns_change_the_text_as_the_old_ones_did(name: str, md: str) -> None:
+    """Each rewritten (linear) pattern removes and keeps exactly what the old one did, on inputs
+    where a link, comment, TOC line or table rule is cut short, nested or runs over lines."""
+    old, old_repl = _OLD_PATTERNS[name]
+    new = getattr(markdown, name)
+    assert new.sub(_new_replacement(name), md) == old.sub(old_repl, md)
+
+
+@pytest.mark.parametrize(
+    ("ref", "char"),
+    [
+        ("&#" + "9" * 5000 + ";", "\ufffd"),  # html.unescape's int() refused > 4,300 digits: a 500
+        ("&#" + "9" * 5000, "\ufffd"),
+        ("&#" + "0" * 5000 + "65;", "A"),  # leading zeros do not make it large
+        ("&#00000000;", "\ufffd"),  # as html.unescape: NUL is U+FFFD
+        ("&#00000044032;", "가"),
+        ("&#11141120;", "\ufffd"),  # past U+10FFFF, 8 digits
+        ("&#x" + "f" * 5000 + ";", "\ufffd"),
+    ],
+)
+def test_long_numeric_character_references_convert_as_html_does(ref: str, char: str) -> None:
+    assert markdown_to_text(f"가 {ref} 나").text == f"가 {char} 나"
+
+
+def test_deeply_nested_json_lines_are_an_ingest_error() -> None:
+    """json.loads raises RecursionError, not JSONDecodeError: a traceback (500) before session 18."""
+    with pytest.raises(IngestError, match="input:2: JSON nested too deeply"):
+        documents_from_text('"문서"\n' + "[" * 100_000, kind="jsonl")
+
+
+def test_a_json_lines_title_has_the_api_title_limit() -> None:
+    ok = json.dumps({"text": "토기", "title": "가" * 500})
+    assert documents_from_text(ok, kind="jsonl")[0].title == "가" * 500
+    long = json.dumps({"text": "토기", "title": "가" * 501})
+    with pytest.raises(IngestError, match="input:2: title has 501 characters; the limit is 500"):
+        documents_from_text(ok + "\n" + long, kind="jsonl")
+
+
+@pytest.mark.parametrize(
+    "csv_text",
+    [
+        "a" * 140_000 + ",1\n",
+        '토기,1\n"' + "a" * 140_000 + ",1\n",  # a quote never closed runs into the limit too
+    ],
+)
+def test_a_csv_field_over_the_csv_limit_is_an_ingest_error(csv_text: str) -> None:
+    """csv.Error is not a ValueError: it escaped as a 500 (and a CLI traceback) before session 18."""
+    with pytest.raises(IngestError, match=r"line [12]: a field is longer than 131,072 characters"):
+        parse_dictionary_csv(csv_text)
+
+
+@pytest.mark.parametrize("weights", [{"   ": 1.0}, {"\u0000": 1.0}, {" ": 1.0, "\t": 2.0}])
+def test_json_weights_without_a_word_are_refused_as_a_csv_is(weights: dict[str, float]) -> None:
+    from hanseek.keywords.ingest import dictionary_weights
+
+    with pytest.raises(IngestError, match="no words"):
+        dictionary_weights(weights)
+
+
+def test_json_weights_are_keyed_by_term() -> None:
+    from hanseek.keywords.ingest import dictionary_weights
+
+    assert dictionary_weights({}) == {}  # the explicit way to empty a dictionary
+    assert dictionary_weights({"빗살무늬 토기": 3, "  ": 1, "OSI": 1.5}) == {"빗살무늬토기": 3, "osi": 1.5}
+    with pytest.raises(IngestError, match=">= 0"):
+        dictionary_weights({"토기": -1})
+
+
+def test_documents_over_max_documents_are_refused_before_converting() -> None:
+    """A million headings were converted one section at a time (13 s for 4 MB) before the API counted them."""
+    from hanseek.keywords.ingest import TooManyDocuments
+
+    calls = 0
+    real = ingest.markdown_to_text
+
+    def counting(md: str, **kw: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        return real(md, **kw)
+
+    content = "# 제목\n본문\n" * 10
+    assert len(documents_from_text(content, kind="markdown", max_documents=10)) == 10
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(ingest, "markdown_to_text", counting)
+        with pytest.raises(TooManyDocuments):
+            documents_from_text("# 제목\n본문\n" * 100_000, kind="markdown", max_documents=9)
+    assert calls == 0
+    lines = "\n".join(json.dumps({"text": f"문서 {i}"}) for i in range(5)) + "\n[oops"
+    with pytest.raises(TooManyDocuments):  # counted as read: the broken last line is not reached
+        documents_from_text(lines, kind="jsonl", max_documents=4)
+    with pytest.raises(TooManyDocuments):
+        documents_from_text("가\n\n나\n\n다", kind="text", split=Split.PARAGRAPH, max_documents=2)

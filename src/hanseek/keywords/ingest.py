@@ -6,17 +6,21 @@ import csv
 import io
 import json
 import re
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from itertools import islice
 from pathlib import Path
 
-from hanseek.keywords.markdown import markdown_to_text, split_sections
+from hanseek.keywords.markdown import iter_sections, markdown_to_text
 from hanseek.keywords.terms import normalize_term
 
 TEXT_SUFFIXES = {".txt", ".text"}
 MARKDOWN_SUFFIXES = {".md", ".markdown"}
 JSONL_SUFFIXES = {".jsonl", ".ndjson"}
 _JSON_TEXT_KEYS = ("text", "body", "document", "content")
+# Longest document title, however it arrives (the API's documents[].title, a JSON Lines "title").
+MAX_TITLE_CHARS = 500
 
 
 class Split(StrEnum):
@@ -37,6 +41,15 @@ class IngestError(ValueError):
     pass
 
 
+class TooManyDocuments(IngestError):
+    """More documents than `max_documents`: a size limit (the API's 413), found before converting
+    the rest."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"more than {limit:,} documents")
+        self.limit = limit
+
+
 def _paragraphs(text: str) -> list[str]:
     return [p.strip() for p in re.split(r"\n\s*\n", text) if p.strip()]
 
@@ -46,14 +59,25 @@ def _first_line(text: str) -> str:
 
 
 def documents_from_text(
-    text: str, *, kind: str, source: str | None = None, split: Split = Split.AUTO
+    text: str,
+    *,
+    kind: str,
+    source: str | None = None,
+    split: Split = Split.AUTO,
+    max_documents: int | None = None,
 ) -> list[DocInput]:
-    """Documents in `text` of `kind` "text", "markdown" or "jsonl"."""
+    """Documents in `text` of `kind` "text", "markdown" or "jsonl". With `max_documents`, more than
+    that many is TooManyDocuments, raised as soon as it is known: Markdown sections are counted
+    before any is converted (a section that converts to nothing counts too), JSON Lines as read."""
     if kind == "jsonl":
-        return _jsonl(text, source)
+        return _jsonl(text, source, max_documents)
     if kind == "markdown":
         if split in (Split.AUTO, Split.SECTION):
-            chunks = [markdown_to_text(sec).text for sec in split_sections(text)]
+            sections = list(
+                islice(iter_sections(text), max_documents + 1 if max_documents is not None else None)
+            )
+            _check_count(len(sections), max_documents)
+            chunks = [markdown_to_text(sec).text for sec in sections]
         elif split is Split.PARAGRAPH:
             chunks = _paragraphs(markdown_to_text(text).text)
         else:
@@ -62,11 +86,18 @@ def documents_from_text(
         chunks = _paragraphs(text) if split in (Split.PARAGRAPH, Split.SECTION) else [text.strip()]
     else:
         raise IngestError(f"unknown document kind {kind!r}")
-    return [DocInput(c, _first_line(c), source) for c in chunks if c.strip()]
+    docs = [DocInput(c, _first_line(c), source) for c in chunks if c.strip()]
+    _check_count(len(docs), max_documents)
+    return docs
 
 
-def _jsonl(text: str, source: str | None) -> list[DocInput]:
-    out = []
+def _check_count(n: int, max_documents: int | None) -> None:
+    if max_documents is not None and n > max_documents:
+        raise TooManyDocuments(max_documents)
+
+
+def _jsonl(text: str, source: str | None, max_documents: int | None = None) -> list[DocInput]:
+    out: list[DocInput] = []
     # Lines end at "\n" only: str.splitlines() also breaks at U+2028, U+0085 and \x1c-\x1e, which
     # json.dumps(..., ensure_ascii=False) writes unescaped inside strings.
     for n, line in enumerate((ln.removesuffix("\r") for ln in text.split("\n")), start=1):
@@ -76,6 +107,8 @@ def _jsonl(text: str, source: str | None) -> list[DocInput]:
             obj = json.loads(line)
         except json.JSONDecodeError as exc:
             raise IngestError(f"{source or 'input'}:{n}: not JSON ({exc.msg})") from exc
+        except RecursionError:  # e.g. 100,000 "[": a traceback (a 500) until session 18
+            raise IngestError(f"{source or 'input'}:{n}: JSON nested too deeply") from None
         body: str | None
         title: str | None = None
         if isinstance(obj, str):
@@ -90,9 +123,16 @@ def _jsonl(text: str, source: str | None) -> list[DocInput]:
         else:
             raise IngestError(f"{source or 'input'}:{n}: expected an object or a string")
         if body.strip():
+            # As the API's documents[].title; until session 18 a JSON Lines title had no limit.
+            if title is not None and len(title) > MAX_TITLE_CHARS:
+                raise IngestError(
+                    f"{source or 'input'}:{n}: title has {len(title):,} characters; "
+                    f"the limit is {MAX_TITLE_CHARS:,}"
+                )
             out.append(
                 DocInput(body.strip(), title or _first_line(body), f"{source}:{n}" if source else None)
             )
+            _check_count(len(out), max_documents)
     return out
 
 
@@ -135,7 +175,7 @@ def parse_dictionary_csv(text: str) -> dict[str, float]:
     error: setting it would silently replace the dictionary by an empty one."""
     out: dict[str, float] = {}
     first = True
-    for n, row in enumerate(csv.reader(io.StringIO(text.lstrip("\ufeff"))), start=1):
+    for n, row in _csv_rows(text):
         if not row or not row[0].strip() or row[0].lstrip().startswith("#"):
             continue
         if len(row) < 2:
@@ -155,6 +195,47 @@ def parse_dictionary_csv(text: str) -> dict[str, float]:
             out[term] = weight
     if not out:
         raise IngestError("no words: the CSV needs at least one word,weight row")
+    return out
+
+
+def _csv_rows(text: str) -> Iterator[tuple[int, list[str]]]:
+    """Numbered CSV rows; what the csv module refuses is an IngestError naming the line it reached.
+    Until session 18 a field over the csv module's limit (131,072 characters, also what an unclosed
+    quote runs into) escaped as csv.Error, a 500."""
+    reader = csv.reader(io.StringIO(text.lstrip("\ufeff")))
+    n = 0
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            if "field larger than field limit" in str(exc):
+                raise IngestError(
+                    f"line {reader.line_num}: a field is longer than {csv.field_size_limit():,} "
+                    "characters (a quote left open?)"
+                ) from None
+            raise IngestError(f"line {reader.line_num}: not CSV ({exc})") from None
+        n += 1
+        yield n, row
+
+
+def dictionary_weights(weights: Mapping[str, float]) -> dict[str, float]:
+    """`word -> weight` as given in JSON, keyed by term. As for a CSV, weights that name no word at
+    all (only blanks or characters a term drops, such as "   " or NUL) are an error: setting them
+    would silently empty the dictionary (until session 18 they did). An empty mapping is the
+    explicit way to empty it and is returned as it is."""
+    out: dict[str, float] = {}
+    for word, w in weights.items():
+        if not w >= 0 or w == float("inf"):
+            raise IngestError(f"weight of {word!r} must be a finite number >= 0")
+        term = normalize_term(word)
+        if term:
+            out[term] = w
+    if weights and not out:
+        raise IngestError(
+            'no words: no key of weights is a word; to empty the dictionary, send {"weights": {}}'
+        )
     return out
 
 

@@ -9,14 +9,26 @@ from __future__ import annotations
 
 import html
 import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 _FENCE = re.compile(r"^```.*?^```[^\n]*$", re.S | re.M)
-_COMMENT = re.compile(r"<!--.*?-->", re.S)
+# Patterns that can fail after scanning far (a comment never closed, "[" with no "]" after it, a TOC
+# bullet whose "(#" is never closed) also match what a failed attempt scanned, as text kept as it is
+# (the group that marks a real match is then empty): every later start inside that stretch would
+# fail the same way, so skipping it changes nothing but the time. Before session 18 each start
+# scanned to the end again: quadratic (50,000 spaces or 100,000 "[" took many seconds of one core,
+# holding the interpreter lock).
+_COMMENT = re.compile(r"<!--(?:.*?(-->)|.*)", re.S)
 # Line patterns use [ \t], never \s: \s also matches newlines, so under re.M a run of blank lines
 # gave the engine every way of splitting it between two \s* groups (cubic time: a 2 KB body of
 # blank lines took 26 s), and a match could swallow the blank lines around it.
-_TOC_LINE = re.compile(r"^[ \t]*[-*+][ \t]*\[.*\]\(#[^)]*\)[ \t]*$", re.M)
+# A TOC entry: "- [title](#anchor)". Only the line's last "](#" can start the anchor (after any
+# earlier one there is a "](#" before the end of the line, where the closing ")" must stand), hence
+# the atomic group. The anchor may run over line ends, as it always could; when it is not closed
+# as an entry (no ")", or text after it), the match keeps the whole lines it scanned: their own
+# entries would all have run into the same ")".
+_TOC_LINE = re.compile(r"^[ \t]*[-*+][ \t]*\[(?>.*\]\(#)(?>(?:[^)\n]*\n)*)(?:[^)\n]*(\)[ \t]*$))?", re.M)
 _BR = re.compile(r"<br\s*/?>", re.I)
 # HTML that notes carry (tables, line breaks, emphasis): known tag names with well-formed attributes
 # only, so that text such as "a<b 이면 b>a" is not taken for a tag and deleted.
@@ -27,22 +39,49 @@ _TAG = re.compile(
     r"""(?:\s+[a-zA-Z_:][-a-zA-Z0-9_:.]*(?:\s*=\s*(?:"[^"]*"|'[^']*'|[^\s"'=<>`]+))?)*\s*/?>""",
     re.I,
 )
-_IMAGE = re.compile(r"!\[([^\]]*)\]\([^)]*\)")
-_LINK = re.compile(r"\[([^\]]*)\]\([^)]*\)")
+# ![alt](src) and [text](href): group 2 (the closing ")") is set only for a real one.
+_IMAGE = re.compile(r"!\[([^\]]*+)(?:\]\([^)]*+(\))?)?")
+_LINK = re.compile(r"\[([^\]]*+)(?:\]\([^)]*+(\))?)?")
 _HEADING = re.compile(r"^[ \t]{0,3}#{1,6}[ \t]*", re.M)
 _BULLET = re.compile(r"^[ \t]*(?:[-*+]|\d+[.)])[ \t]+", re.M)
 _QUOTE = re.compile(r"^[ \t]*>[ \t]?", re.M)
-_TABLE_RULE = re.compile(r"^[ \t]*\|?[ \t]*:?-+:?[ \t]*(?:\|[ \t]*:?-+:?[ \t]*)*\|?[ \t]*$", re.M)
+# No two [ \t]* side by side (as around an optional "|" until session 18): a line of n blanks had
+# n ways to be split between them at every try, quadratic (50,000 spaces took 42 s).
+_TABLE_RULE = re.compile(r"^[ \t]*(?:\|[ \t]*)?:?-+:?[ \t]*(?:\|[ \t]*:?-+:?[ \t]*)*(?:\|[ \t]*)?$", re.M)
 _STRIKE = re.compile(r"~~(.*?)~~", re.S)
 _ITALIC = re.compile(r"(?<![\w*])_([^_\n]+)_(?![\w*])")
 _CODE = re.compile(r"`([^`\n]*)`")
 _BOLD = re.compile(r"\*\*(.+?)\*\*", re.S)
+# What html.unescape takes for a decimal character reference ("&#" digits, ";" optional), when long.
+_LONG_DECIMAL_REF = re.compile(r"&#([0-9]{8,})(;?)")
+_SECTION_HEADING = re.compile(r"\s{0,3}#{1,3}\s")
 
 
 @dataclass(frozen=True)
 class PlainText:
     text: str
     bold: tuple[tuple[int, int], ...]  # spans of text that were **bold**
+
+
+def _drop_if(group: int) -> Callable[[re.Match[str]], str]:
+    """Replacement: nothing where `group` matched (a real match), else the text as it was."""
+    return lambda m: "" if m.group(group) is not None else m.group(0)
+
+
+def _unwrap(m: re.Match[str]) -> str:
+    """A link or image becomes its text; a stretch that only looked like one stays as it was."""
+    return m.group(1) if m.group(2) is not None else m.group(0)
+
+
+def _short_decimal_ref(m: re.Match[str]) -> str:
+    """A decimal character reference of 8 or more digits, as html.unescape can read it: U+FFFD when
+    its value is past U+10FFFF (what html.unescape gives), else the same reference without its
+    leading zeros. html.unescape converts the digits with int(), which refuses more than 4,300 of
+    them (ValueError: a 500 until session 18)."""
+    digits = m.group(1).lstrip("0")
+    if len(digits) > 7:  # >= 10,000,000 > 0x10FFFF
+        return "\ufffd"
+    return f"&#{digits or '0'}{m.group(2)}"
 
 
 def _table_row(line: str) -> str:
@@ -57,21 +96,21 @@ def markdown_to_text(md: str, *, keep_bold: bool = False) -> PlainText:
     otherwise bold is simply unwrapped."""
     text = md.replace("\r\n", "\n")
     text = _FENCE.sub("", text)
-    text = _COMMENT.sub("", text)
-    text = _TOC_LINE.sub("", text)
+    text = _COMMENT.sub(_drop_if(1), text)
+    text = _TOC_LINE.sub(_drop_if(1), text)
     text = _TABLE_RULE.sub("", text)
     text = "\n".join(_table_row(line) for line in text.split("\n"))
     text = _BR.sub("\n", text)
     text = _TAG.sub(" ", text)
-    text = _IMAGE.sub(r"\1", text)
-    text = _LINK.sub(r"\1", text)
+    text = _IMAGE.sub(_unwrap, text)
+    text = _LINK.sub(_unwrap, text)
     text = _HEADING.sub("", text)
     text = _BULLET.sub("", text)
     text = _QUOTE.sub("", text)
     text = _STRIKE.sub(r"\1", text)
     text = _ITALIC.sub(r"\1", text)
     text = _CODE.sub(r"\1", text)
-    text = html.unescape(text)
+    text = html.unescape(_LONG_DECIMAL_REF.sub(_short_decimal_ref, text))
     text = re.sub(r"[ \t\u00a0]+", " ", text)
     text = re.sub(r" ?\n ?", "\n", text)
     text = re.sub(r"\n{3,}", "\n\n", text).strip()
@@ -96,12 +135,19 @@ def markdown_to_text(md: str, *, keep_bold: bool = False) -> PlainText:
 
 def split_sections(md: str) -> list[str]:
     """Split Markdown at headings (#, ##, ###); each chunk keeps its heading line."""
-    chunks: list[list[str]] = [[]]
+    return list(iter_sections(md))
+
+
+def iter_sections(md: str) -> Iterator[str]:
+    """`split_sections` one section at a time, so that a caller with a limit can stop early."""
+    chunk: list[str] = []
     in_fence = False
     for line in md.replace("\r\n", "\n").split("\n"):
         if line.startswith("```"):
             in_fence = not in_fence
-        if not in_fence and re.match(r"^\s{0,3}#{1,3}\s", line) and any(s.strip() for s in chunks[-1]):
-            chunks.append([])
-        chunks[-1].append(line)
-    return ["\n".join(c).strip() for c in chunks if any(s.strip() for s in c)]
+        if not in_fence and _SECTION_HEADING.match(line) and any(s.strip() for s in chunk):
+            yield "\n".join(chunk).strip()
+            chunk = []
+        chunk.append(line)
+    if any(s.strip() for s in chunk):
+        yield "\n".join(chunk).strip()

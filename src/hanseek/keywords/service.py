@@ -113,6 +113,13 @@ class KeywordService:
             raise InvalidText(f"subject name longer than {MAX_SUBJECT_CHARS} characters")
         if "/" in name or any(unicodedata.category(c) in ("Cc", "Cs") for c in name):
             raise InvalidText("a subject name cannot contain '/' or control characters")
+        if "\ufffd" in name:
+            # What a decoder leaves for bytes that were not UTF-8 (a path with %FF): names made of
+            # different bytes would be one subject. Since session 18.
+            raise InvalidText(
+                "a subject name cannot contain U+FFFD, the replacement character for text that was not"
+                " valid UTF-8"
+            )
         return name
 
     def _store(self) -> CorpusStore:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
+from urllib.parse import unquote_to_bytes
 
 from fastapi import APIRouter, Depends, File, Query, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
@@ -15,7 +16,16 @@ from hanseek.api.openapi import problems
 from hanseek.api.security import require_read_key, require_write_key
 from hanseek.api.state import AppState, get_state
 from hanseek.keywords.cloze import Cloze, ClozeOptions
-from hanseek.keywords.ingest import DocInput, IngestError, Split, documents_from_text, parse_dictionary_csv
+from hanseek.keywords.ingest import (
+    MAX_TITLE_CHARS,
+    DocInput,
+    IngestError,
+    Split,
+    TooManyDocuments,
+    dictionary_weights,
+    documents_from_text,
+    parse_dictionary_csv,
+)
 from hanseek.keywords.ocr import InvalidImage, OcrUnavailable
 from hanseek.keywords.scoring import Method, ScoringParams, TermWeight
 from hanseek.keywords.service import InvalidText, KeywordService, PageWeights, TextTooLong
@@ -65,6 +75,27 @@ class _Errors:
 
 def errors() -> _Errors:
     return _Errors()
+
+
+def _path_name(request: Request, name: str) -> str:
+    """`name` as the URL path gave it. The server decodes percent-escapes that are not UTF-8 (%FF) to
+    U+FFFD, so different byte strings arrived as one name; until session 18 a subject "\ufffd" was
+    created from them. Such a path is refused; a name that really holds U+FFFD (%EF%BF%BD) goes on
+    (to be looked up; the service refuses it for a new subject)."""
+    if "\ufffd" in name and not _raw_path_is_utf8(request):
+        raise BadRequest("the path was not valid UTF-8 (percent-encode the subject name's UTF-8 bytes)")
+    return name
+
+
+def _raw_path_is_utf8(request: Request) -> bool:
+    raw = request.scope.get("raw_path")
+    if not isinstance(raw, bytes):  # a server that does not say: take the U+FFFD for a bad byte
+        return False
+    try:
+        unquote_to_bytes(raw).decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _written(svc: KeywordService, name: str) -> SubjectOut:
@@ -256,7 +287,7 @@ class SubjectIn(BaseModel):
 
 class DocumentIn(BaseModel):
     text: str = Field(..., min_length=1)
-    title: str | None = Field(None, max_length=500)
+    title: str | None = Field(None, max_length=MAX_TITLE_CHARS)
     source: str | None = Field(None, max_length=500)
 
 
@@ -389,6 +420,7 @@ def create_subject(body: SubjectIn, request: Request) -> SubjectOut:
 )
 def get_subject(name: str, request: Request) -> SubjectOut:
     """One subject's corpus size, dictionary and keyword counts."""
+    name = _path_name(request, name)
     with errors():
         return _subject(_svc(request).subject(name))
 
@@ -401,6 +433,7 @@ def get_subject(name: str, request: Request) -> SubjectOut:
 )
 def delete_subject(name: str, request: Request) -> None:
     """Delete a subject with its documents, statistics, dictionary and keywords."""
+    name = _path_name(request, name)
     with errors():
         _svc(request).delete_subject(name)
 
@@ -418,6 +451,7 @@ def list_documents(
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> list[DocumentOut]:
     """The subject's documents in the order they were added (titles and sizes, not their text)."""
+    name = _path_name(request, name)
     with errors():
         docs = _svc(request).documents(name, limit=limit, offset=offset)
     return [
@@ -434,12 +468,25 @@ def list_documents(
 )
 def add_documents(name: str, body: DocumentsIn, request: Request) -> DocumentsOut:
     """Add documents to a subject's corpus (created if new); statistics update in the same transaction."""
+    name = _path_name(request, name)
     state = get_state(request)
     svc, settings = service(state), state.settings
     with errors():
         docs = [DocInput(d.text, d.title, d.source) for d in body.documents]
+        check_batch(len(docs), settings, "documents")
         if body.content is not None:
-            docs += documents_from_text(body.content, kind=body.kind, source=None, split=body.split)
+            # Counted as split, before the rest is converted: a file of a million headings was
+            # converted section by section (13 s for 4 MB) before the count refused it (until session 18).
+            room = settings.max_batch_items - len(docs)
+            try:
+                docs += documents_from_text(
+                    body.content, kind=body.kind, source=None, split=body.split, max_documents=room
+                )
+            except TooManyDocuments as exc:
+                raise TooLarge(
+                    f"more than {settings.max_batch_items:,} documents in one request (those given plus "
+                    f"those split from content); the limit is {settings.max_batch_items:,}"
+                ) from exc
         if not docs:
             raise InvalidText("no documents given (documents[] or content)")
         check_batch(len(docs), settings, "documents")
@@ -466,6 +513,7 @@ def add_documents(name: str, body: DocumentsIn, request: Request) -> DocumentsOu
 )
 def remove_document(name: str, doc_id: int, request: Request) -> None:
     """Remove one document; the subject's statistics are updated in the same transaction."""
+    name = _path_name(request, name)
     with errors():
         if not _svc(request).remove_document(name, doc_id):
             raise NotFound(f"document {doc_id} is not in subject {name!r}")
@@ -479,16 +527,13 @@ def remove_document(name: str, doc_id: int, request: Request) -> None:
 )
 def put_dictionary(name: str, body: DictionaryIn, request: Request) -> SubjectOut:
     """Set the subject dictionary (word → weight), from JSON or CSV text."""
+    name = _path_name(request, name)
     svc = _svc(request)
     with errors():
         weights: dict[str, float] = {}
         if body.csv is not None:
             weights.update(parse_dictionary_csv(body.csv))
-        for word, w in (body.weights or {}).items():
-            if not w >= 0 or w == float("inf"):
-                raise InvalidText(f"weight of {word!r} must be a finite number >= 0")
-            if normalize_term(word):
-                weights[normalize_term(word)] = w
+        weights.update(dictionary_weights(body.weights or {}))
         if body.csv is None and body.weights is None:
             raise InvalidText("give weights or csv")
         if len(weights) > MAX_DICTIONARY_WORDS:
@@ -505,6 +550,7 @@ def put_dictionary(name: str, body: DictionaryIn, request: Request) -> SubjectOu
 )
 def put_keywords(name: str, body: KeywordsIn, request: Request) -> SubjectOut:
     """Set the subject keyword list; listed words never weigh less than the floor."""
+    name = _path_name(request, name)
     svc = _svc(request)
     with errors():
         words = [t for t in (normalize_term(w) for w in body.words) if t]
