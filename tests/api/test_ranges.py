@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hanseek.api.ranges import ByteRange, Unsatisfiable, etag_matches, requested_range
+from hanseek.api.ranges import ByteRange, Unsatisfiable, etag_matches, not_modified_since, requested_range
 
 
 @pytest.mark.parametrize(
@@ -26,6 +26,8 @@ from hanseek.api.ranges import ByteRange, Unsatisfiable, etag_matches, requested
         ("bytes=-", None),
         ("bytes=²-3", None),  # a Unicode digit that int() would not take
         ("bytes", None),
+        ("bytes=0-" + "9" * 4301, None),  # int() refuses over 4,300 digits: was a 500
+        ("bytes=" + "9" * 4301 + "-", None),
     ],
 )
 def test_requested_range(header: str, expected: ByteRange | None) -> None:
@@ -47,3 +49,11 @@ def test_etag_matches() -> None:
     assert etag_matches('"abc"', '"abc"') and etag_matches("*", '"abc"')
     assert etag_matches('"x", W/"abc"', '"abc"')
     assert not etag_matches('"abcd"', '"abc"') and not etag_matches('"x", "y"', '"abc"')
+
+
+def test_not_modified_since() -> None:
+    mtime = 1_700_000_000.7  # Tue, 14 Nov 2023 22:13:20 GMT (+0.7 s, which HTTP dates cannot carry)
+    assert not_modified_since("Tue, 14 Nov 2023 22:13:20 GMT", mtime)
+    assert not_modified_since("Wed, 15 Nov 2023 00:00:00 GMT", mtime)
+    assert not not_modified_since("Tue, 14 Nov 2023 22:13:19 GMT", mtime)
+    assert not not_modified_since("yesterday", mtime) and not not_modified_since("", mtime)

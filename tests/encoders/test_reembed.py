@@ -444,6 +444,43 @@ def test_a_run_whose_job_another_run_finished_reports_that_not_an_error(
     _assert_vectors_from(sdb, encoders["tiny-b"])
 
 
+def test_a_redo_of_the_active_model_whose_job_was_dropped_is_not_taken_for_finished(
+    sdb: Database, settings: Settings, encoders: dict[str, TextEncoder]
+) -> None:
+    """A redo's model was active before it began, so "job gone, model active" proves nothing there:
+    a job dropped by a re-embedding to another model must stay an error (review of the change above)."""
+    _seed(sdb, encoders["tiny-a"], n=12)
+
+    def stop(batch: int) -> None:
+        raise Interrupted
+
+    def other_model_starts(batch: int) -> None:
+        if batch == 1:  # drops tiny-a's job, stops after its own first batch
+            with pytest.raises(Interrupted):
+                run(
+                    sdb,
+                    settings,
+                    "tiny-b",
+                    encoder=encoders["tiny-b"],
+                    batch_size=4,
+                    after_batch=stop,
+                    feed_settings=FS,
+                )
+
+    with pytest.raises(ReembedError, match="dropped by another command"):
+        run(
+            sdb,
+            settings,
+            "tiny-a",
+            encoder=encoders["tiny-a"],
+            batch_size=4,
+            after_batch=other_model_starts,
+            feed_settings=FS,
+        )
+    job = pending_job(sdb)
+    assert job is not None and job.model == "tiny-b"
+
+
 @pytest.mark.parametrize("writer", ["server", "cli"])
 def test_a_writer_that_has_not_switched_yet_ingests_with_the_new_model(
     sdb: Database, settings: Settings, encoders: dict[str, TextEncoder], writer: str

@@ -237,8 +237,19 @@ def test_path_ids_that_are_not_utf8_are_refused(client: TestClient, tag: str, me
     r = client.request(method, url.format(tag=tag), json=body)
     assert r.status_code == 422, r.text
     assert "not valid UTF-8" in r.text
-    assert client.get(f"/users/{tag}%EF%BF%BD").status_code == 422  # the id both would have named
     assert f"{tag}\ufffd" not in client.get("/users", params={"limit": 1000}).json()
+
+
+def test_an_id_holding_u_fffd_itself_is_reachable_and_bad_query_bytes_are_refused(
+    client: TestClient, tag: str
+) -> None:
+    """U+FFFD sent as its own UTF-8 (%EF%BF%BD) is a character like any other, as in request bodies:
+    `UrlUtf8Guard` refuses bytes that are not UTF-8, in the path and in the query string."""
+    user = f"{tag}-x\ufffd"  # not the id the test above checks is absent
+    assert client.post(f"/users/{tag}-x%EF%BF%BD/memberships/{tag}-c").status_code == 200
+    assert client.get(f"/users/{tag}-x%EF%BF%BD").json()["id"] == user
+    bad_query = client.get(f"/feeds/latest?user_id={tag}%FF")
+    assert bad_query.status_code == 422 and "query string was not valid UTF-8" in bad_query.text
 
 
 def test_utf8_path_ids_still_reach_their_routes(client: TestClient, tag: str) -> None:

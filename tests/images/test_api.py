@@ -341,6 +341,12 @@ def test_image_files_answer_ranges_and_revalidation(api: TestClient, uploaded: d
 
     head = api.head(url)
     assert head.status_code == 200 and head.content == b"" and head.headers["content-length"] == str(size)
+    assert api.get(url, headers={"If-Modified-Since": whole.headers["last-modified"]}).status_code == 304
+    old_date = "Mon, 01 Jan 2001 00:00:00 GMT"
+    assert api.get(url, headers={"If-Modified-Since": old_date}).status_code == 200
+    # If-None-Match decides when both are sent (RFC 9110 §13.1.3).
+    both = {"If-None-Match": '"other"', "If-Modified-Since": whole.headers["last-modified"]}
+    assert api.get(url, headers=both).status_code == 200
     cached = api.get(url, headers={"If-None-Match": etag})
     assert cached.status_code == 304 and cached.content == b"" and cached.headers["etag"] == etag
     assert api.get(url, headers={"If-None-Match": '"other"'}).status_code == 200

@@ -278,6 +278,33 @@ def test_browse_all_pages_through_the_collection(
     assert page.inner_text("#status") == "the database is gone"
 
 
+def test_more_after_deletes_shows_every_remaining_image(
+    live_server: str, page: Any, image_service: ImageService, sample_images: dict[str, Image.Image], tag: str
+) -> None:
+    """Images deleted after the first page: "More" goes on below the last card shown (the cursor),
+    and stays until nothing is left (a check of cards shown against `total` hid it too early)."""
+    own = f"{tag}-more"
+    res = image_service.add(
+        [Upload(unique_png(sample_images["flower"]), f"f{i}.png", None, [own]) for i in range(6)]
+    )
+    newest_first = sorted((r.id for r in res if r.id is not None), reverse=True)
+    page.goto(live_server + "/images")
+    page.fill("#tag-filter", own)
+    page.fill("#k", "3")
+    page.click("#browse")
+    page.wait_for_function("document.querySelectorAll('.img-card').length === 3")
+    for image_id in newest_first[:3]:  # every card shown is deleted (another tab, another user)
+        image_service.delete(image_id)
+    page.click("#more")
+    page.wait_for_function("document.querySelectorAll('.img-card').length === 6")
+    ids = [int(c.get_attribute("data-image-id") or 0) for c in page.locator(".img-card").all()]
+    assert ids == newest_first  # nothing skipped: the page after the deleted cards' cursor
+    assert page.locator("#more").is_visible()  # total 3 < 6 cards shown, and the next page may hold more
+    page.click("#more")
+    page.wait_for_load_state("networkidle")
+    assert page.locator(".img-card").count() == 6 and page.locator("#more").is_hidden()
+
+
 def test_the_example_preview_goes_with_its_search(
     live_server: str,
     page: Any,

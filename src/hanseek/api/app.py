@@ -12,7 +12,7 @@ from fastapi_offline import FastAPIOffline
 from hanseek import __version__
 from hanseek.api.errors import install_error_handlers
 from hanseek.api.head import HeadAsGet
-from hanseek.api.limits import BodySizeLimit, JsonTextGuard
+from hanseek.api.limits import BodySizeLimit, JsonTextGuard, UrlUtf8Guard
 from hanseek.api.logging import RequestLog
 from hanseek.api.openapi import install_openapi
 from hanseek.api.routers import health
@@ -64,6 +64,7 @@ def create_app(settings: Settings, *, state: AppState | None = None) -> FastAPI:
         app.state.hanseek = state
     install_error_handlers(app)
     app.add_middleware(HeadAsGet)  # the access log (outside it) still says HEAD
+    app.add_middleware(UrlUtf8Guard)  # before routing: a name from bytes that are not UTF-8 is no name
     # The body is checked when the app first reads it (routing done), after the key is checked and
     # before any byte of it is parsed; refusals are still access-logged.
     app.add_middleware(JsonTextGuard)

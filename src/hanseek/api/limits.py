@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Sequence
+from urllib.parse import unquote_to_bytes
 
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -100,25 +101,54 @@ class BodySizeLimit:
                 await self._reject(send)
 
     async def _reject(self, send: Send) -> None:
-        body = json.dumps(
-            {
-                "type": "about:blank",
-                "title": "Payload Too Large",
-                "status": 413,
-                "detail": _detail(self.max_bytes),
-            }
-        ).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", b"application/problem+json"),
-                    (b"content-length", str(len(body)).encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+        await _send_problem(send, 413, "Payload Too Large", _detail(self.max_bytes))
+
+
+class UrlUtf8Guard:
+    """Refuse (422) a request whose path or query string, once percent-decoded, is not UTF-8.
+
+    The server decodes such bytes to U+FFFD, so `/users/%FE` and `/users/%FF` (or `?user_id=%FF`)
+    named one user "\ufffd"; until session 18 such paths created users and subjects of that name. A
+    name that really holds U+FFFD arrives as `%EF%BF%BD`, which is UTF-8, and goes on."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            for part, raw in (("path", scope.get("raw_path")), ("query string", scope.get("query_string"))):
+                if isinstance(raw, bytes) and not _percent_decodes_to_utf8(raw.replace(b"+", b" ")):
+                    await _send_problem(
+                        send,
+                        422,
+                        "Invalid input",
+                        f"the {part} was not valid UTF-8 (percent-encode the UTF-8 bytes of each name)",
+                    )
+                    return
+        await self.app(scope, receive, send)
+
+
+def _percent_decodes_to_utf8(raw: bytes) -> bool:
+    try:
+        unquote_to_bytes(raw).decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+async def _send_problem(send: Send, status: int, title: str, detail: str) -> None:
+    body = json.dumps({"type": "about:blank", "title": title, "status": status, "detail": detail}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/problem+json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
 
 
 # A JSON escape of a UTF-16 surrogate (\uD800-\uDFFF): the only way a request can carry text that is

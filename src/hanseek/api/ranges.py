@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
 
-_SPEC = re.compile(r"\s*([0-9]*)-([0-9]*)\s*")
+# At most 18 digits a side (files are far smaller): a longer number is ignored with the header, where
+# int() would refuse one of over 4,300 digits (a ValueError: a 500).
+_SPEC = re.compile(r"\s*([0-9]{0,18})-([0-9]{0,18})\s*")
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +38,18 @@ def etag_matches(if_none_match: str, etag: str) -> bool:
         return True
     plain = etag.removeprefix("W/")
     return any(tag.strip().removeprefix("W/") == plain for tag in if_none_match.split(","))
+
+
+def not_modified_since(if_modified_since: str, mtime: float) -> bool:
+    """`If-Modified-Since` (used only without `If-None-Match`): the file's seconds are not after the
+    date given. An unparseable date is ignored (the whole file)."""
+    try:
+        since = parsedate_to_datetime(if_modified_since)
+    except (TypeError, ValueError):
+        return False
+    if since.tzinfo is None:
+        return False  # not an HTTP date (those are GMT)
+    return int(mtime) <= since.timestamp()
 
 
 def requested_range(range_header: str, size: int) -> ByteRange | None:

@@ -374,7 +374,9 @@ def run(
         # The job row goes when a swap to `model` commits: another run of the same re-embedding (or a
         # `models use` of it) finished first. Until session 18 that was reported as "dropped by
         # another command" with exit 2, though the model was active.
-        if not _finished_elsewhere(db, model):
+        # Not for a redo of the model already active: it was active before this run began, so a
+        # job dropped by another command would look finished.
+        if redo_images or not _finished_elsewhere(db, model):
             raise
         result.notes.append(f"another run finished the re-embedding to {model} meanwhile; it is active")
     # After the commit (a crash in between leaves the pointer behind; readers with a database

@@ -14,6 +14,7 @@ Identifiers are composed with psycopg.sql and every value is bound as a paramete
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from collections.abc import Iterable, Sequence
@@ -180,11 +181,14 @@ def _hits(rows: list[tuple[Any, ...]], columns: Sequence[str]) -> list[Hit]:
     return out
 
 
-def _run(conn: Conn, query: sql.Composed, params: list[Any]) -> list[tuple[Any, ...]]:
+def _run(
+    conn: Conn, query: sql.Composed, params: list[Any], *, savepoint: bool = False
+) -> list[tuple[Any, ...]]:
+    """`savepoint`: the refused statement rolls back alone, and the caller's transaction stays
+    usable after the ValueError (until session 18 the exact path's next statement was
+    InFailedSqlTransaction); the HNSW path runs in its own rolled-back transaction already."""
     try:
-        # In a savepoint: the refused statement rolls back alone, and the caller's transaction stays
-        # usable after the ValueError (until session 18 its next statement was InFailedSqlTransaction).
-        with conn.transaction():
+        with conn.transaction() if savepoint else contextlib.nullcontext():
             return conn.execute(query, params).fetchall()
     except pg_errors.DataException as exc:
         if "dimensions" in str(exc):  # "different vector dimensions 384 and 3"
@@ -265,7 +269,7 @@ def exact_search(
     q = validate_query(query, dim)
     _check_k(k)
     stmt, params = _statement(_EXACT, table, vector_column, id_column, columns, filters, ties)
-    return _hits(_run(conn, stmt, [q, *params, k]), columns)
+    return _hits(_run(conn, stmt, [q, *params, k], savepoint=True), columns)
 
 
 def hnsw_search(

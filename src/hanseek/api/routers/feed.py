@@ -9,7 +9,6 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.responses import HTMLResponse
-from pydantic import AfterValidator
 
 from hanseek.api.errors import BadRequest, NotFound, ProblemError
 from hanseek.api.limits import check_batch
@@ -47,16 +46,6 @@ K = Annotated[int, Query(ge=1, description="How many posts: 1 to `HANSEEK_FEED_M
 At = Annotated[datetime | None, Query(description="Evaluate the feed as of this time (default: now)")]
 
 
-def valid_utf8(v: str) -> str:
-    # Starlette decodes a path's bytes as UTF-8 with U+FFFD for what is not UTF-8, so /users/%FE and
-    # /users/%FF would both have named the user "\ufffd": an id holding U+FFFD is refused instead.
-    if "\ufffd" in v:
-        raise ValueError(
-            "the path was not valid UTF-8 (percent-encode the id's UTF-8 bytes; an id cannot hold U+FFFD)"
-        )
-    return v
-
-
 # Ids in the path obey the request bodies' rule (feed.models.Ident), so a user created by a
 # membership call is one the events endpoint accepts, and an over-long id is a 422, not a database
 # constraint violation. Post ids and community names may hold "/" (URLs as ids, boards such as
@@ -68,9 +57,8 @@ PathId = Annotated[
         min_length=1,
         max_length=IDENT_MAX,
         pattern=IDENT_PATTERN,
-        description=f"1-{IDENT_MAX} characters, no edge spaces, UTF-8 (no U+FFFD)",
+        description=f"1-{IDENT_MAX} characters, no edge spaces",
     ),
-    AfterValidator(valid_utf8),
 ]
 
 

@@ -14,7 +14,7 @@ from starlette.background import BackgroundTask
 
 from hanseek.api.errors import BadRequest, NotFound, ProblemError, TooLarge, problem
 from hanseek.api.openapi import problem_response, problems
-from hanseek.api.ranges import ByteRange, Unsatisfiable, etag_matches, requested_range
+from hanseek.api.ranges import ByteRange, Unsatisfiable, etag_matches, not_modified_since, requested_range
 from hanseek.api.security import require_read_key, require_write_key
 from hanseek.api.state import get_state
 from hanseek.images.decode import ImageRejected
@@ -414,8 +414,10 @@ def _file_response(request: Request, image_id: int, variant: Literal["original",
         "Accept-Ranges": "bytes",
     }
     try:
-        inm = request.headers.get("if-none-match")
-        if inm is not None and etag_matches(inm, headers["ETag"]):
+        inm, ims = request.headers.get("if-none-match"), request.headers.get("if-modified-since")
+        if (inm is not None and etag_matches(inm, headers["ETag"])) or (
+            inm is None and ims is not None and not_modified_since(ims, opened.mtime)
+        ):
             opened.file.close()
             return Response(status_code=304, headers=headers)
         part = _range(request, opened, headers)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
-from urllib.parse import unquote_to_bytes
 
 from fastapi import APIRouter, Depends, File, Query, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
@@ -75,27 +74,6 @@ class _Errors:
 
 def errors() -> _Errors:
     return _Errors()
-
-
-def _path_name(request: Request, name: str) -> str:
-    """`name` as the URL path gave it. The server decodes percent-escapes that are not UTF-8 (%FF) to
-    U+FFFD, so different byte strings arrived as one name; until session 18 a subject "\ufffd" was
-    created from them. Such a path is refused; a name that really holds U+FFFD (%EF%BF%BD) goes on
-    (to be looked up; the service refuses it for a new subject)."""
-    if "\ufffd" in name and not _raw_path_is_utf8(request):
-        raise BadRequest("the path was not valid UTF-8 (percent-encode the subject name's UTF-8 bytes)")
-    return name
-
-
-def _raw_path_is_utf8(request: Request) -> bool:
-    raw = request.scope.get("raw_path")
-    if not isinstance(raw, bytes):  # a server that does not say: take the U+FFFD for a bad byte
-        return False
-    try:
-        unquote_to_bytes(raw).decode("utf-8")
-    except UnicodeDecodeError:
-        return False
-    return True
 
 
 def _written(svc: KeywordService, name: str) -> SubjectOut:
@@ -420,7 +398,6 @@ def create_subject(body: SubjectIn, request: Request) -> SubjectOut:
 )
 def get_subject(name: str, request: Request) -> SubjectOut:
     """One subject's corpus size, dictionary and keyword counts."""
-    name = _path_name(request, name)
     with errors():
         return _subject(_svc(request).subject(name))
 
@@ -433,7 +410,6 @@ def get_subject(name: str, request: Request) -> SubjectOut:
 )
 def delete_subject(name: str, request: Request) -> None:
     """Delete a subject with its documents, statistics, dictionary and keywords."""
-    name = _path_name(request, name)
     with errors():
         _svc(request).delete_subject(name)
 
@@ -451,7 +427,6 @@ def list_documents(
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> list[DocumentOut]:
     """The subject's documents in the order they were added (titles and sizes, not their text)."""
-    name = _path_name(request, name)
     with errors():
         docs = _svc(request).documents(name, limit=limit, offset=offset)
     return [
@@ -468,7 +443,6 @@ def list_documents(
 )
 def add_documents(name: str, body: DocumentsIn, request: Request) -> DocumentsOut:
     """Add documents to a subject's corpus (created if new); statistics update in the same transaction."""
-    name = _path_name(request, name)
     state = get_state(request)
     svc, settings = service(state), state.settings
     with errors():
@@ -513,7 +487,6 @@ def add_documents(name: str, body: DocumentsIn, request: Request) -> DocumentsOu
 )
 def remove_document(name: str, doc_id: int, request: Request) -> None:
     """Remove one document; the subject's statistics are updated in the same transaction."""
-    name = _path_name(request, name)
     with errors():
         if not _svc(request).remove_document(name, doc_id):
             raise NotFound(f"document {doc_id} is not in subject {name!r}")
@@ -527,7 +500,6 @@ def remove_document(name: str, doc_id: int, request: Request) -> None:
 )
 def put_dictionary(name: str, body: DictionaryIn, request: Request) -> SubjectOut:
     """Set the subject dictionary (word → weight), from JSON or CSV text."""
-    name = _path_name(request, name)
     svc = _svc(request)
     with errors():
         weights: dict[str, float] = {}
@@ -550,7 +522,6 @@ def put_dictionary(name: str, body: DictionaryIn, request: Request) -> SubjectOu
 )
 def put_keywords(name: str, body: KeywordsIn, request: Request) -> SubjectOut:
     """Set the subject keyword list; listed words never weigh less than the floor."""
-    name = _path_name(request, name)
     svc = _svc(request)
     with errors():
         words = [t for t in (normalize_term(w) for w in body.words) if t]

@@ -181,7 +181,7 @@
       const which = taggedText(state.tags);
       if (!body.total) setStatus(`No images${which} in the collection.`);
       else setStatus(`${state.shown.size} of ${body.total} image(s)${which}, newest first.`);
-      more.hidden = !body.next_after || state.shown.size >= body.total;
+      more.hidden = !body.next_after;  // `shown` still counts cards deleted since: no use against `total`
     }, "Loading…", Boolean(after));
   }
 
