@@ -503,3 +503,16 @@ def test_content_past_the_document_count_is_refused_before_it_is_converted(
     )
     assert is_problem(r, 413) and "those split from content" in r.json()["detail"], r.text
     assert small_limits.get(f"/keywords/subjects/{name}").status_code == 404  # nothing was written
+
+
+def test_a_word_too_long_for_a_term_is_a_422_not_a_500(client: TestClient) -> None:
+    """A 1,000-syllable "word" in a keyword list or dictionary overflowed the terms' btree key
+    (ProgramLimitExceeded: a 500 here, a traceback from the CLI) until session 18."""
+    name = subject_name()
+    long_word = "가" * 1000
+    r = client.put(f"/keywords/subjects/{name}/keywords", json={"words": ["토기", long_word]})
+    assert is_problem(r, 422) and "a word has at most 100" in r.json()["detail"], r.text
+    r = client.put(f"/keywords/subjects/{name}/dictionary", json={"weights": {long_word: 1}})
+    assert is_problem(r, 422) and "a word has at most 100" in r.json()["detail"], r.text
+    r = client.put(f"/keywords/subjects/{name}/keywords", json={"words": ["가" * 100]})
+    assert r.status_code == 200, r.text

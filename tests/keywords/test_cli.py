@@ -190,7 +190,13 @@ def test_files_that_were_tracebacks_are_one_error_line(cli_env: None, tmp_path: 
     wide.write_text("a" * 140_000 + ",1\n", encoding="utf-8")
     titled = tmp_path / "titled.jsonl"
     titled.write_text(json.dumps({"text": "토기", "title": "가" * 501}) + "\n", encoding="utf-8")
+    long_word = tmp_path / "long.txt"  # a ProgramLimitExceeded traceback (the terms' btree key)
+    long_word.write_text("토기\n" + "가" * 1000 + "\n", encoding="utf-8")
+    long_dict = tmp_path / "long.csv"
+    long_dict.write_text("가" * 1000 + ",1\n", encoding="utf-8")
     for args, said in (
+        (["corpus", "keywords", "-s", subject, str(long_word)], "a word has at most 100"),
+        (["corpus", "dictionary", "-s", subject, str(long_dict)], "a word has at most 100"),
         (["corpus", "add", "-s", subject, str(deep)], "deep.jsonl:1: JSON nested too deeply"),
         (["corpus", "dictionary", "-s", subject, str(wide)], "line 1: a field is longer than 131,072"),
         (["corpus", "add", "-s", subject, str(titled)], "titled.jsonl:1: title has 501 characters"),

@@ -33,6 +33,19 @@ MAX_SUBJECT_CHARS = 100
 MAX_WEIGHT = 3.4e38
 
 
+# A word of a dictionary or keyword list: far longer than any term, and short enough for the
+# btree of the terms' primary keys (a 1,000-syllable "word" was a ProgramLimitExceeded traceback).
+MAX_TERM_CHARS = 100
+
+
+def _check_term_lengths(terms: Iterable[str]) -> None:
+    for term in terms:
+        if len(term) > MAX_TERM_CHARS:
+            raise InvalidText(
+                f"the word {term[:20]!r}… has {len(term):,} characters; a word has at most {MAX_TERM_CHARS}"
+            )
+
+
 class InvalidText(ValueError):
     pass
 
@@ -270,11 +283,14 @@ class KeywordService:
         for word, w in weights.items():
             if not 0 <= w <= MAX_WEIGHT:
                 raise InvalidText(f"weight of {word!r} must be a number from 0 to {MAX_WEIGHT:.1e}")
+        _check_term_lengths(weights)
         return self._store().set_dictionary(self.check_subject(subject), weights, replace=replace)
 
     def set_keywords(
         self, subject: str, words: Iterable[str], *, floor: float | None = None, replace: bool = True
     ) -> int:
+        words = list(words)
+        _check_term_lengths(words)
         # One name and one transaction: a floor set apart could fail after the keywords were stored.
         return self._store().set_keywords(self.check_subject(subject), words, replace=replace, floor=floor)
 
