@@ -28,7 +28,8 @@ def test_keywords_eval_refuses_its_out_before_evaluating(shared_data: Path, tmp_
 
 
 def test_images_eval_refuses_its_out_before_loading_models(tmp_path: Path) -> None:
-    (tmp_path / "captions.csv").write_text("file,caption\n", encoding="utf-8")
+    header = "file,caption_en,caption_ko,category\n"  # the columns the evaluation needs (checked first)
+    (tmp_path / "captions.csv").write_text(header, encoding="utf-8")
     (tmp_path / "out" / "images-eval.md").mkdir(parents=True)
     r = runner.invoke(app, ["images", "eval", "--data", str(tmp_path), "--out", str(tmp_path / "out")])
     assert r.exit_code == 1 and "images-eval.md is a directory" in flat(r.output), r.output

@@ -370,11 +370,11 @@ def evaluate(
 
     if not (data / "captions.csv").is_file():
         _fail(f"{data}/captions.csv not found")
-    report_files(out / "images-eval.json", out / "images-eval.md")
     try:
         evaluation.check_columns(data)  # before minutes of model loading
     except evaluation.EvalDataError as exc:
         _fail(str(exc))
+    report_files(out / "images-eval.json", out / "images-eval.md")  # a valid data set only: no stray folder
     cfg = ImageSettings()
     s = settings()
     encoders: list[ImageEncoder] = [load_image_encoder(cfg.model, text_tower=cfg.text_tower)]
