@@ -283,3 +283,21 @@ def test_two_creates_of_one_id_wait_for_an_open_event_batch(
     assert aff == pytest.approx({"author:b": 3.0, f"community:{tag}-d": 3.0})
     _assert_equals_its_events(db, feed, user)
     assert got == IngestResult(inserted=0, updated=1, encoded=0)
+
+
+def test_two_membership_replaces_at_once_leave_one_of_the_sets(
+    db: Database, feed: FeedService, tag: str
+) -> None:
+    """Each replace deleted only the memberships it could see: the other's uncommitted inserts
+    survived it, and the user ended in communities no request had asked for (until session 18)."""
+    user = f"{tag}-m"
+    feed.set_memberships(user, [f"{tag}-old"], replace=True)
+    with _watcher(db) as watch, db.connection() as first:
+        ev.set_memberships(first, user, [f"{tag}-a1", f"{tag}-a2"], replace=True)
+        second = _Worker(lambda: feed.set_memberships(user, [f"{tag}-b1"], replace=True))
+        assert _wait_blocked_or_done(watch, second, by=first.info.backend_pid)
+        first.commit()
+    second.outcome()
+    with db.connection() as conn:
+        rows = conn.execute("SELECT community FROM memberships WHERE user_id = %s", (user,)).fetchall()
+    assert sorted(r[0] for r in rows) == [f"{tag}-b1"]  # the later replace's set, exactly

@@ -336,6 +336,11 @@ def set_memberships(conn: Conn, user: str, communities: Sequence[str], *, replac
     created = ensure_users(conn, [user])
     ensure_communities(conn, communities)
     if replace:
+        # One replace of a user's set at a time: two at once each deleted only the rows it could
+        # see, so the other's uncommitted ones survived, and the user ended in the union of both
+        # sets (until session 18). NO KEY UPDATE: event and membership inserts (KEY SHARE through
+        # their foreign keys) do not wait for it.
+        conn.execute("SELECT 1 FROM users WHERE id = %s FOR NO KEY UPDATE", (user,))
         conn.execute(
             "DELETE FROM memberships WHERE user_id = %s AND NOT (community = ANY(%s))",
             (user, list(communities)),
