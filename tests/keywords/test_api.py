@@ -516,3 +516,23 @@ def test_a_word_too_long_for_a_term_is_a_422_not_a_500(client: TestClient) -> No
     assert is_problem(r, 422) and "a word has at most 100" in r.json()["detail"], r.text
     r = client.put(f"/keywords/subjects/{name}/keywords", json={"words": ["가" * 100]})
     assert r.status_code == 200, r.text
+
+
+def test_document_pages_by_after_skip_nothing_when_one_is_removed_between_pages(client: TestClient) -> None:
+    """With `offset` alone, a document removed from the first page moved the next page up by one,
+    and a document that was never removed went unlisted (until session 18)."""
+    name = subject_name()
+    url = f"/keywords/subjects/{name}/documents"
+    texts = [f"{PAGE} {i}번째 문서" for i in range(5)]
+    r = client.post(url, json={"documents": [{"text": t} for t in texts]})
+    assert r.status_code == 201, r.text
+    ids = [d["id"] for d in client.get(url, params={"limit": 10}).json()]
+    assert len(ids) == 5 and ids == sorted(ids)
+    first = client.get(url, params={"limit": 2}).json()
+    assert [d["id"] for d in first] == ids[:2]
+    assert client.delete(f"{url}/{ids[0]}").status_code == 204
+    second = client.get(url, params={"limit": 2, "after": first[-1]["id"]}).json()
+    assert [d["id"] for d in second] == ids[2:4]
+    assert [d["id"] for d in client.get(url, params={"after": ids[3]}).json()] == ids[4:]
+    assert client.get(url, params={"after": -1}).status_code == 422
+    assert client.delete(f"/keywords/subjects/{name}").status_code == 204

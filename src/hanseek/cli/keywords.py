@@ -164,12 +164,15 @@ def corpus_docs(
     subject: Annotated[str, typer.Option("--subject", "-s")],
     limit: Annotated[int, typer.Option(min=1)] = 50,
     offset: Annotated[int, typer.Option(min=0)] = 0,
+    after: Annotated[
+        int | None, typer.Option(min=0, help="Start after this document id (the last one listed)")
+    ] = None,
 ) -> None:
     """List a subject's documents."""
     from hanseek.keywords.service import KeywordService
 
     with open_db(settings()) as db, _refusals(subject):
-        docs = KeywordService(db).documents(subject, limit=limit, offset=offset)
+        docs = KeywordService(db).documents(subject, limit=limit, offset=offset, after=after)
     table = Table("id", "title", "source", "terms", "chars")
     for d in docs:
         table.add_row(str(d.id), escape(d.title or ""), escape(d.source or ""), str(d.n_terms), str(d.chars))

@@ -274,10 +274,12 @@ class KeywordService:
     def delete_subject(self, name: str) -> None:
         self._store().delete_subject(subject_key(name))
 
-    def documents(self, subject: str, *, limit: int = 100, offset: int = 0) -> list[DocumentInfo]:
-        if limit < 1 or offset < 0:
-            raise InvalidText("limit must be at least 1 and offset at least 0")
-        return self._store().documents(subject_key(subject), limit=limit, offset=offset)
+    def documents(
+        self, subject: str, *, limit: int = 100, offset: int = 0, after: int | None = None
+    ) -> list[DocumentInfo]:
+        if limit < 1 or offset < 0 or (after is not None and after < 0):
+            raise InvalidText("limit must be at least 1, offset and after at least 0")
+        return self._store().documents(subject_key(subject), limit=limit, offset=offset, after=after)
 
     def set_dictionary(self, subject: str, weights: Mapping[str, float], *, replace: bool = True) -> int:
         for word, w in weights.items():

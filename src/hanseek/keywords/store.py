@@ -280,13 +280,20 @@ class CorpusStore:
             )
         return True
 
-    def documents(self, subject: str, *, limit: int = 100, offset: int = 0) -> list[DocumentInfo]:
+    def documents(
+        self, subject: str, *, limit: int = 100, offset: int = 0, after: int | None = None
+    ) -> list[DocumentInfo]:
+        """In the order they were added (by id); `after`: the last id of the previous page, so a
+        document removed meanwhile does not move the next page (with `offset` one went unlisted)."""
         with self.db.connection() as conn:
+            # One snapshot: a subject deleted between the two statements answered an empty list,
+            # a state it was never in, instead of all its documents or UnknownSubject.
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
             srow = _subject_row(conn, subject)
             rows = conn.execute(
                 "SELECT id, title, source, n_terms, length(body), created_at FROM kw_documents "
-                "WHERE subject_id = %s ORDER BY id LIMIT %s OFFSET %s",
-                (srow[0], limit, offset),
+                "WHERE subject_id = %s AND id > %s ORDER BY id LIMIT %s OFFSET %s",
+                (srow[0], after if after is not None else 0, limit, offset),
             ).fetchall()
         return [DocumentInfo(*r) for r in rows]
 

@@ -425,10 +425,19 @@ def list_documents(
     request: Request,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0)] = 0,
+    after: Annotated[
+        int | None,
+        Query(
+            ge=0,
+            le=2**63 - 1,
+            description="The last id of the previous page: the page starts after it, so documents "
+            "removed meanwhile do not make one go unlisted (as `offset` would)",
+        ),
+    ] = None,
 ) -> list[DocumentOut]:
     """The subject's documents in the order they were added (titles and sizes, not their text)."""
     with errors():
-        docs = _svc(request).documents(name, limit=limit, offset=offset)
+        docs = _svc(request).documents(name, limit=limit, offset=offset, after=after)
     return [
         DocumentOut(id=d.id, title=d.title, source=d.source, terms=d.n_terms, chars=d.chars) for d in docs
     ]
