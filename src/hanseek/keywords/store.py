@@ -359,6 +359,7 @@ class CorpusStore:
         given terms only."""
         select = "SELECT term, weight" if table == "kw_dictionary" else "SELECT term"
         with self.db.connection() as conn:
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")  # as documents()
             srow = _subject_row(conn, subject)
             query = f"{select} FROM {table} WHERE subject_id = %s"
             if terms is None:
