@@ -327,19 +327,7 @@ def test_cli_use_reembed_and_list(
     r = runner.invoke(app, ["models", "reembed"])
     assert r.exit_code == 0 and "no re-embedding is pending" in r.output
 
-    def stop(batch: int) -> None:
-        raise Interrupted
-
-    with pytest.raises(Interrupted):
-        run(
-            sdb,
-            settings,
-            "tiny-b",
-            encoder=encoders["tiny-b"],
-            batch_size=4,
-            after_batch=stop,
-            feed_settings=FS,
-        )
+    _start_and_interrupt(sdb, settings, encoders["tiny-b"], "tiny-b")
     r = runner.invoke(app, ["models", "list"])
     out = " ".join(r.output.split())
     assert (
@@ -444,6 +432,16 @@ def test_a_run_whose_job_another_run_finished_reports_that_not_an_error(
     _assert_vectors_from(sdb, encoders["tiny-b"])
 
 
+def _start_and_interrupt(sdb: Database, settings: Settings, encoder: TextEncoder, model: str) -> None:
+    """A re-embedding to `model` interrupted after its first staged batch (its job stays pending)."""
+
+    def stop(batch: int) -> None:
+        raise Interrupted
+
+    with pytest.raises(Interrupted):
+        run(sdb, settings, model, encoder=encoder, batch_size=4, after_batch=stop, feed_settings=FS)
+
+
 def test_a_redo_of_the_active_model_whose_job_was_dropped_is_not_taken_for_finished(
     sdb: Database, settings: Settings, encoders: dict[str, TextEncoder]
 ) -> None:
@@ -451,21 +449,9 @@ def test_a_redo_of_the_active_model_whose_job_was_dropped_is_not_taken_for_finis
     a job dropped by a re-embedding to another model must stay an error (review of the change above)."""
     _seed(sdb, encoders["tiny-a"], n=12)
 
-    def stop(batch: int) -> None:
-        raise Interrupted
-
     def other_model_starts(batch: int) -> None:
         if batch == 1:  # drops tiny-a's job, stops after its own first batch
-            with pytest.raises(Interrupted):
-                run(
-                    sdb,
-                    settings,
-                    "tiny-b",
-                    encoder=encoders["tiny-b"],
-                    batch_size=4,
-                    after_batch=stop,
-                    feed_settings=FS,
-                )
+            _start_and_interrupt(sdb, settings, encoders["tiny-b"], "tiny-b")
 
     with pytest.raises(ReembedError, match="dropped by another command"):
         run(
