@@ -57,3 +57,10 @@ def test_not_modified_since() -> None:
     assert not_modified_since("Wed, 15 Nov 2023 00:00:00 GMT", mtime)
     assert not not_modified_since("Tue, 14 Nov 2023 22:13:19 GMT", mtime)
     assert not not_modified_since("yesterday", mtime) and not not_modified_since("", mtime)
+    assert not_modified_since("Tue Nov 14 22:13:20 2023", mtime)  # asctime: GMT (RFC 9110 §5.6.7)
+    for overflowing in (  # parsedate_to_datetime's OverflowError: a 500 in the first version
+        "Mon, 01 Jan 99999999999999999999 00:00:00 GMT",
+        "Mon, 01 Jan 2001 00:00:00 +99999999999999999999999",
+        "Jan 99999999999999999999 2020 1.5",
+    ):
+        assert not not_modified_since(overflowing, mtime)

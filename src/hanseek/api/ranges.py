@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import UTC
 from email.utils import parsedate_to_datetime
 
 # At most 18 digits a side (files are far smaller): a longer number is ignored with the header, where
@@ -42,14 +43,15 @@ def etag_matches(if_none_match: str, etag: str) -> bool:
 
 def not_modified_since(if_modified_since: str, mtime: float) -> bool:
     """`If-Modified-Since` (used only without `If-None-Match`): the file's seconds are not after the
-    date given. An unparseable date is ignored (the whole file)."""
+    date given. An unparseable date is ignored (the whole file); one without a zone (asctime's
+    format, or `-0000`) is GMT, as RFC 9110 §5.6.7 reads it."""
     try:
         since = parsedate_to_datetime(if_modified_since)
-    except (TypeError, ValueError):
+        if since.tzinfo is None:
+            since = since.replace(tzinfo=UTC)
+        return int(mtime) <= since.timestamp()
+    except (TypeError, ValueError, OverflowError):  # OverflowError: a 20-digit year (was a 500)
         return False
-    if since.tzinfo is None:
-        return False  # not an HTTP date (those are GMT)
-    return int(mtime) <= since.timestamp()
 
 
 def requested_range(range_header: str, size: int) -> ByteRange | None:

@@ -462,7 +462,10 @@ def _range(request: Request, opened: OpenFile, headers: dict[str, str]) -> ByteR
 
 _FILE_RESPONSES: dict[int | str, dict[str, Any]] = {
     206: {"description": "The byte range a `Range` header asked for (`Content-Range` names it)."},
-    304: {"description": "`If-None-Match` named this file's ETag: the cached copy is current."},
+    304: {
+        "description": "`If-None-Match` named this file's ETag (or, without it, `If-Modified-Since` is "
+        "not before the file's time): the cached copy is current."
+    },
     **problems(404),
     416: problem_response(416, "The `Range` starts at or past the end of the file."),
 }
