@@ -150,3 +150,53 @@ def test_a_copied_model_answers_by_its_name_and_a_cut_one_is_503(
     finally:
         for copy in copies:
             shutil.rmtree(copy, ignore_errors=True)
+
+
+def test_a_transformer_request_is_capped_in_total_characters(
+    api: TestClient, app_state: AppState, tiny_bert_dir: Any
+) -> None:
+    """Was uncapped: 6 texts of 20,000 characters ran 31 s on e5, 1,000 of them for hours. A baseline
+    request of the same size is answered as before."""
+    import shutil
+
+    from .test_damaged_models import save_transformer
+
+    svc = service(app_state)
+    limit = app_state.settings.max_encode_chars
+    per = min(app_state.settings.max_text_chars, limit)
+    texts = ["좋" * per] * (limit // per + 1)
+    assert sum(map(len, texts)) > limit
+    path = save_transformer(svc.root, "api-tf", tiny_bert_dir)
+    try:
+        r = api.post("/sentiment", json={"texts": texts, "model": "api-tf"})
+        _problem(r, 413, "HANSEEK_MAX_ENCODE_CHARS")
+        ok = api.post("/sentiment", json={"texts": ["정말 재밌다"], "model": "api-tf"})
+        assert ok.status_code == 200 and ok.json()["model"] == "api-tf", ok.text
+        base = svc.resolve().card
+        assert base.kind == "baseline"
+        assert api.post("/sentiment", json={"texts": texts}).status_code == 200
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+    doc = api.get("/openapi.json").json()["paths"]["/sentiment"]["post"]
+    assert "HANSEEK_MAX_ENCODE_CHARS" in doc["responses"]["413"]["description"]
+
+
+def test_a_transformer_with_a_nan_head_is_503_without_paths(
+    api: TestClient, app_state: AppState, tiny_bert_dir: Any
+) -> None:
+    """Was a 200 with "probability": null (and a script error on the page)."""
+    import shutil
+
+    import numpy as np
+
+    from .test_damaged_models import save_transformer
+
+    svc = service(app_state)
+    path = save_transformer(svc.root, "api-nan", tiny_bert_dir, np.full(32, np.nan, dtype=np.float32))
+    try:
+        r = api.post("/sentiment", json={"texts": ["좋다"], "model": "api-nan"})
+        _problem(r, 503, "cannot load sentiment model 'api-nan': head.safetensors: weight holds values")
+        assert r.json()["title"] == "Sentiment model unavailable"
+        assert str(svc.root) not in r.json()["detail"] and "\n" not in r.json()["detail"]
+    finally:
+        shutil.rmtree(path, ignore_errors=True)

@@ -232,3 +232,34 @@ def test_back_and_forward_return_to_earlier_reviews(live_server: str, page: Any)
     page.go_back()  # the page as opened: an empty form, no table
     page.wait_for_selector("#sentiment-result", state="hidden")
     assert page.input_value("#sentiment-text") == "" and page.url.startswith(live_server + "/sentiment")
+
+
+def test_a_probability_that_is_no_number_shows_a_dash(
+    live_server: str, page: Any, sentiment_ready: None
+) -> None:
+    """The server no longer answers one (a NaN head is refused at load), but the page should not
+    fail on it: until session 18 `null.toFixed` stopped the table with a script error."""
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    body = {
+        "model": "m",
+        "results": [
+            {"label": "negative", "probability": None, "positive_probability": None, "model": "m"},
+            {"label": "positive", "probability": 0.9, "positive_probability": 0.9, "model": "m"},
+        ],
+    }
+
+    def answer(route: Any) -> None:
+        if route.request.method == "POST":
+            route.fulfill(status=200, content_type="application/json", body=json.dumps(body))
+        else:
+            route.continue_()
+
+    page.route(live_server + "/sentiment", answer)
+    page.goto(live_server + "/sentiment")
+    page.fill("#sentiment-text", "좋다\n별로")
+    page.click("#sentiment-submit")
+    rows = page.locator("#sentiment-rows tr")
+    rows.nth(1).wait_for()
+    assert "–" in rows.nth(0).inner_text() and "0.900" in rows.nth(1).inner_text()
+    assert errors == []

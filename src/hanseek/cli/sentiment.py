@@ -193,12 +193,18 @@ def predict(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
 ) -> None:
     """Classify reviews as positive or negative."""
-    from hanseek.sentiment.registry import ModelLoadError, ModelNotFound
+    from hanseek.sentiment.registry import ModelLoadError, ModelNotFound, check_name
     from hanseek.sentiment.service import SentimentService
     from hanseek.text import normalize
 
     if any(not normalize(t).strip() for t in texts):  # zero-width or control characters only: empty too
         _fail("empty review text")
+    if model is not None:
+        # An empty --model is refused as the API refuses "model": "" (until session 18 it meant the default).
+        try:
+            check_name(model)
+        except ValueError as e:
+            _fail(str(e))
     svc = SentimentService(settings())
     try:
         card, preds = svc.predict(texts, model)
@@ -239,12 +245,12 @@ def models() -> None:
 @app.command("default")
 def set_default(name: Annotated[str, typer.Argument(help="Model name")]) -> None:
     """Make a trained model the one served when a request names none."""
-    from hanseek.sentiment.registry import ModelNotFound
+    from hanseek.sentiment.registry import ModelLoadError, ModelNotFound
     from hanseek.sentiment.service import SentimentService
 
     try:
         SentimentService(settings()).set_default(name)
-    except (ModelNotFound, ValueError) as e:
+    except (ModelNotFound, ModelLoadError, ValueError) as e:
         _fail(str(e))
     console.print(f"default sentiment model: {name}")
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -33,6 +34,7 @@ Progress = Callable[[str], None]
 # Kiwi's "cong" model is about twice as fast as the default "cong-global" on short reviews, with no
 # measurable loss for this task (dev accuracy), and 150k reviews must be analysed in well under a minute.
 DEFAULT_KIWI_MODEL = "cong"
+MAX_NGRAM = 10  # far above any useful n-gram length; a larger one is a damaged file
 _WEIGHTS = "weights.npz"
 _VOCAB = "vocab.json.gz"
 
@@ -55,9 +57,40 @@ class BaselineConfig:
     def from_json(cls, data: dict[str, Any]) -> BaselineConfig:
         d = dict(data)
         for k in ("char_ngram", "morph_ngram"):
-            if k in d:
+            if isinstance(d.get(k), list):
                 d[k] = tuple(d[k])
         return cls(**d)
+
+    def check(self) -> BaselineConfig:
+        """ValueError for settings no fitted model can have (a damaged or hand-edited baseline.json).
+        Until session 18 they were not checked: "char_ngram": [4, 1] loaded and answered wrongly."""
+        for key in ("char_ngram", "morph_ngram"):
+            rng = getattr(self, key)
+            if not (
+                isinstance(rng, tuple)
+                and len(rng) == 2
+                and all(isinstance(n, int) and not isinstance(n, bool) for n in rng)
+                and 1 <= rng[0] <= rng[1] <= MAX_NGRAM
+            ):
+                raise ValueError(
+                    f"{key} is {list(rng) if isinstance(rng, tuple) else rng!r}: expected [lo, hi] "
+                    f"with 1 <= lo <= hi <= {MAX_NGRAM}"
+                )
+        if not (isinstance(self.min_df, int) and not isinstance(self.min_df, bool) and self.min_df >= 1):
+            raise ValueError(f"min_df is {self.min_df!r}: expected a whole number >= 1")
+        if not (
+            isinstance(self.C, int | float)
+            and not isinstance(self.C, bool)
+            and math.isfinite(self.C)
+            and self.C > 0
+        ):
+            raise ValueError(f"C is {self.C!r}: expected a positive number")
+        for key in ("use_char", "use_morph", "nb_weighting"):
+            if not isinstance(getattr(self, key), bool):
+                raise ValueError(f"{key} is {getattr(self, key)!r}: expected true or false")
+        if not isinstance(self.kiwi_model, str):
+            raise ValueError(f"kiwi_model is {self.kiwi_model!r}: expected a name")
+        return self
 
 
 def morpheme_docs(analyzer: KoreanAnalyzer, texts: Sequence[str]) -> list[str]:
@@ -236,7 +269,10 @@ class BaselineClassifier:
 
     @classmethod
     def load(cls, directory: Path, analyzer: KoreanAnalyzer | None) -> BaselineClassifier:
-        config = BaselineConfig.from_json(json.loads((directory / "baseline.json").read_text()))
+        try:
+            config = BaselineConfig.from_json(json.loads((directory / "baseline.json").read_text())).check()
+        except (TypeError, ValueError) as e:  # TypeError: an unknown key
+            raise ValueError(f"baseline.json: {e}") from e
         model = cls(analyzer, config)
         with np.load(directory / _WEIGHTS, allow_pickle=False) as w:
             arrays = {k: w[k] for k in w.files}
@@ -265,7 +301,8 @@ def _check_arrays(
     ModelLoadError: a 503), not with a shape error in the middle of a prediction (a 500)."""
 
     def bad(msg: str) -> ValueError:
-        return ValueError(f"{directory}: {msg}")
+        # The file's name, not its path: the message reaches API clients (docs/sentiment.md).
+        return ValueError(f"{_WEIGHTS}: {msg}")
 
     n_features = 0
     for key, used in (("char", config.use_char), ("morph", config.use_morph)):
@@ -273,9 +310,9 @@ def _check_arrays(
             continue
         terms = vocab.get(key)
         if not isinstance(terms, list) or not terms or not all(isinstance(t, str) for t in terms):
-            raise bad(f"the {key} vocabulary is missing or empty")
+            raise ValueError(f"{_VOCAB}: the {key} vocabulary is missing or empty")
         if len(set(terms)) != len(terms):
-            raise bad(f"the {key} vocabulary repeats terms")
+            raise ValueError(f"{_VOCAB}: the {key} vocabulary repeats terms")
         idf = arrays.get(f"idf_{key}")
         if idf is None or idf.shape != (len(terms),):
             shape = None if idf is None else idf.shape

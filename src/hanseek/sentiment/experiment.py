@@ -51,6 +51,8 @@ class _EmbeddingCache:
         from hanseek.sentiment.transformer import TransformerClassifier
 
         self.model = TransformerClassifier.from_base(base_dir, opts.transformer)
+        if opts.transformer.freeze_layers is not None:
+            self.model.encoder_layers()  # refuses a freeze_layers the encoder cannot honour, before any work
         self.vectors: dict[str, np.ndarray] = {}
         self.say = say
 

@@ -147,6 +147,14 @@ def set_default(root: Path, name: str) -> None:
     with file_lock(root / f".{name}.lock"):
         if not (d / CARD).is_file():
             raise ModelNotFound(f"no sentiment model named {name!r}")
+        # A card that `list_cards` skips is no model to serve. Until session 18 it was accepted: then
+        # every request naming no model was a 503 and /sentiment/models named a default not listed.
+        try:
+            read_card(d)
+        except (OSError, ValueError) as e:
+            raise ModelLoadError(
+                f"sentiment model {name!r} has a {CARD} that cannot be read: retrain it or pick another"
+            ) from e
         # One temporary per writer, with the mode an ordinary write gives (a server running as
         # another user reads it).
         with (

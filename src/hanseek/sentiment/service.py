@@ -59,6 +59,32 @@ class _Loaded:
     stamp: float
 
 
+def _describe(e: BaseException, directory: Path) -> str:
+    """One line saying what is wrong with the model in `directory`, with no path above it."""
+    from pydantic import ValidationError
+
+    if isinstance(e, ValidationError):
+        errors = e.errors()
+        if not errors:
+            return f"{registry.CARD} is not a valid model card"
+        where = ".".join(str(x) for x in errors[0]["loc"]) or "the document"
+        return f"{registry.CARD} is not a valid model card ({where}: {errors[0]['msg']})"
+    if isinstance(e, OSError) and e.filename:
+        return f"{_relative(str(e.filename), directory)}: {e.strerror or type(e).__name__}"
+    text = _relative(str(e), directory).strip()
+    line = text.splitlines()[0].strip() if text else ""
+    if len(line) > 300:
+        line = line[:299] + "…"
+    return line or type(e).__name__
+
+
+def _relative(text: str, directory: Path) -> str:
+    """`text` with the model directory's path (and anything above it) cut out."""
+    for prefix in (str(directory.resolve()), str(directory)):
+        text = text.replace(prefix + "/", "").replace(prefix, ".")
+    return text
+
+
 class SentimentService:
     def __init__(self, settings: Settings, *, analyzer: KoreanAnalyzer | None = None) -> None:
         self.settings = settings
@@ -67,6 +93,9 @@ class SentimentService:
         self._analyzers: dict[str, KoreanAnalyzer] = {}
         self._models: dict[str, _Loaded] = {}
         self._lock = threading.RLock()
+        self._load_locks: dict[str, threading.Lock] = {}
+        # Its own lock: a model's loader asks for an analyzer while `resolve` may hold `_lock`.
+        self._analyzer_lock = threading.Lock()
 
     # -- resources -------------------------------------------------------------------------------
 
@@ -74,7 +103,7 @@ class SentimentService:
         """One frozen analyzer per Kiwi model type (a given analyzer, in tests, serves all)."""
         if self._given_analyzer is not None:
             return self._given_analyzer
-        with self._lock:
+        with self._analyzer_lock:
             a = self._analyzers.get(kiwi_model)
             if a is None:
                 a = KoreanAnalyzer(model_type=kiwi_model, frozen=True)
@@ -108,13 +137,25 @@ class SentimentService:
             registry.delete_model(self.root, name)
             self._models.pop(name, None)
 
+    def _model_lock(self, name: str) -> threading.Lock:
+        with self._lock:
+            lock = self._load_locks.get(name)
+            if lock is None:
+                lock = self._load_locks[name] = threading.Lock()
+            return lock
+
     def _load(self, name: str) -> _Loaded:
         directory = registry.model_dir(self.root, name)
         card_path = directory / registry.CARD
         if not card_path.is_file():
             raise ModelNotFound(f"no sentiment model named {name!r}; see `hanseek sentiment models`")
         stamp = card_path.stat().st_mtime
-        with self._lock:
+        hit = self._models.get(name)
+        if hit is not None and hit.stamp == stamp:
+            return hit
+        # One lock per model: a model is loaded once, while requests for models already loaded go on.
+        # Until session 18 one service-wide lock was held for the whole load (seconds for a transformer).
+        with self._model_lock(name):
             hit = self._models.get(name)
             if hit is not None and hit.stamp == stamp:
                 return hit
@@ -133,7 +174,12 @@ class SentimentService:
             except Exception as e:
                 # A damaged file fails in many ways (EOFError from a cut gzip, BadZipFile, a
                 # safetensors error, ...): each is a model that cannot be loaded (503), not a 500.
-                raise ModelLoadError(f"cannot load sentiment model {name!r}: {e}") from e
+                # The whole error goes to the log; the message (an API client reads it) names the model
+                # and the problem in one line, without the server's paths.
+                log.warning("cannot load sentiment model %r from %s", name, directory, exc_info=True)
+                raise ModelLoadError(
+                    f"cannot load sentiment model {name!r}: {_describe(e, directory)}"
+                ) from e
             loaded = _Loaded(card, model, stamp)
             self._models[name] = loaded
             return loaded
@@ -162,13 +208,20 @@ class SentimentService:
     # -- prediction ------------------------------------------------------------------------------
 
     def predict(self, texts: Sequence[str], model: str | None = None) -> tuple[ModelCard, list[Prediction]]:
-        loaded = self.resolve(model)
+        return self.predict_with(self.resolve(model), texts)
+
+    def predict_with(self, loaded: _Loaded, texts: Sequence[str]) -> tuple[ModelCard, list[Prediction]]:
+        """`texts` classified by a model `resolve` gave (the API checks its kind's limits in between)."""
         clean = [valid_unicode(t) for t in texts]
         probs = [
             loaded.model.predict_proba(clean[i : i + PREDICT_CHUNK])
             for i in range(0, len(texts), PREDICT_CHUNK)
         ]
         pos = np.concatenate(probs) if probs else np.zeros(0, dtype=np.float32)
+        if not np.isfinite(pos).all():  # never NaN in an answer (null in JSON, or invalid JSON)
+            raise ModelLoadError(
+                f"sentiment model {loaded.card.name!r} gave a probability that is not a number"
+            )
         out = []
         for p in pos.tolist():
             label = LABEL_NAMES[1] if p >= 0.5 else LABEL_NAMES[0]

@@ -19,6 +19,7 @@ import json
 import math
 import random
 import time
+import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -27,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from hanseek.encoders.pooling import Windows
+from hanseek.sentiment.datasets import normalize_space
 
 Progress = Callable[[str, int, int], None]  # (phase, done, total)
 
@@ -64,6 +66,13 @@ def _scale(dim: int) -> float:
     # Unit-length vectors have per-dimension values ~1/sqrt(dim); scaling back to ~1 keeps the head's
     # weights and learning rate in an ordinary range.
     return math.sqrt(dim)
+
+
+def prepare_text(text: str) -> str:
+    """The form a review is read in, in training and in serving alike: NFC, runs of white space as
+    one space, no leading or trailing space (what `read_reviews` does to the training files). Until
+    session 18 served texts went to the encoder as sent, so NFD or oddly spaced text scored otherwise."""
+    return normalize_space(unicodedata.normalize("NFC", text))
 
 
 def _set_seed(seed: int) -> None:
@@ -152,7 +161,7 @@ class TransformerClassifier:
     def predict_proba(self, texts: Sequence[str], batch_size: int | None = None) -> np.ndarray:
         if not texts:
             return np.zeros(0, dtype=np.float32)
-        return self.proba_from_embeddings(self.embed(texts, batch_size))
+        return self.proba_from_embeddings(self.embed([prepare_text(t) for t in texts], batch_size))
 
     # -- training ------------------------------------------------------------------------------
 
@@ -170,6 +179,11 @@ class TransformerClassifier:
         y = np.asarray(labels, dtype=np.int64)
         if len(np.unique(y)) != 2:
             raise ValueError("training data needs both positive and negative reviews")
+        if self.config.freeze_layers is not None:
+            self.encoder_layers()  # a freeze_layers the encoder cannot honour fails before any work
+        texts = [prepare_text(t) for t in texts]
+        if dev is not None:
+            dev = ([prepare_text(t) for t in dev[0]], dev[1])
         _set_seed(self.config.seed)
         say = progress or (lambda _p, _d, _t: None)
         t0 = time.perf_counter()
@@ -192,15 +206,28 @@ class TransformerClassifier:
         self.info["train_s"] = round(time.perf_counter() - t0, 2)
         return self
 
-    def _trainable(self) -> list[Any]:
+    def encoder_layers(self) -> Any:
+        """The encoder's layers; ValueError when `freeze_layers` cannot apply to them. Until session 18
+        a freeze_layers above the layer count was taken as "all of them": no layer was fine-tuned."""
         freeze = self.config.freeze_layers
         assert freeze is not None
-        for p in self.net.parameters():
-            p.requires_grad = False
         layers = getattr(getattr(self.net, "encoder", None), "layer", None)
         if layers is None:
             raise ValueError("freeze_layers needs a BERT-style encoder (model.encoder.layer); use 'all'")
-        for layer in layers[min(freeze, len(layers)) :]:
+        if not 0 <= freeze <= len(layers):
+            raise ValueError(
+                f"freeze_layers is {freeze} but the encoder has {len(layers)} layers: "
+                f"use 0 to {len(layers)}, or 'all' for a frozen encoder"
+            )
+        return layers
+
+    def _trainable(self) -> list[Any]:
+        freeze = self.config.freeze_layers
+        assert freeze is not None
+        layers = self.encoder_layers()
+        for p in self.net.parameters():
+            p.requires_grad = False
+        for layer in layers[freeze:]:
             for p in layer.parameters():
                 p.requires_grad = True
         return [p for p in self.net.parameters() if p.requires_grad]
@@ -323,10 +350,17 @@ class TransformerClassifier:
         config = TransformerConfig.from_json(json.loads((directory / _CONFIG).read_text()))
         model = cls.from_base(directory / _ENCODER, config)
         head = load_file(str(directory / _HEAD))
-        if head["weight"].shape != (model.dim,):
-            raise ValueError(
-                f"{directory}: head has shape {head['weight'].shape}, encoder dim is {model.dim}"
-            )
-        model.weight = head["weight"].astype(np.float32)
-        model.bias = float(head["bias"][0])
+        weight, bias = head.get("weight"), head.get("bias")
+        if weight is None or weight.shape != (model.dim,):
+            shape = None if weight is None else weight.shape
+            raise ValueError(f"{_HEAD}: weight has shape {shape}, the encoder's dimension is {model.dim}")
+        if bias is None or bias.shape != (1,):
+            raise ValueError(f"{_HEAD}: bias has shape {None if bias is None else bias.shape}, expected (1,)")
+        # As the baseline's `_check_arrays`: until session 18 a NaN or inf head loaded and every
+        # answer's probability was NaN (null in the API, invalid JSON from `predict --json`).
+        for key, a in (("weight", weight), ("bias", bias)):
+            if not (np.issubdtype(a.dtype, np.number) and np.isfinite(a).all()):
+                raise ValueError(f"{_HEAD}: {key} holds values that are not finite numbers")
+        model.weight = weight.astype(np.float32)
+        model.bias = float(bias[0])
         return model

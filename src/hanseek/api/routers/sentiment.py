@@ -9,8 +9,8 @@ from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
 
 from hanseek.api.errors import BadRequest, NotFound, ProblemError
-from hanseek.api.limits import check_batch, check_lengths
-from hanseek.api.openapi import problems
+from hanseek.api.limits import check_batch, check_lengths, check_total_chars
+from hanseek.api.openapi import problem_response, problems
 from hanseek.api.security import require_read_key
 from hanseek.api.state import AppState, get_state
 from hanseek.sentiment.registry import ModelLoadError, ModelNotFound, check_name
@@ -80,14 +80,32 @@ def _check(body: SentimentIn, state: AppState) -> None:
     response_model=SentimentOut,
     dependencies=[Depends(require_read_key)],
     summary="Classify reviews as positive or negative",
-    responses=problems(404, 503),
+    responses={
+        **problems(404, 503),
+        413: problem_response(
+            413,
+            "Over a size limit: more texts than HANSEEK_MAX_BATCH_ITEMS, a text longer than "
+            "HANSEEK_MAX_TEXT_CHARS, or, when a transformer model answers, more characters in all "
+            "than HANSEEK_MAX_ENCODE_CHARS.",
+        ),
+    },
 )
 def classify(body: SentimentIn, request: Request) -> SentimentOut:
-    """Label each review positive or negative with the default model or the one named, with probabilities."""
+    """Label each review positive or negative with the default model or the one named, with probabilities.
+
+    When a transformer model answers, all texts of one request together may hold at most
+    `HANSEEK_MAX_ENCODE_CHARS` characters (as for `/encode`); more is a 413."""
     state = get_state(request)
     _check(body, state)
+    svc = service(state)
     try:
-        card, preds = service(state).predict(body.texts, body.model)
+        loaded = svc.resolve(body.model)
+        if loaded.card.kind == "transformer":
+            # Until session 18 there was no such cap: 1,000 texts of 20,000 characters ran for hours.
+            check_total_chars(
+                body.texts, state.settings.max_encode_chars, "texts", "HANSEEK_MAX_ENCODE_CHARS"
+            )
+        card, preds = svc.predict_with(loaded, body.texts)
     except ModelNotFound as e:
         if body.model:
             raise NotFound(str(e)) from e

@@ -67,7 +67,10 @@
         label.style.fontWeight = "600";
         const prob = document.createElement("td");
         prob.className = "nowrap";
-        prob.textContent = r.probability.toFixed(3);
+        // A number, or a dash: a probability that is no number (null) once stopped the whole table
+        // with a script error (until session 18, when such a model was still served).
+        prob.textContent = typeof r.probability === "number" && isFinite(r.probability)
+          ? r.probability.toFixed(3) : "–";
         const review = document.createElement("td");
         review.className = "text";
         review.lang = "ko";
