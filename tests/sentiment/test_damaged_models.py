@@ -217,7 +217,7 @@ def test_a_load_error_names_the_model_and_file_in_one_line_without_paths(
     copy = _copy_demo(svc, "dmg")
     damage(copy)
     with (
-        caplog.at_level("WARNING", logger="hanseek.sentiment"),
+        caplog.at_level("INFO", logger="hanseek.sentiment"),
         pytest.raises(registry.ModelLoadError) as info,
     ):
         svc.predict(["좋다"], "dmg")

@@ -176,7 +176,9 @@ class SentimentService:
                 # safetensors error, ...): each is a model that cannot be loaded (503), not a 500.
                 # The whole error goes to the log; the message (an API client reads it) names the model
                 # and the problem in one line, without the server's paths.
-                log.warning("cannot load sentiment model %r from %s", name, directory, exc_info=True)
+                # INFO: a server's log (INFO and up) keeps it; a CLI, which configures no logging,
+                # does not print it (Python's last-resort handler would print a WARNING's traceback).
+                log.info("cannot load sentiment model %r from %s", name, directory, exc_info=True)
                 raise ModelLoadError(
                     f"cannot load sentiment model {name!r}: {_describe(e, directory)}"
                 ) from e
