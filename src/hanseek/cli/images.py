@@ -82,11 +82,12 @@ class CaptionsError(ValueError):
     pass
 
 
-def _csv_rows(reader: csv.DictReader[str], path: Path) -> Iterator[dict[str, str]]:
-    """The rows, a malformed one (e.g. a field over csv's 131,072-character limit, until session 18 a
-    traceback) as a CaptionsError naming the line."""
+@contextmanager
+def _csv_errors(reader: csv.DictReader[str], path: Path) -> Iterator[None]:
+    """A row (or header) the csv module refuses, e.g. a field over its 131,072-character limit (until
+    session 18 a traceback), as a CaptionsError naming the line."""
     try:
-        yield from reader
+        yield
     except csv.Error as exc:
         raise CaptionsError(f"{path}, line {reader.reader.line_num}: {exc}") from None
 
@@ -99,27 +100,25 @@ def read_captions(path: Path) -> dict[str, tuple[str | None, list[str]]]:
     table: dict[str, tuple[str | None, list[str]]] = {}
     with path.open(encoding="utf-8-sig", newline="") as f:
         reader = csv.DictReader(f)
-        try:
+        with _csv_errors(reader, path):
             columns = set(reader.fieldnames or [])
-        except csv.Error as exc:
-            raise CaptionsError(f"{path}, line {reader.reader.line_num}: {exc}") from None
-        wanted = {"caption", "caption_ko", "caption_en", "tags", "category"}
-        if "file" not in columns or not columns & wanted:
-            raise CaptionsError(
-                f"{path}: needs a 'file' column and a 'caption' (or caption_ko / caption_en) or 'tags' "
-                f"column; its header has {', '.join(sorted(columns)) or 'nothing'}"
-            )
-        for row in _csv_rows(reader, path):
-            caption = row.get("caption") or row.get("caption_ko") or row.get("caption_en") or None
-            raw_tags = row.get("tags") or row.get("category") or ""
-            tags = [t.strip() for t in raw_tags.replace(";", ",").split(",") if t.strip()]
-            key = (row.get("file") or "").strip()
-            if not key:
-                continue
-            if Path(key).parent == Path("."):  # a bare name (`cat.png`, `./cat.png`)
-                table[Path(key).name] = (caption, tags)
-            else:  # `a/cat.png` is that file only, not every `cat.png`
-                table[str((path.parent / key).resolve())] = (caption, tags)
+            wanted = {"caption", "caption_ko", "caption_en", "tags", "category"}
+            if "file" not in columns or not columns & wanted:
+                raise CaptionsError(
+                    f"{path}: needs a 'file' column and a 'caption' (or caption_ko / caption_en) or 'tags' "
+                    f"column; its header has {', '.join(sorted(columns)) or 'nothing'}"
+                )
+            for row in reader:
+                caption = row.get("caption") or row.get("caption_ko") or row.get("caption_en") or None
+                raw_tags = row.get("tags") or row.get("category") or ""
+                tags = [t.strip() for t in raw_tags.replace(";", ",").split(",") if t.strip()]
+                key = (row.get("file") or "").strip()
+                if not key:
+                    continue
+                if Path(key).parent == Path("."):  # a bare name (`cat.png`, `./cat.png`)
+                    table[Path(key).name] = (caption, tags)
+                else:  # `a/cat.png` is that file only, not every `cat.png`
+                    table[str((path.parent / key).resolve())] = (caption, tags)
     return table
 
 

@@ -53,31 +53,29 @@ class MediaStore:
             _atomic_write(path, buf.getvalue())
         return path
 
+    def _shards(self) -> Iterator[tuple[str, Path]]:
+        """("images" or "thumbs", folder) for each hash-prefix folder under the root."""
+        for sub in ("images", "thumbs"):
+            top = self.root / sub
+            if top.is_dir():
+                yield from ((sub, shard) for shard in sorted(top.iterdir()) if shard.is_dir())
+
     def stored_files(self) -> Iterator[tuple[str, Path]]:
         """(sha256, path) of every original and thumbnail under the root, named as this store names
         them. Anything else (a `.tmp-` file being written, a file someone put there) is not listed."""
-        for sub, pattern in (("images", _ORIGINAL_NAME), ("thumbs", _THUMB_NAME)):
-            top = self.root / sub
-            if not top.is_dir():
-                continue
-            for shard in sorted(top.iterdir()):
-                if not shard.is_dir():
-                    continue
-                for path in sorted(shard.iterdir()):
-                    m = pattern.match(path.name)
-                    if m and m.group(1)[:2] == shard.name and path.is_file():
-                        yield m.group(1), path
+        patterns = {"images": _ORIGINAL_NAME, "thumbs": _THUMB_NAME}
+        for sub, shard in self._shards():
+            for path in sorted(shard.iterdir()):
+                m = patterns[sub].match(path.name)
+                if m and m.group(1)[:2] == shard.name and path.is_file():
+                    yield m.group(1), path
 
     def temporaries(self) -> Iterator[Path]:
         """The `.tmp-` files of writes in the shard folders (`_atomic_write`): a finished write
         renamed its own, so an old one is what a process killed mid-write left."""
-        for sub in ("images", "thumbs"):
-            top = self.root / sub
-            if not top.is_dir():
-                continue
-            for shard in sorted(top.iterdir()):
-                if shard.is_dir() and not shard.is_symlink():
-                    yield from (p for p in sorted(shard.glob(".tmp-*")) if p.is_file() and not p.is_symlink())
+        for _, shard in self._shards():
+            if not shard.is_symlink():
+                yield from (p for p in sorted(shard.glob(".tmp-*")) if p.is_file() and not p.is_symlink())
 
     def delete(self, sha256: str, ext: str) -> None:
         for path in (self.original_path(sha256, ext), self.thumbnail_path(sha256)):

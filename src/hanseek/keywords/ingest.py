@@ -203,21 +203,15 @@ def _csv_rows(text: str) -> Iterator[tuple[int, list[str]]]:
     Until session 18 a field over the csv module's limit (131,072 characters, also what an unclosed
     quote runs into) escaped as csv.Error, a 500."""
     reader = csv.reader(io.StringIO(text.lstrip("\ufeff")))
-    n = 0
-    while True:
-        try:
-            row = next(reader)
-        except StopIteration:
-            return
-        except csv.Error as exc:
-            if "field larger than field limit" in str(exc):
-                raise IngestError(
-                    f"line {reader.line_num}: a field is longer than {csv.field_size_limit():,} "
-                    "characters (a quote left open?)"
-                ) from None
-            raise IngestError(f"line {reader.line_num}: not CSV ({exc})") from None
-        n += 1
-        yield n, row
+    try:
+        yield from enumerate(reader, start=1)
+    except csv.Error as exc:
+        if "field larger than field limit" in str(exc):
+            raise IngestError(
+                f"line {reader.line_num}: a field is longer than {csv.field_size_limit():,} "
+                "characters (a quote left open?)"
+            ) from None
+        raise IngestError(f"line {reader.line_num}: not CSV ({exc})") from None
 
 
 def dictionary_weights(weights: Mapping[str, float]) -> dict[str, float]:

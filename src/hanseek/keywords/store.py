@@ -19,6 +19,12 @@ from hanseek.store.db import Database
 from hanseek.text import normalize
 
 
+def _read_snapshot(conn: psycopg.Connection[Any]) -> None:
+    """Make the transaction's reads one snapshot (first statement of the transaction): a subject's
+    row and the rows read after it then come from one state of the corpus, never a mix of two."""
+    conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+
+
 class UnknownSubject(LookupError):
     pass
 
@@ -288,7 +294,7 @@ class CorpusStore:
         with self.db.connection() as conn:
             # One snapshot: a subject deleted between the two statements answered an empty list,
             # a state it was never in, instead of all its documents or UnknownSubject.
-            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            _read_snapshot(conn)
             srow = _subject_row(conn, subject)
             rows = conn.execute(
                 "SELECT id, title, source, n_terms, length(body), created_at FROM kw_documents "
@@ -307,7 +313,7 @@ class CorpusStore:
             # One snapshot for both statements: under READ COMMITTED an add committing between them
             # gave N and total length from before it and df from after (df > N), statistics the
             # corpus never had, and weights of no state it was ever in.
-            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            _read_snapshot(conn)
             srow = _subject_row(conn, subject, "id, n_docs, total_terms, floor")
             sid = srow[0]
             rows = conn.execute(
@@ -329,7 +335,7 @@ class CorpusStore:
     def all_stats(self, subject: str) -> CorpusStats:
         """The subject's complete document-frequency table (for exports and checks)."""
         with self.db.connection() as conn:
-            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")  # as context()
+            _read_snapshot(conn)
             srow = _subject_row(conn, subject, "id, n_docs, total_terms")
             rows = conn.execute(
                 "SELECT term, df FROM kw_term_df WHERE subject_id = %s", (srow[0],)
@@ -359,7 +365,7 @@ class CorpusStore:
         given terms only."""
         select = "SELECT term, weight" if table == "kw_dictionary" else "SELECT term"
         with self.db.connection() as conn:
-            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")  # as documents()
+            _read_snapshot(conn)
             srow = _subject_row(conn, subject)
             query = f"{select} FROM {table} WHERE subject_id = %s"
             if terms is None:

@@ -472,7 +472,6 @@ def add_documents(name: str, body: DocumentsIn, request: Request) -> DocumentsOu
                 ) from exc
         if not docs:
             raise InvalidText("no documents given (documents[] or content)")
-        check_batch(len(docs), settings, "documents")
         for i, d in enumerate(docs):
             if len(d.body) > settings.max_text_chars:
                 raise TooLarge(
