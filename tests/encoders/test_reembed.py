@@ -467,6 +467,61 @@ def test_a_redo_of_the_active_model_whose_job_was_dropped_is_not_taken_for_finis
     assert job is not None and job.model == "tiny-b"
 
 
+def test_a_redo_of_the_active_model_whose_job_another_run_finished_reports_that_not_an_error(
+    sdb: Database, settings: Settings, encoders: dict[str, TextEncoder]
+) -> None:
+    """Two `models reembed tiny-a` with tiny-a active: the loser said "dropped by another command"
+    (exit 2) until session 19, since "job gone, model active" was already true before it began; the
+    job id the swap records on the model tells the two apart."""
+    _seed(sdb, encoders["tiny-a"], n=12)
+
+    def finish_elsewhere(batch: int) -> None:
+        if batch == 1:
+            other = run(sdb, settings, "tiny-a", encoder=encoders["tiny-a"], batch_size=64, feed_settings=FS)
+            assert other.swapped
+
+    result = run(
+        sdb,
+        settings,
+        "tiny-a",
+        encoder=encoders["tiny-a"],
+        batch_size=4,
+        after_batch=finish_elsewhere,
+        feed_settings=FS,
+    )
+    assert result.swapped and any(
+        "another run finished the re-embedding to tiny-a" in n for n in result.notes
+    )
+    assert pending_job(sdb) is None
+
+
+def test_a_redo_whose_job_was_dropped_and_started_again_and_finished_is_not_taken_for_its_own(
+    sdb: Database, settings: Settings, encoders: dict[str, TextEncoder]
+) -> None:
+    """An older swap of the same model proves nothing about this run's job: dropped, then a new job
+    to tiny-b swapped, then tiny-a active again without a re-embedding — still an error."""
+    from hanseek.encoders.model_registry import set_active
+
+    _seed(sdb, encoders["tiny-a"], n=12)
+    run(sdb, settings, "tiny-a", encoder=encoders["tiny-a"], feed_settings=FS)  # tiny-a records a job
+
+    def elsewhere(batch: int) -> None:
+        if batch == 1:
+            run(sdb, settings, "tiny-b", encoder=encoders["tiny-b"], feed_settings=FS)
+            set_active(sdb, settings, "tiny-a")
+
+    with pytest.raises(ReembedError, match="dropped by another command"):
+        run(
+            sdb,
+            settings,
+            "tiny-a",
+            encoder=encoders["tiny-a"],
+            batch_size=4,
+            after_batch=elsewhere,
+            feed_settings=FS,
+        )
+
+
 @pytest.mark.parametrize("writer", ["server", "cli"])
 def test_a_writer_that_has_not_switched_yet_ingests_with_the_new_model(
     sdb: Database, settings: Settings, encoders: dict[str, TextEncoder], writer: str

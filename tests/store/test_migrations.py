@@ -210,3 +210,24 @@ def test_0016_leaves_a_demo_stored_after_0015_to_its_own_record(scratch_url: str
     assert Migrator(scratch_url, tmp_path).migrate() == ["0016_demo_loads_backfill"]
     with psycopg.connect(scratch_url) as conn:
         assert conn.execute("SELECT count(*) FROM demo_loads").fetchone() == (0,)
+
+
+def test_0017_gives_a_pending_reembedding_an_id_that_a_resumed_run_can_use(
+    scratch_url: str, tmp_path: Path
+) -> None:
+    """A re-embedding left pending by a version before 0017 keeps its staged vectors and gets an id;
+    a later job gets a larger one (a run compares them to tell a finished job from a dropped one)."""
+    _package_files_up_to(16, tmp_path)
+    Migrator(scratch_url, tmp_path).migrate()
+    with psycopg.connect(scratch_url) as conn:
+        conn.execute("INSERT INTO models (name, kind, path, dim) VALUES ('m1', 'simcse', 'm1', 384)")
+        conn.execute("INSERT INTO reembed_jobs (model, dim) VALUES ('m1', 384)")
+    _package_files_up_to(17, tmp_path)
+    assert Migrator(scratch_url, tmp_path).migrate() == ["0017_reembed_job_ids"]
+    with psycopg.connect(scratch_url) as conn:
+        old = conn.execute("SELECT id FROM reembed_jobs WHERE model = 'm1'").fetchone()
+        conn.execute("INSERT INTO models (name, kind, path, dim) VALUES ('m2', 'simcse', 'm2', 384)")
+        new = conn.execute("INSERT INTO reembed_jobs (model, dim) VALUES ('m2', 384) RETURNING id").fetchone()
+        recorded = conn.execute("SELECT reembed_job FROM models WHERE name = 'm1'").fetchone()
+    assert old is not None and new is not None and old[0] is not None and new[0] > old[0]
+    assert recorded == (None,)

@@ -360,6 +360,8 @@ def run(
             "INSERT INTO reembed_jobs (model, dim, from_model) VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
             (model, enc.dim, active_model(conn) or settings.text_model),
         )
+        job = conn.execute("SELECT id FROM reembed_jobs WHERE model = %s", (model,)).fetchone()
+        job_id = int(job[0]) if job else 0
         # The model already active: its image spaces are full, but "redo every vector" means them too.
         redo_images = active_model(conn) == model
         cfg = _text_config(fs)
@@ -373,10 +375,9 @@ def run(
     except ReembedError:
         # The job row goes when a swap to `model` commits: another run of the same re-embedding (or a
         # `models use` of it) finished first. Until session 18 that was reported as "dropped by
-        # another command" with exit 2, though the model was active.
-        # Not for a redo of the model already active: it was active before this run began, so a
-        # job dropped by another command would look finished.
-        if redo_images or not _finished_elsewhere(db, model):
+        # another command" with exit 2, though the model was active. The job id tells it from a
+        # drop also for a redo of the model already active (active before this run began).
+        if not _finished_elsewhere(db, model, job_id):
             raise
         result.notes.append(f"another run finished the re-embedding to {model} meanwhile; it is active")
     # After the commit (a crash in between leaves the pointer behind; readers with a database
@@ -431,10 +432,14 @@ def _stage_and_swap(
             log.warning("re-embedding swap: %s; retrying", exc)
 
 
-def _finished_elsewhere(db: Database, model: str) -> bool:
+def _finished_elsewhere(db: Database, model: str, job_id: int) -> bool:
+    """Whether a swap of this run's job, or of a later job to the same model, has made `model`
+    active (ids grow, so a later job re-embedded everything after this run began)."""
     with db.connection() as conn:
-        gone = conn.execute("SELECT 1 FROM reembed_jobs WHERE model = %s", (model,)).fetchone() is None
-        return gone and active_model(conn) == model
+        if conn.execute("SELECT 1 FROM reembed_jobs WHERE model = %s", (model,)).fetchone():
+            return False
+        row = conn.execute("SELECT reembed_job FROM models WHERE name = %s AND active", (model,)).fetchone()
+        return row is not None and row[0] is not None and int(row[0]) >= job_id
 
 
 def _swap(db: Database, enc: TextEncoder, model: str, fs: FeedSettings, result: ReembedResult) -> None:
@@ -446,7 +451,8 @@ def _swap(db: Database, enc: TextEncoder, model: str, fs: FeedSettings, result: 
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (SWITCH_LOCK,))
         conn.execute("SELECT name FROM models ORDER BY name FOR UPDATE")
         conn.execute("LOCK TABLE posts, images IN SHARE ROW EXCLUSIVE MODE")
-        if conn.execute("SELECT 1 FROM reembed_jobs WHERE model = %s", (model,)).fetchone() is None:
+        job = conn.execute("SELECT id FROM reembed_jobs WHERE model = %s", (model,)).fetchone()
+        if job is None:
             raise ReembedError(f"the re-embedding to {model} was dropped by another command")
         phases, t = result.swap_phases, time.perf_counter()
 
@@ -481,7 +487,7 @@ def _swap(db: Database, enc: TextEncoder, model: str, fs: FeedSettings, result: 
         result.profiles = rebuild_profiles(conn, fs)
         lap("profiles")
         conn.execute("UPDATE models SET active = false WHERE active AND name <> %s", (model,))
-        conn.execute("UPDATE models SET active = true WHERE name = %s", (model,))
+        conn.execute("UPDATE models SET active = true, reembed_job = %s WHERE name = %s", (job[0], model))
         conn.execute("DELETE FROM reembed_jobs WHERE model = %s", (model,))
         conn.commit()
         lap("commit")
