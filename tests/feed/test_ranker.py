@@ -242,6 +242,67 @@ def test_time_split_never_leaks_future_events() -> None:
     assert ex.queries == len(seen) and max(ex.query_times) < es.t_train_end and ex.y.sum() > 0
 
 
+def _hand_log(created: npt.NDArray[np.float64], log: list[tuple[int, int, int, float]]) -> EvalSet:
+    """An evaluation set of one community from (user, post, kind, time) events, one session per
+    user, queries from the start."""
+    n, arr = len(created), np.array(log, dtype=np.float64)
+    users = int(arr[:, 0].max()) + 1
+    return EvalSet(
+        name="hand",
+        post_ids=[f"p{i}" for i in range(n)],
+        titles=[""] * n,
+        texts=[""] * n,
+        communities=["c"],
+        post_community=np.zeros(n, np.int32),
+        created_at=created,
+        popularity_final=np.zeros(n),
+        user_communities=[np.array([0], np.int32)] * users,
+        ev_user=arr[:, 0].astype(np.int32),
+        ev_post=arr[:, 1].astype(np.int32),
+        ev_kind=arr[:, 2].astype(np.int8),
+        ev_at=arr[:, 3],
+        ev_session=arr[:, 0].astype(np.int32),
+        t_train_end=float(arr[:, 3].min()) - 2,
+        t_val_end=float(arr[:, 3].min()) - 1,
+        accrual_days=1e-6,
+    )
+
+
+def test_events_of_one_moment_are_applied_after_every_query_of_that_moment() -> None:
+    """A batch sent without `at` stores its events at one time. Until session 19 the replay asked
+    each query after the events logged before it at that very time: another user's like moved the
+    post's counters, and the user's own other reads of the moment were already read (math review)."""
+    rng = np.random.default_rng(3)
+    vecs = rng.standard_normal((20, 384)).astype(np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    created = 1_700_000_000.0 + np.arange(20) * 600.0
+    t = created[-1] + 3600
+    # user 0 likes post 5 at t, user 1 reads 5 at t; later user 1 reads 3 and 4 at one moment
+    es = _hand_log(
+        created, [(0, 5, 1, t), (1, 5, 0, t), (1, 3, 0, t + 60), (1, 4, 0, t + 60), (1, 4, 0, t + 60)]
+    )
+    got: list[tuple[int, set[int], float, float, set[int]]] = []
+
+    def check(q: Query) -> None:
+        five = np.array([5], dtype=np.int64)
+        rids, _ = q.candidates(None)
+        got.append(
+            (
+                q.user,
+                set(q.relevant),
+                float(q.world.likes_at(five, q.t)[0]),
+                max(float(c.at.max()) for c in q.world.trends.values()),
+                set(rids.tolist()),
+            )
+        )
+
+    n = replay(es, vecs, FeedSettings(), query_from=0, query_to=float("inf"), on_query=check)
+    assert n == 3  # the repeated read of 4 within the moment is not a second query
+    (u1, rel1, likes, last_count, _), (_, rel2, _, _, cand2), (_, rel3, _, _, cand3) = got
+    assert (u1, rel1, likes) == (1, {5}, 0.0) and last_count < t
+    assert rel2 == {3} and rel3 == {4} and 4 in cand2 and 3 in cand3 and 5 not in cand2 | cand3
+
+
 def test_read_queries_come_before_each_read_and_session_queries_before_the_first() -> None:
     """The issue's unit: a query per held-out read, asked before it, with the session's earlier reads
     already known; the session unit asks once per session with all its reads relevant."""
@@ -499,6 +560,91 @@ def test_serving_features_equal_offline_features(ranked_world: FeedService, tag:
             offline = np.stack(list(captured["rows"].values()))
             np.testing.assert_allclose(
                 np.sort(served, axis=0), np.sort(offline, axis=0), rtol=1e-4, atol=1e-4
+            )
+
+
+@pytest.mark.parametrize("history", ["comment-on-an-older-read", "re-read"])
+def test_serving_takes_the_short_term_reads_as_the_replay_does(
+    ranked_world: FeedService, tag: str, history: str
+) -> None:
+    """Until session 19 serving took the last distinct posts of any event kind, the replay the last
+    read events (re-reads repeated): a comment on an older post, or a re-read, gave the service other
+    short-term candidates and feature rows than the model was trained on (math review)."""
+    from hanseek.feed import query as qy
+    from hanseek.feed.ranker import serving
+
+    rng = np.random.default_rng(7)
+    n = 80
+    vecs = rng.standard_normal((n, 384)).astype(np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    created = 1_700_000_000.0 + np.arange(n) * 600.0
+    t = created[-1] + 3600
+    a, b, c, d, e = 3, 10, 20, 30, 40
+    if history == "re-read":
+        log = [(a, 0, t), (b, 0, t + 60), (a, 0, t + 120), (e, 0, t + 300)]
+    else:  # read a, b, c, d, then comment on a
+        log = [(a, 0, t), (b, 0, t + 60), (c, 0, t + 120), (d, 0, t + 180), (a, 2, t + 240), (e, 0, t + 300)]
+    es = _hand_log(created, [(0, p, k, at) for p, k, at in log])
+    captured: dict[str, Any] = {}
+
+    def on_query(q: Query) -> None:
+        if q.relevant == {e}:
+            cands = window_candidates(q, None)
+            built = build(cands, CandidateConfig())
+            assert built is not None
+            captured["recent"] = [f"{tag}-{int(p)}" for p in cands.recent[:3]]
+            captured["rows"] = np.stack([built.x[i] for i in range(len(built.positions))])
+
+    replay(es, vecs, FeedSettings(), query_from=0, query_to=float("inf"), on_query=on_query)
+    epoch = datetime.fromtimestamp(0, UTC)
+    svc = ranked_world
+    svc.ingest_posts(
+        [
+            PostIn(
+                id=f"{tag}-{i}",
+                community=f"{tag}-c",
+                title=f"p{i}",
+                category=f"{tag}-c",
+                created_at=epoch + timedelta(seconds=float(created[i])),
+                embedding=vecs[i].tolist(),
+            )
+            for i in range(n)
+        ]
+    )
+    svc.set_memberships(f"{tag}-u", [f"{tag}-c"])
+    kinds = ("read", "like", "comment")
+    svc.record_events(
+        [
+            EventIn(
+                id=f"{tag}-e{j}",
+                user_id=f"{tag}-u",
+                post_id=f"{tag}-{int(p)}",
+                kind=kinds[int(k)],  # type: ignore[arg-type]
+                at=epoch + timedelta(seconds=float(at)),
+            )
+            for j, (p, k, at) in enumerate(log[:-1])
+        ]
+    )
+    at = epoch + timedelta(seconds=t + 300)
+    with svc.db.connection() as conn:
+        assert [x.id for x in qy.recent_reads(conn, f"{tag}-u", 3)] == captured["recent"]
+        for user, path in (
+            (qy.load_context(conn, f"{tag}-u", None, 200, affinity=True), "auto"),
+            (qy.load_user(conn, f"{tag}-u"), "exact-sql"),
+        ):
+            seen: dict[str, np.ndarray] = {}
+            model = blend_model()
+            orig = model.score
+
+            def spy(x: np.ndarray, orig: Any = orig, seen: dict[str, np.ndarray] = seen) -> np.ndarray:
+                seen["x"] = x
+                return orig(x)
+
+            model.score = spy  # type: ignore[method-assign]
+            serving.rank(svc, conn, user, model, None, at, 20, diversity_share=None, path=path)
+            assert seen["x"].shape == captured["rows"].shape, path
+            np.testing.assert_allclose(
+                np.sort(seen["x"], axis=0), np.sort(captured["rows"], axis=0), rtol=1e-4, atol=1e-4
             )
 
 
@@ -1200,3 +1346,35 @@ def test_top_n_breaks_ties_by_time_then_by_key() -> None:
     keys = np.array([10, 11, 12, 14, 13])
     assert top_n(scores, times, 3, keys).tolist() == [2, 3, 4]
     assert top_n(scores, times, 3).tolist() == [2, 1, 3]
+
+
+def test_the_capped_ranker_keeps_the_models_order_below_the_page() -> None:
+    """MRR reads past the page. Until session 19 the capped row ordered the rest of the union newest
+    first, so a cap that can never bind (20 per community on a 20-post page) changed MRR (math
+    review); a binding cap must still rank every candidate once."""
+    from hanseek.feed.evaluate import evaluate
+    from hanseek.feed.ranker.offline import BuildCache, CachedRankerMethod
+
+    es, vecs = tiny_eval_set(0)
+    cache = BuildCache(CandidateConfig())
+    model = blend_model()
+    methods = [
+        CachedRankerMethod(model, cache, "ranker"),
+        CachedRankerMethod(model, cache, "no-op cap", diversity_share=1.0),
+    ]
+    r = evaluate(es, vecs, methods, windows={"none": None}, max_queries=None, k=20)
+    assert r.windows["none"]["no-op cap"] == r.windows["none"]["ranker"]
+
+    capped = CachedRankerMethod(model, cache, "cap", diversity_share=0.05)
+    plain = CachedRankerMethod(model, cache, "plain")
+    orders: list[tuple[np.ndarray, np.ndarray]] = []
+
+    def on_query(q: Query) -> None:
+        c = window_candidates(q, None)
+        orders.append((plain.order(c), capped.order(c)))
+
+    replay(es, vecs, FeedSettings(), query_from=es.t_val_end, query_to=float("inf"), on_query=on_query)
+    assert orders
+    for a, b in orders:
+        assert sorted(a.tolist()) == sorted(b.tolist())
+        assert [p for p in b.tolist()[20:]] == [p for p in a.tolist() if p not in set(b.tolist()[:20])]

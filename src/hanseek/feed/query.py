@@ -40,6 +40,7 @@ class UserContext:
     # Filled by load_context (one round trip for everything a feed request needs about the user):
     read_rids: npt.NDArray[np.int64] | None = None  # interacted posts inside the feed's filter
     recent: list[Interaction] | None = None  # most recently touched posts, newest first
+    recent_reads: list[Interaction] | None = None  # the last read events' posts, newest first
     affinity: dict[str, dict[str, float]] | None = None  # dim -> key -> summed event weight
     affinity_codes: dict[str, dict[int, float]] | None = None  # the same keyed by hashtext(key)
     prefs: ReadPrefs | None = None  # running sums over the user's reads (feed_user_prefs)
@@ -70,11 +71,25 @@ def load_user(conn: Conn, user_id: str) -> UserContext:
     return UserContext(user_id, list(comms), _profile(vec, weight, ref, n), created)
 
 
+# The posts of the user's last `reads` read events, newest first: a post read twice is there twice.
+# The ranker's short-term source and features take these, as the replay that trained it does (it
+# keeps the reads in log order: likes and comments do not move a post, re-reads repeat it).
+_READS = """
+    SELECT po.rid, po.id, po.title, po.community, extract(epoch FROM po.created_at)::float8 AS t,
+           e.at, e.id AS seq
+    FROM (SELECT post_id, at, id FROM events WHERE user_id = %(user)s AND kind = 'read'
+          ORDER BY at DESC, id DESC LIMIT %(reads)s) e
+    JOIN posts po ON po.id = e.post_id
+"""
+RECENT_READS = 10  # loaded with the context; the ranker's config takes its first few
+
+
 def load_context(
     conn: Conn, user_id: str, t_from: datetime | None, recent: int, *, affinity: bool = False
 ) -> UserContext:
     """The user, their profile, the posts they already read where the feed looks, their most recent
-    interactions and (optionally) affinities, in one statement: under load every round trip costs."""
+    interactions and reads, and (optionally) affinities, in one statement: under load every round
+    trip costs."""
     row = conn.execute(
         _USER
         + """,
@@ -89,6 +104,11 @@ def load_context(
              FROM (SELECT post_id, max(at) AS last, max(id) AS seq FROM events WHERE user_id = u.id
                    GROUP BY post_id ORDER BY last DESC, seq DESC LIMIT %(recent)s) x
              JOIN posts po ON po.id = x.post_id) r),
+      (SELECT json_agg(json_build_array(r.rid, r.id, r.title, r.community, r.t)
+                       ORDER BY r.at DESC, r.seq DESC)
+       FROM ("""
+        + _READS.replace("%(user)s", "u.id")
+        + """) r),
       CASE WHEN %(affinity)s THEN
         (SELECT json_agg(json_build_array(a.dim, a.key, a.weight,
                                           COALESCE(hashtext(a.key), 0)))
@@ -103,11 +123,11 @@ def load_context(
          FROM feed_user_exposure x WHERE x.user_id = u.id)
       END
     FROM users u LEFT JOIN user_profiles p ON p.user_id = u.id WHERE u.id = %(user)s""",
-        {"user": user_id, "t_from": t_from, "recent": recent, "affinity": affinity},
+        {"user": user_id, "t_from": t_from, "recent": recent, "reads": RECENT_READS, "affinity": affinity},
     ).fetchone()
     if row is None:
         raise NotFoundError(f"unknown user {user_id!r}")
-    _, created, comms, vec, weight, ref, n, read, rec, aff, prefs, exposure = row
+    _, created, comms, vec, weight, ref, n, read, rec, rec_reads, aff, prefs, exposure = row
     aff_map: dict[str, dict[str, float]] = {}
     aff_codes: dict[str, dict[int, float]] = {}
     for dim, key, w, code in aff or []:
@@ -120,6 +140,7 @@ def load_context(
         created,
         read_rids=np.array(read or [], dtype=np.int64),
         recent=[Interaction(int(r[0]), r[1], r[2], r[3], float(r[4])) for r in rec or []],
+        recent_reads=[Interaction(int(r[0]), r[1], r[2], r[3], float(r[4])) for r in rec_reads or []],
         affinity=aff_map if affinity else None,
         affinity_codes=aff_codes if affinity else None,
         prefs=_prefs(prefs) if affinity else None,
@@ -191,6 +212,15 @@ def recent_interactions(conn: Conn, user_id: str, limit: int) -> list[Interactio
         "      GROUP BY post_id ORDER BY last DESC, seq DESC LIMIT %s) r ON r.post_id = p.id "
         "ORDER BY r.last DESC, r.seq DESC",
         (user_id, limit),
+    ).fetchall()
+    return [Interaction(int(r[0]), r[1], r[2], r[3], float(r[4])) for r in rows]
+
+
+def recent_reads(conn: Conn, user_id: str, limit: int) -> list[Interaction]:
+    """The posts of the user's last `limit` read events, newest first (see `_READS`)."""
+    rows = conn.execute(
+        f"SELECT rid, id, title, community, t FROM ({_READS}) r ORDER BY at DESC, seq DESC",
+        {"user": user_id, "reads": limit},
     ).fetchall()
     return [Interaction(int(r[0]), r[1], r[2], r[3], float(r[4])) for r in rows]
 

@@ -156,48 +156,78 @@ def replay(
     users = [UserState(Profile.empty(vecs.shape[1])) for _ in range(es.n_users)]
     # Each user's communities by name, once: queries and every read's exposure need them.
     names_of = [[es.communities[c] for c in cs] for cs in es.user_communities]
+    log = list(
+        zip(
+            es.ev_user.tolist(),
+            es.ev_post.tolist(),
+            es.ev_kind.tolist(),
+            es.ev_at.tolist(),
+            es.ev_session.tolist(),
+            strict=True,
+        )
+    )
     asked = 0
-    for u, p, k, t, s in zip(
-        es.ev_user.tolist(),
-        es.ev_post.tolist(),
-        es.ev_kind.tolist(),
-        es.ev_at.tolist(),
-        es.ev_session.tolist(),
-        strict=True,
-    ):
-        st = users[u]
-        if s in ask and (unit == "session" or k == 0):
-            if unit == "session":
-                ask.discard(s)
-                on_query(Query(u, t, s, names_of[u], reads_of.get(s, set()), st, world))
-                asked += 1
-            elif p not in st.read:  # a re-read of a post already read is nothing a feed could show
-                on_query(Query(u, t, s, names_of[u], {p}, st, world))
-                asked += 1
-        # Apply the event.
-        st.profile = add_event(st.profile, vecs[p], float(weights[k]), t, lam)
-        st.events += 1
-        c = int(es.post_community[p])
-        # Summed event weights per community: what the service keeps in user_affinity.
-        st.community_counts[c] = st.community_counts.get(c, 0.0) + float(weights[k])
-        if p not in st.read:
-            st.read.add(p)
-            st.read_arr = np.append(st.read_arr, p)
-        if k == 0:
-            volume = world.index.counts(names_of[u], t - VOLUME_DAYS * SECONDS_PER_DAY, t)
-            st.exposure.add(es.communities[c], volume)
-            # Age and shown popularity at read time, before this read's own counters move.
-            one = np.array([p], dtype=np.int64)
-            st.prefs.add(
-                t - float(es.created_at[p]), float(world.likes_at(one, t)[0] + world.log_comments[p])
-            )
-            st.recent.append(p)
-            st.last_read_session = s
-            world.log_reads[p] += 1
-        elif k == 1:
-            world.log_likes[p] += 1
-        else:
-            world.log_comments[p] += 1
-        for counter in world.trends.values():
-            counter.add(p, t)
+    start = 0
+    while start < len(log):
+        # Events stamped with one time (a batch sent without `at`) are one moment: every query of it
+        # is asked before any of its events is applied. Until session 19 each query saw the events
+        # logged before it at that very time (another user's like, the user's own other reads).
+        end = start + 1
+        while end < len(log) and log[end][3] == log[start][3]:
+            end += 1
+        read_queries: set[tuple[int, int]] = set()  # (user, post): one query per read of the moment
+        for u, p, k, t, s in log[start:end]:
+            st = users[u]
+            if s in ask and (unit == "session" or k == 0):
+                if unit == "session":
+                    ask.discard(s)
+                    on_query(Query(u, t, s, names_of[u], reads_of.get(s, set()), st, world))
+                    asked += 1
+                # A re-read of a post already read is nothing a feed could show.
+                elif p not in st.read and (u, p) not in read_queries:
+                    read_queries.add((u, p))
+                    on_query(Query(u, t, s, names_of[u], {p}, st, world))
+                    asked += 1
+        for u, p, k, t, s in log[start:end]:
+            _apply(world, users[u], names_of[u], es, vecs, weights, lam, p, k, t, s)
+        start = end
     return asked
+
+
+def _apply(
+    world: World,
+    st: UserState,
+    names: list[str],
+    es: EvalSet,
+    vecs: npt.NDArray[np.float32],
+    weights: npt.NDArray[np.float64],
+    lam: float,
+    p: int,
+    k: int,
+    t: float,
+    s: int,
+) -> None:
+    """One event into the user's and the posts' state."""
+    st.profile = add_event(st.profile, vecs[p], float(weights[k]), t, lam)
+    st.events += 1
+    c = int(es.post_community[p])
+    # Summed event weights per community: what the service keeps in user_affinity.
+    st.community_counts[c] = st.community_counts.get(c, 0.0) + float(weights[k])
+    if p not in st.read:
+        st.read.add(p)
+        st.read_arr = np.append(st.read_arr, p)
+    if k == 0:
+        volume = world.index.counts(names, t - VOLUME_DAYS * SECONDS_PER_DAY, t)
+        st.exposure.add(es.communities[c], volume)
+        # Age and shown popularity at read time, before this read's own counters move.
+        one = np.array([p], dtype=np.int64)
+        st.prefs.add(t - float(es.created_at[p]), float(world.likes_at(one, t)[0] + world.log_comments[p]))
+        st.recent.append(p)
+        st.last_read_session = s
+        world.log_reads[p] += 1
+    elif k == 1:
+        world.log_likes[p] += 1
+    else:
+        world.log_comments[p] += 1
+    for counter in world.trends.values():
+        counter.add(p, t)

@@ -153,5 +153,10 @@ class CachedRankerMethod(RankerMethod):
             es = c.query.world.es
             keys = [(int(es.post_community[c.posts[p]]),) for p in order]
             cap = max(1, math.ceil(self.diversity_share * self.k))
-            order = np.asarray(diversify(order.tolist(), keys, self.k, cap), dtype=np.int64)
+            page = diversify(order.tolist(), keys, self.k, cap)
+            # The rest of the union in the model's order, as the uncapped row has it: MRR reads
+            # past the page. Until session 19 the evaluation put the rest newest first, so the
+            # capped row's MRR differed from the uncapped one's even where the cap never bound.
+            on_page = set(page)
+            order = np.asarray(page + [p for p in order.tolist() if p not in on_page], dtype=np.int64)
         return order

@@ -58,9 +58,12 @@ def rank(
         cfg = replace(cfg, n_latest=k + 5)
     comms = user.communities
     vec = user.profile.vector()
-    recent = (user.recent if user.recent is not None else qy.recent_interactions(conn, user.id, 200))[
-        : cfg.recent_reads
-    ]
+    # The last reads, re-reads repeated, as the replay that trained the model has them (until
+    # session 19 the distinct posts of any event kind: a comment on an older post moved it in).
+    if user.recent_reads is not None and cfg.recent_reads <= qy.RECENT_READS:
+        recent = user.recent_reads[: cfg.recent_reads]
+    else:
+        recent = qy.recent_reads(conn, user.id, cfg.recent_reads)
     exclude = user.read_rids if user.read_rids is not None else qy.read_rids(conn, user.id, comms, t_from)
     f_epoch = None if t_from is None else t_from.timestamp()
     mem = svc.index if path in ("auto", "exact") and svc.memory_ready else None
