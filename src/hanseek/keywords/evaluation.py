@@ -6,7 +6,7 @@ Protocol (leave one note out; nothing is tuned on the notes — every parameter 
   stripped; what they covered is remembered.
 - A candidate is an occurrence of a term the cloze may blank (noun, noun compound, foreign word).
   It is *gold* when it lies inside a bold span.
-- For the held-out note, the subject corpus is the sections of all OTHER notes, the dictionary gives
+- For the held-out note, the subject corpus is the pages of all OTHER notes, the dictionary gives
   each word the share of its occurrences the student bolded in the other notes, and the keyword
   list (floor) is every word bolded at least once in the other notes.
 - Blanks, two views:
