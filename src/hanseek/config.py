@@ -6,10 +6,13 @@ reads the environment after that, so tests can build their own settings without 
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from typing import Literal, Self
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings.exceptions import SettingsError
 
 
 def _default_data_dir() -> Path:
@@ -18,36 +21,53 @@ def _default_data_dir() -> Path:
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="HANSEEK_", env_file=None, extra="ignore")
+    # An empty variable (`HANSEEK_HOST=` in a compose file) means unset: until session 19 an empty
+    # host listened on every interface and an empty data dir put the database in the working dir.
+    model_config = SettingsConfigDict(
+        env_prefix="HANSEEK_", env_file=None, extra="ignore", env_ignore_empty=True
+    )
 
     data_dir: Path = Field(default_factory=_default_data_dir, description="Where generated files live")
     database_url: str | None = Field(
         default=None, description="External PostgreSQL (with pgvector); unset = embedded server"
     )
-    host: str = "127.0.0.1"
-    port: int = 8000
+    host: str = Field(default="127.0.0.1", min_length=1)
+    port: int = Field(default=8000, ge=1, le=65535)
     api_key: SecretStr | None = Field(default=None, description="Required on write endpoints when set")
     protect_reads: bool = Field(default=False, description="Also require the API key on read endpoints")
 
     text_model: str = Field(
         default="e5-small", description="'e5-small' (bundled), a registered model name, a path or hub id"
     )
-    text_backend: str = Field(default="torch", description="torch | onnx | onnx-int8")
+    text_backend: Literal["torch", "onnx", "onnx-int8"] = Field(
+        default="torch", description="torch | onnx | onnx-int8"
+    )
     model_poll_seconds: float = Field(
         default=5.0, ge=0.0, description="How often a server checks the active text model (`models use`)"
     )
-    embed_dim: int = 384
-    encode_batch_size: int = 32
-    max_text_chars: int = 20_000
-    max_batch_items: int = 1_000
+    # Must equal the posts' vector column (384 as the migrations create it); checked when the feed
+    # service opens the database.
+    embed_dim: int = Field(default=384, ge=1)
+    encode_batch_size: int = Field(default=32, ge=1)
+    max_text_chars: int = Field(default=20_000, ge=1)
+    max_batch_items: int = Field(default=1_000, ge=1)
     # Characters per /encode request, all texts together: windows of long texts are encoded one after
     # another on the shared encoder, so 1000 texts of 20,000 characters meant minutes of CPU for one
     # request while every other caller of the encoder waited.
     max_encode_chars: int = Field(default=100_000, ge=1)
-    max_body_bytes: int = 16 * 1024 * 1024
-    pool_min_size: int = 1
-    pool_max_size: int = 8
+    max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1)
+    pool_min_size: int = Field(default=1, ge=0)
+    pool_max_size: int = Field(default=8, ge=1)
     load_demo: bool = Field(default=True, description="Load the bundled demo data on `serve` when empty")
+
+    @model_validator(mode="after")
+    def _pool_sizes(self) -> Self:
+        if self.pool_max_size < self.pool_min_size:
+            raise ValueError(
+                f"HANSEEK_POOL_MAX_SIZE ({self.pool_max_size}) is below HANSEEK_POOL_MIN_SIZE "
+                f"({self.pool_min_size})"
+            )
+        return self
 
     @property
     def models_dir(self) -> Path:
@@ -68,3 +88,47 @@ class Settings(BaseSettings):
 
 def load_settings(**overrides: object) -> Settings:
     return Settings(**overrides)  # type: ignore[arg-type]
+
+
+# Settings classes by the title pydantic gives their errors, with their variables' prefix.
+_PREFIXES = {"Settings": "HANSEEK_", "FeedSettings": "HANSEEK_FEED_", "ImageSettings": "HANSEEK_IMAGE_"}
+
+
+def is_settings_error(exc: BaseException) -> bool:
+    """A bad HANSEEK_* variable: a failed check of a settings class, or a value pydantic-settings
+    could not parse (a list that is not JSON)."""
+    return isinstance(exc, SettingsError) or (isinstance(exc, ValidationError) and exc.title in _PREFIXES)
+
+
+def settings_error_message(exc: ValidationError | SettingsError) -> str:
+    """One line naming each bad variable, what is wrong and the value given."""
+    if isinstance(exc, SettingsError):
+        found = re.search(r'field "(\w+)"', str(exc))
+        name = found.group(1) if found else None
+        prefix = next(
+            (p for title, p in _PREFIXES.items() if name in _settings_class(title).model_fields), "HANSEEK_"
+        )
+        var = f"{prefix}{name.upper()}" if name else "a HANSEEK_ variable"
+        return f'invalid setting: {var} cannot be parsed (a list is written in JSON, e.g. ["title", "body"])'
+    prefix = _PREFIXES.get(exc.title, "HANSEEK_")
+    parts = []
+    for err in exc.errors(include_url=False):
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        if err["loc"]:
+            var = prefix + "_".join(str(x) for x in err["loc"][:1]).upper()
+            parts.append(f"{var}: {msg} (got {err['input']!r})")
+        else:
+            parts.append(msg)
+    return "invalid setting: " + "; ".join(parts)
+
+
+def _settings_class(title: str) -> type[BaseSettings]:
+    if title == "FeedSettings":
+        from hanseek.feed.settings import FeedSettings
+
+        return FeedSettings
+    if title == "ImageSettings":
+        from hanseek.images.config import ImageSettings
+
+        return ImageSettings
+    return Settings

@@ -7,11 +7,14 @@ from types import FrameType
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
+from pydantic_settings.exceptions import SettingsError
 from rich.markup import escape
 
 from hanseek import __version__
 from hanseek.cli import db, demo, encode, eval_cmd, feed, images, keywords, models, sentiment, serve, train
 from hanseek.cli.common import err_console
+from hanseek.config import is_settings_error, settings_error_message
 from hanseek.store.errors import StoreError
 
 app = typer.Typer(
@@ -68,6 +71,11 @@ def main() -> None:
     signal.signal(signal.SIGTERM, _terminate)
     try:
         app()
+    except (ValidationError, SettingsError) as e:
+        if not is_settings_error(e):
+            raise
+        err_console.print(f"[red]error:[/red] {escape(settings_error_message(e))}", highlight=False)
+        raise SystemExit(1) from None
     except StoreError as e:
         err_console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False)
         raise SystemExit(1) from None

@@ -42,9 +42,25 @@ def open_db(s: Settings, *, migrate: bool = True) -> Iterator[Database]:
     try:
         if migrate:
             db.migrate()
+            _check_embed_dim(db, s)
         yield db
     finally:
         db.close()
+
+
+def _check_embed_dim(db: Database, s: Settings) -> None:
+    """HANSEEK_EMBED_DIM sizes the feed's vectors in memory; the column's size is the migrations'.
+    Until session 19 another value passed unnoticed until a feed request failed on a reshape."""
+    from hanseek.encoders.reembed import posts_dim
+    from hanseek.store.errors import StoreError
+
+    with db.connection() as conn:
+        col = posts_dim(conn)
+    if col is not None and col != s.embed_dim:
+        raise StoreError(
+            f"HANSEEK_EMBED_DIM is {s.embed_dim}, but the posts' vector column holds {col}-d vectors "
+            "(its size is set by the migrations): unset HANSEEK_EMBED_DIM"
+        )
 
 
 def progress() -> Progress:

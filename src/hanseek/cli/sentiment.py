@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -65,7 +66,7 @@ def _fail(msg: str, code: int = 1) -> None:
 
 
 def _sources(data: Path | None, files: list[str] | None) -> list[DomainSource]:
-    from hanseek.sentiment.datasets import default_sources
+    from hanseek.sentiment.datasets import default_sources, shared_data_dir
 
     extra: dict[str, Path] = {}
     for item in files or []:
@@ -75,9 +76,19 @@ def _sources(data: Path | None, files: list[str] | None) -> list[DomainSource]:
         if not Path(path).is_file():
             _fail(f"{path} is not a file")
         extra[name] = Path(path)
+    # Set but missing: said so, as --file does (until session 19 the domain was left out silently).
+    shopping = os.environ.get("HANSEEK_SHOPPING_REVIEWS")
+    if shopping and "shopping" not in extra and not Path(shopping).is_file():
+        _fail(f"HANSEEK_SHOPPING_REVIEWS={shopping} is not a file")
     sources = default_sources(data, extra)
     if not sources:
-        _fail("no review files found: pass --data DIR (with nsmc/ or steam_partial/) or --file NAME=PATH")
+        where = (
+            data if data is not None else f"{shared_data_dir()} (HANSEEK_SHARED_DATA, else ../shared/data)"
+        )
+        _fail(
+            f"no review files found in {where}: pass --data DIR (with nsmc/ or steam_partial/) "
+            "or --file NAME=PATH"
+        )
     return sources
 
 

@@ -102,9 +102,28 @@ def _export_cli_overrides(s: Any, host: str | None, port: int | None) -> None:
     os.environ["HANSEEK_LOAD_DEMO"] = "false"
 
 
+def _check_feature_settings(s: Any) -> None:
+    """What the services read on their first request, checked before listening: until session 19 a
+    bad HANSEEK_FEED_* or HANSEEK_IMAGE_* value let the server report ready and then answer every
+    feed or image request with a 500. A settings error reaches `cli.main` as one line."""
+    from hanseek.cli.common import err_console
+    from hanseek.feed.settings import load_feed_settings
+    from hanseek.images.config import ImageSettings
+
+    load_feed_settings()
+    ImageSettings()
+    if s.protect_reads and (s.api_key is None or not s.api_key.get_secret_value()):
+        # Protecting reads without a key protects nothing: almost certainly a deployment mistake.
+        err_console.print(
+            "[red]error:[/red] HANSEEK_PROTECT_READS is on but HANSEEK_API_KEY is not set: set a key, "
+            "or turn HANSEEK_PROTECT_READS off"
+        )
+        raise typer.Exit(1)
+
+
 def serve(
     host: str | None = typer.Option(None, help="Bind address (default HANSEEK_HOST or 127.0.0.1)"),
-    port: int | None = typer.Option(None, help="Port (default HANSEEK_PORT or 8000)"),
+    port: int | None = typer.Option(None, min=1, max=65535, help="Port (default HANSEEK_PORT or 8000)"),
     demo: bool | None = typer.Option(None, "--demo/--no-demo", help="Load the demo data when missing"),
     workers: int = typer.Option(
         1,
@@ -128,6 +147,7 @@ def serve(
         s.port = port
     if demo is not None:
         s.load_demo = demo
+    _check_feature_settings(s)
     configure_logging(secrets=secrets_of(s))
     try:
         check_port_free(s.host, s.port)

@@ -66,7 +66,7 @@ def post_vectors(
         ]
         vecs = encoder.encode(texts, kind="passage")
         if vecs.shape[1] != dim:
-            raise InvalidInput(f"the encoder makes {vecs.shape[1]}-d vectors; the posts table holds {dim}-d")
+            raise InvalidInput(f"the encoder makes {vecs.shape[1]}-d vectors; the feed holds {dim}-d")
         out[todo] = vecs
     return out, len(todo)
 

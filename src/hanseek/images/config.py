@@ -7,7 +7,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class ImageSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="HANSEEK_IMAGE_", env_file=None, extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="HANSEEK_IMAGE_", env_file=None, extra="ignore", env_ignore_empty=True
+    )
 
     model: str = Field(
         default="auto",
@@ -26,7 +28,11 @@ class ImageSettings(BaseSettings):
     label_top_k: int = Field(default=3, ge=1, le=10)
     label_min_prob: float = Field(default=0.05, ge=0.0, le=1.0)
     near_duplicate_score: float = Field(
-        default=0.85, description="Report an upload as a near-duplicate of a stored image at this score"
+        default=0.85,
+        ge=-1.0,
+        le=1.0,
+        allow_inf_nan=False,
+        description="Report an upload as a near-duplicate of a stored image at this score",
     )
     exact_max_candidates: int = Field(default=20_000, ge=0)
     ef_search: int = Field(default=100, ge=1, le=1000)
