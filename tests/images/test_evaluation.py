@@ -23,6 +23,34 @@ def test_ranks_count_ties_against_the_target_and_honour_ignores() -> None:
     assert m["mrr"] == pytest.approx((1 + 0.5 + 1 / 6) / 3, abs=1e-4)
 
 
+def test_near_equal_scores_are_ties_and_an_unindexed_target_is_a_miss() -> None:
+    """Identical tag documents gave float32 scores differing in the last bits, so their ties were
+    broken by noise, not against the target; an image with no class names was ranked by the encoded
+    empty string, which the service never stores (session 19, evaluation review)."""
+    rng = np.random.default_rng(0)
+    q = rng.standard_normal((1, 384)).astype(np.float32)
+    docs = np.repeat(q + rng.standard_normal((1, 384)).astype(np.float32), 3, axis=0)  # cos > 0
+    scores = np.concatenate([q @ docs.T, np.full((1, 6), -1.0, np.float32)], axis=1)
+    scores[0, 1] = np.nextafter(scores[0, 1], np.float32(-np.inf))  # what BLAS may give
+    assert evaluation.ranks(scores, [1]).tolist() == [3]
+    scores[0, 1] = -np.inf  # nothing of the target is indexed
+    r = evaluation.ranks(scores, [1])
+    assert r.tolist() == [0]
+    m = evaluation.summarise(np.array([1, 0]))
+    assert (m["recall@1"], m["recall@5"], m["mrr"]) == (0.5, 0.5, 0.5)
+
+
+def test_an_image_without_class_names_is_never_found_by_them(text_encoder: Any) -> None:
+    items = [
+        evaluation.Item(f"{i}.png", Image.new("RGB", (8, 8)), cap, cap, (tag,))
+        for i, (cap, tag) in enumerate([("a cat on a sofa", "animal"), ("a red car", "vehicle"), ("x", "x")])
+    ]
+    labels = [[("tabby cat", 0.9)], [("sports car", 0.8)], []]
+    t2i = evaluation.text_to_image(items, text_encoder, labels)
+    assert [row["rank_labels_en"] for row in t2i["per_image"]] == [1, 1, None]
+    assert t2i["labels"]["en"]["recall@5"] == pytest.approx(2 / 3, abs=1e-4)
+
+
 def _tiny_set(root: Path, images: dict[str, Image.Image]) -> Path:
     captions = {
         "china": ("an old temple with a tiled roof", "기와 지붕이 있는 오래된 절", "building"),
