@@ -53,3 +53,73 @@ def test_eval_sts_refuses_bad_options_before_loading_anything(tmp_path: Path) ->
         assert r.exit_code == 2, r.output
         assert needle in flat(r.output), r.output
         assert "cannot read evaluation data" not in r.output  # refused before any data was read
+
+
+def test_eval_sts_refuses_pairs_without_a_spearman_correlation(tmp_path: Path, shared_data: Path) -> None:
+    """One pair, or gold scores all equal, made Spearman NaN: exit 0 and `"spearman": NaN`, not JSON."""
+    same = tmp_path / "same.tsv"
+    same.write_text(
+        "genre\tfilename\tyear\tid\tscore\tsentence1\tsentence2\n"
+        + "".join(f"g\tf\t2012\t{i}\t3.0\t문장 {i}\t다른 문장 {i}\n" for i in range(5)),
+        encoding="utf-8",
+    )
+    out = tmp_path / "x.json"
+    for args, needle in (
+        (["--korsts", str(shared_data / "korsts" / "sts-dev.tsv"), "--limit-pairs", "1"], "needs at least 2"),
+        (["--korsts", str(same)], "all 5 gold scores are 3"),
+    ):
+        r = CliRunner().invoke(
+            app,
+            ["eval", "sts", "--skip-parakqc", "-o", str(out), *args],
+            env={"HANSEEK_DATA_DIR": str(tmp_path)},
+        )
+        assert r.exit_code == 2, r.output
+        assert "error: cannot read evaluation data" in r.output and needle in flat(r.output), r.output
+        assert not out.exists()
+
+
+def test_eval_sts_refuses_a_file_that_is_not_parakqc(tmp_path: Path, shared_data: Path) -> None:
+    r = CliRunner().invoke(
+        app,
+        ["eval", "sts", "--skip-korsts", "--parakqc", str(shared_data / "korsts" / "sts-dev.tsv"),
+         "--parakqc-sets", "0:2"],
+        env={"HANSEEK_DATA_DIR": str(tmp_path)},
+    )  # fmt: skip
+    assert r.exit_code == 2, r.output
+    assert "sts-dev.tsv:1: not ParaKQC" in flat(r.output) and "Traceback" not in r.output
+
+
+def test_eval_sts_baseline_without_fit_text_is_one_line(tmp_path: Path, shared_data: Path) -> None:
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n", encoding="utf-8")
+    r = CliRunner().invoke(
+        app,
+        ["eval", "sts", "--baseline", "tfidf", "--fit-texts", str(empty), "--limit-pairs", "20",
+         "--skip-parakqc", "--data-root", str(shared_data)],
+        env={"HANSEEK_DATA_DIR": str(tmp_path)},
+    )  # fmt: skip
+    assert r.exit_code == 2, r.output
+    assert r.exception is None or isinstance(r.exception, SystemExit)
+    assert "needs texts to fit on" in flat(r.output) and "Traceback" not in r.output
+
+
+def test_eval_sts_checks_the_out_path_before_any_work(tmp_path: Path) -> None:
+    """`-o some_file/out.json` was found out only when writing, after the whole evaluation."""
+    (tmp_path / "some_file.txt").write_text("x", encoding="utf-8")
+    out = tmp_path / "some_file.txt" / "out.json"
+    r = CliRunner().invoke(
+        app,
+        ["eval", "sts", "--data-root", str(tmp_path), "-o", str(out)],
+        env={"HANSEEK_DATA_DIR": str(tmp_path)},
+    )
+    assert r.exit_code == 1, r.output
+    assert "cannot make the folder" in flat(r.output), r.output
+    assert "cannot read evaluation data" not in r.output  # refused before any data or model was read
+    made = tmp_path / "new" / "dir" / "out.json"
+    r = CliRunner().invoke(
+        app,
+        ["eval", "sts", "--data-root", str(tmp_path), "-o", str(made)],
+        env={"HANSEEK_DATA_DIR": str(tmp_path)},
+    )
+    assert r.exit_code == 2 and "cannot read evaluation data" in r.output  # its folder is made first
+    assert made.parent.is_dir()

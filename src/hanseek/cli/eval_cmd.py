@@ -8,8 +8,8 @@ from pathlib import Path
 import typer
 from rich.markup import escape
 
-from hanseek.cli.common import console, err_console, parse_range, progress, settings
-from hanseek.encoders.base import TextEncoder
+from hanseek.cli.common import console, err_console, parse_range, progress, report_files, settings
+from hanseek.encoders.base import EncoderError, TextEncoder
 from hanseek.files import write_text_atomic
 
 app = typer.Typer(help="Evaluate models (STS, retrieval).", no_args_is_help=True)
@@ -23,7 +23,10 @@ def _baseline(kind: str, fit_texts: Path | None) -> TextEncoder:
         raise typer.BadParameter("the only baseline is tfidf")
     if fit_texts is None:
         raise typer.BadParameter("--fit-texts is required for the tfidf baseline")
-    return TfidfEncoder(texts_from_file(fit_texts))
+    try:
+        return TfidfEncoder(texts_from_file(fit_texts))
+    except (OSError, UnicodeDecodeError, ValueError) as e:  # e.g. no line long enough to keep
+        raise EncoderError(f"{fit_texts}: {e}") from e
 
 
 @app.command("sts")
@@ -53,9 +56,9 @@ def sts(
     ),
 ) -> None:
     """KorSTS dev Spearman (x100) and ParaKQC paraphrase retrieval (recall@1/10, MRR), printed as JSON."""
-    from hanseek.encoders.base import EncoderError
     from hanseek.encoders.registry import load_text_encoder
     from hanseek.train.sts_eval import (
+        check_rankable,
         default_data_root,
         evaluate,
         load_korsts,
@@ -65,17 +68,22 @@ def sts(
 
     if skip_korsts and skip_parakqc:
         raise typer.BadParameter("--skip-korsts and --skip-parakqc together leave nothing to evaluate")
+    if out:
+        report_files(out)  # not found out only after the whole evaluation ran
     root = data_root or default_data_root()
     pairs = groups = None
     try:
         if not skip_korsts:
-            pairs = load_korsts(korsts or root / "korsts" / "sts-dev.tsv")
+            korsts_file = korsts or root / "korsts" / "sts-dev.tsv"
+            pairs = load_korsts(korsts_file)
             if limit_pairs:
                 pairs = pairs.head(limit_pairs)
+            check_rankable(pairs, korsts_file)
         if not skip_parakqc:
             groups = load_parakqc(parakqc or root / "parakqc" / "paraKQC_v1.txt", parse_range(parakqc_sets))
     except (OSError, UnicodeDecodeError, ValueError) as e:
-        err_console.print(f"[red]error:[/red] cannot read evaluation data: {escape(str(e))}")
+        # soft_wrap: one line whatever the terminal width (file names and line numbers stay whole)
+        err_console.print(f"[red]error:[/red] cannot read evaluation data: {escape(str(e))}", soft_wrap=True)
         raise typer.Exit(2) from e
 
     s = settings()
@@ -86,7 +94,7 @@ def sts(
             with err_console.status("Loading the text encoder…"):
                 encoder = load_text_encoder(s, model, backend)
     except EncoderError as e:
-        err_console.print(f"[red]error:[/red] {escape(str(e))}")
+        err_console.print(f"[red]error:[/red] {escape(str(e))}", soft_wrap=True)
         raise typer.Exit(2) from e
 
     with progress() as bar:

@@ -58,22 +58,22 @@ def simcse(
     """Unsupervised SimCSE (dropout noise, in-batch negatives) or supervised SimCSE from pairs."""
     from hanseek.encoders.base import EncoderError
     from hanseek.train.simcse import SimCSEConfig, StepInfo
-    from hanseek.train.simcse_job import SimCSEJob, run_simcse
-    from hanseek.train.sts_eval import load_korsts, load_parakqc
+    from hanseek.train.simcse_job import SimCSEJob, check_train_name, run_simcse
+    from hanseek.train.sts_eval import check_rankable, load_korsts, load_parakqc
 
     if select not in ("mean", "korsts", "parakqc"):
         raise typer.BadParameter("select must be mean, korsts or parakqc")
     if sum((texts is not None, from_posts, pairs is not None)) > 1:
         raise typer.BadParameter("give one training source: --texts, --from-posts or --pairs")
-    val_sts = None
+    val_sts = val_pk = None
     try:
+        check_train_name(name)  # before the database is opened or anything loads
         if eval_korsts is not None:
-            val_sts = load_korsts(eval_korsts).head(eval_korsts_pairs)
-        val_pk = None
+            val_sts = check_rankable(load_korsts(eval_korsts).head(eval_korsts_pairs), eval_korsts)
         if eval_parakqc is not None:
             val_pk = load_parakqc(eval_parakqc, parse_range(eval_parakqc_sets))
-    except (OSError, UnicodeDecodeError, ValueError) as e:
-        err_console.print(f"[red]error:[/red] {escape(str(e))}")
+    except (EncoderError, OSError, UnicodeDecodeError, ValueError) as e:
+        err_console.print(f"[red]error:[/red] {escape(str(e))}", soft_wrap=True)  # one line, path whole
         raise typer.Exit(2) from e
     job = SimCSEJob(
         name=name,
@@ -130,10 +130,11 @@ def simcse(
         except FloatingPointError as e:  # the loss diverged: the run's settings, not a bug
             err_console.print(f"[red]error:[/red] {escape(str(e))}")
             raise typer.Exit(1) from e
-    best = (
-        f"best step {summary['best_step']}, score {summary['best_score']}"
-        if summary["best_score"] is not None
-        else "no validation data: the last step is kept"
-    )
+    if summary["best_score"] is not None:
+        best = f"best step {summary['best_step']}, score {summary['best_score']}"
+    elif val_sts is None and val_pk is None:
+        best = "no validation data: the last step is kept"
+    else:
+        best = "no validation score could be computed: the last step is kept"
     console.print(f"saved {escape(str(dest))} ({best})")
     console.print_json(json.dumps({k: summary[k] for k in ("best_step", "best_score", "train_seconds")}))

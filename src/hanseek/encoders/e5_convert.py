@@ -228,10 +228,47 @@ def is_valid(dest: Path, src: Path | None = None) -> bool:
         return False
     if not all((dest / name).is_file() for name in REQUIRED_FILES):
         return False
+    sizes = marker.get("files")
+    if isinstance(sizes, dict):
+        # A stat per file: a truncated copy or a disk that filled up mid-write is redone, not "ready".
+        if not sizes or not all(_size(dest / name) == size for name, size in sizes.items()):
+            return False
+    elif not _weights_load(dest / "model.safetensors"):
+        # A conversion from before sizes were recorded: kept unless its weights are cut short, so
+        # that an upgrade does not reconvert every install.
+        return False
     if src is not None:
         # Size is a cheap identity check on every start-up; the hash is recorded for provenance.
         return bool(marker.get("source", {}).get("bytes") == src.stat().st_size)
     return True
+
+
+def _size(path: Path) -> int | None:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return None
+
+
+def _weights_load(path: Path) -> bool:
+    """Whether safetensors opens `path`: it maps the file and checks that the header's tensors lie
+    inside it (a truncated file fails), without reading the weights."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), "np"):
+            return True
+    except (OSError, SafetensorError):
+        return False
+
+
+def produced_sizes(model_dir: Path) -> dict[str, int]:
+    """Size of every file of a conversion but its marker (which records them), by relative path."""
+    return {
+        p.relative_to(model_dir).as_posix(): p.stat().st_size
+        for p in sorted(model_dir.rglob("*"))
+        if p.is_file() and p.relative_to(model_dir).as_posix() != MARKER
+    }
 
 
 def convert(dest: Path, src: Path | None = None, *, force: bool = False, verify: bool = True) -> Path:
@@ -300,6 +337,7 @@ def _write_model_dir(src: Path, out: Path) -> None:
                 "bytes": src.stat().st_size,
                 "sha256": sha,
             },
+            "files": produced_sizes(out),
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
         },
     )

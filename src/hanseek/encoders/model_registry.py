@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,8 +21,18 @@ from typing import Any
 from hanseek.config import Settings
 from hanseek.encoders.base import EncoderError
 from hanseek.encoders.model_store import NAME_PATTERN, read_marker
+from hanseek.files import write_text_atomic
 
 ACTIVE_FILE = "active.json"
+# Names other things hold in the models dir, beside the model directories: a model of one of these
+# names would stand where the pointer is written ("active.tmp" is the temporary earlier versions
+# wrote it through), or, with --overwrite, replace every sentiment model.
+RESERVED = {
+    ACTIVE_FILE: "the active-model pointer",
+    "active.tmp": "the active-model pointer",
+    "sentiment": "the sentiment models' folder",
+}
+RESERVED_NAMES = frozenset(RESERVED)
 log = logging.getLogger(__name__)
 
 
@@ -41,6 +50,12 @@ class RegisteredModel:
 def check_name(name: str) -> str:
     if not re.match(NAME_PATTERN, name):
         raise EncoderError(f"invalid model name {name!r}: letters, digits, '.', '_' and '-' only")
+    if name.lower() in RESERVED_NAMES:
+        # Lower-cased: on a case-insensitive file system "Active.json" is the pointer file too.
+        raise EncoderError(
+            f"invalid model name {name!r}: the name of {RESERVED[name.lower()]} in the models "
+            "directory; pick another name"
+        )
     return name
 
 
@@ -130,11 +145,9 @@ def sync_active_pointer(db: Any, settings: Settings) -> str | None:
 
 
 def write_active_pointer(settings: Settings, name: str) -> None:
-    settings.models_dir.mkdir(parents=True, exist_ok=True)
-    path = settings.models_dir / ACTIVE_FILE
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"name": check_name(name)}) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    # Through a hidden `.active.json.<random>.tmp`: no model name starts with '.', so a model
+    # directory can never stand where the temporary goes, and concurrent writers do not share one.
+    write_text_atomic(settings.models_dir / ACTIVE_FILE, json.dumps({"name": check_name(name)}) + "\n")
 
 
 def active_pointer(settings: Settings) -> str | None:
@@ -142,4 +155,6 @@ def active_pointer(settings: Settings) -> str | None:
         name = json.loads((settings.models_dir / ACTIVE_FILE).read_text(encoding="utf-8")).get("name")
     except (OSError, ValueError, AttributeError):
         return None
-    return name if isinstance(name, str) and re.match(NAME_PATTERN, name) else None
+    if not isinstance(name, str) or not re.match(NAME_PATTERN, name) or name.lower() in RESERVED_NAMES:
+        return None
+    return name

@@ -121,13 +121,24 @@ def _meta(model_dir: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
+def _intact(model_dir: Path, meta: dict[str, Any], filename: str) -> bool:
+    """Whether an export file is there at the size its export recorded: a truncated copy (or a disk
+    that filled up) is redone rather than handed to ONNX Runtime."""
+    try:
+        size = (model_dir / ONNX_DIR / filename).stat().st_size
+    except OSError:
+        return False
+    recorded = meta.get("bytes")
+    return isinstance(recorded, dict) and recorded.get(filename) == size
+
+
 def _current(model_dir: Path, key: str, filename: str) -> bool:
     meta = _meta(model_dir)
     return (
         meta.get("version") == EXPORT_VERSION
         and meta.get("weights") == _weights_identity(model_dir)
         and key in meta.get("files", {})
-        and (model_dir / ONNX_DIR / filename).is_file()
+        and _intact(model_dir, meta, filename)
     )
 
 
@@ -137,6 +148,7 @@ def _write_meta(model_dir: Path, files: dict[str, Any], recipe: dict[str, Any]) 
         "opset": OPSET,
         "weights": _weights_identity(model_dir),
         "files": files,
+        "bytes": {name: (model_dir / ONNX_DIR / name).stat().st_size for name in files.values()},
         "recipe": recipe,
     }
     out = model_dir / ONNX_DIR / META_FILE
@@ -402,15 +414,17 @@ def ensure_onnx_export(model_dir: Path, *, quantized: bool = False) -> Path:
         for stale in _export_temps(onnx_dir):
             log.info("removing %s, left by an interrupted export", stale)
             stale.unlink(missing_ok=True)
-        if _current(model_dir, key, filename):
-            return onnx_dir / filename
         meta = _meta(model_dir)
         same_weights = meta.get("version") == EXPORT_VERSION and meta.get("weights") == _weights_identity(
             model_dir
         )
+        if same_weights and "bytes" not in meta:
+            meta = _adopt_unsized(model_dir, meta)
+        if _current(model_dir, key, filename):
+            return onnx_dir / filename
         files: dict[str, Any] = dict(meta.get("files", {})) if same_weights else {}
         recipe: dict[str, Any] = dict(meta.get("recipe", {})) if same_weights else {}
-        if not (files.get("fp32") and (onnx_dir / FP32_FILE).is_file()):
+        if not (files.get("fp32") and _intact(model_dir, meta, FP32_FILE)):
             log.info("exporting %s to ONNX (fp32)", model_dir)
             fused: list[bool] = []
             _atomic(onnx_dir, FP32_FILE, lambda tmp: fused.append(export_fp32(model_dir, tmp)))
@@ -424,6 +438,26 @@ def ensure_onnx_export(model_dir: Path, *, quantized: bool = False) -> Path:
             recipe["int8"] = {"per_channel": True, "smooth_alpha": SMOOTH_ALPHA}
             _write_meta(model_dir, files, recipe)
     return onnx_dir / filename
+
+
+def _adopt_unsized(model_dir: Path, meta: dict[str, Any]) -> dict[str, Any]:
+    """Record the sizes of an export made before exports recorded them (once, under the export
+    lock), so that an upgrade does not redo every export: each file that still parses as an ONNX
+    graph is kept, one that does not is dropped from the metadata and made again. Returns the
+    metadata as rewritten."""
+    import onnx
+    from google.protobuf.message import DecodeError
+
+    kept: dict[str, Any] = {}
+    for key, filename in dict(meta.get("files", {})).items():
+        try:
+            onnx.load(str(model_dir / ONNX_DIR / str(filename)), load_external_data=False)
+        except (DecodeError, OSError, ValueError) as e:
+            log.info("%s's ONNX export %s does not load (%s); exporting it again", model_dir, filename, e)
+            continue
+        kept[str(key)] = filename
+    _write_meta(model_dir, kept, dict(meta.get("recipe", {})))
+    return _meta(model_dir)
 
 
 # What `_atomic`'s mkstemp names (`.NAME.<8 chars>.tmp`) plus the files made beside such a temp
@@ -453,6 +487,29 @@ def _atomic(folder: Path, name: str, write: Any) -> None:
         os.replace(tmp, folder / name)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _build_errors() -> tuple[type[BaseException], ...]:
+    """What a broken model directory or export raises while an ONNX encoder is built: the PyTorch
+    backend's load errors plus ONNX Runtime's own exceptions, which derive from Exception only
+    (a truncated graph raises InvalidProtobuf)."""
+    from onnxruntime.capi import onnxruntime_pybind11_state as ort_state
+
+    from hanseek.encoders.transformer import LOAD_ERRORS
+
+    names = (
+        "Fail",
+        "InvalidArgument",
+        "InvalidGraph",
+        "InvalidProtobuf",
+        "NoModel",
+        "NoSuchFile",
+        "NotImplemented",
+        "RuntimeException",
+    )
+    found = (getattr(ort_state, n, None) for n in names)
+    ort_errors = tuple(e for e in found if isinstance(e, type) and issubclass(e, Exception))
+    return (*LOAD_ERRORS, *ort_errors)
 
 
 class OnnxTextEncoder(PooledEncoder):
@@ -521,22 +578,29 @@ class OnnxTextEncoder(PooledEncoder):
     ) -> OnnxTextEncoder:
         from transformers import AutoConfig, AutoTokenizer
 
-        from hanseek.encoders.transformer import usable_max_length
+        from hanseek.encoders.transformer import one_line, usable_max_length
 
-        path = ensure_onnx_export(model_dir, quantized=quantized)
-        tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
-        config = AutoConfig.from_pretrained(str(model_dir))
-        return cls(
-            path,
-            tokenizer,
-            name=name or model_dir.name,
-            dim=int(config.hidden_size),
-            max_length=usable_max_length(tokenizer, config, model_dir),
-            prompts=resolve_prompts(name or model_dir.name, model_dir, prompts),
-            batch_size=batch_size,
-            threads=threads,
-            backend="onnx-int8" if quantized else "onnx",
-        )
+        try:
+            path = ensure_onnx_export(model_dir, quantized=quantized)
+            tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+            config = AutoConfig.from_pretrained(str(model_dir))
+            return cls(
+                path,
+                tokenizer,
+                name=name or model_dir.name,
+                dim=int(config.hidden_size),
+                max_length=usable_max_length(tokenizer, config, model_dir),
+                prompts=resolve_prompts(name or model_dir.name, model_dir, prompts),
+                batch_size=batch_size,
+                threads=threads,
+                backend="onnx-int8" if quantized else "onnx",
+            )
+        except EncoderError:
+            raise
+        except _build_errors() as e:
+            # What the PyTorch backend's load_hf reports for a broken directory: one line naming it
+            # (CLI exit 2, API 503) rather than a traceback from the tokenizer, config or ONNX Runtime.
+            raise EncoderError(f"cannot load model from {model_dir}: {one_line(e)}") from e
 
     def _pool_batches(self, batches: Iterator[Batch], means: np.ndarray) -> None:
         if self._runs is None:

