@@ -118,3 +118,16 @@ def test_a_live_writers_temp_directory_is_left_alone(tmp_path: Path) -> None:
         t.join()
     assert (dest / "v").read_text() == "slow"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]
+
+
+def test_a_card_with_nan_scores_reads_as_null(tmp_path: Path) -> None:
+    """Models trained before session 19 could record a NaN validation score; PostgreSQL's jsonb
+    refused the card, so `models use` failed on them for good (encoder review)."""
+    import json
+
+    from hanseek.encoders.model_store import read_marker
+
+    (tmp_path / "hanseek.json").write_text('{"best": {"spearman": NaN}, "history": [Infinity, 1.5]}')
+    card = read_marker(tmp_path)
+    assert card == {"best": {"spearman": None}, "history": [None, 1.5]}
+    json.dumps(card, allow_nan=False)  # what jsonb accepts

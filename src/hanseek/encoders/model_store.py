@@ -63,7 +63,9 @@ def sentence_transformers_files(dest: Path, dim: int, max_len: int, prompts: dic
 
 def read_marker(model_dir: Path) -> dict[str, Any]:
     try:
-        data = json.loads((model_dir / MARKER).read_text(encoding="utf-8"))
+        # NaN / Infinity (a validation score of a model trained before session 19) read as null:
+        # PostgreSQL's jsonb refuses them, so such a card could not be registered or used.
+        data = json.loads((model_dir / MARKER).read_text(encoding="utf-8"), parse_constant=lambda _: None)
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
