@@ -206,7 +206,9 @@ def test_a_bad_setting_is_one_line_naming_the_variable(
     with pytest.raises(SystemExit) as exit_:
         cli.main()
     assert exit_.value.code == 1
-    err = flat(capsys.readouterr().err)
+    raw = capsys.readouterr().err
+    assert len(raw.strip().splitlines()) == 1  # not wrapped at the console's width
+    err = flat(raw)
     assert f"error: invalid setting: {needle}" in err and "Traceback" not in err
     if args[0] == "serve":  # refused before any database was started or port taken
         assert not (tmp_path / "d" / "pgdata").exists()
@@ -291,3 +293,17 @@ def test_settings_checked_against_what_exists_are_one_line(
     assert exit_.value.code == 1
     err = flat(capsys.readouterr().err)
     assert f"error: {var}" in err and needle in err and "Traceback" not in err
+
+
+def test_a_stale_shopping_variable_stops_only_what_uses_shopping(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Training on another domain went on with a stale variable before its check; it must still."""
+    monkeypatch.setenv("HANSEEK_DATA_DIR", str(tmp_path / "d"))
+    monkeypatch.setenv("HANSEEK_SHOPPING_REVIEWS", str(tmp_path / "gone.txt"))
+    monkeypatch.setattr("sys.argv", ["hanseek", "sentiment", "train", "-d", "movie", "--data", str(tmp_path)])
+    with pytest.raises(SystemExit) as exit_:
+        cli.main()
+    assert exit_.value.code == 1
+    err = flat(capsys.readouterr().err)
+    assert "no review files found" in err and "HANSEEK_SHOPPING_REVIEWS" not in err

@@ -126,3 +126,27 @@ def test_an_export_from_before_sizes_were_recorded_is_kept_if_it_loads(
     assert ensure_onnx_export(model) == graph
     assert graph.stat().st_mtime_ns == stamp  # checked once and adopted, not exported again
     assert json.loads(meta_file.read_text())["bytes"] == {FP32_FILE: size}
+
+
+def test_an_export_from_before_sizes_is_still_used_by_a_reader_that_cannot_write(
+    tiny_bert_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server running as another user can read the models dir but not take the export lock or
+    record sizes: after the upgrade it answered 503 on every text request (review of this change)."""
+    from hanseek.encoders import onnx_backend
+
+    model = _copy(tiny_bert_dir, tmp_path / "tiny")
+    graph = ensure_onnx_export(model)
+    meta_file = model / ONNX_DIR / META_FILE
+    meta = json.loads(meta_file.read_text())
+    meta.pop("bytes")
+    meta_file.write_text(json.dumps(meta))
+
+    def no_lock(path: Path) -> None:
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(onnx_backend.os, "access", lambda path, mode: False)
+    monkeypatch.setattr(onnx_backend, "file_lock", no_lock)
+    assert ensure_onnx_export(model) == graph
+    assert OnnxTextEncoder.from_model_dir(model).dim == 32
+    assert "bytes" not in json.loads(meta_file.read_text())

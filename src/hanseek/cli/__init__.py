@@ -74,10 +74,13 @@ def main() -> None:
     except (ValidationError, SettingsError) as e:
         if not is_settings_error(e):
             raise
-        err_console.print(f"[red]error:[/red] {escape(settings_error_message(e))}", highlight=False)
+        # soft_wrap: one line at any terminal width, as promised (rich wraps at 80 columns otherwise)
+        err_console.print(
+            f"[red]error:[/red] {escape(settings_error_message(e))}", highlight=False, soft_wrap=True
+        )
         raise SystemExit(1) from None
     except StoreError as e:
-        err_console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False)
+        err_console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
         raise SystemExit(1) from None
     except UnicodeDecodeError as e:
         # No byte offset: the decoder's is within the chunk it was given, not the file.

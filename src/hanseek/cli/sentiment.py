@@ -65,7 +65,7 @@ def _fail(msg: str, code: int = 1) -> None:
     raise typer.Exit(code)
 
 
-def _sources(data: Path | None, files: list[str] | None) -> list[DomainSource]:
+def _sources(data: Path | None, files: list[str] | None, *, uses_shopping: bool = True) -> list[DomainSource]:
     from hanseek.sentiment.datasets import default_sources, shared_data_dir
 
     extra: dict[str, Path] = {}
@@ -76,9 +76,10 @@ def _sources(data: Path | None, files: list[str] | None) -> list[DomainSource]:
         if not Path(path).is_file():
             _fail(f"{path} is not a file")
         extra[name] = Path(path)
-    # Set but missing: said so, as --file does (until session 19 the domain was left out silently).
+    # Set but missing: said so, as --file does (until session 19 the domain was left out silently);
+    # only where shopping is used, so a stale variable does not stop training on another domain.
     shopping = os.environ.get("HANSEEK_SHOPPING_REVIEWS")
-    if shopping and "shopping" not in extra and not Path(shopping).is_file():
+    if uses_shopping and shopping and "shopping" not in extra and not Path(shopping).is_file():
         _fail(f"HANSEEK_SHOPPING_REVIEWS={shopping} is not a file")
     sources = default_sources(data, extra)
     if not sources:
@@ -176,7 +177,7 @@ def train(
     from hanseek.sentiment.service import SentimentService
 
     opts = _options(kind, train_size, dev_size, base_model, freeze_layers, epochs, batch_size, lr, max_length)
-    sources = _sources(data, files)
+    sources = _sources(data, files, uses_shopping=domain in ("shopping", "all"))
     svc = SentimentService(settings())
     try:
         with _progress_say() as say:

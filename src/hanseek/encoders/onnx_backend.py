@@ -142,6 +142,17 @@ def _current(model_dir: Path, key: str, filename: str) -> bool:
     )
 
 
+def _current_unsized(model_dir: Path, key: str) -> bool:
+    """An export current in all but the sizes, which versions before session 19 did not record."""
+    meta = _meta(model_dir)
+    return (
+        "bytes" not in meta
+        and meta.get("version") == EXPORT_VERSION
+        and meta.get("weights") == _weights_identity(model_dir)
+        and key in meta.get("files", {})
+    )
+
+
 def _write_meta(model_dir: Path, files: dict[str, Any], recipe: dict[str, Any]) -> None:
     meta = {
         "version": EXPORT_VERSION,
@@ -407,6 +418,11 @@ def ensure_onnx_export(model_dir: Path, *, quantized: bool = False) -> Path:
     onnx_dir = model_dir / ONNX_DIR
     key, filename = ("int8", INT8_FILE) if quantized else ("fp32", FP32_FILE)
     if _current(model_dir, key, filename) and not _export_temps(onnx_dir):
+        return onnx_dir / filename
+    if _current_unsized(model_dir, key) and onnx_dir.is_dir() and not os.access(onnx_dir, os.W_OK):
+        # An export from before sizes were recorded, read by a process that cannot write the models
+        # dir (a server running as another user): used as earlier versions did, since it could
+        # neither take the export lock nor record the sizes; a writable load records them.
         return onnx_dir / filename
     onnx_dir.mkdir(exist_ok=True)
     with file_lock(onnx_dir / ".export.lock"):
