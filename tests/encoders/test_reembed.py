@@ -404,32 +404,35 @@ def test_app_state_loads_a_switched_model_once_when_asked_together(
     assert loads == [("tiny-b",)]
 
 
+@pytest.mark.parametrize("model", ["tiny-b", "tiny-a"])  # a switch; a redo of the active model
 def test_a_run_whose_job_another_run_finished_reports_that_not_an_error(
-    sdb: Database, settings: Settings, encoders: dict[str, TextEncoder]
+    sdb: Database, settings: Settings, encoders: dict[str, TextEncoder], model: str
 ) -> None:
     """Two `models reembed tiny-b` at once: the one that lost the race found the job row gone and said
-    it was "dropped by another command" (exit 2) although the other had switched to tiny-b."""
+    it was "dropped by another command" (exit 2) although the other had switched to tiny-b. For a
+    redo of the active tiny-a the loser said so until session 19, since "job gone, model active" was
+    already true before it began; the job id the swap records on the model tells the two apart."""
     _seed(sdb, encoders["tiny-a"], n=12)
 
     def finish_elsewhere(batch: int) -> None:
         if batch == 1:  # the other run completes the whole job, swap included
-            other = run(sdb, settings, "tiny-b", encoder=encoders["tiny-b"], batch_size=64, feed_settings=FS)
+            other = run(sdb, settings, model, encoder=encoders[model], batch_size=64, feed_settings=FS)
             assert other.swapped
 
     result = run(
         sdb,
         settings,
-        "tiny-b",
-        encoder=encoders["tiny-b"],
+        model,
+        encoder=encoders[model],
         batch_size=4,
         after_batch=finish_elsewhere,
         feed_settings=FS,
     )
     assert result.swapped and any(
-        "another run finished the re-embedding to tiny-b" in n for n in result.notes
+        f"another run finished the re-embedding to {model}" in n for n in result.notes
     )
-    assert pending_job(sdb) is None and active_pointer(settings) == "tiny-b"
-    _assert_vectors_from(sdb, encoders["tiny-b"])
+    assert pending_job(sdb) is None and active_pointer(settings) == model
+    _assert_vectors_from(sdb, encoders[model])
 
 
 def _start_and_interrupt(sdb: Database, settings: Settings, encoder: TextEncoder, model: str) -> None:
@@ -465,34 +468,6 @@ def test_a_redo_of_the_active_model_whose_job_was_dropped_is_not_taken_for_finis
         )
     job = pending_job(sdb)
     assert job is not None and job.model == "tiny-b"
-
-
-def test_a_redo_of_the_active_model_whose_job_another_run_finished_reports_that_not_an_error(
-    sdb: Database, settings: Settings, encoders: dict[str, TextEncoder]
-) -> None:
-    """Two `models reembed tiny-a` with tiny-a active: the loser said "dropped by another command"
-    (exit 2) until session 19, since "job gone, model active" was already true before it began; the
-    job id the swap records on the model tells the two apart."""
-    _seed(sdb, encoders["tiny-a"], n=12)
-
-    def finish_elsewhere(batch: int) -> None:
-        if batch == 1:
-            other = run(sdb, settings, "tiny-a", encoder=encoders["tiny-a"], batch_size=64, feed_settings=FS)
-            assert other.swapped
-
-    result = run(
-        sdb,
-        settings,
-        "tiny-a",
-        encoder=encoders["tiny-a"],
-        batch_size=4,
-        after_batch=finish_elsewhere,
-        feed_settings=FS,
-    )
-    assert result.swapped and any(
-        "another run finished the re-embedding to tiny-a" in n for n in result.notes
-    )
-    assert pending_job(sdb) is None
 
 
 def test_a_redo_whose_job_was_dropped_and_started_again_and_finished_is_not_taken_for_its_own(
