@@ -48,6 +48,13 @@ def test_add_search_similar_list_remove(
 
     r = runner.invoke(app, ["images", "add", str(folder / "china.png"), "--tags", tag])
     assert "0 added, 1 duplicate(s)" in r.output
+    # Another file that looks the same is stored and named as the API's near_duplicate_of does.
+    edited = tmp_path / "china-small.png"
+    with Image.open(folder / "china.png") as im:
+        im.resize((im.width // 2, im.height // 2)).save(edited)
+    r = runner.invoke(app, ["images", "add", str(edited), "--tags", f"{tag}-copy"])
+    assert r.exit_code == 0 and "1 added" in r.output, r.output
+    assert "near-duplicate" in r.output and "china-small.png" in r.output and "looks like image" in r.output
 
     r = runner.invoke(app, ["images", "search", "해군 장교", "--tag", tag, "-k", "2", "--json"])
     assert r.exit_code == 0, r.output

@@ -262,3 +262,36 @@ def test_a_slow_load_does_not_hold_up_a_loaded_model_and_loads_once(
             t.join(30)
     assert calls == ["slow"]  # two requests at once, one load
     assert svc.predict(["좋다"], "slow")[0].name == "slow"
+
+
+# -- damaged files are named ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kind", "damaged", "keep"),
+    [
+        ("baseline", "weights.npz", 1000),
+        ("baseline", "vocab.json.gz", 0),
+        ("baseline", "vocab.json.gz", 200),
+        ("transformer", "head.safetensors", 50),
+        ("transformer", "transformer.json", 0),
+        ("transformer", "encoder/model.safetensors", 100),
+    ],
+)
+def test_a_damaged_file_is_named_in_the_message(
+    svc: SentimentService, tiny_bert_dir: Path, kind: str, damaged: str, keep: int
+) -> None:
+    """A cut or empty file said only its reader's words ("File is not a zip file", "Expecting value:
+    line 1 column 1") though the docs promise the file is named (session 19, docs walk)."""
+    if kind == "baseline":
+        model = _copy_demo(svc, "broken")
+    else:
+        model = save_transformer(svc.root, "broken", tiny_bert_dir)
+    path = model / damaged
+    assert path.is_file(), sorted(p.name for p in model.rglob("*"))
+    path.write_bytes(path.read_bytes()[:keep])
+    with pytest.raises(registry.ModelLoadError) as info:
+        svc.predict(["좋다"], "broken")
+    message = str(info.value)
+    assert message.startswith(f"cannot load sentiment model 'broken': {damaged.split('/')[0]}"), message
+    assert str(svc.root) not in message and "\n" not in message

@@ -146,6 +146,7 @@ def add(
     matched: set[str] = set()
     counts = {"added": 0, "duplicate": 0, "rejected": 0}
     problems: list[tuple[str, str]] = []
+    look_alikes: list[str] = []
     with _service() as svc, progress() as bar:
         task = bar.add_task("adding images", total=len(files), info="")
         for start in range(0, len(files), batch):
@@ -161,9 +162,18 @@ def add(
                 counts[res.status] += 1
                 if res.status == "rejected":
                     problems.append((str(f), res.message or res.reason or "rejected"))
+                elif res.near_duplicate_of is not None:
+                    # Stored, as the API does, and said, as its `near_duplicate_of` does (until
+                    # session 19 the CLI showed nothing of it).
+                    look_alikes.append(
+                        f"{f} (id {res.id}) looks like image {res.near_duplicate_of} "
+                        f"(score {res.near_duplicate_score:.3f})"
+                    )
             bar.update(task, advance=len(chunk), info=f"{counts['added']} added")
     for name, msg in problems:
         err_console.print(f"[yellow]skipped[/yellow] {escape(name)}: {escape(msg)}")
+    for line in look_alikes:
+        console.print(f"[cyan]near-duplicate[/cyan] {escape(line)}")
     # A CSV row is keyed by its absolute path (a `file` with a folder) or by its bare file name.
     unused = sorted(_csv_label(k, captions) for k in meta if k not in matched) if captions else []
     if unused:

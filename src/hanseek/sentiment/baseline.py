@@ -27,11 +27,12 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import normalize
 
+from hanseek.sentiment.modelfiles import reading
 from hanseek.text.analyzer import KoreanAnalyzer
 
 Progress = Callable[[str], None]
 
-# Kiwi's "cong" model is about twice as fast as the default "cong-global" on short reviews, with no
+# Kiwi's "cong" model is about twice as fast as "cong-global" on short reviews, with no
 # measurable loss for this task (dev accuracy), and 150k reviews must be analysed in well under a minute.
 DEFAULT_KIWI_MODEL = "cong"
 MAX_NGRAM = 10  # far above any useful n-gram length; a larger one is a damaged file
@@ -274,9 +275,9 @@ class BaselineClassifier:
         except (TypeError, ValueError) as e:  # TypeError: an unknown key
             raise ValueError(f"baseline.json: {e}") from e
         model = cls(analyzer, config)
-        with np.load(directory / _WEIGHTS, allow_pickle=False) as w:
+        with reading(_WEIGHTS), np.load(directory / _WEIGHTS, allow_pickle=False) as w:
             arrays = {k: w[k] for k in w.files}
-        with gzip.open(directory / _VOCAB, "rt", encoding="utf-8") as f:
+        with reading(_VOCAB), gzip.open(directory / _VOCAB, "rt", encoding="utf-8") as f:
             vocab: dict[str, list[str]] = json.load(f)
         _check_arrays(directory, config, vocab, arrays)
         if config.use_char:

@@ -33,6 +33,7 @@ from hanseek.sentiment.datasets import (
     split,
     valid_unicode,
 )
+from hanseek.sentiment.modelfiles import file_of
 from hanseek.sentiment.registry import ModelCard, ModelLoadError, ModelNotFound
 from hanseek.sentiment.training import Say, TrainOptions, evaluate, fit
 from hanseek.sentiment.transformer import TransformerClassifier
@@ -72,10 +73,13 @@ def _describe(e: BaseException, directory: Path) -> str:
     if isinstance(e, OSError) and e.filename:
         return f"{_relative(str(e.filename), directory)}: {e.strerror or type(e).__name__}"
     text = _relative(str(e), directory).strip()
-    line = text.splitlines()[0].strip() if text else ""
+    line = (text.splitlines()[0].strip() if text else "") or type(e).__name__
     if len(line) > 300:
         line = line[:299] + "…"
-    return line or type(e).__name__
+    # The file a reader named, unless the message starts with it already (the shape checks' do).
+    if (name := file_of(e)) and not line.startswith(name.rstrip("/")):
+        line = f"{name}: {line}"
+    return line
 
 
 def _relative(text: str, directory: Path) -> str:

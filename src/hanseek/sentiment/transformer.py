@@ -29,6 +29,7 @@ import numpy as np
 
 from hanseek.encoders.pooling import Windows
 from hanseek.sentiment.datasets import normalize_space
+from hanseek.sentiment.modelfiles import reading
 
 Progress = Callable[[str, int, int], None]  # (phase, done, total)
 
@@ -347,9 +348,12 @@ class TransformerClassifier:
     def load(cls, directory: Path) -> TransformerClassifier:
         from safetensors.numpy import load_file
 
-        config = TransformerConfig.from_json(json.loads((directory / _CONFIG).read_text()))
-        model = cls.from_base(directory / _ENCODER, config)
-        head = load_file(str(directory / _HEAD))
+        with reading(_CONFIG):
+            config = TransformerConfig.from_json(json.loads((directory / _CONFIG).read_text()))
+        with reading(f"{_ENCODER}/"):
+            model = cls.from_base(directory / _ENCODER, config)
+        with reading(_HEAD):
+            head = load_file(str(directory / _HEAD))
         weight, bias = head.get("weight"), head.get("bias")
         if weight is None or weight.shape != (model.dim,):
             shape = None if weight is None else weight.shape
