@@ -71,6 +71,9 @@ def problem(
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
+MAX_LISTED_ERRORS = 20
+
+
 def _jsonable_errors(errors: Any) -> list[dict[str, Any]]:
     # pydantic puts the offending value (possibly bytes or a float NaN) in `input`/`ctx`: keep it printable.
     out = []
@@ -108,10 +111,18 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
         errors = _jsonable_errors(exc.errors())
-        first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
+        # A list past its declared length is a size limit, answered as the other limits are (413).
+        first = next((e for e in errors if e["type"] == "too_long"), None) or (
+            errors[0] if errors else {"loc": [], "msg": "invalid request", "type": ""}
+        )
         where = ".".join(p for p in first["loc"] if p not in ("body", "query", "path"))
         detail = f"{where}: {first['msg']}" if where else str(first["msg"])
-        return problem(422, "Invalid input", detail, errors=errors)
+        if first["type"] == "too_long":
+            return problem(413, "Payload Too Large", detail)
+        # The first few, and how many: a body of many bad items once answered with 94 MB of errors.
+        return problem(
+            422, "Invalid input", detail, errors=errors[:MAX_LISTED_ERRORS], error_count=len(errors)
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:

@@ -16,6 +16,7 @@ from pydantic import (
     model_validator,
 )
 
+from hanseek.config import MAX_BATCH_ITEMS_CAP
 from hanseek.text.storable import unstorable
 
 EventKind = Literal["read", "like", "comment"]
@@ -24,6 +25,9 @@ MethodName = Literal["ranked", "similar"]
 # An id (post, user, community): what the database's CHECKs allow, without surrounding spaces. The
 # API's path parameters take the same bounds (api.routers.feed.PathId).
 IDENT_MAX = 200
+# Far above any text model's width (e5-small 384, large models 1024-4096): a bound for validation,
+# the posts' column checks the real dimension.
+MAX_EMBEDDING_DIM = 8192
 IDENT_PATTERN = r"^\S(.*\S)?$"
 
 
@@ -79,7 +83,9 @@ class PostIn(BaseModel):
     likes: int = Field(default=0, ge=0, le=2_000_000_000)
     comments: int = Field(default=0, ge=0, le=2_000_000_000)
     embedding: list[float] | None = Field(
-        default=None, description="A precomputed vector (skips encoding); must match the model's dimension"
+        default=None,
+        max_length=MAX_EMBEDDING_DIM,
+        description="A precomputed vector (skips encoding); must match the model's dimension",
     )
 
     @field_validator("created_at")
@@ -164,11 +170,11 @@ class MembershipIn(BaseModel):
 
 
 class PostsBatch(BaseModel):
-    posts: list[PostIn] = Field(min_length=1)
+    posts: list[PostIn] = Field(min_length=1, max_length=MAX_BATCH_ITEMS_CAP)
 
 
 class EventsBatch(BaseModel):
-    events: list[EventIn] = Field(min_length=1)
+    events: list[EventIn] = Field(min_length=1, max_length=MAX_BATCH_ITEMS_CAP)
 
 
 class MembershipsIn(BaseModel):

@@ -12,6 +12,7 @@ from hanseek.api.limits import check_batch, check_lengths, check_total_chars
 from hanseek.api.openapi import problems
 from hanseek.api.security import require_read_key
 from hanseek.api.state import get_state
+from hanseek.config import MAX_BATCH_ITEMS_CAP
 
 router = APIRouter(tags=["encode"])
 
@@ -20,6 +21,7 @@ class EncodeRequest(BaseModel):
     texts: list[str] = Field(
         ...,
         min_length=1,
+        max_length=MAX_BATCH_ITEMS_CAP,
         description="Texts to embed: at most HANSEEK_MAX_BATCH_ITEMS, each at most HANSEEK_MAX_TEXT_CHARS "
         "characters, all together at most HANSEEK_MAX_ENCODE_CHARS (100,000)",
     )

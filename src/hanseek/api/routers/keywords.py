@@ -7,13 +7,15 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, File, Query, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from hanseek.api.errors import BadRequest, NotFound, ProblemError, TooLarge
 from hanseek.api.limits import check_batch
 from hanseek.api.openapi import problems
 from hanseek.api.security import require_read_key, require_write_key
 from hanseek.api.state import AppState, get_state
+from hanseek.config import MAX_BATCH_ITEMS_CAP
 from hanseek.keywords.cloze import Cloze, ClozeOptions
 from hanseek.keywords.ingest import (
     MAX_TITLE_CHARS,
@@ -118,7 +120,12 @@ class WeightsRequest(ScoringFields):
 
 
 class WeightsBatchRequest(ScoringFields):
-    texts: list[str] = Field(..., min_length=1, description="Pages (at most settings.max_batch_items)")
+    texts: list[str] = Field(
+        ...,
+        min_length=1,
+        max_length=MAX_BATCH_ITEMS_CAP,
+        description="Pages (at most settings.max_batch_items)",
+    )
     limit: int | None = Field(None, ge=1, le=10_000, description="Return only the best N words per page")
 
 
@@ -270,7 +277,9 @@ class DocumentIn(BaseModel):
 
 
 class DocumentsIn(BaseModel):
-    documents: list[DocumentIn] = Field(default_factory=list, description="Documents as they are")
+    documents: list[DocumentIn] = Field(
+        default_factory=list, max_length=MAX_BATCH_ITEMS_CAP, description="Documents as they are"
+    )
     content: str | None = Field(None, description="Alternatively one file's content, split by `kind`/`split`")
     kind: Literal["text", "markdown", "jsonl"] = "text"
     split: Split = Split.AUTO
@@ -295,9 +304,22 @@ class DictionaryIn(BaseModel):
     csv: str | None = Field(None, description="Alternatively CSV text: word,weight rows")
     replace: bool = True
 
+    @field_validator("weights", mode="before")
+    @classmethod
+    def _not_too_many(cls, value: Any) -> Any:
+        # Counted before pydantic checks every entry (a dict's max_length is checked after them):
+        # a body of a million bad weights would otherwise hold the event loop for seconds.
+        if isinstance(value, dict) and len(value) > MAX_DICTIONARY_WORDS:
+            raise PydanticCustomError(
+                "too_long",
+                "Dictionary should have at most {max_length} entries, not {actual_length}",
+                {"max_length": MAX_DICTIONARY_WORDS, "actual_length": len(value)},
+            )
+        return value
+
 
 class KeywordsIn(BaseModel):
-    words: list[str] = Field(..., description="The subject's keyword list")
+    words: list[str] = Field(..., max_length=MAX_DICTIONARY_WORDS, description="The subject's keyword list")
     floor: float | None = Field(None, ge=0, le=1, description="Minimum weight of a listed word")
     replace: bool = True
 

@@ -13,6 +13,7 @@ from hanseek.api.limits import check_batch, check_lengths, check_total_chars
 from hanseek.api.openapi import problem_response, problems
 from hanseek.api.security import require_read_key
 from hanseek.api.state import AppState, get_state
+from hanseek.config import MAX_BATCH_ITEMS_CAP
 from hanseek.sentiment.registry import ModelLoadError, ModelNotFound, check_name
 from hanseek.sentiment.service import SentimentService
 from hanseek.text import normalize
@@ -26,7 +27,9 @@ def service(state: AppState) -> SentimentService:
 
 
 class SentimentIn(BaseModel):
-    texts: list[str] = Field(..., description="Reviews to classify (at least one, each non-empty)")
+    texts: list[str] = Field(
+        ..., max_length=MAX_BATCH_ITEMS_CAP, description="Reviews to classify (at least one, each non-empty)"
+    )
     model: str | None = Field(None, description="A trained model's name; default: the default model")
 
 
