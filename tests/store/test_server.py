@@ -510,3 +510,30 @@ def test_a_half_made_data_dir_that_may_hold_data_is_left_alone(own_settings: Set
     refused("base/1 has relations made after initdb (16390)")
     (pgdata / "base" / "1" / "16390").unlink()
     _serves_hanseek(pgdata)  # nothing left that could be data: made again
+
+
+def test_links_planted_at_the_servers_bookkeeping_files_are_not_followed(tmp_path: Path) -> None:
+    """pgdata belongs to the server's OS account and the data dir to hanseek's: a link at the served
+    marker made a root hanseek create a file wherever it pointed, and links at the handles'
+    temporary or the lock overwrote or created their targets (security review, session 19)."""
+    from hanseek.store.server import SERVED_MARK, _file_lock, _Handles, _mark_served
+
+    pgdata, outside = tmp_path / "pgdata", tmp_path / "outside"
+    pgdata.mkdir()
+    outside.mkdir()
+    (pgdata / SERVED_MARK).symlink_to(outside / "created_by_hanseek")
+    _mark_served(pgdata)
+    assert not (outside / "created_by_hanseek").exists()
+
+    victim = outside / "victim.txt"
+    victim.write_text("keep me")
+    handles = _Handles(tmp_path / ".pgdata.handles")
+    handles.path.with_suffix(".tmp").symlink_to(victim)  # the fixed temporary name of old
+    handles._save([{"pid": 1}])
+    assert victim.read_text() == "keep me" and json.loads(handles.path.read_text()) == [{"pid": 1}]
+
+    lock = tmp_path / ".pgdata.lock"
+    lock.symlink_to(outside / "lock-target")
+    with pytest.raises(OSError), _file_lock(lock, timeout=1):
+        pass
+    assert not (outside / "lock-target").exists()

@@ -101,7 +101,7 @@ class BodySizeLimit:
                 await self._reject(send)
 
     async def _reject(self, send: Send) -> None:
-        await _send_problem(send, 413, "Payload Too Large", _detail(self.max_bytes))
+        await send_problem(send, 413, "Payload Too Large", _detail(self.max_bytes))
 
 
 class UrlUtf8Guard:
@@ -118,7 +118,7 @@ class UrlUtf8Guard:
         if scope["type"] == "http":
             for part, raw in (("path", scope.get("raw_path")), ("query string", scope.get("query_string"))):
                 if isinstance(raw, bytes) and not _percent_decodes_to_utf8(raw.replace(b"+", b" ")):
-                    await _send_problem(
+                    await send_problem(
                         send,
                         422,
                         "Invalid input",
@@ -136,7 +136,7 @@ def _percent_decodes_to_utf8(raw: bytes) -> bool:
     return True
 
 
-async def _send_problem(send: Send, status: int, title: str, detail: str) -> None:
+async def send_problem(send: Send, status: int, title: str, detail: str) -> None:
     body = json.dumps({"type": "about:blank", "title": title, "status": status, "detail": detail}).encode()
     await send(
         {

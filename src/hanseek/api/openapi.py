@@ -20,17 +20,19 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.routing import BaseRoute
 
 from hanseek.api.errors import PROBLEM_JSON
-from hanseek.api.security import key_mode, route_access
+from hanseek.api.security import SAFE_METHODS, key_mode, route_access
 from hanseek.config import Settings
 
 _REF = "#/components/schemas/"
 
 DESCRIPTIONS: dict[int, str] = {
     401: "The API key is missing or wrong (`X-API-Key` header or `Authorization: Bearer`).",
+    403: "A browser sent this from another site's page (`Sec-Fetch-Site` / `Origin`): refused.",
     404: "What the path names does not exist.",
     409: "The request conflicts with stored data (often a concurrent change); retrying may succeed.",
     413: "Over a size limit: the body, the number of items in it, or the length of a text in it.",
-    422: "Invalid input: `detail` says which field and why (`errors` lists every field for validation).",
+    422: "Invalid input: `detail` says which field and why (`errors` lists the first 20 for validation, "
+    "`error_count` how many there were).",
     503: "A model or program the operation needs is not installed or could not be loaded.",
 }
 
@@ -96,7 +98,9 @@ def install_openapi(app: FastAPI, settings: Settings) -> None:
             for method in route.methods or ():
                 op = schema["paths"].get(route.path_format, {}).get(method.lower())
                 if op is not None:
-                    _complete(op, needs_key=needs_key, writes=access == "write")
+                    _complete(
+                        op, needs_key=needs_key, writes=access == "write", unsafe=method not in SAFE_METHODS
+                    )
         if keyed:
             components["securitySchemes"] = dict(_SCHEMES)
         for name in ("HTTPValidationError", "ValidationError"):
@@ -117,7 +121,7 @@ def api_routes(routes: Iterable[BaseRoute]) -> Iterator[BaseRoute]:
             yield route
 
 
-def _complete(op: dict[str, Any], *, needs_key: bool, writes: bool) -> None:
+def _complete(op: dict[str, Any], *, needs_key: bool, writes: bool, unsafe: bool) -> None:
     responses: dict[str, Any] = op.setdefault("responses", {})
     declared = PROBLEM_JSON in responses.get("422", {}).get("content", {})
     if not declared and ("422" in responses or op.get("parameters") or "requestBody" in op):
@@ -126,6 +130,8 @@ def _complete(op: dict[str, Any], *, needs_key: bool, writes: bool) -> None:
         responses.setdefault("413", problem_response(413))
     if writes:  # a write can collide with concurrent writers (errors.py answers that with a 409)
         responses.setdefault("409", problem_response(409))
+    if unsafe:  # security.CrossOriginGuard
+        responses.setdefault("403", problem_response(403))
     if needs_key:
         responses["401"] = problem_response(401)
         op["security"] = [{name: []} for name in _SCHEMES]

@@ -138,3 +138,43 @@ class ApiKeyGate:
             return await receive()
 
         await self.app(scope, gated_receive, send)
+
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+class CrossOriginGuard:
+    """Refuse (403) a write that a browser sends on behalf of another site.
+
+    Without an API key (the default on loopback) any web page the user visits could POST to the
+    service through the user's browser: a multipart upload needs no CORS preflight, and a page on
+    another origin planted an image this way (security review, session 19). Browsers say where a
+    request comes from in `Sec-Fetch-Site`; writes are let through when it is `same-origin` (the
+    service's own pages and /docs) or `none` (typed by the user), or when there is no such header
+    and either no `Origin` (curl, scripts, other servers) or an `Origin` naming this host — the
+    check Go's `http.CrossOriginProtection` makes. Reads stay open to other origins, as before."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] not in SAFE_METHODS and _cross_origin(scope):
+            from hanseek.api.limits import send_problem
+
+            await send_problem(
+                send, 403, "Forbidden", "cross-origin write refused: send it from the service's own pages"
+            )
+            return
+        await self.app(scope, receive, send)
+
+
+def _cross_origin(scope: Scope) -> bool:
+    headers = Headers(scope=scope)
+    site = headers.get("sec-fetch-site")
+    if site is not None:
+        return site not in ("same-origin", "none")
+    origin = headers.get("origin")
+    if origin is None:
+        return False
+    host = headers.get("host", "")
+    return origin.split("://", 1)[-1].rstrip("/").lower() != host.lower()

@@ -44,6 +44,7 @@ import psutil
 import psycopg
 from psycopg import errors as pg_errors
 
+from hanseek.files import atomic_file
 from hanseek.store.errors import StoreError
 
 with warnings.catch_warnings():
@@ -137,7 +138,9 @@ def _run(args: list[str], *, timeout: float) -> tuple[int, str]:
 def _file_lock(path: Path, timeout: float) -> Iterator[None]:
     """Exclusive lock across processes *and* threads (flock is per open file, unlike lockf)."""
     deadline = time.monotonic() + timeout
-    with open(path, "a+") as fh:
+    # O_NOFOLLOW: a link planted at the lock's name is not followed to create or open another file.
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    with open(fd, "a+") as fh:
         while True:
             try:
                 fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -178,9 +181,10 @@ class _Handles:
         return [h for h in data if isinstance(h, dict)] if isinstance(data, list) else []
 
     def _save(self, handles: list[dict[str, Any]]) -> None:
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(handles))
-        tmp.replace(self.path)
+        # A fresh temporary (mkstemp): until session 19 a fixed name was written through, so a link
+        # planted there overwrote the file it pointed at.
+        with atomic_file(self.path) as fh:
+            fh.write(json.dumps(handles))
 
     @staticmethod
     def _alive(h: dict[str, Any]) -> bool:
@@ -430,12 +434,16 @@ def _unfinished_bootstrap(pgdata: Path) -> str | None:
 
 def _mark_served(pgdata: Path) -> None:
     marker = pgdata / SERVED_MARK
-    if marker.exists():
+    if os.path.lexists(marker):
         return
     try:
-        marker.write_text(
-            f"first served by hanseek at {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}\n"
-        )
+        # pgdata belongs to the server's OS account: a link it planted at the marker's name must not
+        # make this process (often root) create a file elsewhere (until session 19 it did).
+        fd = os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+        with open(fd, "w", encoding="utf-8") as fh:
+            fh.write(f"first served by hanseek at {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}\n")
+    except FileExistsError:
+        return
     except OSError as exc:
         # Not worth failing a start for (a full disk): the data dir's own databases still count as data.
         log.warning("could not write %s: %s", marker, exc)
@@ -443,7 +451,7 @@ def _mark_served(pgdata: Path) -> None:
 
 def _possible_data(pgdata: Path) -> str | None:
     """Why `pgdata` might hold data someone needs, or None when it certainly holds none."""
-    if (pgdata / SERVED_MARK).exists():
+    if os.path.lexists(pgdata / SERVED_MARK):  # a link there counts: never take it for unserved
         return f"hanseek served it before ({SERVED_MARK} is there)"
     running = _running_postmaster(pgdata)
     if running is not None:
