@@ -23,6 +23,15 @@ ENCODE = {"texts": ["안녕하세요"]}
         ({"origin": "http://testserver"}, 200),  # a browser without Sec-Fetch-Site: Origin vs Host
         ({"origin": "http://evil.example"}, 403),
         ({"origin": "null"}, 403),  # a sandboxed frame or a file:// page
+        # Behind proxies (plain HTTP to a LAN name: no Sec-Fetch-Site), as a review found them:
+        ({"origin": "http://hanseek.lan", "host": "hanseek.lan:80"}, 200),  # the port added
+        ({"origin": "https://example.org", "host": "example.org:443"}, 200),
+        ({"origin": "http://hanseek.lan", "host": "127.0.0.1:8880"}, 403),  # Host rewritten...
+        (  # ...and the original passed on
+            {"origin": "http://hanseek.lan", "host": "127.0.0.1:8880", "x-forwarded-host": "hanseek.lan"},
+            200,
+        ),
+        ({"origin": "http://hanseek.lan:8080", "host": "hanseek.lan"}, 403),  # another port
     ],
 )
 def test_writes_from_other_origins_are_refused(

@@ -110,7 +110,10 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = _jsonable_errors(exc.errors())
+        raw = exc.errors()
+        # Converted only as far as they are answered: a body of 100,000 bad items spent 0.2 s here.
+        too_long = [e for e in raw if e.get("type") == "too_long"][:1]
+        errors = _jsonable_errors(too_long + list(raw[:MAX_LISTED_ERRORS]))
         # A list past its declared length is a size limit, answered as the other limits are (413).
         first = next((e for e in errors if e["type"] == "too_long"), None) or (
             errors[0] if errors else {"loc": [], "msg": "invalid request", "type": ""}
@@ -120,9 +123,8 @@ def install_error_handlers(app: FastAPI) -> None:
         if first["type"] == "too_long":
             return problem(413, "Payload Too Large", detail)
         # The first few, and how many: a body of many bad items once answered with 94 MB of errors.
-        return problem(
-            422, "Invalid input", detail, errors=errors[:MAX_LISTED_ERRORS], error_count=len(errors)
-        )
+        listed = errors[len(too_long) :]
+        return problem(422, "Invalid input", detail, errors=listed, error_count=len(raw))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:

@@ -59,8 +59,9 @@ class Problem(BaseModel):
     status: int = Field(description="The HTTP status code, repeated")
     detail: str | None = Field(None, description="What went wrong with this request, for a person")
     errors: list[ValidationIssue] | None = Field(
-        None, description="Every failing field (422 from validation)"
+        None, description="The first 20 failing fields (422 from validation)"
     )
+    error_count: int | None = Field(None, description="How many fields failed (422 from validation)")
 
 
 def problems(*codes: int) -> dict[int | str, dict[str, Any]]:

@@ -13,6 +13,7 @@ import hashlib
 import hmac
 from collections.abc import Mapping
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from fastapi import Request
 from pydantic import SecretStr
@@ -176,5 +177,25 @@ def _cross_origin(scope: Scope) -> bool:
     origin = headers.get("origin")
     if origin is None:
         return False
-    host = headers.get("host", "")
-    return origin.split("://", 1)[-1].rstrip("/").lower() != host.lower()
+    # Browsers send no Sec-Fetch-Site to plain-HTTP hosts other than loopback (a LAN name, a
+    # reverse proxy on http): there the page's own writes carry only Origin. A proxy may rewrite
+    # Host and say the original in X-Forwarded-Host (a page on another site cannot set that header
+    # without a CORS preflight, which the service never grants).
+    hosts = [headers.get("host", "")] + [h.strip() for h in headers.get("x-forwarded-host", "").split(",")]
+    return not any(_same_origin(origin, host) for host in hosts if host)
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _same_origin(origin: str, host: str) -> bool:
+    """Whether `origin` (scheme://host[:port]) names `host` (a Host header: host[:port]); a port left
+    out on either side is the Origin scheme's default, since a proxy may add or drop it."""
+    parts = urlsplit(origin)
+    try:
+        theirs = urlsplit(f"//{host}")
+        port_o = parts.port or _DEFAULT_PORTS.get(parts.scheme)
+        port_h = theirs.port or _DEFAULT_PORTS.get(parts.scheme)
+    except ValueError:  # a port that is not a number
+        return False
+    return bool(parts.hostname) and parts.hostname == theirs.hostname and port_o == port_h

@@ -173,7 +173,7 @@ def add(
     for name, msg in problems:
         err_console.print(f"[yellow]skipped[/yellow] {escape(name)}: {escape(msg)}")
     for line in look_alikes:
-        console.print(f"[cyan]near-duplicate[/cyan] {escape(line)}")
+        console.print(f"[cyan]near-duplicate[/cyan] {escape(line)}", soft_wrap=True)  # one line each
     # A CSV row is keyed by its absolute path (a `file` with a folder) or by its bare file name.
     unused = sorted(_csv_label(k, captions) for k in meta if k not in matched) if captions else []
     if unused:

@@ -139,7 +139,7 @@ def _file_lock(path: Path, timeout: float) -> Iterator[None]:
     """Exclusive lock across processes *and* threads (flock is per open file, unlike lockf)."""
     deadline = time.monotonic() + timeout
     # O_NOFOLLOW: a link planted at the lock's name is not followed to create or open another file.
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666)  # umask applies
     with open(fd, "a+") as fh:
         while True:
             try:
@@ -439,7 +439,7 @@ def _mark_served(pgdata: Path) -> None:
     try:
         # pgdata belongs to the server's OS account: a link it planted at the marker's name must not
         # make this process (often root) create a file elsewhere (until session 19 it did).
-        fd = os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+        fd = os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666)
         with open(fd, "w", encoding="utf-8") as fh:
             fh.write(f"first served by hanseek at {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}\n")
     except FileExistsError:

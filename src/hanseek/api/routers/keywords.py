@@ -315,13 +315,41 @@ class DictionaryIn(BaseModel):
                 "Dictionary should have at most {max_length} entries, not {actual_length}",
                 {"max_length": MAX_DICTIONARY_WORDS, "actual_length": len(value)},
             )
+        if isinstance(value, dict):
+            # One error for the first bad weight: building one per entry for 100,000 of them held
+            # the event loop for a second (security review of session 19's change).
+            for word, weight in value.items():
+                if not _number(weight):
+                    raise PydanticCustomError(
+                        "float_parsing", "weight of '{word}' is not a number", {"word": str(word)[:100]}
+                    )
         return value
+
+
+def _number(value: Any) -> bool:
+    if isinstance(value, str):
+        try:
+            float(value)
+        except ValueError:
+            return False
+        return True
+    return isinstance(value, int | float)  # bool too, as pydantic's float accepts it
 
 
 class KeywordsIn(BaseModel):
     words: list[str] = Field(..., max_length=MAX_DICTIONARY_WORDS, description="The subject's keyword list")
     floor: float | None = Field(None, ge=0, le=1, description="Minimum weight of a listed word")
     replace: bool = True
+
+    @field_validator("words", mode="before")
+    @classmethod
+    def _first_bad_word(cls, value: Any) -> Any:
+        # As DictionaryIn's weights: one error for the first word that is not text, not one per word.
+        if isinstance(value, list) and len(value) <= MAX_DICTIONARY_WORDS:
+            for i, word in enumerate(value):
+                if not isinstance(word, str):
+                    raise PydanticCustomError("string_type", "words[{i}] is not a string", {"i": i})
+        return value
 
 
 class OcrOut(BaseModel):
