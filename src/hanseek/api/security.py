@@ -22,6 +22,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hanseek.api.errors import ProblemError
+from hanseek.api.limits import send_problem
 from hanseek.api.state import get_state
 from hanseek.config import Settings
 
@@ -160,8 +161,6 @@ class CrossOriginGuard:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] not in SAFE_METHODS and _cross_origin(scope):
-            from hanseek.api.limits import send_problem
-
             await send_problem(
                 send, 403, "Forbidden", "cross-origin write refused: send it from the service's own pages"
             )
