@@ -21,6 +21,8 @@ from typing import IO, Any
 _UMASK = re.compile(r"^Umask:\s*([0-7]+)$", re.MULTILINE)
 # A temporary younger than this may belong to a writer between creating it and taking its flock.
 CLAIM_GRACE_S = 5.0
+# What mkstemp / mkdtemp add between a temporary's prefix and its ".tmp": 8 characters of their alphabet.
+TEMP_SUFFIX = r"\.[a-z0-9_]{8}\.tmp"
 
 
 def umask() -> int:
@@ -39,16 +41,28 @@ def shared_mode(directory: bool = False) -> int:
 
 @contextmanager
 def atomic_file(
-    path: Path, *, binary: bool = False, prefix: str | None = None, suffix: str = ".tmp", fsync: bool = False
+    path: Path,
+    *,
+    binary: bool = False,
+    prefix: str | None = None,
+    suffix: str = ".tmp",
+    fsync: bool = False,
+    claim: bool = False,
 ) -> Iterator[IO[Any]]:
     """A file to write `path` through: a temporary beside it (`prefix` + random + `suffix`; by default
     `.NAME.<random>.tmp`) that, when the block ends without an error, gets the mode an ordinary write
     gives and replaces `path` (after an fsync with `fsync`). A reader or a crash never sees half a
-    file, an earlier version stays until the new one is complete, and an error removes the temporary."""
+    file, an earlier version stays until the new one is complete, and an error removes the temporary.
+    `claim`: hold an flock on the temporary until it is renamed, so that `remove_dead_writers` can
+    tell one a killed writer left (large files nothing else would remove) from one being written."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(
         prefix=f".{path.name}." if prefix is None else prefix, suffix=suffix, dir=path.parent
     )
+    # A duplicate descriptor (same open file, same lock) outlives the file object closed below.
+    held = os.dup(fd) if claim else None
+    if held is not None:
+        fcntl.flock(held, fcntl.LOCK_EX)
     try:
         with os.fdopen(fd, "wb" if binary else "w", encoding=None if binary else "utf-8") as fh:
             yield fh
@@ -60,6 +74,9 @@ def atomic_file(
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    finally:
+        if held is not None:
+            os.close(held)
 
 
 def write_text_atomic(path: Path, text: str) -> None:
@@ -87,16 +104,20 @@ def left_by_dead_writer(path: Path, *, directory: bool = False) -> bool:
     return True
 
 
-def remove_dead_writers_dirs(folder: Path, name: re.Pattern[str]) -> list[Path]:
-    """Delete the directories in `folder` whose name fully matches `name` and that writers killed
-    half-way left there (`left_by_dead_writer`): copies nothing else would ever remove. Returns them."""
+def remove_dead_writers(folder: Path, name: re.Pattern[str], *, directories: bool) -> list[Path]:
+    """Delete the directories (or files) in `folder` whose name fully matches `name` and that writers
+    killed half-way left there (`left_by_dead_writer`): copies nothing else would ever remove.
+    Returns them."""
     try:
         candidates = [p for p in folder.iterdir() if name.fullmatch(p.name)]
     except FileNotFoundError:
         return []
     removed = []
     for path in candidates:
-        if left_by_dead_writer(path, directory=True):
-            shutil.rmtree(path, ignore_errors=True)
+        if left_by_dead_writer(path, directory=directories):
+            if directories:
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
             removed.append(path)
     return removed

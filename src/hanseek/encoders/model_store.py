@@ -22,7 +22,7 @@ from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
-from hanseek.files import remove_dead_writers_dirs, shared_mode
+from hanseek.files import TEMP_SUFFIX, remove_dead_writers, shared_mode
 
 MARKER = "hanseek.json"
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
@@ -140,10 +140,6 @@ def atomic_model_dir(
     return dest
 
 
-# Exactly what mkdtemp(prefix=".NAME.", suffix=".tmp") makes: 8 characters from its alphabet.
-_TEMP_SUFFIX = r"\.[a-z0-9_]{8}\.tmp"
-
-
 @contextmanager
 def _writer_claim(tmp: Path) -> Iterator[None]:
     """Hold an flock on the temp directory while writing it: the kernel drops it when the writer
@@ -161,7 +157,9 @@ def _writer_claim(tmp: Path) -> Iterator[None]:
 def remove_stale_temps(dest: Path) -> list[Path]:
     """Delete temp directories that killed writers of `dest` left beside it (`.NAME.<8 chars>.tmp`);
     a model's copy is 0.5-1 GB and nothing else would ever remove it. Returns what was removed."""
-    return remove_dead_writers_dirs(dest.parent, re.compile(re.escape(f".{dest.name}") + _TEMP_SUFFIX))
+    return remove_dead_writers(
+        dest.parent, re.compile(re.escape(f".{dest.name}") + TEMP_SUFFIX), directories=True
+    )
 
 
 def _swap_in(tmp: Path, dest: Path, *, replace: bool) -> None:

@@ -40,7 +40,7 @@ from hanseek.encoders.base import EncoderError
 from hanseek.encoders.model_store import file_lock
 from hanseek.encoders.modeldir import resolve_prompts
 from hanseek.encoders.pooling import Batch, PooledEncoder, TokenWindows
-from hanseek.files import shared_mode
+from hanseek.files import TEMP_SUFFIX, shared_mode
 
 log = logging.getLogger("hanseek.encoders")
 
@@ -480,8 +480,11 @@ def _adopt_unsized(model_dir: Path, meta: dict[str, Any]) -> dict[str, Any]:
 # while it is written: `.raw` (unfused trace), `.smoothed` (quantiser input) and ONNX Runtime's
 # shape-inference copies `-inferred.raw` / `-inferred.smoothed`.
 _EXPORT_TEMP = re.compile(
-    "(?:" + "|".join(re.escape(f".{name}") for name in (FP32_FILE, INT8_FILE)) + ")"
-    r"\.[a-z0-9_]{8}\.tmp(?:\.raw|\.smoothed|-inferred\.raw|-inferred\.smoothed)?"
+    "(?:"
+    + "|".join(re.escape(f".{name}") for name in (FP32_FILE, INT8_FILE))
+    + ")"
+    + TEMP_SUFFIX
+    + r"(?:\.raw|\.smoothed|-inferred\.raw|-inferred\.smoothed)?"
 )
 
 

@@ -30,7 +30,7 @@ from pathlib import Path
 
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from hanseek.files import left_by_dead_writer, remove_dead_writers_dirs, shared_mode
+from hanseek.files import left_by_dead_writer, remove_dead_writers, shared_mode
 from hanseek.store.db import check_url, ensure_vector_extension, redact_url
 from hanseek.store.errors import StoreError
 from hanseek.store.migrations import load_migrations, newer_message, newer_than
@@ -357,7 +357,7 @@ def remove_stale_staging(media_dir: Path) -> list[Path]:
     of a backup's media, which nothing else would ever remove); returns what was removed. A live
     restore holds an flock on its own, which the kernel drops when that process dies, even by SIGKILL:
     a directory whose lock can be taken belongs to no one."""
-    return remove_dead_writers_dirs(media_dir.parent, _STAGING)
+    return remove_dead_writers(media_dir.parent, _STAGING, directories=True)
 
 
 def _media_member(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo | None:

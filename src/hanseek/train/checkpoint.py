@@ -13,17 +13,14 @@ base model and the training data. Anything else is refused rather than silently 
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
-import os
 import re
 from collections.abc import Sequence
-from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from hanseek.files import atomic_file, left_by_dead_writer
+from hanseek.files import TEMP_SUFFIX, atomic_file, remove_dead_writers
 
 
 class CheckpointMismatch(ValueError):
@@ -39,40 +36,20 @@ def fingerprint(config: dict[str, Any], base: str, items: Sequence[Any]) -> str:
     return h.hexdigest()
 
 
-# What `atomic_file` names a checkpoint's temporary: `.NAME.<8 characters from mkstemp>.tmp`.
-_TEMP_SUFFIX = r"\.[a-z0-9_]{8}\.tmp"
-
-
 def remove_stale_temps(path: Path) -> list[Path]:
-    """Delete the temporaries that saves killed part-way (SIGKILL, power loss) left beside `path` and
-    beside every other checkpoint of its kind in that folder (a run never resumed under its name
-    would keep them for good); each holds a whole training state, up to GBs. A temporary whose
-    writer's flock can be taken belongs to a dead process (`left_by_dead_writer`). Returns them."""
-    pattern = re.compile(r"\..+" + re.escape(path.suffix) + _TEMP_SUFFIX)
-    removed: list[Path] = []
-    try:
-        candidates = [p for p in path.parent.iterdir() if pattern.fullmatch(p.name)]
-    except FileNotFoundError:
-        return removed
-    for temp in candidates:
-        if left_by_dead_writer(temp):
-            temp.unlink(missing_ok=True)
-            removed.append(temp)
-    return removed
+    """Delete the temporaries (`.NAME.pt.<random>.tmp`) that saves killed part-way (SIGKILL, power
+    loss) left beside `path` and beside every other checkpoint of its kind in that folder (a run
+    never resumed under its name would keep them for good); each holds a whole training state, up
+    to GBs. Saves claim theirs, so a live writer's is left alone. Returns them."""
+    pattern = re.compile(r"\..+" + re.escape(path.suffix) + TEMP_SUFFIX)
+    return remove_dead_writers(path.parent, pattern, directories=False)
 
 
 def save(path: Path, state: dict[str, Any]) -> None:
     import torch
 
     remove_stale_temps(path)
-    with ExitStack() as claim, atomic_file(path, binary=True, fsync=True) as fh:
-        # The writer's claim on its temporary, as model directories and backups hold one: the
-        # kernel drops the flock when the process dies, which is how a later sweep tells a killed
-        # save's leftover from a running one. Taken on a duplicate of the descriptor (same open file,
-        # same lock), which stays open until after atomic_file has renamed the temporary.
-        fd = os.dup(fh.fileno())
-        claim.callback(os.close, fd)
-        fcntl.flock(fd, fcntl.LOCK_EX)
+    with atomic_file(path, binary=True, fsync=True, claim=True) as fh:
         torch.save(state, fh)
     # Again after the write: a leftover too fresh to judge before it (a rerun straight after a kill)
     # is old enough now.
