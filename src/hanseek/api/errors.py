@@ -88,6 +88,12 @@ def _jsonable_errors(errors: Any) -> list[dict[str, Any]]:
     return out
 
 
+def _error_detail(error: dict[str, Any]) -> str:
+    """`field.path: message`, the request part (body, query, path) left out."""
+    where = ".".join(p for p in error["loc"] if p not in ("body", "query", "path"))
+    return f"{where}: {error['msg']}" if where else str(error["msg"])
+
+
 def _reason(exc: Exception, fallback: str) -> str:
     """The database's one-line reason (its DETAIL lines may quote the refused row)."""
     return (str(exc).strip().splitlines() or [fallback])[0][:300]
@@ -111,20 +117,15 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
         raw = exc.errors()
-        # Converted only as far as they are answered: a body of 100,000 bad items spent 0.2 s here.
-        too_long = [e for e in raw if e.get("type") == "too_long"][:1]
-        errors = _jsonable_errors(too_long + list(raw[:MAX_LISTED_ERRORS]))
         # A list past its declared length is a size limit, answered as the other limits are (413).
-        first = next((e for e in errors if e["type"] == "too_long"), None) or (
-            errors[0] if errors else {"loc": [], "msg": "invalid request", "type": ""}
-        )
-        where = ".".join(p for p in first["loc"] if p not in ("body", "query", "path"))
-        detail = f"{where}: {first['msg']}" if where else str(first["msg"])
-        if first["type"] == "too_long":
-            return problem(413, "Payload Too Large", detail)
-        # The first few, and how many: a body of many bad items once answered with 94 MB of errors.
-        listed = errors[len(too_long) :]
-        return problem(422, "Invalid input", detail, errors=listed, error_count=len(raw))
+        too_long = next((e for e in raw if e.get("type") == "too_long"), None)
+        if too_long is not None:
+            return problem(413, "Payload Too Large", _error_detail(_jsonable_errors([too_long])[0]))
+        # The first few, and how many: a body of many bad items once answered with 94 MB of errors
+        # (converted only as far as answered: 100,000 of them cost 0.2 s of the event loop).
+        listed = _jsonable_errors(raw[:MAX_LISTED_ERRORS])
+        first = listed[0] if listed else {"loc": [], "msg": "invalid request"}
+        return problem(422, "Invalid input", _error_detail(first), errors=listed, error_count=len(raw))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:

@@ -132,24 +132,14 @@ def _intact(model_dir: Path, meta: dict[str, Any], filename: str) -> bool:
     return isinstance(recorded, dict) and recorded.get(filename) == size
 
 
-def _current(model_dir: Path, key: str, filename: str) -> bool:
-    meta = _meta(model_dir)
-    return (
-        meta.get("version") == EXPORT_VERSION
-        and meta.get("weights") == _weights_identity(model_dir)
-        and key in meta.get("files", {})
-        and _intact(model_dir, meta, filename)
-    )
+def _same_recipe(model_dir: Path, meta: dict[str, Any]) -> bool:
+    """Whether the export `meta` describes was made by this recipe from the weights there now."""
+    return meta.get("version") == EXPORT_VERSION and meta.get("weights") == _weights_identity(model_dir)
 
 
-def _current_unsized(model_dir: Path, key: str) -> bool:
-    """An export current in all but the sizes, which versions before session 19 did not record."""
-    meta = _meta(model_dir)
+def _current(model_dir: Path, meta: dict[str, Any], key: str, filename: str) -> bool:
     return (
-        "bytes" not in meta
-        and meta.get("version") == EXPORT_VERSION
-        and meta.get("weights") == _weights_identity(model_dir)
-        and key in meta.get("files", {})
+        _same_recipe(model_dir, meta) and key in meta.get("files", {}) and _intact(model_dir, meta, filename)
     )
 
 
@@ -417,12 +407,14 @@ def ensure_onnx_export(model_dir: Path, *, quantized: bool = False) -> Path:
     model_dir = Path(model_dir)
     onnx_dir = model_dir / ONNX_DIR
     key, filename = ("int8", INT8_FILE) if quantized else ("fp32", FP32_FILE)
-    if _current(model_dir, key, filename) and not _export_temps(onnx_dir):
+    meta = _meta(model_dir)
+    if _current(model_dir, meta, key, filename) and not _export_temps(onnx_dir):
         return onnx_dir / filename
-    if _current_unsized(model_dir, key) and onnx_dir.is_dir() and not os.access(onnx_dir, os.W_OK):
-        # An export from before sizes were recorded, read by a process that cannot write the models
-        # dir (a server running as another user): used as earlier versions did, since it could
-        # neither take the export lock nor record the sizes; a writable load records them.
+    unsized = "bytes" not in meta and _same_recipe(model_dir, meta) and key in meta.get("files", {})
+    if unsized and onnx_dir.is_dir() and not os.access(onnx_dir, os.W_OK):
+        # An export from before sizes were recorded (session 19), read by a process that cannot
+        # write the models dir (a server running as another user): used as earlier versions did,
+        # since it could neither take the export lock nor record the sizes; a writable load does.
         return onnx_dir / filename
     onnx_dir.mkdir(exist_ok=True)
     with file_lock(onnx_dir / ".export.lock"):
@@ -430,13 +422,11 @@ def ensure_onnx_export(model_dir: Path, *, quantized: bool = False) -> Path:
         for stale in _export_temps(onnx_dir):
             log.info("removing %s, left by an interrupted export", stale)
             stale.unlink(missing_ok=True)
-        meta = _meta(model_dir)
-        same_weights = meta.get("version") == EXPORT_VERSION and meta.get("weights") == _weights_identity(
-            model_dir
-        )
+        meta = _meta(model_dir)  # again: another process may have exported meanwhile
+        same_weights = _same_recipe(model_dir, meta)
         if same_weights and "bytes" not in meta:
             meta = _adopt_unsized(model_dir, meta)
-        if _current(model_dir, key, filename):
+        if _current(model_dir, meta, key, filename):
             return onnx_dir / filename
         files: dict[str, Any] = dict(meta.get("files", {})) if same_weights else {}
         recipe: dict[str, Any] = dict(meta.get("recipe", {})) if same_weights else {}

@@ -107,7 +107,7 @@ def load_context(
       (SELECT json_agg(json_build_array(r.rid, r.id, r.title, r.community, r.t)
                        ORDER BY r.at DESC, r.seq DESC)
        FROM ("""
-        + _READS.replace("%(user)s", "u.id")
+        + _READS  # its %(user)s is the user this statement reads
         + """) r),
       CASE WHEN %(affinity)s THEN
         (SELECT json_agg(json_build_array(a.dim, a.key, a.weight,

@@ -158,21 +158,25 @@ def text_to_image(
     # caption, found its own image by accident and pushed other targets down.
     present = {"labels": [bool(d) for d in label_docs], "tags": [bool(d) for d in tag_docs]}
 
-    def scores(lang: str, setting: str) -> np.ndarray:
-        out = queries[lang] @ index[setting].T
-        out[:, ~np.asarray(present[setting])] = -np.inf
-        return out
-
-    result: dict[str, Any] = {}
+    langs = ("en", "ko")
+    scores: dict[tuple[str, str], np.ndarray] = {}
     for setting in ("labels", "tags"):
-        result[setting] = {lang: summarise(ranks(scores(lang, setting), targets)) for lang in ("en", "ko")}
-    fused = {lang: np.maximum(scores(lang, "labels"), scores(lang, "tags")) for lang in queries}
-    result["tags+labels"] = {lang: summarise(ranks(fused[lang], targets)) for lang in ("en", "ko")}
+        for lang in langs:
+            scores[setting, lang] = queries[lang] @ index[setting].T
+            scores[setting, lang][:, ~np.asarray(present[setting])] = -np.inf
+    label_ranks = {lang: ranks(scores["labels", lang], targets) for lang in langs}
+    result: dict[str, Any] = {
+        "labels": {lang: summarise(label_ranks[lang]) for lang in langs},
+        "tags": {lang: summarise(ranks(scores["tags", lang], targets)) for lang in langs},
+        "tags+labels": {
+            lang: summarise(ranks(np.maximum(scores["labels", lang], scores["tags", lang]), targets))
+            for lang in langs
+        },
+    }
     result["caption_xlang"] = {
         "ko_query->en_index": summarise(ranks(queries["ko"] @ index["caption_en"].T, targets)),
         "en_query->ko_index": summarise(ranks(queries["en"] @ index["caption_ko"].T, targets)),
     }
-    label_ranks = {lang: ranks(scores(lang, "labels"), targets) for lang in ("en", "ko")}
     per_image = []
     for i, it in enumerate(items):
         per_image.append(
