@@ -5,7 +5,7 @@ each test gets its own scratch database (a re-embedding rewrites every post in t
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from hanseek.config import Settings
 from hanseek.encoders.base import TextEncoder
 from hanseek.encoders.model_registry import active_pointer, register_dir, set_active
-from hanseek.encoders.reembed import ReembedError, pending_job, run
+from hanseek.encoders.reembed import ReembedError, ReembedResult, pending_job, run
 from hanseek.encoders.registry import load_text_encoder
 from hanseek.feed.models import EventIn, PostIn
 from hanseek.feed.pgvec import to_np
@@ -419,20 +419,19 @@ def test_a_run_whose_job_another_run_finished_reports_that_not_an_error(
             other = run(sdb, settings, model, encoder=encoders[model], batch_size=64, feed_settings=FS)
             assert other.swapped
 
-    result = run(
-        sdb,
-        settings,
-        model,
-        encoder=encoders[model],
-        batch_size=4,
-        after_batch=finish_elsewhere,
-        feed_settings=FS,
-    )
+    result = _run_in_batches_of_4(sdb, settings, encoders[model], model, finish_elsewhere)
     assert result.swapped and any(
         f"another run finished the re-embedding to {model}" in n for n in result.notes
     )
     assert pending_job(sdb) is None and active_pointer(settings) == model
     _assert_vectors_from(sdb, encoders[model])
+
+
+def _run_in_batches_of_4(
+    sdb: Database, settings: Settings, encoder: TextEncoder, model: str, after_batch: Callable[[int], None]
+) -> ReembedResult:
+    """A re-embedding to `model` that stages 4 posts at a time and calls `after_batch` after each."""
+    return run(sdb, settings, model, encoder=encoder, batch_size=4, after_batch=after_batch, feed_settings=FS)
 
 
 def _start_and_interrupt(sdb: Database, settings: Settings, encoder: TextEncoder, model: str) -> None:
@@ -442,7 +441,7 @@ def _start_and_interrupt(sdb: Database, settings: Settings, encoder: TextEncoder
         raise Interrupted
 
     with pytest.raises(Interrupted):
-        run(sdb, settings, model, encoder=encoder, batch_size=4, after_batch=stop, feed_settings=FS)
+        _run_in_batches_of_4(sdb, settings, encoder, model, stop)
 
 
 def test_a_redo_of_the_active_model_whose_job_was_dropped_is_not_taken_for_finished(
@@ -457,15 +456,7 @@ def test_a_redo_of_the_active_model_whose_job_was_dropped_is_not_taken_for_finis
             _start_and_interrupt(sdb, settings, encoders["tiny-b"], "tiny-b")
 
     with pytest.raises(ReembedError, match="dropped by another command"):
-        run(
-            sdb,
-            settings,
-            "tiny-a",
-            encoder=encoders["tiny-a"],
-            batch_size=4,
-            after_batch=other_model_starts,
-            feed_settings=FS,
-        )
+        _run_in_batches_of_4(sdb, settings, encoders["tiny-a"], "tiny-a", other_model_starts)
     job = pending_job(sdb)
     assert job is not None and job.model == "tiny-b"
 
@@ -486,15 +477,7 @@ def test_a_redo_whose_job_was_dropped_and_started_again_and_finished_is_not_take
             set_active(sdb, settings, "tiny-a")
 
     with pytest.raises(ReembedError, match="dropped by another command"):
-        run(
-            sdb,
-            settings,
-            "tiny-a",
-            encoder=encoders["tiny-a"],
-            batch_size=4,
-            after_batch=elsewhere,
-            feed_settings=FS,
-        )
+        _run_in_batches_of_4(sdb, settings, encoders["tiny-a"], "tiny-a", elsewhere)
 
 
 @pytest.mark.parametrize("writer", ["server", "cli"])
@@ -535,15 +518,7 @@ def test_a_job_dropped_by_another_command_stops_with_a_message(
             assert drop_jobs(sdb) == ["tiny-b"]  # e.g. `models use tiny-a --no-reembed` meanwhile
 
     with pytest.raises(ReembedError, match="dropped by another command"):
-        run(
-            sdb,
-            settings,
-            "tiny-b",
-            encoder=encoders["tiny-b"],
-            batch_size=4,
-            after_batch=drop,
-            feed_settings=FS,
-        )
+        _run_in_batches_of_4(sdb, settings, encoders["tiny-b"], "tiny-b", drop)
     assert pending_job(sdb) is None
     _assert_vectors_from(sdb, encoders["tiny-a"])
 
