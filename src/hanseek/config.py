@@ -6,12 +6,14 @@ reads the environment after that, so tests can build their own settings without 
 
 from __future__ import annotations
 
+import ipaddress
+import json
 import re
 from pathlib import Path
-from typing import Literal, Self
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import Field, SecretStr, ValidationError, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from pydantic_settings.exceptions import SettingsError
 
 # The most items one request body may list, whatever HANSEEK_MAX_BATCH_ITEMS says: request models
@@ -38,6 +40,12 @@ class Settings(BaseSettings):
     )
     host: str = Field(default="127.0.0.1", min_length=1)
     port: int = Field(default=8000, ge=1, le=65535)
+    # NoDecode: written comma-separated, as host lists usually are; a JSON list is read too.
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Host names the service answers to besides localhost and IP addresses "
+        "('*' any, '*.example.com' its subdomains); unset: none when bound to loopback, any otherwise",
+    )
     api_key: SecretStr | None = Field(default=None, description="Required on write endpoints when set")
     protect_reads: bool = Field(default=False, description="Also require the API key on read endpoints")
 
@@ -65,6 +73,27 @@ class Settings(BaseSettings):
     pool_max_size: int = Field(default=8, ge=1)
     load_demo: bool = Field(default=True, description="Load the bundled demo data on `serve` when empty")
 
+    @field_validator("allowed_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = _json_list(value.strip())
+        if isinstance(value, list):
+            value = [v.strip().lower() if isinstance(v, str) else v for v in value]
+            value = [v for v in value if v != ""]
+        return value
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _check_hosts(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            if entry != "*" and not _HOST_NAME.fullmatch(entry.removeprefix("*.")) and not is_ip(entry):
+                raise ValueError(
+                    f"{entry!r} is not a host name: write names only, without scheme, port or path "
+                    "(feed.example.com, *.example.com or *), separated by commas"
+                )
+        return value
+
     @model_validator(mode="after")
     def _pool_sizes(self) -> Self:
         if self.pool_max_size < self.pool_min_size:
@@ -89,6 +118,38 @@ class Settings(BaseSettings):
     def ensure_dirs(self) -> None:
         for d in (self.data_dir, self.models_dir, self.media_dir):
             d.mkdir(parents=True, exist_ok=True)
+
+
+def _json_list(text: str) -> Any:
+    if text.startswith("["):
+        try:
+            return json.loads(text)
+        except ValueError:
+            pass  # '[::1], …': an IPv6 address first
+    return text.split(",")
+
+
+# Letters, digits, '-' and '_' (container names), dot-separated labels.
+_HOST_NAME = re.compile(r"[a-z0-9_](?:[a-z0-9_-]{0,62})(?:\.[a-z0-9_](?:[a-z0-9_-]{0,62}))*\.?")
+
+
+def is_ip(host: str) -> bool:
+    """An IPv4 or IPv6 address (brackets allowed around the latter)."""
+    try:
+        ipaddress.ip_address(host.removeprefix("[").removesuffix("]"))
+    except ValueError:
+        return False
+    return True
+
+
+def is_loopback(host: str) -> bool:
+    """Whether a bind address or host name is this machine only: localhost, 127.0.0.0/8 or ::1."""
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host.removeprefix("[").removesuffix("]")).is_loopback
+    except ValueError:
+        return False
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -278,7 +278,7 @@ def test_a_delete_while_the_response_starts_does_not_cut_the_body_short(
 
         await inner(scope, receive, send_then_delete)
 
-    r = TestClient(delete_when_headers_go).get(f"/images/{image_id}/file")
+    r = TestClient(delete_when_headers_go, base_url="http://localhost").get(f"/images/{image_id}/file")
     assert r.status_code == 200 and r.content == expected
     assert r.headers["content-length"] == str(len(expected))
     assert not image_service.media.original_path(_sha(expected), "png").exists()  # it did go

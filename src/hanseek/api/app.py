@@ -16,7 +16,7 @@ from hanseek.api.limits import BodySizeLimit, JsonTextGuard, UrlUtf8Guard
 from hanseek.api.logging import RequestLog
 from hanseek.api.openapi import install_openapi
 from hanseek.api.routers import health
-from hanseek.api.security import ApiKeyGate, CrossOriginGuard
+from hanseek.api.security import ApiKeyGate, CrossOriginGuard, HostGuard
 from hanseek.api.state import AppState
 from hanseek.config import Settings
 from hanseek.web import pages
@@ -72,6 +72,7 @@ def create_app(settings: Settings, *, state: AppState | None = None) -> FastAPI:
     # Before the key check: where no key is set, another site's page must still not write through
     # the user's browser.
     app.add_middleware(CrossOriginGuard)
+    app.add_middleware(HostGuard)  # a rebound name passes the origin checks: it is same-origin
     app.add_middleware(RequestLog)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
 

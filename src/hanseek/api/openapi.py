@@ -26,6 +26,7 @@ from hanseek.config import Settings
 _REF = "#/components/schemas/"
 
 DESCRIPTIONS: dict[int, str] = {
+    400: "The `Host` header names a host this service does not answer to (`HANSEEK_ALLOWED_HOSTS`).",
     401: "The API key is missing or wrong (`X-API-Key` header or `Authorization: Bearer`).",
     403: "A browser sent this from another site's page (`Sec-Fetch-Site` / `Origin`): refused.",
     404: "What the path names does not exist.",
@@ -124,6 +125,7 @@ def api_routes(routes: Iterable[BaseRoute]) -> Iterator[BaseRoute]:
 
 def _complete(op: dict[str, Any], *, needs_key: bool, writes: bool, unsafe: bool) -> None:
     responses: dict[str, Any] = op.setdefault("responses", {})
+    responses.setdefault("400", problem_response(400))  # security.HostGuard, on every operation
     declared = PROBLEM_JSON in responses.get("422", {}).get("content", {})
     if not declared and ("422" in responses or op.get("parameters") or "requestBody" in op):
         responses["422"] = problem_response(422)  # in place of FastAPI's HTTPValidationError

@@ -24,7 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from hanseek.api.errors import ProblemError
 from hanseek.api.limits import send_problem
 from hanseek.api.state import get_state
-from hanseek.config import Settings
+from hanseek.config import Settings, is_ip, is_loopback
 
 Access = Literal["write", "read", "open"]
 KeyMode = Literal["none", "write", "read"]
@@ -198,3 +198,57 @@ def _same_origin(origin: str, host: str) -> bool:
     except ValueError:  # a port that is not a number
         return False
     return bool(parts.hostname) and parts.hostname == theirs.hostname and port_o == port_h
+
+
+class HostGuard:
+    """Refuse (400) a request whose `Host` names a host this service does not answer to.
+
+    DNS rebinding: a page on a name the attacker controls re-points that name at 127.0.0.1, and the
+    browser then treats the service as the page's own origin, so it can read every answer and write
+    (its requests are same-origin, which `CrossOriginGuard` lets through). Such requests still carry
+    the attacker's name in `Host`. IP addresses and localhost cannot be re-pointed, so they are always
+    answered; other names only when listed in HANSEEK_ALLOWED_HOSTS, or when the service listens
+    beyond loopback and no list is set (a deliberate exposure, where the API key is the protection)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            state = getattr(scope["app"].state, "hanseek", None)
+            host = Headers(scope=scope).get("host")
+            if state is not None and not host_allowed(state.settings, host):
+                shown = (host or "")[:100]
+                await send_problem(
+                    send,
+                    400,
+                    "Unknown host",
+                    f"this server does not answer to the host {shown!r} (it answers to localhost, IP "
+                    "addresses and the names in HANSEEK_ALLOWED_HOSTS): a guard against DNS rebinding",
+                )
+                return
+        await self.app(scope, receive, send)
+
+
+def host_allowed(settings: Settings, host: str | None) -> bool:
+    """Whether a request's `Host` header (host[:port]; None when absent) is one to answer."""
+    if host is None:
+        return True  # HTTP/1.0 without Host: browsers always send one
+    try:
+        split = urlsplit(f"//{host}")
+        split.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:
+        return False
+    name = (split.hostname or "").rstrip(".")
+    if not name or split.username is not None or split.path:
+        return False
+    if is_ip(name) or is_loopback(name):
+        return True
+    rules = settings.allowed_hosts or ([] if is_loopback(settings.host) else ["*"])
+    return any(_matches(name, rule.rstrip(".")) for rule in rules)
+
+
+def _matches(name: str, rule: str) -> bool:
+    if rule.startswith("*"):  # '*' any name, '*.example.com' the names under example.com
+        return name.endswith(rule[1:])
+    return name == rule
