@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from hanseek.feed.ranker.compiled import Scorer, compile_scorer
 from hanseek.feed.ranker.features import FEATURES
 from hanseek.files import atomic_file, write_text_atomic
 
@@ -38,12 +39,16 @@ class RankerModel:
     estimator: Any = None
     weights: dict[str, float] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
+    # The estimator's predict_proba, compiled (`ranker.compiled`): what a ranked request scores with.
+    scorer: Scorer | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         unknown = [f for f in self.features if f not in FEATURES]
         if unknown:
             raise ValueError(f"unknown features {unknown}")
         self._cols = [FEATURES.index(f) for f in self.features]
+        if self.kind != "blend" and self.estimator is not None:
+            self.scorer = compile_scorer(self.kind, self.estimator)
 
     def uses(self, feature: str) -> bool:
         """Whether the feature can change this model's scores, so serving may skip work for the
@@ -60,6 +65,8 @@ class RankerModel:
         if self.kind == "blend":
             w = np.array([self.weights.get(f, 0.0) for f in self.features])
             return (x.astype(np.float64) @ w).astype(np.float64)
+        if self.scorer is not None:
+            return self.scorer(x)
         proba = self.estimator.predict_proba(x)[:, 1]
         out: npt.NDArray[np.float64] = np.asarray(proba, dtype=np.float64)
         return out
