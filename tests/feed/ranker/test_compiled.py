@@ -95,7 +95,7 @@ def test_trees_that_are_one_leaf_score_their_value() -> None:
     x, y = _data(100)
     est = HistGradientBoostingClassifier(max_iter=5, min_samples_leaf=60, early_stopping=False).fit(x, y)
     assert all(len(p.nodes) == 1 for (p,) in est._predictors)  # no split could keep 60 rows a side
-    scorer = compile_scorer("hgb", est)
+    scorer = compile_scorer("hgb", est, len(FEATURES))
     assert scorer is not None
     np.testing.assert_allclose(scorer(x), est.predict_proba(x)[:, 1], rtol=0, atol=1e-12)
 
@@ -127,6 +127,28 @@ def test_an_estimator_it_cannot_compile_is_scored_by_itself(caplog: pytest.LogCa
         model = RankerModel("hgb", list(FEATURES), est)
     assert model.scorer is None and "categorical" in caplog.text
     np.testing.assert_array_equal(model.score(x[:50]), est.predict_proba(x[:50])[:, 1])
+
+
+def test_a_compiled_scorer_that_disagrees_is_not_used(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The probe check at compile time: here a split's missing values sent the other way."""
+    from hanseek.feed.ranker import compiled
+
+    real = compiled._ensemble_graph
+
+    def flipped(trees: list[Any], n_features: int) -> bytes:
+        trees = [t.copy() for t in trees]
+        for t in trees:
+            t["missing_go_to_left"] = 1 - t["missing_go_to_left"]
+        return real(trees, n_features)
+
+    monkeypatch.setattr(compiled, "_ensemble_graph", flipped)
+    x, y = _data(2000)
+    with caplog.at_level(logging.WARNING, logger="hanseek.feed.ranker.compiled"):
+        model = fit("hgb", x, y, list(FEATURES), params=HGB_GRID[2])
+    assert model.scorer is None and "differ from predict_proba" in caplog.text
+    np.testing.assert_array_equal(model.score(x[:50]), model.estimator.predict_proba(x[:50])[:, 1])
 
 
 def test_empty_input_scores_nothing() -> None:

@@ -12,7 +12,8 @@ sums differ from scikit-learn's only in the order of addition (≤ 1e-15). The l
 becomes its scaling and product in numpy, in scikit-learn's order and precision.
 
 A model whose estimator does not have the expected structure (another scikit-learn version, a
-categorical split) is scored by the estimator itself: slower, never different.
+categorical split), or whose compiled scores differ from predict_proba's on probe rows (split values
+and missing values), is scored by the estimator itself: slower, never different.
 """
 
 from __future__ import annotations
@@ -30,20 +31,46 @@ F64 = npt.NDArray[np.float64]
 Scorer = Callable[[npt.NDArray[Any]], F64]
 
 
-def compile_scorer(kind: str, estimator: Any) -> Scorer | None:
-    """A function from feature rows (the model's columns) to P(read), or None when this estimator
-    cannot be compiled (the caller then uses `estimator.predict_proba`)."""
+def compile_scorer(kind: str, estimator: Any, n_features: int) -> Scorer | None:
+    """A function from feature rows (the model's `n_features` columns) to P(read), or None when this
+    estimator cannot be compiled (the caller then uses `estimator.predict_proba`). The compiled
+    scorer is checked against predict_proba on probe rows before it is used."""
     try:
         if kind == "hgb":
-            return _trees(estimator)
-        if kind == "logistic":
-            return _logistic(estimator)
-    except (AttributeError, KeyError, TypeError, ValueError, RuntimeError) as exc:
-        # onnxruntime's own errors subclass RuntimeError; a failure here costs speed, not results.
+            scorer, probe = _trees(estimator), _tree_probe(estimator, n_features)
+        elif kind == "logistic":
+            scorer, probe = _logistic(estimator), _logistic_probe(estimator, n_features)
+        else:
+            return None
+        expected = estimator.predict_proba(probe)[:, 1]
+        got = scorer(probe)
+        if not np.allclose(got, expected, rtol=1e-5, atol=1e-9):
+            raise ValueError(
+                f"its scores differ from predict_proba's by up to {np.abs(got - expected).max():.3g}"
+            )
+        return scorer
+    except Exception as exc:  # onnxruntime raises plain Exceptions; only speed is lost here
         log.warning(
             "ranker %s not compiled (%s: %s); scoring with scikit-learn", kind, type(exc).__name__, exc
         )
     return None
+
+
+def _tree_probe(model: Any, n_features: int) -> npt.NDArray[np.float32]:
+    """Rows whose values sit at the trees' split values (as float32 rounds them) or are missing."""
+    rng = np.random.default_rng(0)
+    probe = rng.normal(size=(64, n_features)).astype(np.float32)
+    for (predictor,) in model._predictors[:50]:
+        for node in predictor.nodes[~predictor.nodes["is_leaf"].astype(bool)]:
+            probe[rng.integers(64), int(node["feature_idx"])] = np.float32(node["num_threshold"])
+    probe[rng.random(probe.shape) < 0.05] = np.nan
+    return probe
+
+
+def _logistic_probe(pipeline: Any, n_features: int) -> npt.NDArray[np.float32]:
+    scaler = pipeline.steps[0][1]
+    rng = np.random.default_rng(0)
+    return (rng.normal(size=(64, n_features)) * 2 * scaler.scale_ + scaler.mean_).astype(np.float32)
 
 
 def _sigmoid(raw: F64) -> F64:

@@ -48,7 +48,7 @@ class RankerModel:
             raise ValueError(f"unknown features {unknown}")
         self._cols = [FEATURES.index(f) for f in self.features]
         if self.kind != "blend" and self.estimator is not None:
-            self.scorer = compile_scorer(self.kind, self.estimator)
+            self.scorer = compile_scorer(self.kind, self.estimator, len(self.features))
 
     def uses(self, feature: str) -> bool:
         """Whether the feature can change this model's scores, so serving may skip work for the
