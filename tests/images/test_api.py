@@ -353,3 +353,18 @@ def test_image_files_answer_ranges_and_revalidation(api: TestClient, uploaded: d
     thumb = f"/images/{uploaded['results'][0]['id']}/thumbnail"
     t = api.get(thumb, headers={"Range": "bytes=0-3"})
     assert t.status_code == 206 and t.content == b"RIFF"  # WebP
+
+
+def test_a_tag_added_as_hash_tag_is_found_with_or_without_its_hash(
+    api: TestClient, sample_images: dict[str, Image.Image]
+) -> None:
+    """Tags typed as cards show them ("#sky") were stored with the "#": shown "##sky", never found."""
+    tag = f"hash-{uuid.uuid4().hex[:8]}"
+    files = [("files", ("sky.png", unique_png(sample_images["flower"]), "image/png"))]
+    r = api.post("/images", files=files, data={"tags": f"#{tag}, ##Other-{tag}"})
+    assert r.status_code == 201, r.text
+    image_id = r.json()["results"][0]["id"]
+    assert api.get(f"/images/{image_id}").json()["tags"] == [tag, f"other-{tag}"]
+    for wanted in [tag, f"#{tag}"]:
+        listed = api.get("/images/list", params={"tag": wanted}).json()
+        assert [x["id"] for x in listed["results"]] == [image_id], wanted

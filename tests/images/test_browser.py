@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from pathlib import Path
 from typing import Any
 
@@ -415,3 +416,58 @@ def test_back_and_forward_return_to_earlier_searches(
     page.wait_for_function("document.querySelectorAll('.img-card').length === 0")
     assert page.url == live_server + "/images"
     assert page.input_value("#q") == "" and page.inner_text("#status") == ""
+
+
+def test_the_query_length_is_counted_as_the_server_counts_it(
+    live_server: str, page: Any, collection: dict[str, int], tag: str
+) -> None:
+    """The page counted UTF-16 units: 600 emoji (1,200 units) or 700 Korean characters typed
+    decomposed (1,500 code points, 700 in NFC) were refused as too long; the server takes both."""
+    page.goto(live_server + "/images")
+    page.fill("#tag-filter", tag)
+    for q in ["😀" * 600, unicodedata.normalize("NFD", "고양이 얼굴 " * 100).strip()]:
+        page.fill("#q", q)
+        page.click("#text-search button")
+        page.wait_for_function("document.getElementById('status').textContent.startsWith('The ')")
+        assert page.locator(".img-card").count() == 3
+    page.fill("#q", "😀" * 1001)
+    page.click("#text-search button")
+    page.locator("#status.error").wait_for()
+    assert page.inner_text("#status") == "The description is too long: 1001 characters (the limit is 1000)."
+    page.fill("#q", "\u200b\u2060")  # nothing the server would search for
+    page.click("#text-search button")
+    page.wait_for_function("document.getElementById('status').textContent.startsWith('Type')")
+
+
+def test_a_refused_query_clears_the_results_and_the_address(
+    live_server: str, page: Any, collection: dict[str, int], tag: str
+) -> None:
+    page.goto(live_server + "/images")
+    page.fill("#tag-filter", tag)
+    for q, message in [("", "Type what you are looking for."), ("a" * 1001, "The description is too long")]:
+        page.fill("#q", "꽃")
+        page.click("#text-search button")
+        page.locator(".img-card").first.wait_for()
+        assert "q=" in page.url
+        page.fill("#q", q)
+        page.click("#text-search button")
+        page.locator("#status.error").wait_for()
+        assert page.inner_text("#status").startswith(message)
+        assert page.locator(".img-card").count() == 0
+        assert page.url == live_server + "/images"
+
+
+@pytest.mark.parametrize("k", ["0", "500", "2.5"])
+def test_find_similar_names_the_results_field_when_it_is_out_of_range(
+    live_server: str, page: Any, collection: dict[str, int], tag: str, k: str
+) -> None:
+    """The API's refusal named its parameter: "k: Input should be greater than or equal to 1"."""
+    requests: list[str] = []
+    page.goto(live_server + f"/images?q=%EA%BD%83&tag={tag}")
+    page.locator(".img-card").first.wait_for()
+    page.on("request", lambda r: requests.append(r.url) if "/similar" in r.url else None)
+    page.fill("#k", k)
+    page.locator(".img-card").first.locator(".img-similar").click()
+    page.locator("#status.error").wait_for()
+    assert page.inner_text("#status") == "Results must be a whole number from 1 to 200."
+    assert page.locator(".img-card").count() == 0 and requests == []

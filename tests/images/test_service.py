@@ -441,3 +441,9 @@ def test_a_concurrent_duplicate_gets_the_stored_id(
     ]
     assert res[0].id == res[1].id == other[0].id
     assert str(other[0].id) in res[0].message  # type: ignore[operator]
+
+
+def test_a_leading_hash_is_not_part_of_a_tag() -> None:
+    """Cards show tags as "#sky": one typed that way was stored as "#sky" (shown "##sky") and a
+    filter for "sky" never found it."""
+    assert normalize_tags(["#Sky", "## sea", "sky", "c#", " # "]) == ["sky", "sea", "c#"]

@@ -263,3 +263,51 @@ def test_a_probability_that_is_no_number_shows_a_dash(
     rows.nth(1).wait_for()
     assert "–" in rows.nth(0).inner_text() and "0.900" in rows.nth(1).inner_text()
     assert errors == []
+
+
+def test_a_line_of_invisible_characters_is_blank(live_server: str, page: Any, sentiment_ready: None) -> None:
+    """A zero-width space alone on a line (common in text copied from web pages) made the whole
+    request fail with "texts[1] is empty"."""
+    page.goto(live_server + "/sentiment")
+    page.fill("#sentiment-text", "정말 재밌어요\n\n\u200b\n\u2060\ufeff \n최악이에요")
+    page.click("#sentiment-submit")
+    rows = page.locator("#sentiment-rows tr")
+    rows.first.wait_for(timeout=120_000)
+    assert rows.count() == 2
+    assert page.locator("#sentiment-error").inner_text() == ""
+
+
+def test_messages_name_the_line_and_no_command(live_server: str, page: Any, sentiment_ready: None) -> None:
+    """The API numbers the texts it was sent from 0, blank lines left out ("texts[1]"), and points
+    at the command line: the page names the line the user sees, and the Model list."""
+    page.goto(live_server + "/sentiment")
+    page.fill("#sentiment-text", "좋아요\n\n" + "가" * 20_001)
+    page.click("#sentiment-submit")
+    page.wait_for_function("document.getElementById('sentiment-error').textContent.length > 0")
+    assert page.inner_text("#sentiment-error") == "Line 3 has 20,001 characters; the limit is 20,000"
+
+    page.goto(live_server + "/sentiment?text=%EC%A2%8B%EC%95%84%EC%9A%94&model=movie-gone")
+    page.wait_for_function("document.getElementById('sentiment-error').textContent.length > 0")
+    message = page.inner_text("#sentiment-error")
+    assert "movie-gone" in message and "hanseek" not in message and "`" not in message
+    assert message.endswith("choose one from the Model list")
+
+
+def test_a_review_breaks_between_words_on_a_phone(
+    live_server: str, browser: Any, sentiment_ready: None
+) -> None:
+    """Without keep-all the browser broke Korean between any two syllables ("마지|막")."""
+    from tests.web.test_korean_text import BREAKS_IN_WORDS
+
+    context = browser.new_context(viewport={"width": 390, "height": 844}, locale="ko-KR")
+    page = context.new_page()
+    try:
+        page.goto(live_server + "/sentiment")
+        review = "배우들 연기가 정말 좋았고 마지막 장면은 잊을 수 없다 " * 2
+        page.fill("#sentiment-text", review + "\n" + "가" * 300)
+        page.click("#sentiment-submit")
+        page.locator("#sentiment-rows td.text").first.wait_for(timeout=120_000)
+        assert page.evaluate(BREAKS_IN_WORDS, "#sentiment-rows td.text") == []
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390  # the long run still wraps
+    finally:
+        context.close()

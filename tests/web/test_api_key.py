@@ -135,3 +135,46 @@ def test_the_key_field_shows_its_whole_hint(live_server: str, browser: Any, keye
         assert page.evaluate("document.documentElement.scrollWidth") <= width
     finally:
         context.close()
+
+
+# "sesame" typed with the Korean input method on.
+KOREAN_KEY = "ㄴㄷㄴ믇"
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("keyed", ["write"], indirect=True)
+def test_a_key_typed_in_korean_is_refused_at_the_field(live_server: str, page: Any, keyed: str) -> None:
+    """fetch() throws on a header with Hangul in it: such a key broke every request of every page,
+    reads that need no key included, until the tab was closed."""
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(live_server + "/cloze")
+    type_key(page, KOREAN_KEY)
+    page.wait_for_selector("#api-key-error:not([hidden])")
+    assert "Korean keyboard" in page.inner_text("#api-key-error")
+    assert page.get_attribute("#api-key", "aria-invalid") == "true"
+    assert page.evaluate("sessionStorage.getItem('hanseek-key')") is None
+    page.fill("#cloze-text", TEXT)  # a read: it needs no key and must still work
+    page.click("#cloze-submit")
+    page.wait_for_selector("#cloze-result:not([hidden])")
+    assert page.inner_text("#cloze-error") == ""
+
+    type_key(page)  # the right key clears the message and is kept
+    page.wait_for_selector("#api-key-error", state="hidden")
+    assert page.evaluate("sessionStorage.getItem('hanseek-key')") == PAGE_KEY
+    assert errors == []
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("keyed", ["write"], indirect=True)
+def test_a_stored_unusable_key_is_dropped(live_server: str, page: Any, keyed: str) -> None:
+    """A key stored before keys were checked must not break the next page's requests."""
+    page.goto(live_server + "/cloze")
+    page.evaluate(f"sessionStorage.setItem('hanseek-key', '{KOREAN_KEY}')")
+    page.goto(live_server + "/cloze")
+    assert page.input_value("#api-key") == ""
+    assert page.evaluate("sessionStorage.getItem('hanseek-key')") is None
+    page.fill("#cloze-text", TEXT)
+    page.click("#cloze-submit")
+    page.wait_for_selector("#cloze-result:not([hidden])")
+    assert page.inner_text("#cloze-error") == ""

@@ -158,6 +158,9 @@ def normalize_tags(tags: Sequence[str]) -> list[str]:
     out: list[str] = []
     for raw in tags:
         tag = _TAG_SPACE.sub(" ", unicodedata.normalize("NFC", str(raw))).strip().lower()
+        # Cards show tags as "#sky" and people type them that way: kept, "#sky" showed as "##sky"
+        # and a filter for "sky" never found it. Adding and filtering both come through here.
+        tag = tag.lstrip("#").lstrip()
         if not tag:
             continue
         if why := unstorable(tag):

@@ -219,7 +219,10 @@ def add_images(
     ] = None,
     tags: Annotated[
         list[str] | None,
-        Form(description="Comma-separated tags per file, in file order; one value alone applies to all"),
+        Form(
+            description="Comma-separated tags per file, in file order; one value alone applies to all. "
+            "Tags are stored in lower case without a leading `#`"
+        ),
     ] = None,
 ) -> Any:
     """Store images with optional captions and tags; each file gets its own result (added, duplicate or

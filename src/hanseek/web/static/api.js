@@ -8,14 +8,50 @@ window.hanseekApi = (() => {
   const mode = document.body.dataset.keyMode || "none";
   const input = document.getElementById("api-key");
   const listeners = [];
+  // A key is printable ASCII. One typed with the Korean input method on ("ㄴㄷㄴ믇" for "sesame")
+  // cannot go in a header at all: fetch() throws before sending, so every request of every page,
+  // reads that need no key included, would fail for as long as the tab keeps the key.
+  const usable = (key) => /^[\x20-\x7E]*$/.test(key);
+  const KEY_CHARS_MESSAGE =
+    "A key holds only Latin letters, digits and symbols — was the Korean keyboard on? " +
+    "Switch it off and type the key again.";
+  let note = null;
+  const showKeyProblem = (text) => {
+    if (!input) return;
+    if (!note) {
+      note = document.createElement("span");
+      note.id = "api-key-error";
+      note.className = "api-key-error";
+      note.setAttribute("role", "alert");
+      input.closest("label").after(note);
+      input.setAttribute("aria-describedby", note.id);
+    }
+    note.textContent = text;
+    note.hidden = !text;
+    if (text) input.setAttribute("aria-invalid", "true");
+    else input.removeAttribute("aria-invalid");
+  };
   if (input) {
-    input.value = sessionStorage.getItem(STORE) || "";
+    const stored = sessionStorage.getItem(STORE) || "";
+    // Stored by an older page before keys were checked: dropped, or it would break every request.
+    if (!usable(stored)) sessionStorage.removeItem(STORE);
+    input.value = usable(stored) ? stored : "";
     input.addEventListener("change", () => {
-      sessionStorage.setItem(STORE, input.value.trim());
+      const key = input.value.trim();
+      if (!usable(key)) {
+        sessionStorage.removeItem(STORE);
+        showKeyProblem(KEY_CHARS_MESSAGE);
+        return;
+      }
+      showKeyProblem("");
+      sessionStorage.setItem(STORE, key);
       for (const fn of listeners) fn();
     });
   }
-  const value = () => (input ? input.value.trim() : "");
+  const value = () => {
+    const key = input ? input.value.trim() : "";
+    return usable(key) ? key : "";
+  };
   // History: what the user asks for (a search, a pick) adds an entry, so Back returns to what was on
   // screen before; what a page does by itself (the search of the URL it was opened with, or the one
   // Back came to) only rewrites the entry it is on.

@@ -114,7 +114,22 @@
     const title = item.title || item.snippet || item.id;
     const li = el("li", "", `${user} ${kind === "like" ? "liked" : "read"} “${title}”`);
     $("feed-log").prepend(li);
+    const list = button.closest("ol, ul");
+    const at = [...list.children].indexOf(button.closest(".feed-item"));
     await refresh(true);
+    refocus(list, item.id, kind, at, button);
+  }
+
+  // The redraw replaced the button pressed, and the keyboard's focus fell back to the page: it goes
+  // to the same action on the same post in the same column, or, where that post left the column
+  // (read, it may drop out of the personal feed), to the post that took its place.
+  function refocus(list, postId, kind, at, pressed) {
+    const lost = document.activeElement === pressed || !document.activeElement || document.activeElement === document.body;
+    if (!lost || pressed.isConnected) return;
+    const items = [...list.querySelectorAll(":scope > li.feed-item")];
+    const item = items.find((li) => li.dataset.postId === postId) || items[Math.min(at, items.length - 1)];
+    const target = item && item.querySelector(`button[data-kind="${kind}"]`);
+    if (target) target.focus();
   }
 
   async function refresh(keepPrevious) {
@@ -146,7 +161,8 @@
       const how = [mine.cold_start ? "cold start: latest + popular" : "", mine.ranker, mine.path]
         .filter(Boolean).join(" · ");
       $("feed-mode").textContent = how ? `(${how})` : "";
-      const candidates = mine.estimated_candidates == null ? "" : `${mine.estimated_candidates} candidates · `;
+      const n = mine.estimated_candidates;
+      const candidates = n == null ? "" : `${n} ${n === 1 ? "candidate" : "candidates"} · `;
       $("feed-status").textContent =
         `${user} · communities: ${mine.communities.join(", ") || "none"} · ` +
         `${candidates}${mine.took_ms.toFixed(1)} ms`;

@@ -3,6 +3,7 @@
 (() => {
   const $ = (id) => document.getElementById(id);
   const MAX_QUERY_CHARS = 1000;
+  const MAX_K = 200;
   const results = $("results");
   const status = $("status");
   const searches = hanseekApi.sequence();  // only the newest search shows its results
@@ -23,6 +24,33 @@
   // Cards show tags as "#tag": the filter takes them either way.
   function tagList() {
     return $("tag-filter").value.split(",").map((t) => t.trim().replace(/^#+/, "")).filter(Boolean);
+  }
+
+  // The query as the server measures it: in NFC, without the invisible characters it drops
+  // (hanseek.text.normalize.is_dropped), trimmed, counted in code points. A string's length counts
+  // UTF-16 units: an emoji is two, and Korean typed decomposed (NFD) two or three a syllable.
+  const DROPPED = /[\u200b\u200c\u200d\u2060\ufeff\u00ad\ud800-\udfff]|(?![\n\t\r\v\f])\p{Cc}/gu;
+  const meant = (text) => [...text.normalize("NFC").replace(DROPPED, "").trim()];
+
+  // "Results" checked here: the server's refusal names its parameter ("k"), not the field.
+  function resultsProblem() {
+    const raw = $("k").value.trim();
+    if (!raw) return "";  // the default
+    const k = Number(raw);
+    if (Number.isInteger(k) && k >= 1 && k <= MAX_K) return "";
+    return `Results must be a whole number from 1 to ${MAX_K}.`;
+  }
+
+  // A search the page refuses before sending: its message, and nothing from before under it (the
+  // cards and the address would pass for an answer to what was typed).
+  function refuse(message) {
+    searches.next();  // an answer still on its way belongs to the search replaced
+    browsing = null;
+    more.hidden = true;
+    hidePreview();
+    clearResults();
+    hanseekApi.keepUrl("");
+    setStatus(message, true);
   }
 
   function clearResults() {
@@ -187,7 +215,7 @@
 
   function browse() {
     if ($("tag-filter").value.length > MAX_QUERY_CHARS) {
-      setStatus(`The tag filter is too long (the limit is ${MAX_QUERY_CHARS} characters).`, true);
+      refuse(`The tag filter is too long (the limit is ${MAX_QUERY_CHARS} characters).`);
       return;
     }
     const limit = Math.min(Math.max(parseInt($("k").value, 10) || 12, 1), 200);
@@ -218,18 +246,23 @@
   $("text-search").addEventListener("submit", (ev) => {
     ev.preventDefault();
     const q = $("q").value.trim();
-    if (!q) {
-      setStatus("Type what you are looking for.", true);
+    const length = meant(q).length;
+    if (!length) {
+      refuse("Type what you are looking for.");
       return;
     }
     // The server's limits, checked here too: a query far past them would not even fit in a URL,
     // and the browser would get a bare "400" from the HTTP layer instead of a message.
-    if (q.length > MAX_QUERY_CHARS) {
-      setStatus(`The description is too long: ${q.length} characters (the limit is ${MAX_QUERY_CHARS}).`, true);
+    if (length > MAX_QUERY_CHARS) {
+      refuse(`The description is too long: ${length} characters (the limit is ${MAX_QUERY_CHARS}).`);
       return;
     }
     if ($("tag-filter").value.length > MAX_QUERY_CHARS) {
-      setStatus(`The tag filter is too long (the limit is ${MAX_QUERY_CHARS} characters).`, true);
+      refuse(`The tag filter is too long (the limit is ${MAX_QUERY_CHARS} characters).`);
+      return;
+    }
+    if (resultsProblem()) {
+      refuse(resultsProblem());
       return;
     }
     const p = commonParams();
@@ -240,6 +273,11 @@
   // `fromCard`: the button clicked goes with the cards it was on; the keyboard's focus moves to the
   // status line (which names the search, then its answer) instead of falling back to the page.
   function findSimilar(id, name, fromCard = false) {
+    if (resultsProblem()) {
+      refuse(resultsProblem());
+      if (fromCard) status.focus({ preventScroll: true });
+      return;
+    }
     const p = commonParams();
     keepInUrl({ similar: String(id) });
     run(() => fetch(`/images/${id}/similar?${p}`, { headers: headers() }), `“${name}”`);
@@ -281,6 +319,10 @@
 
   function searchByExample(file) {
     if (!file) return;
+    if (resultsProblem()) {
+      refuse(resultsProblem());
+      return;
+    }
     hidePreview();  // the previous example's
     const preview = $("example-preview");
     preview.src = URL.createObjectURL(file);

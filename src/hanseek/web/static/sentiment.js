@@ -31,10 +31,30 @@
     if (![...model.options].some((o) => o.value === name)) model.appendChild(new Option(name, name));
     model.value = name;
   }
+  // What the server drops before classifying (hanseek.text.normalize.is_dropped): a line of only
+  // these (a zero-width space copied from a web page) is blank, and sent it refused the whole batch.
+  const INVISIBLE = /[\u200b\u200c\u200d\u2060\ufeff\u00ad\ud800-\udfff]|(?![\n\t\r\v\f])\p{Cc}/gu;
+  // The API's words for the page's: it numbers the reviews it was sent ("texts[1]", from 0, blank
+  // lines left out), the user sees lines; and a web user has no command line to run.
+  function inPageWords(message, lineOf) {
+    const said = message
+      .replace(/texts\[(\d+)\]/g, (_, i) => `line ${lineOf[Number(i)] ?? Number(i) + 1}`)
+      .replace(/^([\d,]+) texts in one request/, "$1 reviews at once")
+      .replace(/; see `hanseek sentiment models`/, "; choose one from the Model list")
+      .replace(/; run `hanseek sentiment train`/, "; one has to be trained on the server first")
+      .replace(/; retrain it or pick another/, "; choose another from the Model list");
+    return said.charAt(0).toUpperCase() + said.slice(1);
+  }
   form.addEventListener("submit", async (ev) => {
     ev.preventDefault();
     error.textContent = "";
-    const texts = text.value.split("\n").map((t) => t.trim()).filter((t) => t.length > 0);
+    const texts = [];
+    const lineOf = [];  // the line number (from 1) of each review sent
+    text.value.split("\n").forEach((line, n) => {
+      if (!line.replace(INVISIBLE, "").trim()) return;
+      texts.push(line.trim());
+      lineOf.push(n + 1);
+    });
     if (texts.length === 0) {
       runs.next();  // an answer still on its way is for text that is gone
       result.hidden = true;
@@ -55,7 +75,7 @@
       const answer = res.ok ? await res.json() : await hanseekApi.problem(res);
       if (!runs.isLatest(ticket)) return;
       refused = res.status === 401;
-      if (!res.ok) { error.textContent = answer; result.hidden = true; return; }
+      if (!res.ok) { error.textContent = res.status === 401 ? answer : inPageWords(answer, lineOf); result.hidden = true; return; }
       const data = answer;
       rows.replaceChildren(...data.results.map((r, i) => {
         const tr = document.createElement("tr");
