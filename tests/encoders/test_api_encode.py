@@ -60,3 +60,13 @@ def test_bad_requests_are_problems(
     assert r.status_code == status
     assert r.headers["content-type"].startswith("application/problem+json")
     assert fragment in r.json()["detail"]
+
+
+def test_total_chars_limit_is_inclusive(api: TestClient) -> None:
+    """Exactly HANSEEK_MAX_ENCODE_CHARS (500 here) in all is allowed; one character more is a 413."""
+    at_limit = api.post("/encode", json={"texts": ["가" * 200, "가" * 200, "가" * 100]})
+    assert at_limit.status_code == 200, at_limit.text
+    assert len(at_limit.json()["vectors"]) == 3
+    over = api.post("/encode", json={"texts": ["가" * 200, "가" * 200, "가" * 101]})
+    assert over.status_code == 413
+    assert "501 characters in all; the limit per request is 500" in over.json()["detail"]

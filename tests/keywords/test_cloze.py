@@ -87,3 +87,21 @@ def test_ties_at_the_cut_are_spread_over_the_page() -> None:
     # Ten words of equal weight: the two blanks are spread (3rd and 8th word), not the first two.
     assert [b.answer for b in cz.blanks] == ["다리", "아들"]
     assert make_cloze(words, ws, ClozeOptions(count=2)) == cz
+
+
+def test_default_min_weight_keeps_words_of_weight_zero() -> None:
+    # min_weight is inclusive: with the default 0, words the dictionary gives no weight can still be
+    # blanked (a page with no dictionary words must not come back without blanks).
+    words = "가방, 나무, 다리"
+    occs = TermExtractor(default_analyzer()).extract(words)
+    ws = score_page(
+        occs,
+        ScoringParams(method=Method.DICTIONARY),
+        subject=CorpusStats.empty(),
+        background=CorpusStats.empty(),
+        dictionary={},
+    )
+    assert ws and all(w.weight == 0 for w in ws)
+    cz = make_cloze(words, ws, ClozeOptions(count=1))
+    assert cz.candidates == 3 and len(cz.blanks) == 1
+    assert len(make_cloze(words, ws, ClozeOptions(count=1, min_weight=0.5)).blanks) == 0

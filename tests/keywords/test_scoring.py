@@ -139,9 +139,18 @@ def test_floors_hold(subject: CorpusStats) -> None:
     assert [x.term for x in ws] == ["수박", "사과", "배"]
 
 
-def test_order_is_deterministic_on_ties() -> None:
-    page = occs(["가", "나", "다"])
-    ws = score_page(
-        page, ScoringParams(method=Method.TF), subject=CorpusStats.empty(), background=CorpusStats.empty()
-    )
-    assert [w.term for w in ws] == ["가", "나", "다"]  # equal weights: first occurrence first
+def test_ties_are_ordered_by_first_position_not_alphabetically() -> None:
+    # Reverse alphabetical order on the page, so "first occurrence first" and "alphabetical" differ:
+    # the cloze tie-spreading relies on equal-weight words coming in reading order.
+    def order(terms: list[str]) -> list[str]:
+        ws = score_page(
+            occs(terms),
+            ScoringParams(method=Method.TF),
+            subject=CorpusStats.empty(),
+            background=CorpusStats.empty(),
+        )
+        assert len({w.weight for w in ws}) == 1  # all tied
+        return [w.term for w in ws]
+
+    assert order(["다", "나", "가"]) == ["다", "나", "가"]
+    assert order(["나", "가", "다"]) == ["나", "가", "다"]

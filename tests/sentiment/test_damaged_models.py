@@ -130,6 +130,8 @@ def test_cli_default_refuses_a_card_that_does_not_parse(
         ("char_ngram", 3, "char_ngram"),
         ("min_df", 0, "min_df is 0"),
         ("C", -1, "C is -1"),
+        # C is an inverse regularisation strength: 0 is not a weaker penalty but no model at all.
+        ("C", 0, "C is 0: expected a positive number"),
         ("surprise", 1, "surprise"),
     ],
 )
