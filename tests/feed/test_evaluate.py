@@ -6,12 +6,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 
 from hanseek.config import Settings
 from hanseek.feed.evalrun import VISIBLE_ORACLE, EvalRunner, section, target_check
 from hanseek.feed.evalsets.model import EvalSet
-from hanseek.feed.evaluate import EvalResult, Latest, Popular, evaluate
+from hanseek.feed.evaluate import Candidates, EvalResult, Latest, Personalized, Popular, _full_order, evaluate
+from hanseek.feed.metrics import hit_at_k, ndcg_at_k
+from hanseek.feed.scoring import order_latest
 
 from .conftest import tiny_eval_set
 
@@ -33,6 +36,27 @@ def test_latest_per_read_matches_a_direct_count() -> None:
     m = got.windows["none"]["latest"]
     assert m["hr@20"] == pytest.approx(hits / n, abs=1e-4)
     assert m["mrr"] == pytest.approx(rr / n, abs=1e-4)
+
+
+class _Recorder:
+    """Orders as "latest"; keeps each query's candidates, its top 20 and their HR@20 / nDCG@20."""
+
+    name = "recorder"
+
+    def __init__(self) -> None:
+        self.eligible: set[int] = set()
+        self.shown: set[int] = set()
+        self.hits: list[float] = []
+        self.ndcgs: list[float] = []
+
+    def order(self, c: Candidates) -> npt.NDArray[np.int64]:
+        o = order_latest(c.times, c.posts)
+        ranked = c.posts[o].tolist()
+        self.eligible.update(c.posts.tolist())
+        self.shown.update(ranked[:20])
+        self.hits.append(hit_at_k(ranked, c.query.relevant, 20))
+        self.ndcgs.append(ndcg_at_k(ranked, c.query.relevant, 20))
+        return o
 
 
 def _baselines_with_a_stand_in_ranker() -> tuple[EvalSet, EvalResult]:
@@ -64,8 +88,20 @@ def test_per_query_values_are_kept_with_their_sessions() -> None:
     es, got = _baselines_with_a_stand_in_ranker()
     per = got.per_query["7d"]["latest"]
     assert len(per["hr"]) == len(per["ndcg"]) == len(got.groups) == got.queries
+    # Each query's HR@20 and nDCG@20, against the same queries counted by a recording method that
+    # orders as "latest" and scores its own lists with the metric functions.
+    rec = _Recorder()
+    evaluate(
+        es,
+        tiny_eval_set(7)[1],
+        [rec],
+        windows={"7d": 7.0},
+        max_queries=None,
+        period=(es.t_val_end, float("inf")),
+    )
+    assert per["hr"] == rec.hits and per["ndcg"] == pytest.approx(rec.ndcgs)
+    assert 0 < sum(rec.hits) < len(rec.hits)
     assert float(np.mean(per["hr"])) == pytest.approx(got.windows["7d"]["latest"]["hr@20"], abs=1e-4)
-    assert float(np.mean(per["ndcg"])) == pytest.approx(got.windows["7d"]["latest"]["ndcg@20"], abs=1e-4)
     # One query per held-out read, each tagged with that read's session.
     assert sorted(got.groups) == _held_out_read_sessions(es)
 
@@ -110,3 +146,51 @@ def test_runner_can_replay_every_held_out_session(tmp_path: Path) -> None:
     assert report.data["sets"][es.name]["queries"] == len(_held_out_read_sessions(es))
     assert report.data["max_queries"] is None
     assert "every held-out session per set" in report.markdown
+
+
+def test_coverage_is_shown_posts_over_every_candidate_post() -> None:
+    """The denominator is every post that was a candidate of some query, not only a first few."""
+    es, vecs = tiny_eval_set(6)
+    rec = _Recorder()
+    got = evaluate(es, vecs, [rec], windows={"none": None}, max_queries=None, period=(0, float("inf")))
+    assert len(rec.eligible) > len(rec.shown)
+    assert got.windows["none"]["recorder"]["coverage"] == pytest.approx(
+        len(rec.shown) / len(rec.eligible), abs=1e-4
+    )
+
+
+class _Prefix:
+    name = "prefix"
+
+    def order(self, c: Candidates) -> npt.NDArray[np.int64]:
+        return np.array([3, 0], dtype=np.int64)
+
+
+def test_a_short_order_is_completed_newest_first() -> None:
+    posts = np.array([10, 11, 12, 13, 14], dtype=np.int64)
+    times = np.array([5.0, 1.0, 9.0, 3.0, 9.0])
+    c = Candidates(None, posts, times, None)  # type: ignore[arg-type]
+    got = _full_order(_Prefix().order(c), c)
+    # the rest (1, 2, 4) newest first, a tie of times broken by the larger post first
+    assert got.tolist() == [3, 0, 4, 2, 1]
+    assert _full_order(np.array([4, 3, 2, 1, 0]), c).tolist() == [4, 3, 2, 1, 0]
+
+
+def test_personalized_ranks_by_cosine_first() -> None:
+    posts = np.array([10, 11, 12, 13], dtype=np.int64)
+    cos = np.array([0.1, 0.9, 0.5, 0.3], dtype=np.float32)
+    c = Candidates(None, posts, np.array([4.0, 3.0, 2.0, 1.0]), None, cos)  # type: ignore[arg-type]
+    assert Personalized().order(c).tolist() == [1, 2, 3, 0]
+
+
+class _FixedPopularity(Candidates):
+    def popularity(self, half_life_days: float = 0.0) -> npt.NDArray[np.float64]:
+        return np.array([0.0, 1.0, 5.0, 2.0])
+
+
+def test_cold_start_interleaves_popular_first_then_newest() -> None:
+    """No profile yet: the blend starts with the most popular post, then the newest."""
+    posts = np.array([10, 11, 12, 13], dtype=np.int64)
+    c = _FixedPopularity(None, posts, np.array([4.0, 3.0, 2.0, 1.0]), None)  # type: ignore[arg-type]
+    # popular: 2, 3, 1, 0; newest: 0, 1, 2, 3
+    assert Personalized(0.5).order(c).tolist() == [2, 0, 3, 1]

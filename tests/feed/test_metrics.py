@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
-from hanseek.feed.metrics import MetricAccumulator, ratio_interval
+from hanseek.feed.metrics import MetricAccumulator, ndcg_at_k, ratio_interval, recall_at_k
 
 
 def _naive(
@@ -60,8 +62,20 @@ def test_bad_input_is_refused() -> None:
 
 
 def test_accumulator_keeps_each_query() -> None:
-    acc = MetricAccumulator(k=1, catalogue_size=3)
-    acc.add(["a", "b"], {"b"})
-    acc.add(["a", "b"], {"a"})
-    assert acc.hits == [0.0, 1.0]
-    assert acc.ndcgs == [0.0, 1.0]
+    # k=2 so nDCG differs from HR: a hit at rank 2 scores 1/log2(3), not 1.
+    acc = MetricAccumulator(k=2, catalogue_size=3)
+    acc.add(["a", "b", "c"], {"b"})
+    acc.add(["a", "b", "c"], {"a"})
+    acc.add(["a", "b", "c"], {"c"})
+    assert acc.hits == [1.0, 1.0, 0.0]
+    assert acc.ndcgs == pytest.approx([1 / math.log2(3), 1.0, 0.0])
+
+
+def test_ndcg_ideal_counts_at_most_k_relevant_posts() -> None:
+    # More relevant posts than k: a list whose top k are all relevant is perfect.
+    assert ndcg_at_k(["a", "b"], {"a", "b", "c"}, 2) == pytest.approx(1.0)
+
+
+def test_recall_counts_only_the_top_k() -> None:
+    assert recall_at_k(["x", "a"], {"a"}, 1) == 0.0
+    assert recall_at_k(["x", "a"], {"a"}, 2) == 1.0

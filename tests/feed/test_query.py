@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 from hanseek.feed.models import PostIn
 from hanseek.feed.ranker import serving
 from hanseek.feed.ranker.candidates import CandidateConfig
-from hanseek.feed.scoring import popularity
+from hanseek.feed.scoring import order_latest, popularity
 from hanseek.feed.service import FeedService
 from hanseek.feed.settings import FeedSettings
 from hanseek.store.db import Database
@@ -130,3 +130,27 @@ def test_a_feed_over_a_post_older_than_eight_years_answers_on_every_path(
 
 
 # --- path ids that were not UTF-8 ------------------------------------------------------------------
+
+
+def test_latest_baseline_includes_a_post_of_that_very_moment_and_breaks_ties_by_rid(
+    feed: FeedService, tag: str
+) -> None:
+    """`at` is inclusive (a post published at `at` is already out), and posts of one moment come
+    larger rid first on the SQL path, as in the in-process baseline (scoring.order_latest)."""
+    vecs = unit(np.random.default_rng(21), 3)
+    earlier = NOW - timedelta(hours=1)
+    posts = [
+        PostIn(id=f"{tag}-{name}", community=f"{tag}-c", title=name, created_at=when, embedding=v.tolist())
+        for name, when, v in (("now", NOW, vecs[0]), ("t1", earlier, vecs[1]), ("t2", earlier, vecs[2]))
+    ]
+    feed.ingest_posts(posts)
+    with feed.db.connection() as conn:
+        rid = dict(conn.execute("SELECT id, rid FROM posts WHERE id LIKE %s", (f"{tag}-%",)).fetchall())
+    tied = sorted((f"{tag}-t1", f"{tag}-t2"), key=lambda i: -rid[i])
+    want = [f"{tag}-now", *tied]
+    out = feed.baseline_feed("latest", communities=[f"{tag}-c"], k=10, days=None, at=NOW)
+    assert [it.id for it in out.items] == want
+    with feed.db.connection() as conn:
+        rids, times, _ = serving._window_rows(conn, [f"{tag}-c"], None, NOW, f"{tag}-nobody")
+    # The offline "latest" baseline (evaluate.Latest) orders the same rows the same way.
+    assert rids[order_latest(times, rids)].tolist() == [rid[i] for i in want]

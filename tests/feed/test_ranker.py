@@ -3,6 +3,7 @@ fallback blend without a model, training + hot swap, and serving features equal 
 
 from __future__ import annotations
 
+import functools
 import math
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -16,11 +17,12 @@ from hanseek.feed.evaluate import WINDOWS, ReaderOracle, window_candidates
 from hanseek.feed.metrics import hit_at_k, ndcg_at_k
 from hanseek.feed.models import EventIn, FeedOut, PostIn
 from hanseek.feed.ranker import features as fx
+from hanseek.feed.ranker import train as train_mod
 from hanseek.feed.ranker.candidates import CandidateConfig, merge, top_n
 from hanseek.feed.ranker.model import RankerModel, blend_model
 from hanseek.feed.ranker.offline import build
 from hanseek.feed.ranker.train import Examples, collect, train, union_metrics
-from hanseek.feed.replay import Query, QueryUnit, replay
+from hanseek.feed.replay import DecayedCounters, Query, QueryUnit, replay
 from hanseek.feed.service import FeedService
 from hanseek.feed.settings import FeedSettings
 
@@ -421,8 +423,18 @@ def test_oracle_variants_leave_out_the_hidden_taste_terms() -> None:
 
 
 @pytest.mark.parametrize("query_unit", ["read", "session"])
-def test_training_beats_chance_and_validation_is_later(query_unit: QueryUnit) -> None:
+def test_training_beats_chance_and_validation_is_later(
+    query_unit: QueryUnit, monkeypatch: pytest.MonkeyPatch
+) -> None:
     es, vecs = tiny_eval_set(1, n_users=60)
+    made: list[tuple[Examples, list[float]]] = []
+
+    def spy(*args: Any, **kwargs: Any) -> Examples:
+        ex = collect(*args, **kwargs)
+        made.append((ex, list(ex.query_times)))
+        return ex
+
+    monkeypatch.setattr(train_mod, "collect", spy)
     trained = train(
         es,
         vecs,
@@ -433,7 +445,12 @@ def test_training_beats_chance_and_validation_is_later(query_unit: QueryUnit) ->
         unit=query_unit,
     )
     assert trained.model.kind == "logistic" and trained.train_rows > 0
-    assert trained.model.meta["train_until"] < trained.model.meta["validate_until"]
+    # The split is checked on what was collected (not on constants copied into meta): every
+    # training query before t_train_end, every validation query in [t_train_end, t_val_end).
+    (tr, tr_times), (_, va_times) = made
+    assert tr_times and va_times
+    assert max(tr_times) < es.t_train_end <= min(va_times) and max(va_times) < es.t_val_end
+    assert trained.train_rows == len(tr.y)
     assert trained.model.meta["query_unit"] == query_unit
     # Users read posts of the last 10 days: a trained model must find them far better than chance in
     # its union (chance: a random order of each validation union, HR@20 = 1 - C(n-p, 20) / C(n, 20)).
@@ -1378,3 +1395,136 @@ def test_the_capped_ranker_keeps_the_models_order_below_the_page() -> None:
     for a, b in orders:
         assert sorted(a.tolist()) == sorted(b.tolist())
         assert [p for p in b.tolist()[20:]] == [p for p in a.tolist() if p not in set(b.tolist()[:20])]
+
+
+def test_a_re_read_of_an_earlier_moment_is_not_a_query() -> None:
+    """A post already read is nothing a feed could show: its second read asks nothing."""
+    created = 1_700_000_000.0 + np.arange(6) * 600.0
+    t = created[-1] + 3600
+    es = _hand_log(created, [(0, 3, 0, t), (0, 2, 0, t + 600), (0, 3, 0, t + 1200)])
+    vecs = np.eye(6, 8, dtype=np.float32)
+    got: list[Query] = []
+    n = replay(es, vecs, FeedSettings(), query_from=0, query_to=float("inf"), on_query=got.append)
+    assert n == 2 and [q.relevant for q in got] == [{3}, {2}]
+
+
+def test_sessions_are_asked_from_query_from_up_to_but_not_at_query_to() -> None:
+    created = 1_700_000_000.0 + np.arange(6) * 600.0
+    t = created[-1] + 3600
+    # one session per user: user 0 starts at t, user 1 exactly at query_to, user 2 after
+    es = _hand_log(created, [(0, 1, 0, t), (1, 2, 0, t + 600), (2, 3, 0, t + 1200)])
+    vecs = np.eye(6, 8, dtype=np.float32)
+    got: list[Query] = []
+    replay(es, vecs, FeedSettings(), query_from=t, query_to=t + 600, on_query=got.append)
+    assert [q.user for q in got] == [0]
+
+
+def test_a_sample_of_sessions_has_no_repeats() -> None:
+    """max_queries sessions are drawn without replacement: exactly that many distinct sessions."""
+    created = 1_700_000_000.0 + np.arange(8) * 600.0
+    t = created[-1] + 3600
+    es = _hand_log(created, [(u, u, 0, t + 60 * u) for u in range(6)])
+    vecs = np.eye(8, 8, dtype=np.float32)
+    for seed in range(5):
+        got: list[Query] = []
+        n = replay(
+            es,
+            vecs,
+            FeedSettings(),
+            query_from=0,
+            query_to=float("inf"),
+            on_query=got.append,
+            max_queries=5,
+            seed=seed,
+            unit="session",
+        )
+        assert n == 5 and len({q.session for q in got}) == 5
+
+
+def test_decayed_counters_halve_every_half_life() -> None:
+    day = 86_400.0
+    dc = DecayedCounters(3, half_life_days=2.0)
+    dc.add(1, 0.0)
+    dc.add(1, 1.5 * day, w=2.0)
+    assert dc.value[1] == pytest.approx(2 ** (-1.5 / 2.0) + 2.0)
+    got = dc.at_time(np.array([0, 1], dtype=np.int64), 4.5 * day)
+    assert got.tolist() == pytest.approx([0.0, (2 ** (-1.5 / 2.0) + 2.0) * 2 ** (-3.0 / 2.0)])
+
+
+def test_dropping_a_feature_group_removes_exactly_its_columns() -> None:
+    cols = fx.group_columns("similarity")
+    assert len(cols) == len(fx.FEATURES) - len(fx.GROUPS["similarity"])
+    assert not {fx.FEATURES[i] for i in cols} & set(fx.GROUPS["similarity"])
+    assert fx.group_columns(None) == list(range(len(fx.FEATURES)))
+    with pytest.raises(ValueError, match="unknown feature group"):
+        fx.group_columns("no-such-group")
+
+
+def test_read_prefs_count_a_future_post_as_age_zero() -> None:
+    """A post stamped after the read (clock skew) counts as new, not as a negative age."""
+    prefs = fx.ReadPrefs()
+    prefs.add(-7200.0, 0.0)
+    assert prefs.n == 1 and prefs.sum_age_h == 0.0 and prefs.sum_log_age == 0.0
+
+
+@functools.cache
+def _small_examples() -> tuple[EvalSet, Any, Examples, Examples]:
+    es, vecs = tiny_eval_set(1, n_users=60)
+    kw: dict[str, Any] = {"max_queries": None, "unit": "read"}
+    tr = collect(
+        es,
+        vecs,
+        FeedSettings(),
+        CandidateConfig(),
+        start=0.0,
+        end=es.t_train_end,
+        neg_per_query=10,
+        seed=0,
+        **kw,
+    )
+    va = collect(
+        es,
+        vecs,
+        FeedSettings(),
+        CandidateConfig(),
+        start=es.t_train_end,
+        end=es.t_val_end,
+        neg_per_query=None,
+        seed=1,
+        **kw,
+    )
+    return es, vecs, tr, va
+
+
+def test_every_training_query_has_a_positive_and_its_own_id() -> None:
+    """A query whose reads fell outside the union teaches nothing and must not be merged into another
+    query's group (it would add its negatives to that group)."""
+    _, _, tr, va = _small_examples()
+    assert tr.queries > tr.with_positive  # some queries had no read in the union
+    for ex, cap in ((tr, 10), (va, None)):
+        qids = np.unique(ex.qid)
+        assert len(qids) == ex.with_positive
+        for q in qids:
+            y = ex.y[ex.qid == q]
+            assert y.sum() >= 1
+            if cap is not None:
+                assert (y == 0).sum() <= cap
+
+
+def test_the_best_hgb_setting_and_the_best_kind_are_chosen(monkeypatch: pytest.MonkeyPatch) -> None:
+    es, vecs, tr, va = _small_examples()
+    seen: list[tuple[str, float]] = []
+
+    def spy(m: RankerModel, ex: Examples) -> dict[str, Any]:
+        got = union_metrics(m, ex)
+        seen.append((m.kind, float(got["ndcg@20"])))
+        return got
+
+    monkeypatch.setattr(train_mod, "union_metrics", spy)
+    trained = train(es, vecs, kinds=("hgb", "logistic"), examples=(tr, va))
+    hgb = [v for k, v in seen if k == "hgb"]
+    assert len(hgb) == 3 and len(set(hgb)) > 1  # the grid's settings differ, so the choice matters
+    assert trained.candidates["hgb"]["ndcg@20"] == max(hgb)
+    best = max(trained.candidates, key=lambda k: trained.candidates[k]["ndcg@20"])
+    assert trained.candidates["hgb"]["ndcg@20"] != trained.candidates["logistic"]["ndcg@20"]
+    assert trained.model.kind == best
