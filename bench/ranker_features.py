@@ -35,6 +35,39 @@ COMMUNITIES = 200
 UNION = 200
 
 
+def synthetic_union(rng: np.random.Generator, comms: list[str], size: int = UNION) -> fx.CandidateArrays:
+    """A candidate union of a user in `comms`, with features in the ranges real unions have."""
+    return fx.CandidateArrays(
+        cos_long=rng.uniform(-0.2, 0.9, size),
+        cos_recent=rng.uniform(-0.2, 0.9, (size, 3)),
+        age_s=rng.uniform(0, 30 * DAY, size),
+        popularity=rng.poisson(5, size).astype(np.float64),
+        trend_1d=rng.exponential(1.0, size),
+        trend_7d=rng.exponential(2.0, size),
+        community=[comms[i] for i in rng.integers(len(comms), size=size)],
+        author=[None] * size,
+        category=[None] * size,
+        sources=rng.random((size, len(fx.SOURCES))) < 0.4,
+        best_rank=rng.integers(1, 60, size).astype(np.float64),
+        n_window=3000,
+        source_ranks=rng.integers(0, 60, (size, len(fx.SOURCES))).astype(np.float64),
+    )
+
+
+def synthetic_signals(rng: np.random.Generator, comms: list[str]) -> fx.UserSignals:
+    """A user with 40 events and 20 reads' preferences (no community volumes)."""
+    prefs = fx.ReadPrefs()
+    for _ in range(20):
+        prefs.add(float(rng.uniform(0, 5 * DAY)), float(rng.poisson(5)))
+    return fx.UserSignals(
+        cold=False,
+        recent_mean_norm=0.7,
+        n_events=40,
+        community={k: float(rng.integers(1, 20)) for k in comms},
+        prefs=prefs,
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--posts", type=int, default=1_000_000)
@@ -59,31 +92,8 @@ def main() -> None:
     t_exposure: list[float] = []
     for _ in range(args.users):
         comms = [names[c] for c in rng.choice(COMMUNITIES, size=int(rng.integers(3, 11)), replace=False)]
-        c = fx.CandidateArrays(
-            cos_long=rng.uniform(-0.2, 0.9, UNION),
-            cos_recent=rng.uniform(-0.2, 0.9, (UNION, 3)),
-            age_s=rng.uniform(0, 30 * DAY, UNION),
-            popularity=rng.poisson(5, UNION).astype(np.float64),
-            trend_1d=rng.exponential(1.0, UNION),
-            trend_7d=rng.exponential(2.0, UNION),
-            community=[comms[i] for i in rng.integers(len(comms), size=UNION)],
-            author=[None] * UNION,
-            category=[None] * UNION,
-            sources=rng.random((UNION, len(fx.SOURCES))) < 0.4,
-            best_rank=rng.integers(1, 60, UNION).astype(np.float64),
-            n_window=3000,
-            source_ranks=rng.integers(0, 60, (UNION, len(fx.SOURCES))).astype(np.float64),
-        )
-        prefs = fx.ReadPrefs()
-        for _ in range(20):
-            prefs.add(float(rng.uniform(0, 5 * DAY)), float(rng.poisson(5)))
-        without = fx.UserSignals(
-            cold=False,
-            recent_mean_norm=0.7,
-            n_events=40,
-            community={k: float(rng.integers(1, 20)) for k in comms},
-            prefs=prefs,
-        )
+        c = synthetic_union(rng, comms)
+        without = synthetic_signals(rng, comms)
         volume = {k: float(v) for k, v in index.counts(comms, now - fx.VOLUME_DAYS * DAY, now).items()}
         with_volume = replace(without, community_volume=volume)
         exposure = fx.ReadExposure()

@@ -19,6 +19,7 @@ and missing values), is scored by the estimator itself: slower, never different.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -109,9 +110,11 @@ def _trees(model: Any) -> Scorer:
     n_features = int(model.n_features_in_)
     graph = _ensemble_graph([pred.nodes for (pred,) in model._predictors], n_features)
     options = ort.SessionOptions()
-    # One union per call: threads would only contend with the server's own.
-    options.intra_op_num_threads = 1
+    # Two threads halve a union's 300-tree walk (0.43 against 1.01 ms for 7 leaves, session 20);
+    # without spinning, so an idle thread does not take a core from the server's other requests.
+    options.intra_op_num_threads = min(2, os.cpu_count() or 1)
     options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     session = ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
 
     def score(x: npt.NDArray[Any]) -> F64:
