@@ -2,9 +2,10 @@
 without its per-call overhead.
 
 A ranked feed scores one union of ~200 candidates. scikit-learn's gradient-boosted trees walk their
-300 trees one Python call at a time and took 2.4 ms (7 leaves) to 3.8 ms (31 leaves) for that
-(session 20), more than the 2 ms the whole re-ranking may add at p50 (issue 9); its pipeline of
-scaler and logistic regression pays input validation on every call. Here the trees become one
+300 trees one parallel region each: 2.4-4.0 ms per union where scikit-learn was loaded first, and
+22-25 ms in the service, where `hanseek` sets OMP_WAIT_POLICY=PASSIVE before it loads and every region
+wakes sleeping threads (session 20; the whole re-ranking may add 2 ms at p50, issue 9). Its pipeline
+of scaler and logistic regression pays input validation on every call (0.25 ms). Here the trees become one
 ONNX `TreeEnsemble` node (ai.onnx.ml opset 5) run by onnxruntime, which the text encoder's ONNX
 backend already ships: double inputs, thresholds and leaf values, so every sample takes the
 branches scikit-learn takes (`x <= threshold`, a missing value where the split sends it) and the
