@@ -35,7 +35,20 @@ def _operations() -> list[tuple[str, str]]:
 
 @pytest.fixture(scope="session")
 def api_schema(rel_app: Any) -> Any:
-    return schemathesis.openapi.from_asgi("/openapi.json", rel_app)
+    return schemathesis.openapi.from_asgi("/openapi.json", _as_localhost(rel_app))
+
+
+def _as_localhost(app: Any) -> Any:
+    """The app as a browser on this machine addresses it: schemathesis's ASGI client names the host
+    "testserver", which the service does not answer to on loopback (security.HostGuard)."""
+
+    async def addressed(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            headers = [(k, v) for k, v in scope["headers"] if k.lower() != b"host"]
+            scope = {**scope, "headers": [*headers, (b"host", b"localhost")]}
+        await app(scope, receive, send)
+
+    return addressed
 
 
 def _header(response: Any, name: str) -> str:
@@ -46,12 +59,15 @@ def _header(response: Any, name: str) -> str:
     return ""
 
 
-def assert_sane(response: Any, case: Any) -> None:
+def assert_sane(response: Any, case: Any, sent: set[str]) -> None:
+    """`sent`: the leak markers some request of this run carried. Hypothesis draws strings from the
+    code's constants, so a request can carry "psycopg." itself; a 404 quoting it back, or a list of
+    user ids holding one stored earlier, shows what a client sent, not an internal detail."""
     where = f"{case.method} {case.formatted_path}"
     assert response.status_code < 500, f"{where} -> {response.status_code}: {response.text[:2000]}"
     text = response.text
     for leak in LEAKS:
-        assert leak not in text, f"{where} leaks {leak!r}: {text[:2000]}"
+        assert leak not in text or leak in sent, f"{where} leaks {leak!r}: {text[:2000]}"
     if response.status_code >= 400:
         assert _header(response, "content-type").startswith("application/problem+json"), (
             f"{where} -> {response.status_code} is not a problem document: {text[:500]}"
@@ -63,9 +79,14 @@ def assert_sane(response: Any, case: Any) -> None:
     )
 
 
+@pytest.fixture(scope="session")
+def sent_markers() -> set[str]:
+    return set()
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(("method", "path"), _operations())
-def test_no_server_errors(api_schema: Any, method: str, path: str) -> None:
+def test_no_server_errors(api_schema: Any, sent_markers: set[str], method: str, path: str) -> None:
     operation = api_schema.find_operation_by_path(method, path)
     assert operation is not None, f"{method} {path} not in the served schema"
     # Schema-conforming inputs (deep paths through the handlers) and schema-violating ones (the
@@ -85,6 +106,8 @@ def test_no_server_errors(api_schema: Any, method: str, path: str) -> None:
     )
     def fuzz(case: Any) -> None:
         # A generous timeout: a feature's first request may build its service (load a model).
-        assert_sane(case.call(headers={"X-API-Key": API_KEY}, timeout=180), case)
+        request = repr((case.formatted_path, case.path_parameters, case.query, case.headers, case.body))
+        sent_markers.update(leak for leak in LEAKS if leak in request)
+        assert_sane(case.call(headers={"X-API-Key": API_KEY}, timeout=180), case, sent_markers)
 
     fuzz()

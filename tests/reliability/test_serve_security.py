@@ -80,7 +80,7 @@ def test_a_request_the_http_parser_rejects_is_logged_as_json(served: ServeProces
     # Korean sent unencoded in the query, as curl sends it: uvicorn's parser answers 400 itself,
     # before any app code, and logs a warning of its own.
     with socket.create_connection(("127.0.0.1", served.port), timeout=30) as conn:
-        conn.sendall("GET /images/search?q=고양이 HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        conn.sendall("GET /images/search?q=고양이 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
         head = conn.recv(4096)
     assert head.startswith(b"HTTP/1.1 400"), head
     deadline = time.monotonic() + 10

@@ -46,7 +46,7 @@ def test_two_workers_share_the_port_and_the_database(serve_process: Callable[...
     conns = [socket.create_connection(("127.0.0.1", srv.port)) for _ in range(16)]
     try:
         for c in conns:
-            c.sendall(b"GET /feeds-index HTTP/1.1\r\nHost: x\r\n\r\n")
+            c.sendall(b"GET /feeds-index HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         answered = {int(json.loads(_read_response(c))["pid"]) for c in conns}
     finally:
         for c in conns:
