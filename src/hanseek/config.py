@@ -133,23 +133,24 @@ def _json_list(text: str) -> Any:
 _HOST_NAME = re.compile(r"[a-z0-9_](?:[a-z0-9_-]{0,62})(?:\.[a-z0-9_](?:[a-z0-9_-]{0,62}))*\.?")
 
 
-def is_ip(host: str) -> bool:
-    """An IPv4 or IPv6 address (brackets allowed around the latter)."""
+def _address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The IPv4 or IPv6 address `host` writes (brackets allowed around the latter), else None."""
     try:
-        ipaddress.ip_address(host.removeprefix("[").removesuffix("]"))
+        return ipaddress.ip_address(host.removeprefix("[").removesuffix("]"))
     except ValueError:
-        return False
-    return True
+        return None
+
+
+def is_ip(host: str) -> bool:
+    return _address(host) is not None
 
 
 def is_loopback(host: str) -> bool:
     """Whether a bind address or host name is this machine only: localhost, 127.0.0.0/8 or ::1."""
     if host == "localhost" or host.endswith(".localhost"):
         return True
-    try:
-        return ipaddress.ip_address(host.removeprefix("[").removesuffix("]")).is_loopback
-    except ValueError:
-        return False
+    address = _address(host)
+    return address is not None and address.is_loopback
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -29,6 +29,11 @@ from hanseek.feed.settings import FeedSettings
 from .conftest import tiny_eval_set, unit
 
 
+def replay_all(es: EvalSet, vecs: Any, on_query: Any, **kwargs: Any) -> int:
+    """The replay asking every query of the log (no time split)."""
+    return replay(es, vecs, FeedSettings(), query_from=0, query_to=float("inf"), on_query=on_query, **kwargs)
+
+
 def test_features_match_a_hand_written_reference() -> None:
     c = fx.CandidateArrays(
         cos_long=np.array([0.9, 0.2]),
@@ -298,7 +303,7 @@ def test_events_of_one_moment_are_applied_after_every_query_of_that_moment() -> 
             )
         )
 
-    n = replay(es, vecs, FeedSettings(), query_from=0, query_to=float("inf"), on_query=check)
+    n = replay_all(es, vecs, on_query=check)
     assert n == 3  # the repeated read of 4 within the moment is not a second query
     (u1, rel1, likes, last_count, _), (_, rel2, _, _, cand2), (_, rel3, _, _, cand3) = got
     assert (u1, rel1, likes) == (1, {5}, 0.0) and last_count < t
@@ -317,7 +322,7 @@ def test_read_queries_come_before_each_read_and_session_queries_before_the_first
         got.append(q)
         snap.append((set(q.state.read), q.state.last_read_session, q.state.events))
 
-    n = replay(es, vecs, FeedSettings(), query_from=0, query_to=float("inf"), on_query=on_read, unit="read")
+    n = replay_all(es, vecs, on_query=on_read, unit="read")
     assert n == len(got) == len(reads)
     for q, (read, last_session, events), i in zip(got, snap, reads, strict=True):
         assert q.relevant == {int(es.ev_post[i])} and q.t == es.ev_at[i] and q.session == es.ev_session[i]
@@ -329,12 +334,9 @@ def test_read_queries_come_before_each_read_and_session_queries_before_the_first
         assert (last_session == q.session) == bool((earlier & (es.ev_kind == 0)).any())
 
     per_session: list[Query] = []
-    n = replay(
+    n = replay_all(
         es,
         vecs,
-        FeedSettings(),
-        query_from=0,
-        query_to=float("inf"),
         on_query=per_session.append,
         unit="session",
     )
@@ -386,7 +388,7 @@ def test_oracle_adds_the_within_session_term_after_a_read_of_the_same_session() 
             assert order[0] == int(np.argmax(c.times))
             checked["first"] += 1
 
-    replay(es, vecs, FeedSettings(), query_from=0, query_to=float("inf"), on_query=on_query, unit="read")
+    replay_all(es, vecs, on_query=on_query, unit="read")
     assert checked["within"] > 20 and checked["first"] > 20
 
 
@@ -418,7 +420,7 @@ def test_oracle_variants_leave_out_the_hidden_taste_terms() -> None:
             assert no_interest.order(c)[0] == int(np.argmax(c.times))
             seen["first"] += 1
 
-    replay(es, vecs, FeedSettings(), query_from=0, query_to=float("inf"), on_query=on_query, unit="read")
+    replay_all(es, vecs, on_query=on_query, unit="read")
     assert seen["within"] > 20 and seen["first"] > 20
 
 
@@ -534,7 +536,7 @@ def test_serving_features_equal_offline_features(ranked_world: FeedService, tag:
             captured["t"] = q.t
             captured["rows"] = {f"{tag}-{int(c.posts[p])}": b.x[i] for i, p in enumerate(b.positions)}
 
-    replay(es, vecs, FeedSettings(), query_from=0, query_to=float("inf"), on_query=on_query)
+    replay_all(es, vecs, on_query=on_query)
     at = t0 + timedelta(seconds=captured["t"])
     from hanseek.feed import query as qy
     from hanseek.feed.ranker import serving
@@ -612,7 +614,7 @@ def test_serving_takes_the_short_term_reads_as_the_replay_does(
             captured["recent"] = [f"{tag}-{int(p)}" for p in cands.recent[:3]]
             captured["rows"] = np.stack([built.x[i] for i in range(len(built.positions))])
 
-    replay(es, vecs, FeedSettings(), query_from=0, query_to=float("inf"), on_query=on_query)
+    replay_all(es, vecs, on_query=on_query)
     epoch = datetime.fromtimestamp(0, UTC)
     svc = ranked_world
     svc.ingest_posts(
@@ -1404,7 +1406,7 @@ def test_a_re_read_of_an_earlier_moment_is_not_a_query() -> None:
     es = _hand_log(created, [(0, 3, 0, t), (0, 2, 0, t + 600), (0, 3, 0, t + 1200)])
     vecs = np.eye(6, 8, dtype=np.float32)
     got: list[Query] = []
-    n = replay(es, vecs, FeedSettings(), query_from=0, query_to=float("inf"), on_query=got.append)
+    n = replay_all(es, vecs, on_query=got.append)
     assert n == 2 and [q.relevant for q in got] == [{3}, {2}]
 
 
@@ -1427,12 +1429,9 @@ def test_a_sample_of_sessions_has_no_repeats() -> None:
     vecs = np.eye(8, 8, dtype=np.float32)
     for seed in range(5):
         got: list[Query] = []
-        n = replay(
+        n = replay_all(
             es,
             vecs,
-            FeedSettings(),
-            query_from=0,
-            query_to=float("inf"),
             on_query=got.append,
             max_queries=5,
             seed=seed,

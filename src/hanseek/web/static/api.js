@@ -61,8 +61,14 @@ window.hanseekApi = (() => {
     restoring = true;
     try { return fn(); } finally { restoring = before; }
   };
+  // The characters the server drops before it measures or reads a text
+  // (hanseek.text.normalize.is_dropped): zero-width ones, soft hyphens, lone surrogates and controls
+  // other than line breaks and tabs.
+  const DROPPED = /[\u200b\u200c\u200d\u2060\ufeff\u00ad\ud800-\udfff]|(?![\n\t\r\v\f])\p{Cc}/gu;
   return {
     mode,
+    // A text as the server reads it: NFC, without the characters it drops, trimmed.
+    visible: (text) => text.normalize("NFC").replace(DROPPED, "").trim(),
     // Whether plain GETs (an <img src>, a link) are refused without the key.
     readsNeedKey: mode === "read",
     value,

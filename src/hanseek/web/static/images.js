@@ -26,11 +26,9 @@
     return $("tag-filter").value.split(",").map((t) => t.trim().replace(/^#+/, "")).filter(Boolean);
   }
 
-  // The query as the server measures it: in NFC, without the invisible characters it drops
-  // (hanseek.text.normalize.is_dropped), trimmed, counted in code points. A string's length counts
-  // UTF-16 units: an emoji is two, and Korean typed decomposed (NFD) two or three a syllable.
-  const DROPPED = /[\u200b\u200c\u200d\u2060\ufeff\u00ad\ud800-\udfff]|(?![\n\t\r\v\f])\p{Cc}/gu;
-  const meant = (text) => [...text.normalize("NFC").replace(DROPPED, "").trim()];
+  // The query as the server measures it (hanseekApi.visible), counted in code points. A string's
+  // length counts UTF-16 units: an emoji is two, and Korean typed decomposed (NFD) two or three a syllable.
+  const meant = (text) => [...hanseekApi.visible(text)];
 
   // "Results" checked here: the server's refusal names its parameter ("k"), not the field.
   function resultsProblem() {

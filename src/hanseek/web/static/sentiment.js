@@ -31,9 +31,6 @@
     if (![...model.options].some((o) => o.value === name)) model.appendChild(new Option(name, name));
     model.value = name;
   }
-  // What the server drops before classifying (hanseek.text.normalize.is_dropped): a line of only
-  // these (a zero-width space copied from a web page) is blank, and sent it refused the whole batch.
-  const INVISIBLE = /[\u200b\u200c\u200d\u2060\ufeff\u00ad\ud800-\udfff]|(?![\n\t\r\v\f])\p{Cc}/gu;
   // The API's words for the page's: it numbers the reviews it was sent ("texts[1]", from 0, blank
   // lines left out), the user sees lines; and a web user has no command line to run.
   function inPageWords(message, lineOf) {
@@ -51,7 +48,9 @@
     const texts = [];
     const lineOf = [];  // the line number (from 1) of each review sent
     text.value.split("\n").forEach((line, n) => {
-      if (!line.replace(INVISIBLE, "").trim()) return;
+      // A line of only what the server drops (a zero-width space copied from a web page) is blank:
+      // sent, it refused the whole batch.
+      if (!hanseekApi.visible(line)) return;
       texts.push(line.trim());
       lineOf.push(n + 1);
     });
