@@ -111,7 +111,8 @@ def _trees(model: Any) -> Scorer:
     n_features = int(model.n_features_in_)
     graph = _ensemble_graph([pred.nodes for (pred,) in model._predictors], n_features)
     options = ort.SessionOptions()
-    # Two threads halve a union's 300-tree walk (0.43 against 1.01 ms for 7 leaves, session 20);
+    # Two threads halve a union's 300-tree walk (0.43 against 1.01 ms for 7 leaves, session 20, on a
+    # machine busy with other tests);
     # without spinning, so an idle thread does not take a core from the server's other requests.
     options.intra_op_num_threads = min(2, os.cpu_count() or 1)
     options.inter_op_num_threads = 1
