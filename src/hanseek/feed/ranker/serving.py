@@ -72,7 +72,9 @@ def rank(
         svc._maybe_poll()
         _, rv = mem.vectors([(x.rid, x.community, x.created_at) for x in recent])
         queries = ([vec] if vec is not None else []) + list(rv)
-        qmat = np.stack(queries).T if queries else None
+        # [d, m] in C order: with one BLAS thread a transposed (Fortran-order) query matrix made the
+        # window's product 2.4x slower (274 against 116 us for 2800 x 384 x 4, session 21).
+        qmat = np.stack(queries, axis=1) if queries else None
         cand = mem.candidates(comms, f_epoch, at.timestamp(), qmat)
         keep = ~np.isin(cand.rids, exclude) if exclude.size else np.ones(len(cand.rids), bool)
         rids, times, pops = cand.rids[keep], cand.times[keep], cand.pops[keep]
