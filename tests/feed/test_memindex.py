@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from hanseek.feed.memindex import MemoryIndex, isin_few
+from hanseek.feed.memindex import MemoryIndex
 
 DIM = 16
 
@@ -122,17 +122,3 @@ def test_vectors_lookup_and_empty_cases() -> None:
     np.testing.assert_array_equal(v[0], vecs[3])
     assert idx.search(vecs[0], ["nope"], None, None, 5)[0].size == 0
     assert idx.search(vecs[0], ["c0"], 50.0, 40.0, 5)[0].size == 0  # empty window
-
-
-def test_isin_few_matches_numpy_isin() -> None:
-    rng = np.random.default_rng(3)
-    for n, m in [(0, 0), (0, 5), (7, 0), (1, 1), (2800, 20), (2800, 200), (50, 500)]:
-        values = rng.integers(0, 300, size=n).astype(np.int64)
-        few = rng.integers(-5, 320, size=m).astype(np.int64)  # duplicates and ids outside the window
-        got = isin_few(values, few)
-        assert got.dtype == np.bool_ and got.shape == values.shape
-        np.testing.assert_array_equal(got, np.isin(values, few))
-    # Ids at either end of the sorted few (the clipped search position must not make a false hit).
-    np.testing.assert_array_equal(
-        isin_few(np.array([0, 5, 9, 10]), np.array([9, 5])), [False, True, True, False]
-    )

@@ -18,7 +18,6 @@ import numpy as np
 import numpy.typing as npt
 
 from hanseek.feed.evalsets.model import EvalSet
-from hanseek.feed.memindex import isin_few
 from hanseek.feed.metrics import MetricAccumulator
 from hanseek.feed.replay import SECONDS_PER_DAY, Query, QueryUnit, replay
 from hanseek.feed.scoring import blend, order_latest, order_popular, popularity
@@ -159,7 +158,7 @@ def window_candidates(q: Query, window_days: float | None, recent_reads: int = 3
     posts, times = cand.rids, cand.times
     scores = cand.scores.reshape(len(posts), len(cols)) if cols else np.zeros((len(posts), 0), np.float32)
     if q.state.read_arr.size and posts.size:
-        keep = ~isin_few(posts, q.state.read_arr)
+        keep = ~np.isin(posts, q.state.read_arr)
         posts, times, scores = posts[keep], times[keep], scores[keep]
     cos = scores[:, 0] if v is not None else None
     return Candidates(q, posts, times, window_days, cos, recent, scores[:, 1:] if v is not None else scores)

@@ -19,7 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from hanseek.feed.evalsets.model import KINDS, EvalSet
-from hanseek.feed.memindex import MemoryIndex, isin_few
+from hanseek.feed.memindex import MemoryIndex
 from hanseek.feed.profile import Profile, add_event, decay_rate
 from hanseek.feed.ranker.features import VOLUME_DAYS, ReadExposure, ReadPrefs
 from hanseek.feed.settings import FeedSettings
@@ -99,7 +99,7 @@ class Query:
         c = self.world.index.candidates(self.communities, t_from, self.t)
         rids, times = c.rids, c.times
         if self.state.read_arr.size:
-            keep = ~isin_few(rids, self.state.read_arr)
+            keep = ~np.isin(rids, self.state.read_arr)
             rids, times = rids[keep], times[keep]
         return rids, times
 

@@ -11,7 +11,6 @@ import numpy as np
 import numpy.typing as npt
 
 from hanseek.feed import query as qy
-from hanseek.feed.memindex import isin_few
 from hanseek.feed.ranker import features as fx
 from hanseek.feed.ranker.candidates import CandidateConfig, merge, top_n
 from hanseek.feed.ranker.model import RankerModel
@@ -77,7 +76,7 @@ def rank(
         # window's product 2.4x slower (274 against 116 us for 2800 x 384 x 4, session 21).
         qmat = np.stack(queries, axis=1) if queries else None
         cand = mem.candidates(comms, f_epoch, at.timestamp(), qmat)
-        keep = ~isin_few(cand.rids, exclude) if exclude.size else np.ones(len(cand.rids), bool)
+        keep = ~np.isin(cand.rids, exclude) if exclude.size else np.ones(len(cand.rids), bool)
         rids, times, pops = cand.rids[keep], cand.times[keep], cand.pops[keep]
         comm_of, authors_of, cats_of = cand.comm[keep], cand.authors[keep], cand.cats[keep]
         # Explicit width: reshape(0, -1) fails on an empty window.
