@@ -12,7 +12,9 @@ database:
   the compiled scorer, each in a block of its own; medians in µs and their ratio;
 - `feed`: for each sampled user, the similarity feed, then the ranked feed with each compiled model
   (and the blend) in turn, so all see the same cache state; p50 per variant and what it adds to the
-  similarity feed. `feed_sklearn_scoring`: the same pass with the models scored by scikit-learn.
+  similarity feed (`added_p50_ms`: the difference of the two p50s; `added_paired_median_ms`: the
+  median of each user's ranked less similar request). `feed_sklearn_scoring`: the same pass with
+  the models scored by scikit-learn.
 
     python -m bench.feed --posts 1000000 --http-requests 0 --keep DIR   # once: loads the database
     python -m bench.ranker_serving --keep DIR [--posts 1000000] [--queries 200]
@@ -117,6 +119,10 @@ def feed(svc: FeedService, models: dict[str, RankerModel], sample: list[str]) ->
     res: dict[str, Any] = {name: percentiles_ms(v) for name, v in lat.items()}
     for name in models:
         res[name]["added_p50_ms"] = round(res[name]["p50_ms"] - res["similar"]["p50_ms"], 3)
+        # Each user's ranked request less its similar one, taken moments apart: the machine's speed
+        # drifts within a run, and the pairs cancel most of that.
+        paired = np.asarray(lat[name]) - np.asarray(lat["similar"])
+        res[name]["added_paired_median_ms"] = round(float(np.median(paired)) * 1e3, 3)
     return res
 
 
