@@ -51,17 +51,16 @@ def test_the_sql_popular_source_equals_the_in_process_one_past_float8_underflow(
     with feed.db.connection() as conn:
         latest, popular = serving._sources_sql(conn, [f"{tag}-c"], None, NOW, user, cfg)
         rids, times, pops = serving._window_rows(conn, [f"{tag}-c"], None, NOW, user)
-        lists: dict[str, list[int]] = {}
-        serving._window_sources(lists, times, pops, NOW, cfg)  # positions in the window
-        lists = {name: rids[pos].tolist() for name, pos in lists.items()}
+        # Positions in the window, as rids.
+        lists = {
+            name: rids[pos].tolist() for name, pos in serving._window_sources(times, pops, NOW, cfg).items()
+        }
         # ... and the same order at a moment far ahead, where every post is past the underflow.
         far = NOW + timedelta(days=365 * 40)
         far_sql = serving._sources_sql(conn, [f"{tag}-c"], None, far, user, cfg)[1]
-        far_lists: dict[str, list[int]] = {}
-        serving._window_sources(far_lists, times, pops, far, cfg)
-        far_lists = {name: rids[pos].tolist() for name, pos in far_lists.items()}
+        far_popular = rids[serving._window_sources(times, pops, far, cfg)["popular"]].tolist()
     assert (latest, popular) == (lists["latest"], lists["popular"])
-    assert far_sql == far_lists["popular"]
+    assert far_sql == far_popular
     # The in-process scores really are 0 past 1075 half-lives (so there, newest first), not clamped.
     decayed = popularity(pops, 0.0, NOW.timestamp() - times, HALF_LIFE)
     past = (NOW.timestamp() - times) / (HALF_LIFE * 86400.0) >= 1075.0

@@ -95,7 +95,7 @@ def rank(
             short.extend(top_n(recent_scores[:, j], times, cfg.n_short, rids).tolist())
         if short:
             lists["short"] = short
-        _window_sources(lists, times, pops, at, cfg)
+        lists.update({name: pos.tolist() for name, pos in _window_sources(times, pops, at, cfg).items()})
         path = "exact-memory"
     else:
         filters = qy.feed_filters(comms, t_from, at, user.id)
@@ -125,9 +125,8 @@ def rank(
             # order, so latest and popular come out of the same code as on the in-process index.
             w_rids, w_times, w_pops = _window_rows(conn, comms, t_from, at, user.id)
             n_window = len(w_rids)
-            window_lists: dict[str, list[int]] = {}
-            _window_sources(window_lists, w_times, w_pops, at, cfg)
-            lists.update({name: w_rids[pos].tolist() for name, pos in window_lists.items()})
+            sources = _window_sources(w_times, w_pops, at, cfg)
+            lists.update({name: w_rids[pos].tolist() for name, pos in sources.items()})
         rv_map = qy.embeddings(conn, [x.rid for x in recent])
         have = [rv_map[x.rid] for x in recent if x.rid in rv_map]
         rv = np.stack(have) if have else np.zeros((0, svc.dim), np.float32)
@@ -243,17 +242,14 @@ def rank(
     return Ranked(hits, path, n_window, len(members), rows)
 
 
-def _window_sources(
-    lists: dict[str, list[int]], times: F64, pops: F32, at: datetime, cfg: CandidateConfig
-) -> None:
+def _window_sources(times: F64, pops: F32, at: datetime, cfg: CandidateConfig) -> dict[str, I64]:
     """The latest and popular sources, as positions in the window's unread posts (times, stored
     likes + comments), ordered as the in-process index holds them: the user's communities in turn,
     each by (created_at, rid). The exact paths (index and SQL) both build them here, so ties and
     ranks agree. Popular reads the counts stored on the posts, as the offline replay's source does;
     likes and comments from the events log enter as features only."""
-    lists["latest"] = top_n(times, times, cfg.n_latest).tolist()
     decayed = popularity(pops, 0.0, at.timestamp() - times, cfg.popular_half_life_days)
-    lists["popular"] = top_n(decayed, times, cfg.n_popular).tolist()
+    return {"latest": top_n(times, times, cfg.n_latest), "popular": top_n(decayed, times, cfg.n_popular)}
 
 
 # The window of the feed (the user's communities, [t_from, at]) less the posts the user interacted
