@@ -235,18 +235,33 @@ def test_time_split_never_leaks_future_events() -> None:
         es, vecs, FeedSettings(), query_from=float(es.ev_at.min()), query_to=es.t_train_end, on_query=check
     )
     assert seen and max(seen) < es.t_train_end
-    ex = collect(
+    ex = _collect_all(es, vecs, float(es.ev_at.min()), es.t_train_end, neg_per_query=10, seed=0)
+    assert ex.queries == len(seen) and max(ex.query_times) < es.t_train_end and ex.y.sum() > 0
+
+
+def _collect_all(
+    es: EvalSet,
+    vecs: Any,
+    start: float,
+    end: float,
+    *,
+    neg_per_query: int | None,
+    seed: int,
+    unit: QueryUnit = "read",
+) -> Examples:
+    """Every query's rows in [start, end), with the default feed settings and candidate sources."""
+    return collect(
         es,
         vecs,
         FeedSettings(),
         CandidateConfig(),
-        start=float(es.ev_at.min()),
-        end=es.t_train_end,
+        start=start,
+        end=end,
         max_queries=None,
-        neg_per_query=10,
-        seed=0,
+        neg_per_query=neg_per_query,
+        seed=seed,
+        unit=unit,
     )
-    assert ex.queries == len(seen) and max(ex.query_times) < es.t_train_end and ex.y.sum() > 0
 
 
 def _hand_log(created: npt.NDArray[np.float64], log: list[tuple[int, int, int, float]]) -> EvalSet:
@@ -456,18 +471,7 @@ def test_training_beats_chance_and_validation_is_later(
     assert trained.model.meta["query_unit"] == query_unit
     # Users read posts of the last 10 days: a trained model must find them far better than chance in
     # its union (chance: a random order of each validation union, HR@20 = 1 - C(n-p, 20) / C(n, 20)).
-    va = collect(
-        es,
-        vecs,
-        FeedSettings(),
-        CandidateConfig(),
-        start=es.t_train_end,
-        end=es.t_val_end,
-        max_queries=None,
-        neg_per_query=None,
-        seed=1,
-        unit=query_unit,
-    )
+    va = _collect_all(es, vecs, es.t_train_end, es.t_val_end, neg_per_query=None, seed=1, unit=query_unit)
     sizes = [(int((va.qid == q).sum()), int(va.y[va.qid == q].sum())) for q in np.unique(va.qid)]
     chance = float(
         np.mean([1 - math.comb(n - p, 20) / math.comb(n, 20) if n > 20 else 1.0 for n, p in sizes])
@@ -1469,29 +1473,8 @@ def test_read_prefs_count_a_future_post_as_age_zero() -> None:
 @functools.cache
 def _small_examples() -> tuple[EvalSet, Any, Examples, Examples]:
     es, vecs = tiny_eval_set(1, n_users=60)
-    kw: dict[str, Any] = {"max_queries": None, "unit": "read"}
-    tr = collect(
-        es,
-        vecs,
-        FeedSettings(),
-        CandidateConfig(),
-        start=0.0,
-        end=es.t_train_end,
-        neg_per_query=10,
-        seed=0,
-        **kw,
-    )
-    va = collect(
-        es,
-        vecs,
-        FeedSettings(),
-        CandidateConfig(),
-        start=es.t_train_end,
-        end=es.t_val_end,
-        neg_per_query=None,
-        seed=1,
-        **kw,
-    )
+    tr = _collect_all(es, vecs, 0.0, es.t_train_end, neg_per_query=10, seed=0)
+    va = _collect_all(es, vecs, es.t_train_end, es.t_val_end, neg_per_query=None, seed=1)
     return es, vecs, tr, va
 
 
