@@ -30,13 +30,22 @@
   // length counts UTF-16 units: an emoji is two, and Korean typed decomposed (NFD) two or three a syllable.
   const meant = (text) => [...hanseekApi.visible(text)];
 
-  // "Results" checked here: the server's refusal names its parameter ("k"), not the field.
-  function resultsProblem() {
+  // The search refused (below) where "Results" is not a count the server takes; true if it was.
+  // Checked here: the server's refusal names its parameter ("k"), not the field.
+  function refusedResults() {
     const raw = $("k").value.trim();
-    if (!raw) return "";  // the default
+    if (!raw) return false;  // the default
     const k = Number(raw);
-    if (Number.isInteger(k) && k >= 1 && k <= MAX_K) return "";
-    return `Results must be a whole number from 1 to ${MAX_K}.`;
+    if (Number.isInteger(k) && k >= 1 && k <= MAX_K) return false;
+    refuse(`Results must be a whole number from 1 to ${MAX_K}.`);
+    return true;
+  }
+
+  // The same for a tag filter past the server's length limit.
+  function refusedTagFilter() {
+    const tooLong = $("tag-filter").value.length > MAX_QUERY_CHARS;
+    if (tooLong) refuse(`The tag filter is too long (the limit is ${MAX_QUERY_CHARS} characters).`);
+    return tooLong;
   }
 
   // A search the page refuses before sending: its message, and nothing from before under it (the
@@ -212,10 +221,7 @@
   }
 
   function browse() {
-    if ($("tag-filter").value.length > MAX_QUERY_CHARS) {
-      refuse(`The tag filter is too long (the limit is ${MAX_QUERY_CHARS} characters).`);
-      return;
-    }
+    if (refusedTagFilter()) return;
     const limit = Math.min(Math.max(parseInt($("k").value, 10) || 12, 1), 200);
     browsing = { tags: tagList(), limit, after: null, shown: new Set() };
     keepInUrl({ browse: "1" });
@@ -255,14 +261,8 @@
       refuse(`The description is too long: ${length} characters (the limit is ${MAX_QUERY_CHARS}).`);
       return;
     }
-    if ($("tag-filter").value.length > MAX_QUERY_CHARS) {
-      refuse(`The tag filter is too long (the limit is ${MAX_QUERY_CHARS} characters).`);
-      return;
-    }
-    if (resultsProblem()) {
-      refuse(resultsProblem());
-      return;
-    }
+    if (refusedTagFilter()) return;
+    if (refusedResults()) return;
     const p = commonParams();
     p.set("q", q);
     keepInUrl({ q });
@@ -271,8 +271,7 @@
   // `fromCard`: the button clicked goes with the cards it was on; the keyboard's focus moves to the
   // status line (which names the search, then its answer) instead of falling back to the page.
   function findSimilar(id, name, fromCard = false) {
-    if (resultsProblem()) {
-      refuse(resultsProblem());
+    if (refusedResults()) {
       if (fromCard) status.focus({ preventScroll: true });
       return;
     }
@@ -317,10 +316,7 @@
 
   function searchByExample(file) {
     if (!file) return;
-    if (resultsProblem()) {
-      refuse(resultsProblem());
-      return;
-    }
+    if (refusedResults()) return;
     hidePreview();  // the previous example's
     const preview = $("example-preview");
     preview.src = URL.createObjectURL(file);
